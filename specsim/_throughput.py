@@ -1,0 +1,291 @@
+"""Throughput of speculative decoding: one differentiable function of pytrees.
+
+One iteration = ``gamma`` draft decode steps + one target pass over ``gamma + 1``
+new tokens + a fixed speculation overhead; it yields ``E(alpha, gamma)`` tokens
+per sequence on average. Step times depend on the KV-cache length, which grows
+over the generation, so they are averaged over the context with Gauss-Legendre
+quadrature (exact for the piecewise-linear dependence inside each regime).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ._acceptance import acceptance_rate, expected_tokens_per_step, validate_acceptance
+from ._cost import STEP_BOUND_NAMES, StepTime, memory_footprint, step_time
+from ._workload import Workload
+from .hardware import HardwareSpec
+from .models import TransformerSpec, parameter_count
+
+QUADRATURE_NODES = 8
+
+__all__ = ["STEP_BOUND_NAMES", "ThroughputReport", "throughput"]
+
+
+@struct.dataclass
+class ThroughputReport:
+    """Speculative decoding against plain decoding of the same target on the same chips.
+
+    Times are averages over the generation (context from prompt to prompt + generation).
+
+    Attributes:
+        tokens_per_s: decode-phase throughput with speculation, tokens/s (all sequences).
+        baseline_tokens_per_s: plain target decoding, tokens/s.
+        speedup: ``tokens_per_s / baseline_tokens_per_s``.
+        expected_tokens_per_step: tokens emitted per sequence per iteration.
+        acceptance_rate: per-token acceptance alpha.
+        gamma: draft tokens proposed per iteration.
+        draft_step_s: one draft decode step, s.
+        verify_step_s: one target pass over ``gamma + 1`` tokens, s.
+        target_step_s: one plain target decode step, s.
+        iteration_s: ``gamma * draft_step_s + verify_step_s + speculation_overhead_s``.
+        speculation_overhead_s: fixed per-iteration cost of speculating, s.
+        cost_ratio: ``draft_step_s / target_step_s`` (Leviathan et al.'s c).
+        draft_bound, verify_bound, target_bound: index into ``STEP_BOUND_NAMES``.
+        prefill_s: prompt prefill by the target (and the draft when speculating), s.
+        request_latency_s: prefill plus generation with speculation, s.
+        baseline_request_latency_s: the same with plain decoding, s.
+        memory_per_chip_bytes: weights and KV caches of both models on one chip.
+        fits: whether that fits in one chip's HBM.
+    """
+
+    tokens_per_s: Any
+    baseline_tokens_per_s: Any
+    speedup: Any
+    expected_tokens_per_step: Any
+    acceptance_rate: Any
+    gamma: Any
+    draft_step_s: Any
+    verify_step_s: Any
+    target_step_s: Any
+    iteration_s: Any
+    speculation_overhead_s: Any
+    cost_ratio: Any
+    draft_bound: Any
+    verify_bound: Any
+    target_bound: Any
+    prefill_s: Any
+    request_latency_s: Any
+    baseline_request_latency_s: Any
+    memory_per_chip_bytes: Any
+    fits: Any
+
+    def bound_names(self) -> dict[str, str]:
+        """The binding bound of each phase as text (for a single, unbatched report)."""
+        return {
+            phase: STEP_BOUND_NAMES[int(getattr(self, f"{phase}_bound"))]
+            for phase in ("draft", "verify", "target")
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python numbers keyed by field name (bounds as text), for JSON/tables."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = np.asarray(getattr(self, name))
+            if name.endswith("_bound"):
+                out[name] = STEP_BOUND_NAMES[int(value)]
+            elif value.dtype == bool:
+                out[name] = bool(value)
+            else:
+                out[name] = float(value)
+        return out
+
+
+def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes in [0, 1] and weights summing to 1."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+def _mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth) -> StepTime:
+    """Quadrature-weighted mean of ``step_time`` over ``contexts``; bound from the means."""
+    steps = jax.vmap(lambda c: step_time(model, hardware, batch, new_tokens, c, tp, smooth))(
+        contexts
+    )
+    mean = jax.tree.map(lambda x: jnp.tensordot(weights, x.astype(jnp.float32), axes=1), steps)
+    parts = jnp.stack(
+        jnp.broadcast_arrays(
+            mean.memory_s, mean.compute_s, mean.communication_s, mean.launch_s + mean.overhead_s
+        )
+    )
+    return mean.replace(bound=jnp.argmax(parts, axis=0))
+
+
+@functools.partial(jax.jit, static_argnames=("smooth", "quadrature_nodes"))
+def _throughput(
+    target,
+    draft,
+    hardware,
+    workload,
+    gamma,
+    acceptance,
+    tp,
+    draft_tp,
+    speculation_overhead_s,
+    smooth,
+    quadrature_nodes,
+):
+    nodes, weights = _gauss_legendre(quadrature_nodes)
+    nodes = jnp.asarray(nodes, jnp.float32)
+    weights = jnp.asarray(weights, jnp.float32)
+    batch = workload.batch
+    contexts = workload.prompt_tokens + nodes * workload.generate_tokens
+    gamma = jnp.asarray(gamma, jnp.float32)
+
+    draft_step = _mean_step(draft, hardware, batch, 1.0, contexts, weights, draft_tp, smooth)
+    verify_step = _mean_step(target, hardware, batch, gamma + 1.0, contexts, weights, tp, smooth)
+    target_step = _mean_step(target, hardware, batch, 1.0, contexts, weights, tp, smooth)
+
+    # Speculation costs nothing at gamma = 0 (plain decoding); its fixed overhead ramps in.
+    speculating = jnp.clip(gamma, 0.0, 1.0)
+    overhead_s = speculation_overhead_s * speculating
+    iteration_s = gamma * draft_step.time_s + verify_step.time_s + overhead_s
+
+    n_draft = parameter_count(draft)
+    n_target = parameter_count(target)
+    tokens_per_step = expected_tokens_per_step(acceptance, gamma, n_draft, n_target)
+    alpha = acceptance_rate(acceptance, n_draft, n_target)
+
+    tokens_per_s = batch * tokens_per_step / iteration_s
+    baseline_tokens_per_s = batch / target_step.time_s
+
+    target_prefill = step_time(target, hardware, batch, workload.prompt_tokens, 0.0, tp, smooth)
+    draft_prefill = step_time(draft, hardware, batch, workload.prompt_tokens, 0.0, draft_tp, smooth)
+    prefill_s = target_prefill.time_s + speculating * draft_prefill.time_s
+    generate = workload.generate_tokens
+    request_latency_s = prefill_s + generate / tokens_per_step * iteration_s
+    baseline_request_latency_s = target_prefill.time_s + generate * target_step.time_s
+
+    final_context = workload.final_context + gamma
+    target_memory = memory_footprint(target, batch, final_context).total_bytes / tp
+    draft_memory = memory_footprint(draft, batch, final_context).total_bytes / draft_tp
+    memory = target_memory + speculating * draft_memory
+    return ThroughputReport(
+        tokens_per_s=tokens_per_s,
+        baseline_tokens_per_s=baseline_tokens_per_s,
+        speedup=tokens_per_s / baseline_tokens_per_s,
+        expected_tokens_per_step=tokens_per_step,
+        acceptance_rate=alpha,
+        gamma=gamma,
+        draft_step_s=draft_step.time_s,
+        verify_step_s=verify_step.time_s,
+        target_step_s=target_step.time_s,
+        iteration_s=iteration_s,
+        speculation_overhead_s=overhead_s,
+        cost_ratio=draft_step.time_s / target_step.time_s,
+        draft_bound=draft_step.bound,
+        verify_bound=verify_step.bound,
+        target_bound=target_step.bound,
+        prefill_s=prefill_s,
+        request_latency_s=request_latency_s,
+        baseline_request_latency_s=baseline_request_latency_s,
+        memory_per_chip_bytes=memory,
+        fits=memory <= hardware.hbm_capacity_bytes,
+    )
+
+
+def throughput(
+    target: TransformerSpec,
+    draft: TransformerSpec,
+    hardware: HardwareSpec,
+    workload: Workload,
+    gamma,
+    acceptance,
+    tp=1.0,
+    draft_tp=None,
+    speculation_overhead_s=0.0,
+    smooth: float | None = None,
+    quadrature_nodes: int = QUADRATURE_NODES,
+) -> ThroughputReport:
+    """Tokens per second of speculative decoding, and everything behind the number.
+
+    Jitted; every argument except ``smooth`` and ``quadrature_nodes`` is traced, so
+    changing hardware, sizes, workload, gamma or acceptance does not recompile,
+    and the report is differentiable in all of them. Concrete inputs are
+    validated here (clear ``ValueError``); traced inputs (inside the caller's
+    ``jit``/``vmap``/``grad``) are not.
+
+    Args:
+        target: the model being served.
+        draft: the draft model proposing tokens.
+        hardware: one chip (both models share the ``tp`` chips).
+        workload: batch, prompt and generation lengths.
+        gamma: draft tokens per iteration, a real number >= 0 (0 = plain decoding).
+        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``.
+        tp: tensor-parallel degree of the target.
+        draft_tp: tensor-parallel degree of the draft (defaults to ``tp``).
+        speculation_overhead_s: fixed cost per iteration (sampling, bookkeeping), s.
+        smooth: ``None`` for exact rooflines; a sharpness (e.g. 16) for the smooth max
+            used by gradient-based optimisation.
+        quadrature_nodes: Gauss-Legendre nodes over the growing context.
+
+    Returns:
+        ``ThroughputReport``.
+
+    Raises:
+        ValueError: gamma < 0, a non-positive size or tp, or acceptance outside (0, 1).
+
+    Examples:
+        >>> import specsim
+        >>> from specsim import hardware, models
+        >>> report = specsim.throughput(
+        ...     models.get("llama-2-7b"), models.get("llama-68m"), hardware.get("a100-80gb"),
+        ...     specsim.Workload.create(batch=1, prompt_tokens=128, generate_tokens=128),
+        ...     gamma=4, acceptance=specsim.ConstantAcceptance.create(0.8))
+        >>> bool(report.speedup > 1)
+        True
+    """
+    draft_tp = tp if draft_tp is None else draft_tp
+    _validate(
+        target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
+    )
+    return _throughput(
+        target,
+        draft,
+        hardware,
+        workload,
+        gamma,
+        acceptance,
+        jnp.asarray(tp, jnp.float32),
+        jnp.asarray(draft_tp, jnp.float32),
+        jnp.asarray(speculation_overhead_s, jnp.float32),
+        smooth,
+        quadrature_nodes,
+    )
+
+
+def _concrete(value):
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except Exception:  # a tracer
+        return None
+
+
+def _validate(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, overhead):
+    for what, spec in (("target", target), ("draft", draft)):
+        if not isinstance(spec, TransformerSpec):
+            raise ValueError(f"{what} must be a TransformerSpec, got {type(spec).__name__}")
+        spec.validate()
+    if not isinstance(hardware, HardwareSpec):
+        raise ValueError(f"hardware must be a HardwareSpec, got {type(hardware).__name__}")
+    hardware.validate()
+    if not isinstance(workload, Workload):
+        raise ValueError(f"workload must be a Workload, got {type(workload).__name__}")
+    workload.validate()
+    validate_acceptance(acceptance)
+    checks = (
+        ("gamma", gamma, lambda v: v >= 0, "a real number >= 0"),
+        ("tp", tp, lambda v: v >= 1, ">= 1"),
+        ("draft_tp", draft_tp, lambda v: v >= 1, ">= 1"),
+        ("speculation_overhead_s", overhead, lambda v: v >= 0, ">= 0"),
+    )
+    for name, value, ok, text in checks:
+        arr = _concrete(value)
+        if arr is not None and not np.all(np.isfinite(arr) & ok(arr)):
+            raise ValueError(f"{name} must be {text}, got {value}")

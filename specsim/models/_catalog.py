@@ -1,0 +1,67 @@
+"""The preset model catalogue (``catalog.toml``), looked up by forgiving names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._registry import Registry, load_package_toml
+from ._spec import TransformerSpec
+
+_ARCH_KEYS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab")
+
+
+def _load() -> dict[str, Any]:
+    return load_package_toml("specsim.models", "catalog.toml")["model"]
+
+
+_REGISTRY = Registry("model", _load)
+
+
+def names() -> list[str]:
+    """Canonical names of the preset models.
+
+    Examples:
+        >>> from specsim import models
+        >>> "Llama-2-7B" in models.names()
+        True
+    """
+    return _REGISTRY.names()
+
+
+def get(name: str, **dtypes: str) -> TransformerSpec:
+    """Returns the preset ``TransformerSpec`` called ``name`` (case/punctuation-insensitive).
+
+    Args:
+        name: a catalogue name or alias, e.g. ``"llama-2-7b"`` or ``"Qwen2.5-0.5B"``.
+        **dtypes: forwarded to ``TransformerSpec.create`` (``weight_dtype``, ``kv_dtype``,
+            ``activation_dtype``, ``compute_dtype``); bf16 everything by default.
+
+    Raises:
+        ValueError: unknown name (the message lists the closest valid names).
+
+    Examples:
+        >>> from specsim import models
+        >>> spec = models.get("llama-3-8b")
+        >>> int(spec.n_kv_heads), int(spec.vocab)
+        (8, 128256)
+    """
+    entry = _REGISTRY.entry(name)
+    return TransformerSpec.create(
+        **{k: entry[k] for k in _ARCH_KEYS},
+        head_dim=entry.get("head_dim"),
+        gated_mlp=entry["gated_mlp"],
+        tied_embeddings=entry["tied_embeddings"],
+        **dtypes,
+    )
+
+
+def info(name: str) -> dict[str, Any]:
+    """The catalogue entry for ``name``: architecture, reference parameter count,
+    pre-training tokens (where published) and sources."""
+    return {"name": _REGISTRY.canonical(name), **_REGISTRY.entry(name)}
+
+
+def train_tokens(name: str) -> float | None:
+    """Published pre-training tokens of the preset ``name``, or ``None`` if unpublished."""
+    value = _REGISTRY.entry(name).get("train_tokens")
+    return None if value is None else float(value)
