@@ -25,7 +25,7 @@ from .models import TransformerSpec, parameter_count
 
 QUADRATURE_NODES = 8
 
-__all__ = ["STEP_BOUND_NAMES", "ThroughputReport", "throughput"]
+__all__ = ["STEP_BOUND_NAMES", "ThroughputReport", "crossover_batch", "throughput"]
 
 
 @struct.dataclass
@@ -289,3 +289,61 @@ def _validate(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp
         arr = _concrete(value)
         if arr is not None and not np.all(np.isfinite(arr) & ok(arr)):
             raise ValueError(f"{name} must be {text}, got {value}")
+
+
+_CROSSOVER_BATCHES = 2.0 ** (np.arange(0, 12 * 8 + 1) / 8.0)  # 1 .. 4096, 8 points per octave
+
+
+@functools.partial(jax.jit, static_argnames=("smooth",))
+def _speedup_over_batches(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp,
+                          speculation_overhead_s, batches, smooth=None):
+    def at(batch):
+        report = _throughput(
+            target, draft, hardware, workload.replace(batch=batch), gamma, acceptance, tp,
+            draft_tp, speculation_overhead_s, smooth, QUADRATURE_NODES,
+        )
+        return report.speedup
+
+    return jax.vmap(at)(batches)
+
+
+def crossover_batch(
+    target, draft, hardware, workload, gamma, acceptance, tp=1.0, draft_tp=None,
+    speculation_overhead_s=0.0,
+) -> float:
+    """The batch size above which speculation stops paying (speedup < 1).
+
+    Speedup is evaluated on a log grid of batch sizes from 1 to 4096 (eight per
+    octave) and the first crossing of 1 is interpolated in log-batch. Returns
+    ``inf`` if speculation pays on the whole grid and ``1.0`` if it never pays.
+    The workload's own batch is ignored.
+
+    Examples:
+        >>> import specsim
+        >>> from specsim import hardware, models
+        >>> b = crossover_batch(models.get("llama-2-7b"), models.get("llama-68m"),
+        ...                     hardware.get("a100-80gb"), specsim.Workload.create(),
+        ...                     4, specsim.ConstantAcceptance.create(0.8))
+        >>> 1 < b < 4096
+        True
+    """
+    draft_tp = tp if draft_tp is None else draft_tp
+    _validate(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp,
+              speculation_overhead_s)
+    batches = jnp.asarray(_CROSSOVER_BATCHES, jnp.float32)
+    speedup = np.asarray(
+        _speedup_over_batches(
+            target, draft, hardware, workload, gamma, acceptance,
+            jnp.asarray(tp, jnp.float32), jnp.asarray(draft_tp, jnp.float32),
+            jnp.asarray(speculation_overhead_s, jnp.float32), batches,
+        )
+    )
+    below = np.nonzero(speedup < 1.0)[0]
+    if below.size == 0:
+        return float("inf")
+    i = int(below[0])
+    if i == 0:
+        return 1.0
+    x0, x1 = np.log(_CROSSOVER_BATCHES[i - 1]), np.log(_CROSSOVER_BATCHES[i])
+    y0, y1 = speedup[i - 1] - 1.0, speedup[i] - 1.0
+    return float(np.exp(x0 + (x1 - x0) * y0 / (y0 - y1)))
