@@ -11,7 +11,7 @@ from typing import Any
 
 
 def normalise(name: str) -> str:
-    """Lower-cases and drops everything but letters, digits and dots: ``"TPU-v5e"`` -> ``"tpuv5e"``."""
+    """Lower-cases and keeps only letters, digits and dots: ``"TPU-v5e"`` -> ``"tpuv5e"``."""
     return re.sub(r"[^a-z0-9.]", "", name.lower())
 
 

@@ -295,12 +295,32 @@ _CROSSOVER_BATCHES = 2.0 ** (np.arange(0, 12 * 8 + 1) / 8.0)  # 1 .. 4096, 8 poi
 
 
 @functools.partial(jax.jit, static_argnames=("smooth",))
-def _speedup_over_batches(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp,
-                          speculation_overhead_s, batches, smooth=None):
+def _speedup_over_batches(
+    target,
+    draft,
+    hardware,
+    workload,
+    gamma,
+    acceptance,
+    tp,
+    draft_tp,
+    speculation_overhead_s,
+    batches,
+    smooth=None,
+):
     def at(batch):
         report = _throughput(
-            target, draft, hardware, workload.replace(batch=batch), gamma, acceptance, tp,
-            draft_tp, speculation_overhead_s, smooth, QUADRATURE_NODES,
+            target,
+            draft,
+            hardware,
+            workload.replace(batch=batch),
+            gamma,
+            acceptance,
+            tp,
+            draft_tp,
+            speculation_overhead_s,
+            smooth,
+            QUADRATURE_NODES,
         )
         return report.speedup
 
@@ -308,7 +328,14 @@ def _speedup_over_batches(target, draft, hardware, workload, gamma, acceptance, 
 
 
 def crossover_batch(
-    target, draft, hardware, workload, gamma, acceptance, tp=1.0, draft_tp=None,
+    target,
+    draft,
+    hardware,
+    workload,
+    gamma,
+    acceptance,
+    tp=1.0,
+    draft_tp=None,
     speculation_overhead_s=0.0,
 ) -> float:
     """The batch size above which speculation stops paying (speedup < 1).
@@ -328,14 +355,22 @@ def crossover_batch(
         True
     """
     draft_tp = tp if draft_tp is None else draft_tp
-    _validate(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp,
-              speculation_overhead_s)
+    _validate(
+        target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
+    )
     batches = jnp.asarray(_CROSSOVER_BATCHES, jnp.float32)
     speedup = np.asarray(
         _speedup_over_batches(
-            target, draft, hardware, workload, gamma, acceptance,
-            jnp.asarray(tp, jnp.float32), jnp.asarray(draft_tp, jnp.float32),
-            jnp.asarray(speculation_overhead_s, jnp.float32), batches,
+            target,
+            draft,
+            hardware,
+            workload,
+            gamma,
+            acceptance,
+            jnp.asarray(tp, jnp.float32),
+            jnp.asarray(draft_tp, jnp.float32),
+            jnp.asarray(speculation_overhead_s, jnp.float32),
+            batches,
         )
     )
     below = np.nonzero(speedup < 1.0)[0]

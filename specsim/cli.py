@@ -138,7 +138,15 @@ def _add_model_dtype(parser, flag: str = "--weight-dtype", dest: str = "weight_d
 
 
 def _cmd_cost(args) -> int:
-    from . import STEP_BOUND_NAMES, fits, forward_cost, hardware, memory_footprint, models, step_time
+    from . import (
+        STEP_BOUND_NAMES,
+        fits,
+        forward_cost,
+        hardware,
+        memory_footprint,
+        models,
+        step_time,
+    )
 
     model = models.get(args.model).with_dtypes(args.weight_dtype)
     chip = hardware.get(args.hardware)
@@ -290,7 +298,8 @@ def _cmd_evaluate(args) -> int:
     )
     print(
         f"  request latency {out['request_latency_s']:.3f} s "
-        f"(plain {out['baseline_request_latency_s']:.3f} s), prefill {out['prefill_s'] * 1e3:.2f} ms"
+        f"(plain {out['baseline_request_latency_s']:.3f} s), "
+        f"prefill {out['prefill_s'] * 1e3:.2f} ms"
     )
     if out["crossover_batch"] is None:
         print("  speculation pays at every batch size up to 4096")

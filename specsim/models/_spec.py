@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import struct
 
@@ -162,19 +163,14 @@ class TransformerSpec:
                 f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
             )
         for name in _FIELDS:
-            value = getattr(self, name)
-            try:
-                values = [float(v) for v in jnp.ravel(jnp.asarray(value)).tolist()]
-            except Exception:  # traced value: nothing to check here
-                continue
-            lower_ok = (lambda v: v >= 0) if name == "tied_embeddings" else (lambda v: v > 0)
-            for v in values:
-                if not (math.isfinite(v) and lower_ok(v)):
+            for v in _concrete_values(getattr(self, name)):
+                if name == "tied_embeddings":
+                    if v not in (0.0, 1.0):
+                        raise ValueError(f"TransformerSpec.tied_embeddings must be 0 or 1, got {v}")
+                elif not (math.isfinite(v) and v > 0):
                     raise ValueError(
                         f"TransformerSpec.{name} must be a positive finite number, got {v}"
                     )
-        if any(float(v) > 1 for v in jnp.ravel(jnp.asarray(self.tied_embeddings)).tolist()):
-            raise ValueError("TransformerSpec.tied_embeddings must be 0 or 1")
         return self
 
     def with_dtypes(
@@ -233,3 +229,11 @@ def _dtype_bytes(dtype: str, what: str) -> float:
         raise ValueError(
             f"unknown {what} {dtype!r}; valid: {', '.join(sorted(BYTES_PER_ELEMENT))}"
         ) from None
+
+
+def _concrete_values(value) -> list[float]:
+    """The values of a concrete leaf; nothing for a tracer (checked where it was concrete)."""
+    try:
+        return [float(v) for v in jnp.ravel(jnp.asarray(value)).tolist()]
+    except jax.errors.ConcretizationTypeError:
+        return []
