@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,6 +46,13 @@ def _non_negative(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def hardware_label(name: str) -> str:
+    """Display name of a hardware argument (catalogue name, or the TOML path as given)."""
+    from . import hardware
+
+    return name if str(name).endswith(".toml") else hardware.canonical_name(name)
 
 
 def _print_json(payload: Any) -> None:
@@ -155,9 +163,7 @@ def _cmd_cost(args) -> int:
     mem = memory_footprint(model, args.batch, args.context + args.new_tokens)
     report = {
         "model": models.info(args.model)["name"],
-        "hardware": hardware.canonical_name(args.hardware)
-        if not str(args.hardware).endswith(".toml")
-        else args.hardware,
+        "hardware": hardware_label(args.hardware),
         "batch": args.batch,
         "new_tokens": args.new_tokens,
         "context": args.context,
@@ -187,7 +193,7 @@ def _cmd_cost(args) -> int:
         return 0
     print(
         f"{report['model']} on {args.tp} x {report['hardware']}: batch {args.batch}, "
-        f"{args.new_tokens} new token(s), context {args.context}"
+        f"{args.new_tokens} new token(s), context {args.context:g}"
     )
     print(
         f"  FLOPs   matmul {report['matmul_flops']:.3e}   attention {report['attention_flops']:.3e}"
@@ -280,7 +286,7 @@ def _cmd_evaluate(args) -> int:
         return 0
     print(
         f"{models.info(args.target)['name']} + draft {models.info(args.draft)['name']} on "
-        f"{args.tp} x {args.hardware}, batch {args.batch}, prompt {args.prompt:g}, "
+        f"{args.tp} x {hardware_label(args.hardware)}, batch {args.batch}, prompt {args.prompt:g}, "
         f"generate {args.generate:g}, gamma {args.gamma:g}"
     )
     print(
@@ -367,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stdout = open(os.devnull, "w")  # silence the flush at exit
+        return 0
     except ValueError as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"specsim: error: {message}", file=sys.stderr)
