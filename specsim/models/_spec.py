@@ -137,7 +137,9 @@ class TransformerSpec:
                 activation_dtype, "bf16"
             )
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        head_dim = d_model / n_heads if head_dim is None else head_dim
+        if head_dim is None:
+            # n_heads <= 0 must reach validate() below as a ValueError, not a ZeroDivisionError.
+            head_dim = d_model / n_heads if n_heads else math.nan
         spec = cls(
             n_layers=float(n_layers),
             d_model=float(d_model),
