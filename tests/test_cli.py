@@ -1,0 +1,211 @@
+"""The ``specsim`` command line: hardware, models and cost, called in-process."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from conftest import assert_close
+
+from specsim import forward_cost, hardware, models, step_time
+from specsim.cli import EXIT_USAGE, main
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv):
+    """(exit code, stdout, stderr) of ``specsim argv...``; argparse errors exit via SystemExit."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(code, out, err, *fragments):
+    assert code == EXIT_USAGE == 2
+    assert out == ""
+    assert err.startswith("specsim: error: ") and err.endswith("\n")
+    assert err.count("\n") == 1, err  # exactly one line
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+# --------------------------------------------------------------------------- catalogues
+
+
+def test_hardware_table(capsys):
+    code, out, err = run(capsys, "hardware")
+    assert code == 0 and err == ""
+    for name in hardware.names():
+        assert name in out
+    assert "bf16_tflops" in out and "hbm_tb_per_s" in out
+    assert "specsim hardware --json" in out
+
+
+def test_hardware_json(capsys):
+    code, out, err = run(capsys, "hardware", "--json")
+    assert code == 0 and err == ""
+    rows = json.loads(out)
+    assert [row["name"] for row in rows] == hardware.names()
+    for row in rows:
+        entry = hardware.entry(row["name"])
+        assert row["bf16_tflops"] == entry["bf16_tflops"]
+        assert row["hbm_tb_per_s"] == entry["hbm_tb_per_s"]
+        assert row["memory_eff"] == entry["memory_efficiency"]
+        for key in ("compute", "memory", "interconnect", "efficiency", "overheads"):
+            assert row["sources"][key] == entry["sources"][key]
+    h100 = next(row for row in rows if row["name"] == "H100 SXM")
+    assert h100["hbm_gb"] == 80.0 and "h100" in h100["aliases"]
+
+
+def test_models_table(capsys):
+    code, out, err = run(capsys, "models")
+    assert code == 0 and err == ""
+    for name in models.names():
+        assert name in out
+
+
+def test_models_json(capsys):
+    code, out, err = run(capsys, "models", "--json")
+    assert code == 0 and err == ""
+    rows = json.loads(out)
+    assert [row["name"] for row in rows] == models.names()
+    for row in rows:
+        assert row["source"]
+        assert_close(row["params_b"] * 1e9, row["reference_params"], rtol=5e-3)
+    llama = next(row for row in rows if row["name"] == "Llama-2-7B")
+    assert llama["n_layers"] == 32 and llama["mlp"] == "gated" and llama["train_tokens"] == 2e12
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def test_cost_text(capsys):
+    code, out, err = run(capsys, "cost")
+    assert code == 0 and err == ""
+    assert out.startswith("Llama-2-7B on 1 x A100 SXM 80GB: batch 1, 1 new token(s), context 0")
+    assert "bound   memory" in out and "tokens/s" in out and ": fits" in out
+
+
+def test_cost_json_matches_the_library(capsys):
+    argv = ["cost", "--model", "mistral-7b-v0.1", "--hardware", "h100", "--batch", "8"]
+    argv += ["--new-tokens", "5", "--context", "1000", "--tp", "2", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and err == ""
+    report = json.loads(out)
+    spec, chip = models.get("mistral-7b-v0.1"), hardware.get("h100")
+    expected = step_time(spec, chip, 8, 5, 1000.0, 2)
+    cost = forward_cost(spec, 8, 5, 1000.0)
+    assert report["model"] == "Mistral-7B-v0.1" and report["hardware"] == "H100 SXM"
+    assert (report["batch"], report["new_tokens"], report["context"], report["tp"]) == (
+        8,
+        5,
+        1000,
+        2,
+    )
+    assert_close(report["time_s"], expected.time_s)
+    assert_close(report["communication_s"], expected.communication_s)
+    assert_close(report["matmul_flops"], cost.matmul_flops)
+    assert_close(report["kv_read_bytes"], cost.kv_read_bytes)
+    assert_close(report["tokens_per_s"], 8 * 5 / float(expected.time_s))
+    assert report["bound"] in ("memory", "compute", "communication", "overhead")
+    assert report["fits"] is True
+
+
+def test_cost_weight_dtype_and_fit(capsys):
+    _, out, _ = run(capsys, "cost", "--model", "llama-2-70b", "--json")
+    bf16 = json.loads(out)
+    assert bf16["fits"] is False  # 138 GB of bf16 weights on one A100-80GB
+    _, out, _ = run(capsys, "cost", "--model", "llama-2-70b", "--tp", "2", "--json")
+    assert json.loads(out)["fits"] is True
+    _, out, _ = run(capsys, "cost", "--model", "llama-2-70b", "--weight-dtype", "int8", "--json")
+    int8 = json.loads(out)
+    assert int8["fits"] is True
+    assert_close(int8["weights_memory_bytes"], bf16["weights_memory_bytes"] / 2)
+    assert int8["tokens_per_s"] > bf16["tokens_per_s"]
+    code, out, err = run(capsys, "cost", "--model", "llama-2-70b")
+    assert code == 0 and err == "" and "DOES NOT FIT" in out
+
+
+def test_cost_with_a_hardware_toml(capsys, tmp_path):
+    path = tmp_path / "slow-h100.toml"
+    path.write_text('base = "h100"\nmemory_efficiency = 0.445\n')
+    _, out, _ = run(capsys, "cost", "--hardware", "h100", "--json")
+    _, slow_out, err = run(capsys, "cost", "--hardware", str(path), "--json")
+    assert err == ""
+    fast, slow = json.loads(out), json.loads(slow_out)
+    assert slow["hardware"] == str(path)
+    assert_close(slow["memory_s"], 2 * fast["memory_s"])
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["cost", "--model", "gpt-7"], ["unknown model 'gpt-7'", "Valid names:"]),
+        (["cost", "--model", "llama-2-7"], ["unknown model", "Did you mean 'Llama-2-7B'"]),
+        (["cost", "--hardware", "h1000"], ["unknown hardware 'h1000'", "'H100 SXM'"]),
+        (["cost", "--weight-dtype", "int3"], ["unknown weight_dtype 'int3'"]),
+    ],
+)
+def test_unknown_names_exit_2_with_one_line(capsys, argv, fragments):
+    assert_usage_error(*run(capsys, *argv), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["cost", "--batch", "-1"], "argument --batch: must be > 0, got -1"),
+        (["cost", "--batch", "0"], "argument --batch: must be > 0"),
+        (["cost", "--batch", "1.5"], "argument --batch: expected a number, got '1.5'"),
+        (["cost", "--new-tokens", "0"], "argument --new-tokens: must be > 0"),
+        (["cost", "--context", "-5"], "argument --context: must be >= 0, got -5"),
+        (["cost", "--context", "nan"], "argument --context: must be >= 0"),
+        (["cost", "--tp", "0"], "argument --tp: must be > 0"),
+        (["cost", "--batch", "many"], "expected a number, got 'many'"),
+        (["cost", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["teleport"], "invalid choice: 'teleport'"),
+        ([], "the following arguments are required"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragment):
+    assert_usage_error(*run(capsys, *argv), fragment)
+
+
+def test_bad_hardware_files_exit_2(capsys, tmp_path):
+    malformed = tmp_path / "broken.toml"
+    malformed.write_text("bf16_tflops = = 3\n")
+    assert_usage_error(*run(capsys, "cost", "--hardware", str(malformed)), "malformed TOML")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "h100"\ncompute_efficiency = 1.5\n')
+    assert_usage_error(*run(capsys, "cost", "--hardware", str(bad)), "compute_efficiency")
+    missing = str(tmp_path / "missing.toml")
+    assert_usage_error(*run(capsys, "cost", "--hardware", missing), "cannot read hardware file")
+
+
+# --------------------------------------------------------------------------- as a program
+
+
+def test_python_m_specsim_cli_subprocess():
+    """One smoke test of the real program (the rest run in-process): ``python -m specsim.cli``
+    from the source tree, so it needs no installed console script."""
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "specsim.cli", "cost", "--model", "qwen3-0.6b", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"] == "Qwen3-0.6B" and report["hardware"] == "A100 SXM 80GB"
+    assert report["tokens_per_s"] > 0
