@@ -1,0 +1,297 @@
+"""Cartesian sweeps: point-for-point agreement with `throughput`, chunking, reductions,
+multi-process slicing, files, and errors raised before anything is compiled."""
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_close
+
+import specsim
+from specsim import ConstantAcceptance, PositionalAcceptance, SDSLAcceptance, Workload
+from specsim import hardware as hw
+from specsim import models
+from specsim._sweep import (
+    AXES,
+    REPORT_COLUMNS,
+    _evaluate_chunk,
+    _outer_digits,
+    _process_slice,
+    parse_axis,
+    sweep,
+)
+
+# One small grid reused by several tests, so each kernel compiles once per module.
+GRID = dict(
+    hardware=["h100", "tpu-v5p"],
+    target=["llama-2-7b", "llama-3-8b"],
+    draft="llama-68m",
+    tp=[1, 2],
+    batch=[1, 32],
+    prompt_tokens=[128],
+    generate_tokens=[64],
+    alpha=[0.6, 0.9],
+    gamma=[0, 3],
+)
+FEW = ["tokens_per_s", "speedup", "verify_bound"]
+
+
+@pytest.fixture(scope="module")
+def full_frame():
+    return sweep(**GRID)
+
+
+def _throughput_row(row, acceptance=None):
+    return specsim.throughput(
+        models.get(row.target),
+        models.get(row.draft),
+        hw.get(row.hardware),
+        Workload.create(row.batch, row.prompt_tokens, row.generate_tokens),
+        row.gamma,
+        acceptance or ConstantAcceptance.create(row.alpha),
+        tp=row.tp,
+    )
+
+
+def test_every_point_matches_throughput(full_frame):
+    assert len(full_frame) == 2**6
+    assert list(full_frame.columns) == list(AXES) + list(REPORT_COLUMNS)
+    for row in full_frame.itertuples():
+        expected = _throughput_row(row).to_dict()
+        for name in REPORT_COLUMNS:
+            got = getattr(row, name)
+            if name.endswith("_bound") or name == "fits":
+                assert got == expected[name], name
+            else:
+                assert_close(got, expected[name], rtol=2e-6)
+
+
+def test_rows_are_in_cartesian_order_with_gamma_fastest(full_frame):
+    labels = {
+        "hardware": ["H100 SXM", "TPU v5p"],
+        "target": ["Llama-2-7B", "Llama-3-8B"],
+        "draft": ["llama-68m"],
+    }
+    axes = [labels.get(a) or [float(v) for v in np.atleast_1d(GRID[a])] for a in AXES]
+    expected = pd.DataFrame(list(itertools.product(*axes)), columns=list(AXES))
+    for name in AXES:
+        assert full_frame[name].astype(object).tolist() == expected[name].tolist(), name
+    assert isinstance(full_frame.hardware.dtype, pd.CategoricalDtype)
+    assert full_frame.batch.dtype == np.float64 and full_frame.tokens_per_s.dtype == np.float32
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 24])
+def test_chunking_and_padding_do_not_change_results(full_frame, chunk_size):
+    frame = sweep(**GRID, columns=FEW, chunk_size=chunk_size, progress=chunk_size == 5)
+    pd.testing.assert_frame_equal(frame, full_frame[list(AXES) + FEW])
+
+
+def test_process_slices_concatenate_to_the_whole(full_frame):
+    assert [_process_slice(10, i, 4) for i in range(4)] == [(0, 2), (2, 5), (5, 7), (7, 10)]
+    parts = [
+        sweep(**GRID, columns=FEW, chunk_size=24, process_index=i, process_count=3)
+        for i in range(3)
+    ]
+    assert all(len(p) > 0 for p in parts)
+    joined = pd.concat(parts, ignore_index=True)
+    pd.testing.assert_frame_equal(joined, full_frame[list(AXES) + FEW])
+
+
+def test_more_processes_than_points_gives_empty_frames():
+    frames = [sweep(columns=FEW, process_index=i, process_count=2) for i in range(2)]
+    assert [len(f) for f in frames] == [0, 1]
+    assert list(frames[0].columns) == list(frames[1].columns) == list(AXES) + FEW
+
+
+def test_best_over_gamma_equals_groupby_argmax(full_frame):
+    best = sweep(**GRID, columns=FEW, best_over="gamma")
+    keys = [a for a in AXES if a != "gamma"]
+    index = full_frame.groupby(keys, observed=True, sort=False).tokens_per_s.idxmax()
+    expected = full_frame.loc[index.to_numpy(), list(AXES) + FEW].reset_index(drop=True)
+    pd.testing.assert_frame_equal(best, expected)
+
+
+def test_best_over_two_axes_minimising_latency(full_frame):
+    best = sweep(
+        **GRID,
+        columns=["request_latency_s"],
+        best_over=["alpha", "gamma"],
+        objective="request_latency_s",
+        maximize=False,
+    )
+    keys = [a for a in AXES if a not in ("alpha", "gamma")]
+    index = full_frame.groupby(keys, observed=True, sort=False).request_latency_s.idxmin()
+    expected = full_frame.loc[index.to_numpy(), [*AXES, "request_latency_s"]]
+    pd.testing.assert_frame_equal(best, expected.reset_index(drop=True))
+
+
+def test_only_changing_axis_values_does_not_recompile():
+    grid = dict(GRID, batch=[2, 8], gamma=[1, 5], alpha=[0.5, 0.7])
+    sweep(**grid, columns=FEW)
+    before = _evaluate_chunk._cache_size()
+    other = dict(grid, hardware=["a100-80gb", "tpu-v5e"], batch=[4, 64], gamma=[2, 7])
+    frame = sweep(**other, columns=FEW)
+    assert _evaluate_chunk._cache_size() == before
+    assert set(frame.hardware) == {"A100 SXM 80GB", "TPU v5e"}
+
+
+def test_mixed_radix_index_addition_does_not_overflow():
+    sizes = (60_000, 50_000, 7)  # 2.1e10 outer points: flat indices overflow int32
+    start = np.array([59_999, 49_998, 5], np.int32)
+    offsets = jnp.arange(20, dtype=jnp.int32)
+    digits = np.stack([np.asarray(d) for d in _outer_digits(offsets, start, sizes)], axis=1)
+    flat_start = np.ravel_multi_index(tuple(start), sizes)
+    total = int(np.prod(sizes, dtype=np.int64))
+    expected = np.stack(np.unravel_index((flat_start + np.arange(20)) % total, sizes), axis=1)
+    np.testing.assert_array_equal(digits, expected)
+
+
+def test_sdsl_alpha_depends_on_draft_and_target_sizes():
+    frame = sweep(
+        target=["opt-13b", "opt-30b"],
+        draft=["opt-125m", "opt-1.3b"],
+        alpha="sdsl",
+        gamma=[2, 6],
+        columns=["tokens_per_s", "acceptance_rate"],
+    )
+    assert "alpha" not in frame.columns
+    for row in frame.itertuples():
+        tokens = models.train_tokens(row.target)
+        acceptance = SDSLAcceptance.create(tokens, tokens)
+        expected = _throughput_row(row, acceptance)
+        assert_close(row.acceptance_rate, expected.acceptance_rate, rtol=2e-6)
+        assert_close(row.tokens_per_s, expected.tokens_per_s, rtol=2e-6)
+    assert frame.acceptance_rate.nunique() == 4
+
+
+def test_fixed_acceptance_model_and_spec_inputs():
+    spec = models.get("llama-68m")
+    positional = PositionalAcceptance.create([0.9, 0.8, 0.5])
+    frame = sweep(
+        hardware={"my-chip": hw.get("h100").replace(memory_efficiency=0.5)},
+        draft={"tiny": spec},
+        alpha=positional,
+        gamma=[1, 3],
+        columns=["tokens_per_s"],
+    )
+    assert frame.hardware.tolist() == ["my-chip"] * 2 and frame.draft.tolist() == ["tiny"] * 2
+    row = next(frame.itertuples())
+    expected = specsim.throughput(
+        models.get("llama-3-8b"),
+        spec,
+        hw.get("h100").replace(memory_efficiency=0.5),
+        Workload.create(1, 512, 256),
+        1.0,
+        positional,
+    )
+    assert_close(row.tokens_per_s, expected.tokens_per_s, rtol=2e-6)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_streaming_to_a_file_equals_the_frame(tmp_path, full_frame, suffix):
+    path = tmp_path / f"sweep{suffix}"
+    assert sweep(**GRID, columns=FEW, chunk_size=24, out=path) is None
+    read = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    expected = full_frame[list(AXES) + FEW]
+    assert len(read) == len(expected)
+    for name in expected.columns:
+        got, want = read[name], expected[name]
+        if isinstance(want.dtype, pd.CategoricalDtype):
+            assert got.astype(str).tolist() == want.astype(str).tolist(), name
+        else:
+            assert_close(got, want)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(gamma=[]), "gamma: empty axis"),
+        (dict(batch=()), "batch: empty axis"),
+        (dict(hardware=[]), "hardware: empty axis"),
+        (dict(hardware=["h100", "nonsense-chip"]), "unknown hardware 'nonsense-chip'"),
+        (dict(target="llama-9000"), "target: unknown model 'llama-9000'"),
+        (dict(draft=["llama-68m", 3]), "draft: expected a model name"),
+        (dict(gamma=[1, -2]), "gamma must be finite and >= 0, got -2"),
+        (dict(batch=[0]), "batch must be finite and > 0"),
+        (dict(prompt_tokens=-1), "prompt_tokens must be finite and >= 0"),
+        (dict(generate_tokens=[float("nan")]), "generate_tokens must be finite"),
+        (dict(tp=[0.5]), "tp must be finite and >= 1"),
+        (dict(alpha=[0.5, 1.2]), r"alpha must be finite and in \(0, 1\), got 1.2"),
+        (dict(alpha=0.0), r"alpha must be finite and in \(0, 1\)"),
+        (dict(alpha="nope"), "expected numbers in"),
+        (dict(gamma="0:8"), "parse_axis"),
+        (dict(gamma=[1, 1]), "appears twice"),
+        (dict(hardware=["h100", "H100 SXM"]), "appears twice"),
+        (dict(columns=["tokens_per_second"]), "unknown column 'tokens_per_second'"),
+        (dict(best_over="beta"), "best_over: unknown axis 'beta'"),
+        (dict(best_over="gamma", objective="fits"), "objective: expected one of"),
+        (dict(out="sweep.xlsx"), "out must end in .csv or .parquet"),
+        (dict(out="s.csv", process_count=2, process_index=0), "per-process name"),
+        (dict(target_train_tokens=1e12), "only applies with alpha='sdsl'"),
+        (dict(alpha="sdsl", target="llama-68m"), "pass target_train_tokens"),
+        (dict(draft_tp=0), "draft_tp must be finite and >= 1"),
+        (dict(speculation_overhead_s=-1e-3), "speculation_overhead_s must be finite"),
+        (dict(chunk_size=0), "chunk_size must be an integer >= 1"),
+        (dict(quadrature_nodes=0), "quadrature_nodes must be an integer >= 1"),
+        (dict(process_index=3, process_count=2), "process_index 3 not in"),
+        (dict(batch=np.arange(1.0, 10_001.0), gamma=np.arange(100_000.0)), "GiB"),
+    ],
+)
+def test_bad_inputs_raise_before_compiling(overrides, message):
+    before = _evaluate_chunk._cache_size()
+    with pytest.raises(ValueError, match=message):
+        sweep(**{"columns": FEW, **overrides})
+    assert _evaluate_chunk._cache_size() == before
+
+
+def test_models_of_different_compute_dtypes_cannot_share_an_axis():
+    fp8 = models.get("llama-2-7b", activation_dtype="fp8")
+    with pytest.raises(ValueError, match="share a compute dtype"):
+        sweep(target={"bf16": models.get("llama-2-7b"), "fp8": fp8})
+
+
+# --------------------------------------------------------------------------- parse_axis
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("4", [4.0]),
+        ("1,2,8", [1.0, 2.0, 8.0]),
+        ("0:8", [float(v) for v in range(9)]),
+        ("0:1:0.25", [0.0, 0.25, 0.5, 0.75, 1.0]),
+        ("0.5:0.9:0.1", [0.5, 0.6, 0.7, 0.8, 0.9]),
+        ("8:2:-3", [8.0, 5.0, 2.0]),
+        ("1,2,4,...,256", [float(2**k) for k in range(9)]),
+        ("0,2,...,10", [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]),
+        ("1,2,...,4", [1.0, 2.0, 3.0, 4.0]),
+        ("0:2,16,32,...,64", [0.0, 1.0, 2.0, 16.0, 32.0, 48.0, 64.0]),
+        ("1, 10, 100, ..., 1e4", [1.0, 10.0, 100.0, 1000.0, 10000.0]),
+    ],
+)
+def test_parse_axis(text, values):
+    assert parse_axis(text) == values
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty axis"),
+        ("1,,2", "empty item"),
+        ("a,b", "expected a number, got 'a'"),
+        ("0:8:0", "nonzero step"),
+        ("8:0", "steps away from its stop"),
+        ("1,2,4,...,100", "does not reach 100"),
+        ("1,2,5,...,100", "neither arithmetic nor geometric"),
+        ("1,...,8", "needs two numbers before it"),
+        ("1,2,...", "needs two numbers before it and one after"),
+    ],
+)
+def test_parse_axis_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_axis(text, "gamma")
