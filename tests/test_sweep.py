@@ -10,9 +10,8 @@ import pytest
 from conftest import assert_close
 
 import specsim
-from specsim import ConstantAcceptance, PositionalAcceptance, SDSLAcceptance, Workload
+from specsim import ConstantAcceptance, PositionalAcceptance, SDSLAcceptance, Workload, models
 from specsim import hardware as hw
-from specsim import models
 from specsim._sweep import (
     AXES,
     REPORT_COLUMNS,
