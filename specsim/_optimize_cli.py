@@ -1,0 +1,705 @@
+"""Find the throughput-optimal draft and lookahead (``specsim optimize``), and schedules.
+
+``specsim optimize`` is the main job: for a target on a chip and a workload it searches
+draft depth, width (and optionally training tokens) and lookahead gamma by gradient descent
+through the differentiable throughput model, rounds to a buildable draft, and prints the
+recommended draft, gamma, predicted tokens/s, speedup, the binding bottleneck and the
+hardware sensitivities. ``specsim schedule`` turns a (target, draft, chip, acceptance) into
+the best gamma per batch size plus vLLM and TensorRT-LLM snippets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import threading
+import time
+from typing import Any
+
+from .cli import _non_negative, _positive, _print_json, add_scenario_arguments, build_acceptance
+
+__all__ = [
+    "OPTIMIZE_JSON_KEYS",
+    "SCHEDULE_JSON_KEYS",
+    "add_optimize_arguments",
+    "add_schedule_arguments",
+    "run_optimize",
+    "run_schedule",
+]
+
+# Top-level keys of `specsim optimize --json`, in order (stable; new keys are only appended).
+OPTIMIZE_JSON_KEYS = {
+    "schema": "format version, 'specsim.optimize/1'",
+    "scenario": "target, hardware, tp, draft_tp, batch, prompt_tokens, generate_tokens, "
+    "speculation_overhead_s",
+    "acceptance": "model ('sdsl' or 'constant'), alpha (constant) or train tokens (sdsl), "
+    "size_sensitive (whether draft size changes acceptance)",
+    "bounds": "the search region (DraftBounds: min/max layers, d_model, aspect, gamma, tokens)",
+    "draft": "recommended buildable draft: n_layers, d_model, n_heads, n_kv_heads, head_dim, "
+    "d_ff, vocab, gated_mlp, tied_embeddings, parameters, aspect_ratio, train_tokens",
+    "gamma": "recommended whole lookahead (0 = do not speculate)",
+    "tokens_per_s": "predicted decode throughput with speculation, tokens/s",
+    "baseline_tokens_per_s": "plain decoding of the target, tokens/s",
+    "speedup": "tokens_per_s / baseline_tokens_per_s",
+    "acceptance_rate": "per-token acceptance alpha at the recommended draft",
+    "expected_tokens_per_step": "tokens emitted per sequence per iteration",
+    "bottleneck": "phase (draft, verify, or target when not speculating) taking most of an "
+    "iteration, draft_share, verify_share, each phase's bound, and binding_resource: the "
+    "hardware parameter with the largest |elasticity| (binding_elasticity)",
+    "elasticities": "d log tokens_per_s / d log x for every hardware parameter x",
+    "continuous_optimum": "real-valued optimum before rounding: n_layers, d_model, gamma, "
+    "train_tokens, tokens_per_s (exact roofline)",
+    "report": "the full ThroughputReport at the recommended point",
+    "search": "optimizer, steps, restarts, seed, evaluations, wall_s (from start to the "
+    "optimum, compilation included)",
+    "certificate": "null, or with --certify: grid_tokens_per_s, gap, grid_evaluations, "
+    "evaluation_ratio, grid_draft, grid_gamma",
+    "notes": "list of plain-language remarks (active bounds, constant-alpha caveat, ...)",
+}
+
+# Top-level keys of `specsim schedule --json`, in order.
+SCHEDULE_JSON_KEYS = {
+    "schema": "format version, 'specsim.schedule/1'",
+    "scenario": "target, draft, hardware, tp, draft_tp, prompt_tokens, generate_tokens",
+    "switch_off_batch": "smallest batch size from which speculation never pays (null: pays "
+    "up to max_batch)",
+    "max_gamma": "largest gamma considered",
+    "runs": "list of {first_batch, last_batch, gamma}",
+    "draft_len_schedule": "TensorRT-LLM draft_len_schedule (batch upper bound -> gamma)",
+    "batch_sizes": "1 .. max_batch",
+    "gamma": "best gamma per batch size",
+    "tokens_per_s": "tokens/s at that gamma",
+    "speedup": "speedup at that gamma",
+    "fits": "memory fit per batch size",
+    "snippets": "{vllm, tensorrt_llm}: ready-to-paste configuration",
+}
+
+_RATE_FIELDS = {
+    "hbm_bytes_per_s": "HBM bandwidth",
+    "memory_efficiency": "memory efficiency",
+    "bf16_flops_per_s": "bf16 FLOP/s",
+    "fp8_flops_per_s": "fp8 FLOP/s",
+    "int8_flops_per_s": "int8 OP/s",
+    "fp32_flops_per_s": "fp32 FLOP/s",
+    "compute_efficiency": "compute efficiency",
+    "interconnect_bytes_per_s": "interconnect bandwidth",
+}
+_TIME_FIELDS = {
+    "kernel_launch_s": "kernel-launch overhead",
+    "step_overhead_s": "per-step overhead",
+    "interconnect_latency_s": "interconnect latency",
+}
+_DRAFT_SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A stage bar on stderr, shown on a terminal once work has taken more than a moment."""
+
+    def __init__(self, stages: list[str], enabled: bool = True):
+        from tqdm import tqdm
+
+        self._stages = stages
+        self._bar = tqdm(
+            total=len(stages),
+            desc=stages[0],
+            file=sys.stderr,
+            disable=None if enabled else True,
+            delay=0.5,
+            leave=False,
+            bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}]",
+        )
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        # tqdm redraws only on updates; long jitted calls need a clock of their own.
+        if self._stop.wait(0.5):
+            return
+        while not self._stop.wait(0.25):
+            self._bar.refresh()
+
+    def advance(self) -> None:
+        self._bar.update(1)
+        if self._bar.n < len(self._stages):
+            self._bar.set_description_str(self._stages[self._bar.n])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._ticker.join()
+        self._bar.close()
+
+
+# --------------------------------------------------------------------------- optimize
+
+
+def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``specsim optimize`` (scenario, bounds, search, output)."""
+    add_scenario_arguments(parser, draft=False)
+    parser.add_argument(
+        "--speculation-overhead-us",
+        type=_non_negative,
+        default=0.0,
+        help="fixed cost per speculative iteration, microseconds (default 0)",
+    )
+    bounds = parser.add_argument_group("draft bounds (defaults follow the target)")
+    bounds.add_argument("--min-layers", type=_positive(float), default=None, help="default 2")
+    bounds.add_argument(
+        "--max-layers", type=_positive(float), default=None, help="default min(32, target's)"
+    )
+    bounds.add_argument(
+        "--min-width", type=_positive(float), default=None, help="min d_model (default 2 heads)"
+    )
+    bounds.add_argument(
+        "--max-width", type=_positive(float), default=None, help="max d_model (target's)"
+    )
+    bounds.add_argument(
+        "--min-aspect", type=_positive(float), default=None, help="min d_model/layers (32)"
+    )
+    bounds.add_argument(
+        "--max-aspect", type=_positive(float), default=None, help="max d_model/layers (512)"
+    )
+    bounds.add_argument("--max-gamma", type=_non_negative, default=None, help="default 16")
+    bounds.add_argument(
+        "--width-step", type=_positive(float), default=None, help="d_model granularity (head dim)"
+    )
+    bounds.add_argument(
+        "--draft-ffn-ratio", type=_positive(float), default=None, help="d_ff/d_model (target's)"
+    )
+    bounds.add_argument(
+        "--draft-max-train-tokens",
+        type=_positive(float),
+        default=None,
+        help="search draft training tokens up to this cap (SDSL only)",
+    )
+    bounds.add_argument(
+        "--draft-train-flops",
+        type=_positive(float),
+        default=None,
+        help="draft training budget in FLOPs (6 N D); searches training tokens (SDSL only)",
+    )
+    search = parser.add_argument_group("search")
+    search.add_argument("--steps", type=_positive(int), default=None, help="default 100")
+    search.add_argument("--restarts", type=_positive(int), default=None, help="default 4")
+    search.add_argument(
+        "--learning-rate", type=_positive(float), default=None, help="Adam step (default 0.08)"
+    )
+    search.add_argument("--seed", type=int, default=0, help="PRNG seed of the restarts")
+    search.add_argument(
+        "--certify",
+        action="store_true",
+        help="also run the exhaustive grid over the same bounds and report the gap",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _names(args) -> tuple[str, str]:
+    from . import hardware, models
+
+    target = models.info(args.target)["name"]
+    chip = (
+        args.hardware
+        if str(args.hardware).endswith(".toml")
+        else hardware.canonical_name(args.hardware)
+    )
+    return target, chip
+
+
+def _acceptance_for_optimize(args):
+    if args.alpha is None and args.alpha_model is None:
+        args.alpha_model = "sdsl"
+    return build_acceptance(args)
+
+
+def _acceptance_summary(acceptance) -> dict[str, Any]:
+    from . import SDSLAcceptance
+
+    if isinstance(acceptance, SDSLAcceptance):
+        return {
+            "model": "sdsl",
+            "draft_train_tokens": _shown(acceptance.draft_train_tokens),
+            "target_train_tokens": _shown(acceptance.target_train_tokens),
+            "size_sensitive": True,
+        }
+    return {"model": "constant", "alpha": _shown(acceptance.alpha), "size_sensitive": False}
+
+
+def _shown(value) -> float:
+    """A float32 leaf as the number the user typed (15e12, not 15000000266240.0)."""
+    return float(f"{float(value):.7g}")
+
+
+def _bottleneck(report: dict[str, Any], elasticities: dict[str, float]) -> dict[str, Any]:
+    """Which phase dominates an iteration, and which hardware resource binds tokens/s."""
+    iteration = report["iteration_s"]
+    draft_share = report["gamma"] * report["draft_step_s"] / iteration
+    verify_share = report["verify_step_s"] / iteration
+    if report["gamma"] == 0:
+        phase = "target"
+    else:
+        phase = "draft" if draft_share > verify_share else "verify"
+    # The binding resource is the hardware number tokens/s is most elastic to.
+    resource = max(elasticities, key=lambda name: abs(elasticities[name]))
+    return {
+        "phase": phase,
+        "draft_share": draft_share,
+        "verify_share": verify_share,
+        "draft_bound": report["draft_bound"],
+        "verify_bound": report["verify_bound"],
+        "target_bound": report["target_bound"],
+        "binding_resource": resource,
+        "binding_elasticity": elasticities[resource],
+    }
+
+
+def _notes(result, bounds, acceptance_info, gamma: int) -> list[str]:
+    d = result.to_dict()["draft"]
+    b = bounds.describe()
+    notes = []
+    if not acceptance_info["size_sensitive"]:
+        notes.append(
+            "with a constant acceptance rate the draft's size does not change acceptance, so the "
+            "smallest, fastest draft within the bounds wins; what is optimised is gamma and the "
+            "draft's shape under the latency model (use --alpha-model sdsl to let size buy "
+            "acceptance)"
+        )
+    if gamma == 0:
+        notes.append("speculation does not pay here: serve the target alone")
+        return notes
+    if d["n_layers"] <= math.ceil(b["min_layers"] - 1e-9):
+        notes.append(
+            f"at the minimum layer count ({b['min_layers']:g}): fewer layers mean fewer kernel "
+            "launches, and Kaplan et al. (2020) find drafts below 2 layers lose accuracy"
+        )
+    if d["aspect_ratio"] >= b["max_aspect"] - 1e-6:
+        notes.append(
+            f"on the aspect-ratio bound d_model/layers = {b['max_aspect']:g}: wider and "
+            "shallower is faster, but beyond it loss is no longer shape-independent "
+            "(Kaplan et al. 2020); change it with --max-aspect"
+        )
+    if d["d_model"] >= b["max_d_model"] - 1e-6:
+        notes.append("at the maximum width; raise --max-width")
+    if d["n_layers"] >= math.floor(b["max_layers"] + 1e-9):
+        notes.append("at the maximum layer count; raise --max-layers")
+    if gamma >= math.floor(b["max_gamma"] + 1e-9):
+        notes.append("gamma is at its upper bound; raise --max-gamma")
+    return notes
+
+
+def _optimize_payload(args, result, bounds, acceptance, wall_s, steps, restarts, lr, certificate):
+    target, chip = _names(args)
+    out = result.to_dict()
+    report = out["report"]
+    acceptance_info = _acceptance_summary(acceptance)
+    draft_tp = args.draft_tp or args.tp
+    return {
+        "schema": "specsim.optimize/1",
+        "scenario": {
+            "target": target,
+            "hardware": chip,
+            "tp": args.tp,
+            "draft_tp": draft_tp,
+            "batch": args.batch,
+            "prompt_tokens": args.prompt,
+            "generate_tokens": args.generate,
+            "speculation_overhead_s": args.speculation_overhead_us * 1e-6,
+        },
+        "acceptance": acceptance_info,
+        "bounds": bounds.describe(),
+        "draft": out["draft"],
+        "gamma": out["gamma"],
+        "tokens_per_s": out["tokens_per_s"],
+        "baseline_tokens_per_s": out["baseline_tokens_per_s"],
+        "speedup": out["speedup"],
+        "acceptance_rate": report["acceptance_rate"],
+        "expected_tokens_per_step": report["expected_tokens_per_step"],
+        "bottleneck": _bottleneck(report, out["elasticities"]),
+        "elasticities": out["elasticities"],
+        "continuous_optimum": out["continuous_optimum"],
+        "report": report,
+        "search": {
+            "optimizer": f"adam({lr:g})",
+            "steps": steps,
+            "restarts": restarts,
+            "seed": args.seed,
+            "evaluations": out["evaluations"],
+            "wall_s": wall_s,
+        },
+        "certificate": certificate,
+        "notes": _notes(result, bounds, acceptance_info, out["gamma"]),
+    }
+
+
+def _format_count(n: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return f"{n:.3g}"
+
+
+def _sensitivity_lines(elasticities: dict[str, float]) -> list[str]:
+    lines = []
+    items = [(k, v) for k, v in elasticities.items() if abs(v) >= 5e-4]
+    items.sort(key=lambda kv: -abs(kv[1]))
+    for name, e in items:
+        if name in _RATE_FIELDS:
+            lines.append(f"+10% {_RATE_FIELDS[name]:<24s} -> {10 * e:+.1f}% tokens/s")
+        elif name in _TIME_FIELDS:
+            lines.append(f"-10% {_TIME_FIELDS[name]:<24s} -> {-10 * e:+.1f}% tokens/s")
+        else:
+            lines.append(f"{name}: elasticity {e:+.3f}")
+    return lines or ["none above 0.005% per 10%"]
+
+
+def _print_optimize(payload: dict[str, Any]) -> None:
+    s, d, r = payload["scenario"], payload["draft"], payload["report"]
+    acc = payload["acceptance"]
+    print(
+        f"specsim optimize: {s['target']} on {s['tp']} x {s['hardware']}, batch {s['batch']}, "
+        f"prompt {s['prompt_tokens']:g}, generate {s['generate_tokens']:g} tokens"
+    )
+    if acc["model"] == "sdsl":
+        print(
+            f"acceptance: SDSL law (draft trained on {_format_count(acc['draft_train_tokens'])}"
+            f" tokens, target on {_format_count(acc['target_train_tokens'])})"
+        )
+    else:
+        print(f"acceptance: constant alpha {acc['alpha']:.3g}")
+    print()
+    label = "{:<20s}".format
+    mlp = "gated" if d["gated_mlp"] else "plain"
+    kv = "KV head" if d["n_kv_heads"] == 1 else "KV heads"
+    print(
+        label("Recommended draft")
+        + f"{d['n_layers']} layers x d_model {d['d_model']}  ({d['n_heads']} heads of "
+        f"{d['head_dim']}, {d['n_kv_heads']} {kv}, d_ff {d['d_ff']} {mlp})"
+    )
+    embedding = d["vocab"] * d["d_model"] * (1 if d["tied_embeddings"] else 2)
+    tokens = "" if d["train_tokens"] is None else f", trained on {_format_count(d['train_tokens'])}"
+    print(
+        label("") + f"{_format_count(d['parameters'])} parameters ({_format_count(embedding)} in "
+        f"embeddings), aspect ratio {d['aspect_ratio']:.0f}{tokens}"
+    )
+    print(label("Lookahead gamma") + f"{payload['gamma']}")
+    print(
+        label("Predicted")
+        + f"{payload['tokens_per_s']:,.1f} tokens/s vs {payload['baseline_tokens_per_s']:,.1f}"
+        f" plain: speedup {payload['speedup']:.2f}x"
+    )
+    print(
+        label("")
+        + f"alpha {payload['acceptance_rate']:.3f}, {payload['expected_tokens_per_step']:.2f} "
+        f"tokens per iteration, iteration {r['iteration_s'] * 1e3:.3f} ms"
+    )
+    b = payload["bottleneck"]
+    resource = {**_RATE_FIELDS, **_TIME_FIELDS}.get(b["binding_resource"], b["binding_resource"])
+    if payload["gamma"] > 0:
+        print(
+            label("Bottleneck")
+            + f"{resource} (elasticity {b['binding_elasticity']:+.2f}); verification takes "
+            f"{100 * b['verify_share']:.0f}% of each iteration ({b['verify_bound']}-bound), "
+            f"drafting {100 * b['draft_share']:.0f}% ({b['draft_bound']}-bound)"
+        )
+    else:
+        print(
+            label("Bottleneck")
+            + f"{resource} (elasticity {b['binding_elasticity']:+.2f}); plain decoding, "
+            f"{b['target_bound']}-bound"
+        )
+    for i, line in enumerate(_sensitivity_lines(payload["elasticities"])):
+        print(label("Sensitivities" if i == 0 else "") + line)
+    c = payload["continuous_optimum"]
+    print(
+        label("Continuous optimum")
+        + f"{c['n_layers']:.2f} layers x {c['d_model']:.0f}, gamma {c['gamma']:.2f} -> "
+        f"{c['tokens_per_s']:,.1f} tokens/s (before rounding)"
+    )
+    search = payload["search"]
+    print(
+        label("Search")
+        + f"{search['optimizer']}, {search['restarts']} restarts x {search['steps']} steps, "
+        f"{search['evaluations']} evaluations, {search['wall_s']:.1f} s incl. compilation"
+    )
+    cert = payload["certificate"]
+    if cert is not None:
+        print(
+            label("Certificate") + f"grid best {cert['grid_tokens_per_s']:,.1f} tokens/s over "
+            f"{cert['grid_evaluations']} points ({cert['evaluation_ratio']:.0f}x the search's "
+            f"evaluations): gap {100 * cert['gap']:.3f}%"
+        )
+    for note in payload["notes"]:
+        print(f"note: {note}")
+    if payload["gamma"] > 0:
+        flags = f"--target {s['target']} --hardware '{s['hardware']}' --tp {s['tp']}"
+        print(
+            f"per-batch gamma for serving: specsim schedule {flags} "
+            f"--draft {d['n_layers']}x{d['d_model']} {_alpha_flags(acc)}".rstrip()
+        )
+
+
+def _alpha_flags(acceptance_info: dict[str, Any]) -> str:
+    if acceptance_info["model"] == "sdsl":
+        return (
+            f"--alpha-model sdsl --draft-train-tokens {acceptance_info['draft_train_tokens']:g}"
+            f" --target-train-tokens {acceptance_info['target_train_tokens']:g}"
+        )
+    return f"--alpha {acceptance_info['alpha']:g}"
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    """Runs ``specsim optimize``: the best draft and gamma for one scenario.
+
+    With no flags: Llama-3-8B on one H100 SXM, batch 1, 512-token prompts, 256 generated
+    tokens, SDSL acceptance with the catalogue's training tokens (15T for draft and target),
+    default bounds (2-32 layers, width from two heads to the target's, aspect ratio 32-512,
+    gamma 0-16), Adam(0.08), 4 restarts x 100 steps.
+
+    Text output: the recommended draft (layers, width, heads, parameters), gamma, predicted
+    tokens/s and speedup, the binding bottleneck, hardware sensitivities, the continuous
+    optimum and notes. ``--json`` prints one object whose top-level keys are, in order,
+    those of ``OPTIMIZE_JSON_KEYS``: ``schema``, ``scenario``, ``acceptance``, ``bounds``,
+    ``draft``, ``gamma``, ``tokens_per_s``, ``baseline_tokens_per_s``, ``speedup``,
+    ``acceptance_rate``, ``expected_tokens_per_step``, ``bottleneck``, ``elasticities``,
+    ``continuous_optimum``, ``report``, ``search``, ``certificate``, ``notes``.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ValueError: bad input or an infeasible request (nothing fits in memory, bounds that
+            exclude every buildable draft); the CLI prints it as one line and exits 2.
+    """
+    import optax
+
+    from . import Workload, hardware, models
+    from ._draft import DraftBounds, DraftTemplate
+    from ._optimize import (
+        DEFAULT_LEARNING_RATE,
+        DEFAULT_OPTIMIZER,
+        DEFAULT_RESTARTS,
+        DEFAULT_STEPS,
+        Scenario,
+        grid_search_scenarios,
+        optimize_scenarios,
+    )
+
+    started = time.perf_counter()
+    target = models.get(args.target)
+    chip = hardware.get(args.hardware)
+    workload = Workload.create(args.batch, args.prompt, args.generate)
+    acceptance = _acceptance_for_optimize(args)
+    overrides = {}
+    if args.width_step is not None:
+        overrides["width_step"] = args.width_step
+    if args.draft_ffn_ratio is not None:
+        overrides["ffn_ratio"] = args.draft_ffn_ratio
+    template = DraftTemplate.from_target(target, **overrides)
+    given = {
+        "min_layers": args.min_layers,
+        "max_layers": args.max_layers,
+        "min_d_model": args.min_width,
+        "max_d_model": args.max_width,
+        "min_aspect": args.min_aspect,
+        "max_aspect": args.max_aspect,
+        "max_gamma": args.max_gamma,
+        "max_train_tokens": args.draft_max_train_tokens,
+        "train_flops_budget": args.draft_train_flops,
+    }
+    bounds = DraftBounds.create(
+        target, template=template, **{k: v for k, v in given.items() if v is not None}
+    )
+    scenario = Scenario.create(
+        target,
+        chip,
+        workload,
+        acceptance,
+        bounds=bounds,
+        template=template,
+        tp=args.tp,
+        draft_tp=args.draft_tp,
+        speculation_overhead_s=args.speculation_overhead_us * 1e-6,
+    )
+    steps = args.steps or DEFAULT_STEPS
+    restarts = args.restarts or DEFAULT_RESTARTS
+    lr = args.learning_rate or DEFAULT_LEARNING_RATE
+    optimizer = DEFAULT_OPTIMIZER if args.learning_rate is None else optax.adam(lr)
+    stages = ["optimising (compiles on first use)"] + (
+        ["certifying against the exhaustive grid"] if args.certify else []
+    )
+    progress = _Progress(stages, enabled=not args.json)
+    try:
+        (result,) = optimize_scenarios(
+            [scenario], optimizer=optimizer, steps=steps, restarts=restarts, seed=args.seed
+        )
+        if not result.feasible:
+            raise ValueError(result.message)
+        progress.advance()
+        search_s = time.perf_counter() - started
+        certificate = None
+        if args.certify:
+            (grid,) = grid_search_scenarios([scenario])
+            best = float(grid.tokens_per_s)
+            certificate = {
+                "grid_tokens_per_s": best,
+                "gap": 1.0 - float(result.tokens_per_s) / best,
+                "grid_evaluations": grid.evaluations,
+                "evaluation_ratio": grid.evaluations / result.evaluations,
+                "grid_draft": {
+                    "n_layers": round(float(grid.draft.n_layers)),
+                    "d_model": round(float(grid.draft.d_model)),
+                },
+                "grid_gamma": round(float(grid.draft.gamma)),
+            }
+            progress.advance()
+    finally:
+        progress.close()
+    payload = _optimize_payload(
+        args,
+        result,
+        bounds,
+        acceptance,
+        search_s,
+        steps,
+        restarts,
+        lr,
+        certificate,
+    )
+    if args.json:
+        _print_json(payload)
+    else:
+        _print_optimize(payload)
+    return 0
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``specsim schedule``."""
+    add_scenario_arguments(parser)
+    parser.add_argument(
+        "--speculation-overhead-us",
+        type=_non_negative,
+        default=0.0,
+        help="fixed cost per speculative iteration, microseconds (default 0)",
+    )
+    parser.add_argument("--max-gamma", type=_non_negative, default=16, help="default 16")
+    parser.add_argument("--max-batch", type=_positive(int), default=512, help="default 512")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _schedule_draft(args, target):
+    """The draft named by ``--draft``: a catalogue name, or ``LAYERSxWIDTH`` on the template."""
+    import jax
+    import jax.numpy as jnp
+
+    from . import models
+    from ._draft import DraftParams, DraftTemplate, buildable_draft
+
+    shape = _DRAFT_SHAPE.match(str(args.draft))
+    if shape is None:
+        return models.get(args.draft), models.info(args.draft)["name"]
+    n_layers, d_model = (int(g) for g in shape.groups())
+    template = DraftTemplate.from_target(target)
+    if n_layers < 1 or d_model % round(float(template.width_step)) or d_model < 1:
+        raise ValueError(
+            f"--draft {args.draft}: need LAYERSxWIDTH with whole layers and a width that is a "
+            f"multiple of the head dim ({float(template.head_dim):g})"
+        )
+    params = DraftParams(jnp.float32(n_layers), jnp.float32(d_model), jnp.float32(1))
+    spec = jax.tree.map(float, buildable_draft(params, template))
+    return spec, f"draft-{n_layers}x{d_model}"
+
+
+def run_schedule(args: argparse.Namespace) -> int:
+    """Runs ``specsim schedule``: best gamma per batch size, switch-off batch and snippets.
+
+    ``--draft`` takes a catalogue name or ``LAYERSxWIDTH`` (a draft built on the target's
+    template, as ``specsim optimize`` recommends). Acceptance: ``--alpha A`` (default 0.8)
+    or ``--alpha-model sdsl``. Every whole batch size from 1 to ``--max-batch`` (512) and
+    every whole gamma from 0 to ``--max-gamma`` (16) is evaluated on the exact roofline.
+    ``--json`` prints one object with the keys of ``SCHEDULE_JSON_KEYS``.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ValueError: bad input (the CLI prints one line and exits 2).
+    """
+    from . import Workload, hardware, models
+    from ._schedule import speculation_schedule
+
+    target = models.get(args.target)
+    draft, draft_name = _schedule_draft(args, target)
+    chip = hardware.get(args.hardware)
+    acceptance = build_acceptance(args)
+    workload = Workload.create(1, args.prompt, args.generate)
+    if int(args.max_gamma) != args.max_gamma:
+        raise ValueError(f"--max-gamma must be a whole number, got {args.max_gamma:g}")
+    progress = _Progress(["evaluating every batch size and gamma"], enabled=not args.json)
+    try:
+        schedule = speculation_schedule(
+            target,
+            draft,
+            chip,
+            acceptance,
+            workload=workload,
+            tp=args.tp,
+            draft_tp=args.draft_tp,
+            speculation_overhead_s=args.speculation_overhead_us * 1e-6,
+            max_gamma=int(args.max_gamma),
+            max_batch=args.max_batch,
+        )
+        progress.advance()
+    finally:
+        progress.close()
+    target_name, chip_name = _names(args)
+    snippets = {
+        "vllm": schedule.vllm_snippet(target_name, draft_name, args.batch),
+        "tensorrt_llm": schedule.tensorrt_llm_snippet(draft_name),
+    }
+    if args.json:
+        _print_json(
+            {
+                "schema": "specsim.schedule/1",
+                "scenario": {
+                    "target": target_name,
+                    "draft": draft_name,
+                    "hardware": chip_name,
+                    "tp": args.tp,
+                    "draft_tp": args.draft_tp or args.tp,
+                    "prompt_tokens": args.prompt,
+                    "generate_tokens": args.generate,
+                },
+                **schedule.to_dict(),
+                "snippets": snippets,
+            }
+        )
+        return 0
+    print(
+        f"specsim schedule: {target_name} + {draft_name} on {args.tp} x {chip_name}, prompt "
+        f"{args.prompt:g}, generate {args.generate:g} tokens, batch 1-{args.max_batch}"
+    )
+    print()
+    print(f"{'batch sizes':>14s}  {'gamma':>5s}  {'speedup':>12s}")
+    for first, last, gamma in schedule.runs():
+        lo, hi = schedule.speedup[first - 1], schedule.speedup[last - 1]
+        span = f"{first}-{last}" if last > first else f"{first}"
+        print(f"{span:>14s}  {gamma:>5d}  {lo:5.2f}-{hi:5.2f}x")
+    fitting = int(schedule.fits.sum())
+    if fitting < args.max_batch:
+        print(f"{'':>14s}  the target (with its draft) does not fit above batch {fitting}")
+    if schedule.switch_off_batch is None:
+        print(f"\nspeculation pays at every batch size up to {args.max_batch}")
+    else:
+        print(f"\nswitch speculation off from batch {schedule.switch_off_batch} on")
+    print()
+    print(snippets["vllm"])
+    print()
+    print(snippets["tensorrt_llm"])
+    return 0

@@ -1,0 +1,280 @@
+"""Deployable lookahead schedules: the best whole gamma for every batch size, and snippets.
+
+Speculation pays at small batch (decoding is memory-bound, verifying ``gamma + 1`` tokens
+costs about as much as one) and stops paying as the batch grows and verification turns
+compute-bound. Serving engines expose this as a per-batch-size setting: TensorRT-LLM's
+``draft_len_schedule`` (batch size -> draft length) and vLLM's ``disable_by_batch_size``
+(speculation off from a batch size on). `speculation_schedule` evaluates every whole batch
+size from 1 to ``max_batch`` and every whole gamma from 0 to ``max_gamma`` on the exact
+roofline (512 x 17 points by default: milliseconds once compiled) and returns the best gamma
+per batch size, the batch size from which speculation should be off, and ready-to-paste
+snippets for both engines.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ._optimize import _backend_jit
+from ._throughput import QUADRATURE_NODES, _throughput, _validate
+from ._workload import Workload
+from .hardware import HardwareSpec
+from .models import TransformerSpec
+
+__all__ = ["DEFAULT_MAX_BATCH", "Schedule", "speculation_schedule"]
+
+DEFAULT_MAX_BATCH = 512
+DEFAULT_MAX_GAMMA = 16
+
+
+@struct.dataclass
+class Schedule:
+    """Best whole lookahead per batch size (host NumPy arrays; one row per batch size).
+
+    Attributes:
+        batch_sizes: ``1 .. max_batch``, shape ``(B,)``.
+        gamma: best whole gamma at each batch size (0 = plain decoding), shape ``(B,)``.
+        tokens_per_s: tokens/s at that gamma, shape ``(B,)``.
+        speedup: over plain decoding at that batch size, shape ``(B,)``.
+        fits: whether the target (and the draft, when speculating) fit in memory, ``(B,)``.
+        switch_off_batch: the smallest batch size from which speculation never pays within
+            ``1 .. max_batch`` (``None`` if it still pays at ``max_batch``).
+        max_gamma: the largest gamma considered.
+
+    Examples:
+        >>> import specsim
+        >>> from specsim import hardware, models
+        >>> from specsim._schedule import speculation_schedule
+        >>> s = speculation_schedule(models.get("llama-3-8b"), models.get("llama-68m"),
+        ...                          hardware.get("h100"), specsim.ConstantAcceptance.create(0.8))
+        >>> int(s.gamma[0]) > 0, s.switch_off_batch is None or s.switch_off_batch > 1
+        (True, True)
+    """
+
+    batch_sizes: Any
+    gamma: Any
+    tokens_per_s: Any
+    speedup: Any
+    fits: Any
+    switch_off_batch: int | None = struct.field(pytree_node=False, default=None)
+    max_gamma: int = struct.field(pytree_node=False, default=DEFAULT_MAX_GAMMA)
+
+    def runs(self) -> list[tuple[int, int, int]]:
+        """``(first_batch, last_batch, gamma)`` for each run of equal best gamma (fitting)."""
+        out: list[tuple[int, int, int]] = []
+        for b, g, ok in zip(
+            self.batch_sizes.tolist(), self.gamma.tolist(), self.fits.tolist(), strict=True
+        ):
+            if not ok:
+                break
+            if out and out[-1][2] == g:
+                out[-1] = (out[-1][0], b, g)
+            else:
+                out.append((b, b, g))
+        return out
+
+    def gamma_at(self, batch: int) -> int:
+        """Best gamma at ``batch`` (clamped into ``1 .. max_batch``)."""
+        i = int(np.clip(batch, 1, len(self.batch_sizes))) - 1
+        return int(self.gamma[i])
+
+    def draft_len_schedule(self) -> dict[int, int]:
+        """TensorRT-LLM's ``draft_len_schedule``: largest batch of each run -> draft length.
+
+        Batch sizes above the largest key run without speculation, so a final run of
+        gamma 0 is left implicit.
+        """
+        runs = self.runs()
+        while runs and runs[-1][2] == 0:
+            runs.pop()
+        return {last: gamma for _, last, gamma in runs}
+
+    def vllm_snippet(self, target: str, draft: str, batch: int = 1) -> str:
+        """A vLLM ``speculative_config`` for the gamma at ``batch`` and the switch-off batch."""
+        gamma = self.gamma_at(batch)
+        lines = [
+            "# vLLM: one lookahead for every batch size, speculation off from a batch size on.",
+            "# Assumed keys of vLLM's SpeculativeConfig: num_speculative_tokens and",
+            "# disable_by_batch_size (speculation is disabled once the number of running",
+            "# requests reaches it); older releases spell them --num-speculative-tokens and",
+            "# --speculative-disable-by-batch-size. Replace model names with checkpoint paths.",
+        ]
+        if gamma == 0:
+            lines.append(
+                f"# Speculation does not pay at batch {batch}: serve {target} without a draft."
+            )
+            return "\n".join(lines)
+        config: dict[str, Any] = {"model": draft, "num_speculative_tokens": gamma}
+        if self.switch_off_batch is not None:
+            config["disable_by_batch_size"] = self.switch_off_batch
+        lines.append(f"# gamma {gamma} is the best lookahead at batch {batch}.")
+        lines.append("from vllm import LLM")
+        lines.append(f"llm = LLM(model={target!r}, speculative_config={json.dumps(config)})")
+        lines.append(f"# vllm serve {target} --speculative-config '{json.dumps(config)}'")
+        return "\n".join(lines)
+
+    def tensorrt_llm_snippet(self, draft: str) -> str:
+        """A TensorRT-LLM LLM-API speculative config with the batch-size draft-length schedule."""
+        schedule = self.draft_len_schedule()
+        lines = [
+            "# TensorRT-LLM (LLM API): draft length by batch size. draft_len_schedule maps the",
+            "# largest batch size of each range to its draft length; larger batches run without",
+            "# speculation (dynamic draft length, TensorRT-LLM PR #10860). Assumed class and",
+            "# field names: DraftTargetDecodingConfig(max_draft_len, speculative_model_dir,",
+            "# draft_len_schedule); check them against your release.",
+        ]
+        if not schedule:
+            lines.append("# Speculation does not pay at any batch size: serve without a draft.")
+            return "\n".join(lines)
+        lines += [
+            "from tensorrt_llm.llmapi import DraftTargetDecodingConfig",
+            "speculative_config = DraftTargetDecodingConfig(",
+            f"    max_draft_len={max(schedule.values())},",
+            f"    speculative_model_dir={draft!r},",
+            f"    draft_len_schedule={schedule!r},",
+            ")",
+        ]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values for JSON."""
+        return {
+            "switch_off_batch": self.switch_off_batch,
+            "max_gamma": self.max_gamma,
+            "runs": [{"first_batch": a, "last_batch": b, "gamma": g} for a, b, g in self.runs()],
+            "draft_len_schedule": {str(k): v for k, v in self.draft_len_schedule().items()},
+            "batch_sizes": self.batch_sizes.tolist(),
+            "gamma": self.gamma.tolist(),
+            "tokens_per_s": self.tokens_per_s.tolist(),
+            "speedup": self.speedup.tolist(),
+            "fits": self.fits.tolist(),
+        }
+
+
+@_backend_jit
+def _schedule_grid(
+    target, draft, hardware, workload, acceptance, tp, draft_tp, overhead, batches, gammas
+):
+    """Exact tokens/s, speedup and memory fit on a ``(batch, gamma)`` grid."""
+
+    def at(batch, gamma):
+        report = _throughput(
+            target,
+            draft,
+            hardware,
+            workload.replace(batch=batch),
+            gamma,
+            acceptance,
+            tp,
+            draft_tp,
+            overhead,
+            None,
+            QUADRATURE_NODES,
+        )
+        return report.tokens_per_s, report.speedup, report.fits
+
+    return jax.vmap(lambda b: jax.vmap(lambda g: at(b, g))(gammas))(batches)
+
+
+def speculation_schedule(
+    target: TransformerSpec,
+    draft: TransformerSpec,
+    hardware: HardwareSpec,
+    acceptance,
+    *,
+    workload: Workload | None = None,
+    tp: float = 1.0,
+    draft_tp: float | None = None,
+    speculation_overhead_s: float = 0.0,
+    max_gamma: int = DEFAULT_MAX_GAMMA,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> Schedule:
+    """Best whole gamma for every batch size from 1 to ``max_batch``.
+
+    Every whole batch size and every whole gamma in ``0 .. max_gamma`` is evaluated on the
+    exact roofline (no interpolation); gamma 0 is plain decoding, so the best gamma is 0
+    where speculation does not pay. Batch sizes where the target does not fit are marked
+    in ``fits`` and end the schedule.
+
+    Args:
+        target: the model being served.
+        draft: the draft model.
+        hardware: one chip.
+        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``.
+        workload: prompt and generation lengths (its batch is ignored; default 512 / 256).
+        tp: tensor-parallel degree of the target.
+        draft_tp: tensor-parallel degree of the draft (default ``tp``).
+        speculation_overhead_s: fixed cost per speculative iteration, s.
+        max_gamma: largest lookahead considered (default 16).
+        max_batch: largest batch size (default 512).
+
+    Returns:
+        `Schedule`.
+
+    Raises:
+        ValueError: invalid inputs, or ``max_gamma < 0`` / ``max_batch < 1``.
+
+    Examples:
+        >>> import specsim
+        >>> from specsim import hardware, models
+        >>> from specsim._schedule import speculation_schedule
+        >>> s = speculation_schedule(models.get("llama-3-8b"), models.get("llama-68m"),
+        ...                          hardware.get("h100"), specsim.ConstantAcceptance.create(0.8),
+        ...                          max_batch=64)
+        >>> len(s.batch_sizes), int(s.gamma[0]) >= int(s.gamma[-1])
+        (64, True)
+    """
+    if int(max_gamma) != max_gamma or max_gamma < 0:
+        raise ValueError(f"max_gamma must be a whole number >= 0, got {max_gamma}")
+    if int(max_batch) != max_batch or max_batch < 1:
+        raise ValueError(f"max_batch must be a whole number >= 1, got {max_batch}")
+    workload = workload or Workload.create(1, 512, 256)
+    draft_tp = tp if draft_tp is None else draft_tp
+    _validate(
+        target, draft, hardware, workload, 0.0, acceptance, tp, draft_tp, speculation_overhead_s
+    )
+    batches = np.arange(1, int(max_batch) + 1, dtype=np.float32)
+    gammas = np.arange(0, int(max_gamma) + 1, dtype=np.float32)
+    tokens, speedup, fits = (
+        np.asarray(x)
+        for x in _schedule_grid(
+            target,
+            draft,
+            hardware,
+            workload,
+            acceptance,
+            jnp.asarray(tp, jnp.float32),
+            jnp.asarray(draft_tp, jnp.float32),
+            jnp.asarray(speculation_overhead_s, jnp.float32),
+            jnp.asarray(batches),
+            jnp.asarray(gammas),
+        )
+    )
+    score = np.where(fits, tokens, -np.inf)
+    best = np.argmax(score, axis=1)
+    rows = np.arange(len(batches))
+    target_fits = fits[:, 0]
+    if not target_fits[0]:
+        raise ValueError(
+            "the target does not fit in memory even at batch 1: raise tp or shorten the context"
+        )
+    gamma = np.where(target_fits, gammas[best], 0).astype(np.int64)
+    off = np.flatnonzero((gamma > 0) & target_fits)
+    last_on = int(off[-1]) + 1 if off.size else 0  # batch size of the last speculating row
+    fitting = int(target_fits.sum()) if target_fits.all() else int(np.argmin(target_fits))
+    switch_off = None if last_on >= fitting else last_on + 1
+    return Schedule(
+        batch_sizes=batches.astype(np.int64),
+        gamma=gamma,
+        tokens_per_s=tokens[rows, best],
+        speedup=speedup[rows, best],
+        fits=target_fits & fits[rows, best],
+        switch_off_batch=switch_off,
+        max_gamma=int(max_gamma),
+    )
