@@ -1,7 +1,9 @@
 """Cartesian sweeps: point-for-point agreement with `throughput`, chunking, reductions,
 multi-process slicing, files, and errors raised before anything is compiled."""
 
+import argparse
 import itertools
+import json
 
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +23,7 @@ from specsim._sweep import (
     parse_axis,
     sweep,
 )
+from specsim._sweep_cli import add_sweep_arguments, run_sweep
 
 # One small grid reused by several tests, so each kernel compiles once per module.
 GRID = dict(
@@ -294,3 +297,60 @@ def test_parse_axis(text, values):
 def test_parse_axis_errors(text, message):
     with pytest.raises(ValueError, match=message):
         parse_axis(text, "gamma")
+
+
+# --------------------------------------------------------------------------- CLI
+
+CLI_GRID = [
+    "--hardware", "h100,tpu-v5p", "--target", "llama-2-7b,llama-3-8b", "--tp", "1:2",
+    "--batch", "1,32", "--prompt", "128", "--generate", "64", "--alpha", "0.6,0.9",
+    "--gamma", "0,3", "--columns", ",".join(FEW), "--no-progress",
+]  # fmt: skip
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser(prog="specsim sweep")
+    add_sweep_arguments(parser)
+    return run_sweep(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_cli_writes_the_grid(tmp_path, capsys, full_frame, suffix):
+    path = tmp_path / f"grid{suffix}"
+    assert _cli([*CLI_GRID, "--out", str(path)]) == 0
+    read = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+    assert len(read) == len(full_frame)
+    assert_close(read.tokens_per_s, full_frame.tokens_per_s)
+    assert "64 points in" in capsys.readouterr().out
+
+
+def test_cli_best_over_with_plot_and_json(tmp_path, capsys):
+    plot_path = tmp_path / "heatmap.png"
+    argv = ["--batch", "1,2,4,...,16", "--gamma", "0:4", "--columns", ",".join(FEW)]
+    assert _cli([*argv, "--plot", str(plot_path), "--json", "--top", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["points"] == 25 and summary["rows"] == 25
+    assert plot_path.stat().st_size > 10_000
+    assert [set(row) for row in summary["best"]] == [{"batch", "gamma", *FEW[:2]}] * 2
+    out = tmp_path / "best.csv"
+    assert _cli([*argv, "--best-over", "gamma", "--out", str(out)]) == 0
+    assert pd.read_csv(out).batch.tolist() == [1, 2, 4, 8, 16]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--gamma", "1,2,..."], "needs two numbers before it and one after"),
+        (["--batch", "0:4"], "batch must be finite and > 0, got 0.0"),
+        (["--hardware", "h100,,h200"], "--hardware: empty item"),
+        (["--hardware", "h100,b9000"], "unknown hardware 'b9000'"),
+        (["--alpha", "0.5,1.5"], r"alpha must be finite and in \(0, 1\)"),
+        (["--out", "grid.xlsx"], "--out must end in .csv or .parquet"),
+        (["--plot", "grid.gif"], "--plot must end in .png"),
+        (["--plot", "g.png", "--tp", "1,2"], "no automatic chart for a grid varying tp"),
+        (["--top", "-1"], "--top must be >= 0"),
+    ],
+)
+def test_cli_rejects_bad_input_with_value_errors(argv, message):
+    with pytest.raises(ValueError, match=message):
+        _cli(argv)
