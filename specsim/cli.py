@@ -321,7 +321,10 @@ def _cmd_evaluate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``specsim`` argument parser."""
-    parser = _Parser(prog="specsim", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="specsim",
+        description="Differentiable simulator of speculative-decoding throughput on GPUs and TPUs.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("hardware", help="list the accelerator catalogue")
@@ -355,17 +358,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands implemented next to their feature: (name, module with add_*/run_*).
-_EXTENSIONS: list[tuple[str, str]] = []
+_EXTENSIONS: list[tuple[str, str]] = [
+    ("optimize", "._optimize_cli"),
+    ("schedule", "._optimize_cli"),
+    ("sweep", "._sweep_cli"),
+]
 
 
 def _register_extension(sub, name: str, module: str) -> None:
     import importlib
 
     mod = importlib.import_module(module, __package__)
-    doc = (mod.__doc__ or name).strip().splitlines()[0]
-    p = sub.add_parser(name, help=doc)
+    run = getattr(mod, f"run_{name}")
+    summary = (run.__doc__ or name).strip().splitlines()[0]
+    summary = summary.removeprefix(f"Runs ``specsim {name}``: ").replace("``", "")
+    p = sub.add_parser(name, help=summary.rstrip("."), description=summary)
     getattr(mod, f"add_{name}_arguments")(p)
-    p.set_defaults(func=getattr(mod, f"run_{name}"))
+    p.set_defaults(func=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
