@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
         batch=[1, 8, 64],
         alpha=[0.5, 0.6, 0.7, 0.8, 0.9],
         gamma=range(7),
-        columns=["tokens_per_s", "speedup", "verify_bound", "fits"],
+        columns=["tokens_per_s", "verify_bound", "fits"],
         chunk_size=70,
         progress=False,
     )

@@ -84,9 +84,9 @@ def test_rows_are_in_cartesian_order_with_gamma_fastest(full_frame):
     assert full_frame.batch.dtype == np.float64 and full_frame.tokens_per_s.dtype == np.float32
 
 
-@pytest.mark.parametrize("chunk_size", [1, 5, 24])
+@pytest.mark.parametrize("chunk_size", [1, 24])
 def test_chunking_and_padding_do_not_change_results(full_frame, chunk_size):
-    frame = sweep(**GRID, columns=FEW, chunk_size=chunk_size, progress=chunk_size == 5)
+    frame = sweep(**GRID, columns=FEW, chunk_size=chunk_size, progress=chunk_size == 24)
     pd.testing.assert_frame_equal(frame, full_frame[list(AXES) + FEW])
 
 
@@ -101,10 +101,14 @@ def test_process_slices_concatenate_to_the_whole(full_frame):
     pd.testing.assert_frame_equal(joined, full_frame[list(AXES) + FEW])
 
 
-def test_more_processes_than_points_gives_empty_frames():
-    frames = [sweep(columns=FEW, process_index=i, process_count=2) for i in range(2)]
-    assert [len(f) for f in frames] == [0, 1]
-    assert list(frames[0].columns) == list(frames[1].columns) == list(AXES) + FEW
+def test_more_processes_than_points_gives_empty_frames(full_frame):
+    # chunk_size=1 leaves no inner axes: 64 outer points over 65 processes.
+    first, last = (
+        sweep(**GRID, columns=FEW, chunk_size=1, process_index=i, process_count=65) for i in (0, 64)
+    )
+    assert len(first) == 0 and list(first.columns) == list(AXES) + FEW
+    expected = full_frame[list(AXES) + FEW].iloc[-1:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(last, expected)
 
 
 def test_best_over_gamma_equals_groupby_argmax(full_frame):
@@ -325,16 +329,20 @@ def test_cli_writes_the_grid(tmp_path, capsys, full_frame, suffix):
 
 
 def test_cli_best_over_with_plot_and_json(tmp_path, capsys):
-    plot_path = tmp_path / "heatmap.png"
-    argv = ["--batch", "1,2,4,...,16", "--gamma", "0:4", "--columns", ",".join(FEW)]
+    plot_path = tmp_path / "best_gamma.png"
+    columns = "tokens_per_s,baseline_tokens_per_s,speedup"  # the grid of test_plot.py
+    argv = ["--hardware", "h200,tpu-v5p", "--batch", "1,4,16,...,256", "--gamma", "0:8"]
+    argv += ["--columns", columns, "--no-progress"]
     assert _cli([*argv, "--plot", str(plot_path), "--json", "--top", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["points"] == 25 and summary["rows"] == 25
+    assert summary["points"] == summary["rows"] == 2 * 5 * 9
     assert plot_path.stat().st_size > 10_000
-    assert [set(row) for row in summary["best"]] == [{"batch", "gamma", *FEW[:2]}] * 2
+    assert [set(row) for row in summary["best"]] == [
+        {"hardware", "batch", "gamma", "tokens_per_s", "speedup"}
+    ] * 2
     out = tmp_path / "best.csv"
     assert _cli([*argv, "--best-over", "gamma", "--out", str(out)]) == 0
-    assert pd.read_csv(out).batch.tolist() == [1, 2, 4, 8, 16]
+    assert pd.read_csv(out).batch.tolist() == [1, 4, 16, 64, 256] * 2
 
 
 @pytest.mark.parametrize(
