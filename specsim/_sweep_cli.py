@@ -218,7 +218,10 @@ def _write(frame, path: str) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """Runs ``specsim sweep``; bad input raises ``ValueError`` (one line, exit code 2)."""
+    """Runs ``specsim sweep``: a Cartesian grid of what-if scenarios to CSV or Parquet.
+
+    Bad input raises ``ValueError`` (the CLI prints it on one line and exits 2).
+    """
     kwargs = _grid_arguments(args)
     if args.top < 0:
         raise ValueError(f"--top must be >= 0, got {args.top}")
