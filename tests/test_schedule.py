@@ -1,0 +1,188 @@
+"""Per-batch-size lookahead schedules and their serving-engine snippets."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+import specsim
+from specsim import hardware, models
+from specsim._optimize_cli import SCHEDULE_JSON_KEYS, add_schedule_arguments, run_schedule
+from specsim._schedule import Schedule, speculation_schedule
+
+MAX_BATCH = 256
+
+
+@pytest.fixture(scope="module")
+def low_alpha():
+    """A pairing whose speculation stops paying inside the batch range."""
+    return (
+        models.get("llama-3-8b"),
+        models.get("llama-160m"),
+        hardware.get("a100-80gb"),
+        specsim.ConstantAcceptance.create(0.6),
+    )
+
+
+@pytest.fixture(scope="module")
+def low_alpha_schedule(low_alpha):
+    return speculation_schedule(*low_alpha, max_batch=MAX_BATCH, max_gamma=8)
+
+
+def test_best_gamma_matches_brute_force(low_alpha, low_alpha_schedule):
+    target, draft, chip, acceptance = low_alpha
+    for batch in (1, 7, 64, 200):
+        workload = specsim.Workload.create(batch, 512, 256)
+        tokens = [
+            float(specsim.throughput(target, draft, chip, workload, g, acceptance).tokens_per_s)
+            for g in range(9)
+        ]
+        assert low_alpha_schedule.gamma[batch - 1] == int(np.argmax(tokens))
+        assert low_alpha_schedule.tokens_per_s[batch - 1] == pytest.approx(max(tokens), rel=1e-5)
+
+
+def test_switch_off_batch_is_where_speculation_stops_for_good(low_alpha_schedule):
+    s = low_alpha_schedule
+    assert s.switch_off_batch is not None and 1 < s.switch_off_batch <= MAX_BATCH
+    assert s.gamma[s.switch_off_batch - 2] > 0
+    assert np.all(s.gamma[s.switch_off_batch - 1 :] == 0)
+    assert np.all(s.speedup[s.switch_off_batch - 1 :] == pytest.approx(1.0))
+    # Speculation never makes things worse: gamma 0 is always a candidate.
+    assert np.all(s.speedup >= 1.0 - 1e-6)
+    # Bigger batches never want a longer lookahead here.
+    assert np.all(np.diff(s.gamma) <= 0)
+
+
+def test_speculation_that_pays_everywhere_has_no_switch_off():
+    s = speculation_schedule(
+        models.get("llama-3-8b"),
+        models.get("llama-68m"),
+        hardware.get("h100"),
+        specsim.ConstantAcceptance.create(0.9),
+        max_batch=MAX_BATCH,
+        max_gamma=8,
+    )
+    assert s.switch_off_batch is None and s.gamma[-1] > 0
+
+
+def test_schedule_ends_where_the_target_stops_fitting(low_alpha):
+    target, draft, _, acceptance = low_alpha
+    s = speculation_schedule(
+        target, draft, hardware.get("v100"), acceptance, max_batch=MAX_BATCH, max_gamma=8
+    )
+    last = s.runs()[-1][1]
+    assert last < MAX_BATCH and s.fits[last - 1] and not s.fits[last:].any()
+    assert s.switch_off_batch is not None and s.switch_off_batch <= last
+
+
+def _manual(gamma: list[int]) -> Schedule:
+    n = len(gamma)
+    return Schedule(
+        batch_sizes=np.arange(1, n + 1),
+        gamma=np.asarray(gamma),
+        tokens_per_s=np.ones(n),
+        speedup=np.ones(n),
+        fits=np.ones(n, dtype=bool),
+        switch_off_batch=None,
+        max_gamma=8,
+    )
+
+
+def test_draft_len_schedule_follows_tensorrt_llm_semantics():
+    # Keys are the largest batch of each range; larger batches implicitly get 0.
+    assert _manual([4, 4, 2, 2, 1, 0, 0]).draft_len_schedule() == {2: 4, 4: 2, 5: 1}
+    # A gap inside the range must be explicit; speculation up to the end keeps the last key.
+    assert _manual([2, 0, 1, 1]).draft_len_schedule() == {1: 2, 2: 0, 4: 1}
+    assert _manual([0, 0]).draft_len_schedule() == {}
+
+
+def test_snippets_are_valid_python_with_the_schedule(low_alpha_schedule):
+    s = low_alpha_schedule
+    vllm = s.vllm_snippet("Llama-3-8B", "llama-160m", batch=1)
+    trt = s.tensorrt_llm_snippet("llama-160m")
+    compile(vllm, "<vllm>", "exec")
+    compile(trt, "<trt>", "exec")
+    assert f'"num_speculative_tokens": {s.gamma_at(1)}' in vllm
+    assert f'"disable_by_batch_size": {s.switch_off_batch}' in vllm
+    assert f"draft_len_schedule={s.draft_len_schedule()!r}" in trt
+    assert f"max_draft_len={max(s.draft_len_schedule().values())}" in trt
+    late = s.vllm_snippet("Llama-3-8B", "llama-160m", batch=MAX_BATCH)
+    assert "does not pay at batch" in late and "LLM(" not in late
+
+
+def test_target_that_does_not_fit_is_a_clear_error(low_alpha):
+    _, draft, chip, acceptance = low_alpha
+    with pytest.raises(ValueError, match="does not fit in memory even at batch 1"):
+        speculation_schedule(models.get("llama-3-70b"), draft, chip, acceptance, max_batch=8)
+    with pytest.raises(ValueError, match="max_batch"):
+        speculation_schedule(*_pair(), max_batch=0)
+
+
+def _pair():
+    return (
+        models.get("llama-3-8b"),
+        models.get("llama-68m"),
+        hardware.get("h100"),
+        specsim.ConstantAcceptance.create(0.8),
+    )
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    add_schedule_arguments(parser)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = run_schedule(parser.parse_args(argv))
+    return code, out.getvalue()
+
+
+def test_cli_json_keys_and_optimised_draft_shape():
+    code, text = _run(
+        [
+            "--json",
+            "--draft",
+            "2x512",
+            "--max-batch",
+            str(MAX_BATCH),
+            "--max-gamma",
+            "8",
+            "--alpha",
+            "0.6",
+        ]
+    )
+    assert code == 0
+    payload = json.loads(text)
+    assert list(payload) == list(SCHEDULE_JSON_KEYS)
+    assert payload["scenario"]["draft"] == "draft-2x512"
+    assert len(payload["gamma"]) == MAX_BATCH
+    assert set(payload["snippets"]) == {"vllm", "tensorrt_llm"}
+
+
+def test_cli_text_shows_runs_and_snippets():
+    code, text = _run(
+        [
+            "--draft",
+            "llama-160m",
+            "--hardware",
+            "a100-80gb",
+            "--alpha",
+            "0.6",
+            "--max-batch",
+            str(MAX_BATCH),
+            "--max-gamma",
+            "8",
+        ]
+    )
+    assert code == 0
+    assert "switch speculation off from batch" in text
+    assert "num_speculative_tokens" in text and "draft_len_schedule" in text
+
+
+def test_cli_rejects_a_draft_shape_off_the_head_grid():
+    with pytest.raises(ValueError, match="multiple of the head dim"):
+        _run(["--draft", "2x100"])
