@@ -1,9 +1,9 @@
 """Plots of specsim results: rooflines, sweep heatmaps, best lookahead, hardware, SDSL.
 
 Every function draws on a fresh ``matplotlib.figure.Figure`` (never pyplot's global
-state, so it works headless and in notebooks alike), labels every axis with its unit,
-saves to ``path`` when given (format from the suffix, e.g. ``.png``, ``.svg``,
-``.pdf``) and returns the figure. Functions that take a ``frame`` read a tidy
+state, so it works headless; it shows itself as a PNG in Jupyter), labels every axis
+with its unit, saves to ``path`` when given (format from the suffix, e.g. ``.png``,
+``.svg``, ``.pdf``) and returns the figure. Functions that take a ``frame`` read a tidy
 DataFrame from ``specsim.sweep``; the others evaluate the model themselves.
 
 Examples:
@@ -18,6 +18,7 @@ Examples:
 
 from __future__ import annotations
 
+import io
 import os
 import textwrap
 from collections.abc import Sequence
@@ -78,6 +79,15 @@ _PHASE_STYLE = {  # phase: (marker, label)
     "verify": ("o", "verification (γ+1 tokens)"),
     "decode": ("s", "plain decode"),
 }
+
+
+class _Figure(Figure):
+    """A ``Figure`` that shows itself as a PNG in Jupyter without pyplot's inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 def label(column: str) -> str:
@@ -179,7 +189,7 @@ def roofline(
         "decode": (target_spec, 1.0, tp),
     }
 
-    figure = Figure(figsize=(7.0, 4.8))
+    figure = _Figure(figsize=(7.0, 4.8))
     ax = figure.add_subplot()
     colors = [f"C{i}" for i in range(10)]
     lowest, highest = np.inf, 0.0
@@ -329,7 +339,7 @@ def heatmap(
         raise ValueError(f"the frame has several rows per ({x}, {y}); select one value first")
     table = frame.pivot(index=y, columns=x, values=value).sort_index().sort_index(axis=1)
     grid = table.to_numpy(dtype=np.float64)
-    figure = Figure(figsize=(7.0, 4.8))
+    figure = _Figure(figsize=(7.0, 4.8))
     ax = figure.add_subplot()
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
     colorbar = figure.colorbar(image, ax=ax)
@@ -395,7 +405,7 @@ def best_gamma(
     title = _only_varying(frame, ["gamma", x, by])
     best = _best_rows(frame, [by, x], objective)
     panels = 2 if "speedup" in best.columns else 1
-    figure = Figure(figsize=(7.0, 3.2 * panels + 0.6))
+    figure = _Figure(figsize=(7.0, 3.2 * panels + 0.6))
     axes = [figure.add_subplot(panels, 1, i + 1) for i in range(panels)]
     for group, rows in best.groupby(by, observed=True, sort=False):
         rows = rows.sort_values(x)
@@ -447,7 +457,7 @@ def hardware_comparison(
     best = _best_rows(frame, [by], objective).sort_values("tokens_per_s", ascending=False)
     names = [str(v) for v in best[by]]
     positions = np.arange(len(names))
-    figure = Figure(figsize=(max(5.0, 1.3 * len(names) + 2.0), 4.6))
+    figure = _Figure(figsize=(max(5.0, 1.3 * len(names) + 2.0), 4.6))
     ax = figure.add_subplot()
     width = 0.38
     ax.bar(positions - width / 2, best["tokens_per_s"], width, label="speculative decoding")
@@ -546,7 +556,7 @@ def optimal_draft_size(
             jnp.asarray(batch_d + [1e12] * pad, jnp.float32),
         )
     )
-    figure = Figure(figsize=(7.0, 4.8))
+    figure = _Figure(figsize=(7.0, 4.8))
     ax = figure.add_subplot()
     for k, count in enumerate(tokens):
         curve = optimum[k * sizes.size : (k + 1) * sizes.size]
