@@ -234,6 +234,13 @@ def _shown(value) -> float:
     return float(f"{float(value):.7g}")
 
 
+def _by_preference(elasticities: dict[str, float]) -> list[str]:
+    """Hardware fields with datasheet numbers first, efficiencies after, then the rest."""
+    order = [name for name in {**_RATE_FIELDS, **_TIME_FIELDS} if "efficiency" not in name]
+    order += [name for name in _RATE_FIELDS if "efficiency" in name]
+    return [n for n in order if n in elasticities] + [n for n in elasticities if n not in order]
+
+
 def _bottleneck(report: dict[str, Any], elasticities: dict[str, float]) -> dict[str, Any]:
     """Which phase dominates an iteration, and which hardware resource binds tokens/s."""
     iteration = report["iteration_s"]
@@ -243,8 +250,9 @@ def _bottleneck(report: dict[str, Any], elasticities: dict[str, float]) -> dict[
         phase = "target"
     else:
         phase = "draft" if draft_share > verify_share else "verify"
-    # The binding resource is the hardware number tokens/s is most elastic to.
-    resource = max(elasticities, key=lambda name: abs(elasticities[name]))
+    # The binding resource is the hardware number tokens/s is most elastic to (on a tie, a
+    # datasheet number before the efficiency that multiplies it).
+    resource = max(_by_preference(elasticities), key=lambda name: round(abs(elasticities[name]), 6))
     return {
         "phase": phase,
         "draft_share": draft_share,
@@ -344,8 +352,9 @@ def _format_count(n: float) -> str:
 
 def _sensitivity_lines(elasticities: dict[str, float]) -> list[str]:
     lines = []
-    items = [(k, v) for k, v in elasticities.items() if abs(v) >= 5e-4]
-    items.sort(key=lambda kv: -abs(kv[1]))
+    items = [(k, elasticities[k]) for k in _by_preference(elasticities)]
+    items = [(k, v) for k, v in items if abs(v) >= 5e-4]
+    items.sort(key=lambda kv: -round(abs(kv[1]), 6))  # stable: ties keep the preference
     for name, e in items:
         if name in _RATE_FIELDS:
             lines.append(f"+10% {_RATE_FIELDS[name]:<24s} -> {10 * e:+.1f}% tokens/s")
