@@ -274,6 +274,15 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
 
 
+def device_peak_gib() -> float | None:
+    """Peak accelerator memory in use (None where the backend does not report it, e.g. CPU)."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**30
+
+
 def points(grid) -> int:
     return math.prod(len(v) for v in grid.values())
 
@@ -310,6 +319,7 @@ def run_jax(repeats: int) -> dict:
         "best_s": float(np.min(timings)),
         "tokens_only_median_s": float(np.median(few[1:])),
         "peak_rss_gib": peak_rss_gib(),
+        "device_peak_gib": device_peak_gib(),
     }
 
 
@@ -472,6 +482,7 @@ def run_big(mode: str) -> dict:
         "rows": rows,
         "seconds": elapsed,
         "peak_rss_gib": peak_rss_gib(),
+        "device_peak_gib": device_peak_gib(),
     }
     if mode != "best":
         out["file_gib"] = file_gib
@@ -490,6 +501,11 @@ def child(method: str, args) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{method} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def device_memory(run: dict) -> str:
+    peak = run.get("device_peak_gib")
+    return "" if peak is None else f", accelerator peak {peak:.2f} GiB"
 
 
 def main() -> None:
@@ -533,7 +549,7 @@ def main() -> None:
         f"(compiles), then median {jx['median_s'] * 1e3:.0f} ms (best "
         f"{jx['best_s'] * 1e3:.0f} ms) -> {jax_rate:.3g} configs/s; "
         f"tokens_per_s column only {n / jx['tokens_only_median_s']:.3g} configs/s; "
-        f"peak RSS {jx['peak_rss_gib']:.2f} GiB"
+        f"peak RSS {jx['peak_rss_gib']:.2f} GiB{device_memory(jx)}"
     )
     print(
         f"NumPy (float64, broadcast): median {npy['median_s']:.2f} s -> {numpy_rate:.3g} "
@@ -566,7 +582,7 @@ def main() -> None:
         print(
             f"10^8 points ({run['points']:,}), {what}: {run['seconds']:.1f} s, "
             f"{run['points'] / run['seconds']:.3g} configs/s, "
-            f"peak RSS {run['peak_rss_gib']:.2f} GiB"
+            f"peak RSS {run['peak_rss_gib']:.2f} GiB{device_memory(run)}"
         )
 
 
