@@ -272,12 +272,16 @@ _EDGE = [-30.0, -8.0, -2.0, 0.0, 2.0, 8.0, 30.0]
         ("llama-3-8b", "h100", 1, 1, "sdsl"),
         ("llama-3-70b", "tpu-v5p", 4, 256, "sdsl"),
         ("llama-3.2-1b", "l4", 1, 64, "constant"),
+        ("llama-3-8b", "tpu-v5e", 1, 16, "sdsl+tokens"),
     ],
 )
 def test_search_gradients_finite_everywhere_in_bounds(scenario):
     target, chip, tp, batch, kind = scenario
-    acceptance = _sdsl(target) if kind == "sdsl" else specsim.ConstantAcceptance.create(0.9)
-    s = _scenario(target, chip, tp, batch, acceptance)
+    acceptance = specsim.ConstantAcceptance.create(0.9) if kind == "constant" else _sdsl(target)
+    bounds = None
+    if kind == "sdsl+tokens":  # training tokens under a FLOP budget
+        bounds = DraftBounds.create(models.get(target), train_flops_budget=1e20)
+    s = _scenario(target, chip, tp, batch, acceptance, bounds=bounds)
     # From deep in one sigmoid tail to deep in the other on every axis: corners of the
     # region (smallest and largest drafts, gamma 0 and gamma max) and its interior.
     z = jnp.asarray(np.stack(np.meshgrid(_EDGE, _EDGE, _EDGE), -1).reshape(-1, 3), jnp.float32)
