@@ -127,8 +127,8 @@ class _Axis:
 def _as_list(name: str, value) -> list:
     if isinstance(value, str | os.PathLike | HardwareSpec | TransformerSpec | bytes):
         return [value]
-    if isinstance(value, np.ndarray):
-        return value.ravel().tolist()
+    if isinstance(value, np.ndarray | jax.Array):
+        return np.asarray(value).ravel().tolist()
     if isinstance(value, Iterable):
         values = list(value)
         if not values:

@@ -137,7 +137,7 @@ def test_only_changing_axis_values_does_not_recompile():
     grid = dict(GRID, batch=[2, 8], gamma=[1, 5], alpha=[0.5, 0.7])
     sweep(**grid, columns=FEW)
     before = _evaluate_chunk._cache_size()
-    other = dict(grid, hardware=["a100-80gb", "tpu-v5e"], batch=[4, 64], gamma=[2, 7])
+    other = dict(grid, hardware=["a100-80gb", "tpu-v5e"], batch=[4, 64], gamma=jnp.array([2, 7]))
     frame = sweep(**other, columns=FEW)
     assert _evaluate_chunk._cache_size() == before
     assert set(frame.hardware) == {"A100 SXM 80GB", "TPU v5e"}
