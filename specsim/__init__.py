@@ -3,6 +3,7 @@
 The front doors:
 
 * ``specsim.throughput(target, draft, hardware, workload, gamma, acceptance)``
+* ``specsim.optimize_draft(...)`` for the best draft and lookahead, by gradient descent
 * ``specsim.hardware.get(name)`` / ``specsim.models.get(name)``
 * ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass
 * ``specsim.theory`` for hardware-free closed forms
@@ -24,7 +25,20 @@ from ._cost import fits as fits
 from ._cost import forward_cost as forward_cost
 from ._cost import memory_footprint as memory_footprint
 from ._cost import step_time as step_time
+from ._draft import DraftBounds as DraftBounds
+from ._draft import DraftParams as DraftParams
+from ._draft import DraftTemplate as DraftTemplate
+from ._optimize import GridResult as GridResult
+from ._optimize import OptimizeResult as OptimizeResult
+from ._optimize import Scenario as Scenario
+from ._optimize import grid_search as grid_search
+from ._optimize import grid_search_scenarios as grid_search_scenarios
+from ._optimize import optimize_draft as optimize_draft
+from ._optimize import optimize_scenarios as optimize_scenarios
+from ._schedule import Schedule as Schedule
+from ._schedule import speculation_schedule as speculation_schedule
 from ._throughput import ThroughputReport as ThroughputReport
+from ._throughput import crossover_batch as crossover_batch
 from ._throughput import throughput as throughput
 from ._workload import Workload as Workload
 from .hardware import HardwareSpec as HardwareSpec
@@ -35,22 +49,35 @@ __version__ = "0.1.0"
 __all__ = [
     "STEP_BOUND_NAMES",
     "ConstantAcceptance",
+    "DraftBounds",
+    "DraftParams",
+    "DraftTemplate",
     "ForwardCost",
+    "GridResult",
     "HardwareSpec",
     "MemoryFootprint",
+    "OptimizeResult",
     "PositionalAcceptance",
     "SDSLAcceptance",
+    "Scenario",
+    "Schedule",
     "StepTime",
     "ThroughputReport",
     "TransformerSpec",
     "Workload",
     "acceptance_rate",
+    "crossover_batch",
     "expected_tokens_per_step",
     "fits",
     "forward_cost",
+    "grid_search",
+    "grid_search_scenarios",
     "hardware",
     "memory_footprint",
     "models",
+    "optimize_draft",
+    "optimize_scenarios",
+    "speculation_schedule",
     "step_time",
     "theory",
     "throughput",

@@ -65,12 +65,15 @@ class StepTime:
         time_s: total wall time of the pass.
         linear_s: roofline time of the weight matmuls.
         attention_s: roofline time of attention (KV-cache traffic and its FLOPs).
-        compute_s: FLOP-bound time summed over both groups.
-        memory_s: bandwidth-bound time summed over both groups.
+        compute_s: FLOP time (FLOPs / achievable FLOP/s) summed over both groups.
+        memory_s: HBM time (bytes / achievable bandwidth) summed over both groups.
+        compute_bound_s: time of the groups whose compute time binds.
+        memory_bound_s: time of the groups whose HBM time binds.
         communication_s: tensor-parallel all-reduces.
         launch_s: kernel-launch overheads.
         overhead_s: fixed per-step overhead.
-        bound: index into ``STEP_BOUND_NAMES`` of the largest contribution.
+        bound: index into ``STEP_BOUND_NAMES`` of the largest contribution among
+            memory-bound time, compute-bound time, communication and fixed overheads.
         cost: the ``ForwardCost`` behind it.
     """
 
@@ -79,6 +82,8 @@ class StepTime:
     attention_s: Any
     compute_s: Any
     memory_s: Any
+    compute_bound_s: Any
+    memory_bound_s: Any
     communication_s: Any
     launch_s: Any
     overhead_s: Any
@@ -189,21 +194,39 @@ def step_time(
     time_s = linear.time_s + attention.time_s + communication_s + launch_s + overhead_s
     compute_s = linear.compute_s + attention.compute_s
     memory_s = linear.memory_s + attention.memory_s
-    parts = jnp.stack(
-        jnp.broadcast_arrays(memory_s, compute_s, communication_s, launch_s + overhead_s), axis=-1
-    )
-    return StepTime(
+    compute_bound_s = linear.time_s * linear.bound + attention.time_s * attention.bound
+    memory_bound_s = linear.time_s * (1 - linear.bound) + attention.time_s * (1 - attention.bound)
+    step = StepTime(
         time_s=time_s,
         linear_s=linear.time_s,
         attention_s=attention.time_s,
         compute_s=compute_s,
         memory_s=memory_s,
+        compute_bound_s=compute_bound_s,
+        memory_bound_s=memory_bound_s,
         communication_s=communication_s,
         launch_s=launch_s,
         overhead_s=overhead_s,
-        bound=jnp.argmax(parts, axis=-1),
+        bound=0,
         cost=cost,
     )
+    return step.replace(bound=binding_bound(step))
+
+
+def binding_bound(step: StepTime):
+    """Index into ``STEP_BOUND_NAMES`` of what takes most of a step's time.
+
+    Each roofline group's time counts for the bound that binds it (a compute-bound
+    matmul counts as compute, a bandwidth-bound attention as memory), then it is
+    compared with communication and the fixed launch and step overheads.
+    """
+    parts = jnp.broadcast_arrays(
+        step.memory_bound_s,
+        step.compute_bound_s,
+        step.communication_s,
+        step.launch_s + step.overhead_s,
+    )
+    return jnp.argmax(jnp.stack(parts, axis=-1), axis=-1)
 
 
 @struct.dataclass

@@ -18,7 +18,7 @@ import numpy as np
 from flax import struct
 
 from ._acceptance import acceptance_rate, expected_tokens_per_step, validate_acceptance
-from ._cost import STEP_BOUND_NAMES, StepTime, memory_footprint, step_time
+from ._cost import STEP_BOUND_NAMES, StepTime, binding_bound, memory_footprint, step_time
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec, parameter_count
@@ -109,12 +109,7 @@ def _mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth
         contexts
     )
     mean = jax.tree.map(lambda x: jnp.tensordot(weights, x.astype(jnp.float32), axes=1), steps)
-    parts = jnp.stack(
-        jnp.broadcast_arrays(
-            mean.memory_s, mean.compute_s, mean.communication_s, mean.launch_s + mean.overhead_s
-        )
-    )
-    return mean.replace(bound=jnp.argmax(parts, axis=0))
+    return mean.replace(bound=binding_bound(mean))
 
 
 @functools.partial(jax.jit, static_argnames=("smooth", "quadrature_nodes"))
