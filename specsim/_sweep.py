@@ -347,7 +347,7 @@ def _build_grid(
             if count is None:
                 raise ValueError(
                     f"alpha='sdsl' needs pre-training tokens; the catalogue has none for "
-                    f"{label!r}: pass target_train_tokens"
+                    f"{label!r}: pass target_train_tokens (--target-train-tokens)"
                 )
             per_target.append(float(count))
         axes["target"].table["train_tokens"] = np.asarray(per_target, np.float32)
