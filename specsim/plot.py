@@ -115,10 +115,12 @@ def _spec(value, get, kind: type, what: str):
     raise ValueError(f"{what}: expected a name or a {kind.__name__}, got {value!r}")
 
 
-def _display(value, canonical) -> str:
-    if isinstance(value, str) and not value.endswith(".toml"):
-        return canonical(value)
-    return os.path.basename(os.fspath(value)) if isinstance(value, str | os.PathLike) else "custom"
+def _display(chip: str | os.PathLike) -> str:
+    """The catalogue's name of a chip, or the stem of its ``.toml`` file."""
+    text = os.fspath(chip)
+    if text.endswith(".toml"):
+        return os.path.splitext(os.path.basename(text))[0]
+    return _hardware.canonical_name(text)
 
 
 # --------------------------------------------------------------------------- roofline
@@ -193,13 +195,9 @@ def roofline(
     ax = figure.add_subplot()
     colors = [f"C{i}" for i in range(10)]
     lowest, highest = np.inf, 0.0
-    for i, chip in enumerate(chips):
-        spec = _spec(chip, _hardware.get, HardwareSpec, "hardware")
-        name = (
-            _display(chip, _hardware.canonical_name)
-            if not isinstance(chip, HardwareSpec)
-            else (f"chip {i + 1}")
-        )
+    specs = [_spec(chip, _hardware.get, HardwareSpec, "hardware") for chip in chips]
+    for i, (chip, spec) in enumerate(zip(chips, specs, strict=True)):
+        name = f"chip {i + 1}" if isinstance(chip, HardwareSpec) else _display(chip)
         color = colors[i % len(colors)]
         peak = float(spec.peak_flops_per_s(target_spec.compute_dtype) * spec.compute_efficiency)
         bandwidth = float(spec.hbm_bytes_per_s * spec.memory_efficiency)
@@ -232,9 +230,8 @@ def roofline(
             label=f"{name}: roof (ridge {ridge:.0f} FLOP/byte)",
         )
     # One annotation per batch on the first chip's verification points.
-    first = _spec(chips[0], _hardware.get, HardwareSpec, "hardware")
     cost = forward_cost(target_spec, batches, gamma + 1.0, context)
-    time_s = np.asarray(step_time(target_spec, first, batches, gamma + 1.0, context, tp).time_s)
+    time_s = np.asarray(step_time(target_spec, specs[0], batches, gamma + 1.0, context, tp).time_s)
     for b, x, y in zip(
         batches,
         np.asarray(cost.flops / cost.bytes),
