@@ -148,7 +148,7 @@ class NumPyMath:
 
 
 def step_time(m, hw, batch, new_tokens, context, tp, xp):
-    """``specsim._cost.step_time``: (time_s, memory_s, compute_s, communication_s, fixed_s)."""
+    """``specsim._cost.step_time``: time, memory-bound, compute-bound, communication, fixed (s)."""
     tokens = batch * new_tokens
     q_width = m["n_heads"] * m["head_dim"]
     kv_width = m["n_kv_heads"] * m["head_dim"]
@@ -180,14 +180,14 @@ def step_time(m, hw, batch, new_tokens, context, tp, xp):
     )
     communication = 2.0 * m["n_layers"] * allreduce
     fixed = hw["kernel_launch_s"] * (8.0 * m["n_layers"] + 4.0) + hw["step_overhead_s"]
-    time_s = (
-        xp.maximum(linear_compute, linear_memory)
-        + xp.maximum(attention_compute, attention_memory)
-        + communication
-        + fixed
-    )
-    memory = linear_memory + attention_memory
-    compute = linear_compute + attention_compute
+    linear = xp.maximum(linear_compute, linear_memory)
+    attention = xp.maximum(attention_compute, attention_memory)
+    time_s = linear + attention + communication + fixed
+    # Each roofline group's time counts for the bound that binds it (_cost.binding_bound).
+    linear_compute_bound = 1.0 * (linear_compute > linear_memory)
+    attention_compute_bound = 1.0 * (attention_compute > attention_memory)
+    compute = linear * linear_compute_bound + attention * attention_compute_bound
+    memory = linear * (1.0 - linear_compute_bound) + attention * (1.0 - attention_compute_bound)
     return time_s, memory, compute, communication, fixed
 
 
@@ -535,6 +535,12 @@ def main() -> None:
     npy = child("numpy", args)
     flat = child("numpy-flat", args)
     py = child("python", args)
+    for run in (npy, flat, py):
+        if not run["max_rel_error"] < 1e-4:  # float32 sweep vs float64 references
+            raise SystemExit(
+                f"{run['method']} disagrees with the sweep (max relative error "
+                f"{run['max_rel_error']:.1e}): the reference formulas are out of date"
+            )
     n = jx["points"]
     jax_rate = n / jx["median_s"]
     numpy_rate = npy["points"] / npy["median_s"]
