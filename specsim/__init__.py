@@ -11,6 +11,7 @@ The front doors:
 
 from . import hardware as hardware
 from . import models as models
+from . import plot as plot
 from . import theory as theory
 from ._acceptance import ConstantAcceptance as ConstantAcceptance
 from ._acceptance import PositionalAcceptance as PositionalAcceptance
@@ -37,6 +38,7 @@ from ._optimize import optimize_draft as optimize_draft
 from ._optimize import optimize_scenarios as optimize_scenarios
 from ._schedule import Schedule as Schedule
 from ._schedule import speculation_schedule as speculation_schedule
+from ._sweep import sweep as sweep
 from ._throughput import ThroughputReport as ThroughputReport
 from ._throughput import crossover_batch as crossover_batch
 from ._throughput import throughput as throughput
@@ -77,8 +79,10 @@ __all__ = [
     "models",
     "optimize_draft",
     "optimize_scenarios",
+    "plot",
     "speculation_schedule",
     "step_time",
+    "sweep",
     "theory",
     "throughput",
 ]
