@@ -19,6 +19,7 @@ import numpy as np
 from flax import struct
 
 from . import theory
+from ._numerics import as_float, concrete
 from ._scaling import (
     DEFAULT_SCALING_LAW,
     SDSL_2026,
@@ -35,11 +36,6 @@ __all__ = [
     "expected_tokens_per_step",
     "validate_acceptance",
 ]
-
-
-def _as_float(value):
-    value = jnp.asarray(value)
-    return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(float)
 
 
 @struct.dataclass
@@ -60,7 +56,7 @@ class ConstantAcceptance:
     @classmethod
     def create(cls, alpha):
         """Validated constructor: raises ValueError unless alpha is in (0, 1)."""
-        return validate_acceptance(cls(alpha=_as_float(alpha)))
+        return validate_acceptance(cls(alpha=as_float(alpha)))
 
 
 @struct.dataclass
@@ -82,7 +78,7 @@ class PositionalAcceptance:
     @classmethod
     def create(cls, alphas):
         """Validated constructor: a non-empty 1-D vector with entries in [0, 1]."""
-        return validate_acceptance(cls(alphas=_as_float(alphas)))
+        return validate_acceptance(cls(alphas=as_float(alphas)))
 
 
 @struct.dataclass
@@ -124,8 +120,8 @@ class SDSLAcceptance:
         """Validated constructor: token counts must be positive and finite."""
         return validate_acceptance(
             cls(
-                draft_train_tokens=_as_float(draft_train_tokens),
-                target_train_tokens=_as_float(target_train_tokens),
+                draft_train_tokens=as_float(draft_train_tokens),
+                target_train_tokens=as_float(target_train_tokens),
                 law=law,
                 coefficients=coefficients,
             )
@@ -133,13 +129,6 @@ class SDSLAcceptance:
 
 
 _ACCEPTANCE_TYPES = (ConstantAcceptance, PositionalAcceptance, SDSLAcceptance)
-
-
-def _concrete(value):
-    """`value` as a NumPy float array, or None while it is being traced."""
-    if isinstance(value, jax.core.Tracer):
-        return None
-    return np.asarray(value, dtype=np.float64)
 
 
 def _show(value):
@@ -154,7 +143,7 @@ def _check_type(acceptance):
 
 
 def _check_positive_finite(name, value):
-    array = _concrete(value)
+    array = concrete(value)
     if array is not None:
         bad = np.flatnonzero(~(np.isfinite(array) & (array > 0.0)))
         if bad.size:
@@ -190,13 +179,13 @@ def validate_acceptance(acceptance):
     """
     _check_type(acceptance)
     if isinstance(acceptance, ConstantAcceptance):
-        alpha = _concrete(acceptance.alpha)
+        alpha = concrete(acceptance.alpha)
         if alpha is not None:
             bad = np.flatnonzero(~((alpha > 0.0) & (alpha < 1.0)))
             if bad.size:
                 raise ValueError(f"alpha must be in (0, 1), got {_show(alpha.ravel()[bad[0]])}")
     elif isinstance(acceptance, PositionalAcceptance):
-        alphas = _concrete(acceptance.alphas)
+        alphas = concrete(acceptance.alphas)
         if alphas is not None:
             if alphas.ndim != 1 or alphas.size == 0:
                 raise ValueError(
@@ -245,7 +234,7 @@ def acceptance_rate(acceptance, draft_params=None, target_params=None):
     """
     _check_type(acceptance)
     if isinstance(acceptance, ConstantAcceptance):
-        return _as_float(acceptance.alpha)
+        return as_float(acceptance.alpha)
     if isinstance(acceptance, PositionalAcceptance):
         return jnp.exp(jnp.mean(jnp.log(acceptance.alphas), axis=-1))
     _require_sizes(draft_params, target_params)
@@ -288,7 +277,7 @@ def expected_tokens_per_step(acceptance, gamma, draft_params=None, target_params
         Leviathan et al. (2023), arXiv 2211.17192, Eq. 1.
     """
     _check_type(acceptance)
-    gamma = _as_float(gamma)
+    gamma = as_float(gamma)
     if isinstance(acceptance, PositionalAcceptance):
         alphas = acceptance.alphas
         position = jnp.arange(alphas.shape[-1], dtype=alphas.dtype)  # k - 1

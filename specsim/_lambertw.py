@@ -19,12 +19,7 @@ References:
 import jax
 import jax.numpy as jnp
 
-
-def _as_float(value):
-    """Array view of `value`, keeping a float dtype and promoting integers."""
-    value = jnp.asarray(value)
-    return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(float)
-
+from ._numerics import as_float
 
 # Branch-point series W = sum_k c_k p**k with p = -sqrt(2 (1 + e x)) for W_{-1}
 # (Corless et al. 1996, §4; the coefficients mu_0..mu_7 of that paper).
@@ -162,7 +157,7 @@ def lambertw_m1_from_log(log_neg_x):
         Corless, Gonnet, Hare, Jeffrey, Knuth (1996), "On the Lambert W function",
         Adv. Comput. Math. 5, 329-359.
     """
-    return _lambertw_m1_from_log(_as_float(log_neg_x))
+    return _lambertw_m1_from_log(as_float(log_neg_x))
 
 
 @jax.jit
@@ -196,4 +191,4 @@ def lambertw_m1(x):
         Corless, Gonnet, Hare, Jeffrey, Knuth (1996), "On the Lambert W function",
         Adv. Comput. Math. 5, 329-359.
     """
-    return _lambertw_m1(_as_float(x))
+    return _lambertw_m1(as_float(x))

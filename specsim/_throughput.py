@@ -19,6 +19,7 @@ from flax import struct
 
 from ._acceptance import acceptance_rate, expected_tokens_per_step, validate_acceptance
 from ._cost import STEP_BOUND_NAMES, StepTime, binding_bound, memory_footprint, step_time
+from ._numerics import concrete
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec, parameter_count
@@ -255,13 +256,6 @@ def throughput(
     )
 
 
-def _concrete(value):
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except Exception:  # a tracer
-        return None
-
-
 def _validate(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, overhead):
     for what, spec in (("target", target), ("draft", draft)):
         if not isinstance(spec, TransformerSpec):
@@ -281,7 +275,7 @@ def _validate(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp
         ("speculation_overhead_s", overhead, lambda v: v >= 0, ">= 0"),
     )
     for name, value, ok, text in checks:
-        arr = _concrete(value)
+        arr = concrete(value)
         if arr is not None and not np.all(np.isfinite(arr) & ok(arr)):
             raise ValueError(f"{name} must be {text}, got {value}")
 

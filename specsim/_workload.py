@@ -8,6 +8,8 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
+from ._numerics import concrete
+
 
 @struct.dataclass
 class Workload:
@@ -56,11 +58,8 @@ class Workload:
             "generate_tokens": (lambda v: v > 0, "> 0"),
         }
         for name, (ok, text) in rules.items():
-            try:
-                values = jnp.ravel(jnp.asarray(getattr(self, name))).tolist()
-            except Exception:  # traced
-                continue
-            for v in values:
+            array = concrete(getattr(self, name))
+            for v in [] if array is None else array.ravel().tolist():
                 if not (math.isfinite(v) and ok(v)):
                     raise ValueError(f"Workload.{name} must be finite and {text}, got {v}")
         return self

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ._lambertw import lambertw_m1_from_log
+from ._numerics import as_float
 from ._scaling import DEFAULT_SCALING_LAW, SDSL_2026, sdsl_alpha
 
 __all__ = [
@@ -40,11 +41,6 @@ _SEARCH_MIN_DRAFT_PARAMS = 1e6
 _SEARCH_MAX_DRAFT_FRACTION = 0.5
 _SEARCH_GRID_SIZE = 256
 _BISECTION_STEPS = 40
-
-
-def _as_float(value):
-    value = jnp.asarray(value)
-    return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(float)
 
 
 def _log_expm1_ratio_series(y):
@@ -79,7 +75,7 @@ def expected_tokens(alpha, gamma):
     References:
         Leviathan et al. (2023), arXiv 2211.17192, Eq. 1.
     """
-    alpha, gamma = _as_float(alpha), _as_float(gamma)
+    alpha, gamma = as_float(alpha), as_float(gamma)
     positive = alpha > 0.0
     log_alpha = jnp.log(jnp.where(positive, alpha, 1.0))
     near_one = jnp.abs((gamma + 1.0) * log_alpha) < _SERIES_RADIUS
@@ -119,7 +115,7 @@ def speedup(alpha, gamma, cost_ratio):
     References:
         Leviathan et al. (2023), arXiv 2211.17192, Theorem 3.8.
     """
-    gamma = _as_float(gamma)
+    gamma = as_float(gamma)
     return expected_tokens(alpha, gamma) / (gamma * cost_ratio + 1.0)
 
 
@@ -146,7 +142,7 @@ def operations_factor(alpha, gamma, op_ratio):
     References:
         Leviathan et al. (2023), arXiv 2211.17192, Theorem 3.11.
     """
-    gamma = _as_float(gamma)
+    gamma = as_float(gamma)
     return (gamma * op_ratio + gamma + 1.0) / expected_tokens(alpha, gamma)
 
 
@@ -175,7 +171,7 @@ def tokens_per_flop(alpha, gamma, draft_params, target_params):
         Bozorgkhoo, Molybog (2026), arXiv 2603.11053 (tokens-per-FLOP objective, as
         reconstructed in sdsl.md §2.2); Leviathan et al. (2023), arXiv 2211.17192.
     """
-    gamma = _as_float(gamma)
+    gamma = as_float(gamma)
     flops = 2.0 * draft_params * gamma + 2.0 * target_params
     return expected_tokens(alpha, gamma) / flops
 
@@ -211,7 +207,7 @@ def optimal_gamma(alpha, size_ratio):
         lookahead; derivation in sdsl.md §2.3); Corless et al. (1996), Adv. Comput. Math.
         5, 329-359.
     """
-    alpha, size_ratio = _as_float(alpha), _as_float(size_ratio)
+    alpha, size_ratio = as_float(alpha), as_float(size_ratio)
     log_alpha = jnp.log(alpha)
     unbounded = alpha >= 1.0
     no_gain = alpha * (1.0 - size_ratio * log_alpha) <= 1.0
@@ -276,8 +272,8 @@ def _log_optimal_draft_size_jvp(primals, tangents):
 
 @jax.jit
 def _optimal_draft_size(target_params, train_tokens, draft_train_tokens, law, coefficients):
-    target_params, train_tokens = _as_float(target_params), _as_float(train_tokens)
-    draft_train_tokens = _as_float(draft_train_tokens)
+    target_params, train_tokens = as_float(target_params), as_float(train_tokens)
+    draft_train_tokens = as_float(draft_train_tokens)
     log_n = _log_optimal_draft_size(
         target_params, train_tokens, draft_train_tokens, law, coefficients
     )

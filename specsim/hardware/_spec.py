@@ -8,8 +8,9 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
 from flax import struct
+
+from .._numerics import concrete
 
 TERA = 1e12
 GIGA = 1e9
@@ -187,7 +188,5 @@ class _Reader:
 
 
 def _concrete_values(value) -> list[float]:
-    try:
-        return [float(v) for v in jnp.ravel(jnp.asarray(value)).tolist()]
-    except Exception:  # a tracer: checked where it was concrete
-        return []
+    array = concrete(value)
+    return [] if array is None else array.ravel().tolist()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 from flax import struct
+
+from .._numerics import concrete
 
 BYTES_PER_ELEMENT = {
     "fp32": 4.0,
@@ -235,7 +235,5 @@ def _dtype_bytes(dtype: str, what: str) -> float:
 
 def _concrete_values(value) -> list[float]:
     """The values of a concrete leaf; nothing for a tracer (checked where it was concrete)."""
-    try:
-        return [float(v) for v in jnp.ravel(jnp.asarray(value)).tolist()]
-    except jax.errors.ConcretizationTypeError:
-        return []
+    array = concrete(value)
+    return [] if array is None else array.ravel().tolist()
