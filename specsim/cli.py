@@ -281,6 +281,10 @@ def _cmd_evaluate(args) -> int:
     )
     out = report.to_dict()
     out["crossover_batch"] = None if not np.isfinite(crossover) else float(crossover)
+    if args.plot:
+        from ._sweep_cli import save_roofline
+
+        save_roofline(args)
     if args.json:
         _print_json(out)
         return 0
@@ -350,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_scenario_arguments(p)
     p.add_argument("--gamma", type=_non_negative, default=4, help="draft tokens per step")
     p.add_argument("--json", action="store_true")
+    from ._sweep_cli import add_plot_argument
+
+    add_plot_argument(p)
     p.set_defaults(func=_cmd_evaluate)
 
     for name, module in _EXTENSIONS:
