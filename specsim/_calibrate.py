@@ -1,0 +1,596 @@
+"""Calibration: fit a `HardwareSpec`'s efficiencies and overheads to measured step times.
+
+The cost model predicts the time of one forward pass from FLOPs, bytes and a few
+hardware parameters (``specsim.step_time``). ``calibrate`` finds the parameters
+under which those predictions best match measured times: it minimises the mean
+squared error of ``log(predicted) - log(measured)`` (a relative error, so a 100 us
+draft step counts as much as a 100 ms prefill) over log-space parameters with
+optax Adam, then polishes with L-BFGS, from several random restarts at once, all
+inside one ``jit`` (``lax.scan`` over steps, ``vmap`` over restarts). Efficiencies
+are parametrised as ``exp(-softplus(u))`` so they stay in (0, 1]; overheads as
+``exp(u)`` times the median measured time so they stay positive.
+
+The fitted spec is saved as a one-entry ``[hardware."Name"]`` TOML file in datasheet
+units, which ``specsim.hardware.get(path)`` and ``load_hardware(name)`` read back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from ._cost import step_time
+from .hardware import HardwareSpec
+from .hardware import get as catalog_get
+from .hardware._spec import GIGA, MICRO, TERA
+from .models import TransformerSpec
+
+__all__ = [
+    "DEFAULT_FIT",
+    "SHARPNESS",
+    "WITH_SHARPNESS",
+    "CalibrationResult",
+    "StepTimeData",
+    "add_calibrate_arguments",
+    "calibrate",
+    "calibration_dir",
+    "load_hardware",
+    "predict_step_times",
+    "run_calibrate",
+    "save_hardware",
+]
+
+DEFAULT_FIT = ("compute_efficiency", "memory_efficiency", "kernel_launch_s", "step_overhead_s")
+# The sharpness p of the roofline's p-norm max (`specsim.hardware.smooth_max`): how far
+# compute and memory traffic of one kernel overlap. p -> infinity is the exact roofline
+# (perfect overlap), p = 1 their sum (no overlap), p < 1 mutual interference. It is not
+# a HardwareSpec field; a fitted value travels as `CalibrationResult.smooth` and is passed
+# to `step_time`/`throughput` as `smooth=`.
+SHARPNESS = "roofline_sharpness"
+WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
+_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
+_OVERHEADS = ("kernel_launch_s", "step_overhead_s", "interconnect_latency_s")
+FITTABLE = (*_EFFICIENCIES, *_OVERHEADS, SHARPNESS)
+# Range of random restarts for the sharpness.
+_SHARPNESS_RANGE = (0.3, 16.0)
+# Environment variable naming the folder of calibrated specs (default below).
+HARDWARE_DIR_ENV = "SPECSIM_HARDWARE_DIR"
+
+
+@struct.dataclass
+class StepTimeData:
+    """Measured forward passes: one stacked pytree, leaves of shape ``(n,)``.
+
+    Attributes:
+        model: `TransformerSpec` whose leaves are per-point arrays (one compute dtype).
+        batch, new_tokens, context: the pass of each point.
+        time_s: its measured wall time, s.
+
+    Examples:
+        >>> from specsim import models
+        >>> small = models.get("llama-68m")
+        >>> data = StepTimeData.from_points([(small, 1, 1, 128, 1e-3), (small, 8, 1, 128, 2e-3)])
+        >>> len(data)
+        2
+    """
+
+    model: TransformerSpec
+    batch: Any
+    new_tokens: Any
+    context: Any
+    time_s: Any
+
+    def __len__(self) -> int:
+        return int(np.shape(self.time_s)[0])
+
+    @classmethod
+    def from_points(cls, points) -> StepTimeData:
+        """From ``(TransformerSpec, batch, new_tokens, context, time_s)`` tuples.
+
+        Raises:
+            ValueError: no points, mixed compute dtypes or a non-positive time.
+        """
+        points = list(points)
+        if not points:
+            raise ValueError("no step-time measurements to calibrate on (empty grid)")
+        specs = [p[0] for p in points]
+        dtypes = {s.compute_dtype for s in specs}
+        if len(dtypes) != 1:
+            raise ValueError(f"all measurements must share one compute dtype, got {dtypes}")
+        model = jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *specs)
+        columns = np.asarray([p[1:] for p in points], dtype=np.float64)
+        return cls(
+            model=model,
+            batch=jnp.asarray(columns[:, 0], jnp.float32),
+            new_tokens=jnp.asarray(columns[:, 1], jnp.float32),
+            context=jnp.asarray(columns[:, 2], jnp.float32),
+            time_s=jnp.asarray(columns[:, 3], jnp.float32),
+        ).validate()
+
+    @classmethod
+    def from_frame(cls, frame, time_column: str = "median_s") -> StepTimeData:
+        """From a DataFrame of ``specsim.measure.measure_step_times`` (or the same columns).
+
+        Raises:
+            ValueError: an empty frame or missing columns.
+        """
+        from .measure._timing import config_from_columns
+
+        if frame is None or len(frame) == 0:
+            raise ValueError("no step-time measurements to calibrate on (empty grid)")
+        needed = {"batch", "new_tokens", "context", time_column}
+        missing = needed - set(frame.columns)
+        if missing:
+            raise ValueError(f"measurement table lacks columns {sorted(missing)}")
+        points = [
+            (
+                config_from_columns(row).to_spec(),
+                row["batch"],
+                row["new_tokens"],
+                row["context"],
+                row[time_column],
+            )
+            for _, row in frame.iterrows()
+        ]
+        return cls.from_points(points)
+
+    def validate(self) -> StepTimeData:
+        """Raises ``ValueError`` unless every time is positive and finite."""
+        times = np.asarray(self.time_s)
+        if times.size == 0:
+            raise ValueError("no step-time measurements to calibrate on (empty grid)")
+        if not np.all(np.isfinite(times) & (times > 0)):
+            raise ValueError("measured step times must be positive and finite")
+        return self
+
+
+def _predict(data: StepTimeData, hardware: HardwareSpec, smooth):
+    return jax.vmap(lambda m, b, n, c: step_time(m, hardware, b, n, c, smooth=smooth).time_s)(
+        data.model, data.batch, data.new_tokens, data.context
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("smooth",))
+def predict_step_times(data: StepTimeData, hardware: HardwareSpec, smooth: float | None = None):
+    """``specsim.step_time`` of every point of ``data`` on ``hardware``, s (shape ``(n,)``).
+
+    Args:
+        data: the points.
+        hardware: the chip.
+        smooth: ``None`` for the exact roofline, or the sharpness of its p-norm max
+            (e.g. ``CalibrationResult.smooth``).
+    """
+    return _predict(data, hardware, smooth)
+
+
+@struct.dataclass
+class CalibrationResult:
+    """A fitted `HardwareSpec` and how well it explains the measurements.
+
+    Attributes:
+        hardware: the fitted spec (the starting spec with the fitted fields replaced).
+        initial_hardware: the spec the fit started from (nominal peaks).
+        measured_s: (n,) measured times, s.
+        predicted_s: (n,) times predicted by the fitted spec, s.
+        loss: final mean squared log error.
+        loss_history: (steps,) best restart's loss per Adam step.
+        fitted: names of the fitted fields.
+        smooth: the roofline sharpness predictions must use (``smooth=`` of
+            ``step_time``/``throughput``): fitted if ``"roofline_sharpness"`` was in
+            ``fit``, else the ``smooth`` calibrate was called with (``None``: exact max).
+    """
+
+    hardware: HardwareSpec
+    initial_hardware: HardwareSpec
+    measured_s: Any
+    predicted_s: Any
+    loss: Any
+    loss_history: Any
+    fitted: tuple = struct.field(pytree_node=False)
+    smooth: float | None = struct.field(pytree_node=False, default=None)
+
+    @property
+    def relative_error(self):
+        """(predicted - measured) / measured per point."""
+        return np.asarray(self.predicted_s) / np.asarray(self.measured_s) - 1.0
+
+    @property
+    def mape(self) -> float:
+        """Mean absolute percentage error on the fitted points, %."""
+        return float(100.0 * np.mean(np.abs(self.relative_error)))
+
+    def parameters(self) -> dict[str, float]:
+        """The fitted values (SI units) by field name."""
+        return {
+            name: float(self.smooth) if name == SHARPNESS else float(getattr(self.hardware, name))
+            for name in self.fitted
+        }
+
+
+def _check_fit(fit) -> tuple[str, ...]:
+    fit = tuple(fit)
+    if not fit:
+        raise ValueError("nothing to fit: give at least one field name")
+    unknown = [name for name in fit if name not in FITTABLE]
+    if unknown:
+        raise ValueError(f"cannot fit {unknown}; fittable fields: {', '.join(FITTABLE)}")
+    if len(set(fit)) != len(fit):
+        raise ValueError(f"duplicate field names in fit: {fit}")
+    return fit
+
+
+def _to_params(values, fit, time_scale_s):
+    """Field values (SI) -> unconstrained log-space parameters."""
+    out = []
+    for name, value in zip(fit, values, strict=True):
+        value = jnp.asarray(value, jnp.float32)
+        if name in _EFFICIENCIES:
+            minus_log = -jnp.log(jnp.clip(value, 1e-6, 1.0 - 1e-6))  # softplus(u) = -log(eff)
+            out.append(jnp.log(jnp.expm1(minus_log)))
+        elif name == SHARPNESS:
+            out.append(jnp.log(value))
+        else:
+            out.append(jnp.log(jnp.maximum(value, 1e-12) / time_scale_s))
+    return jnp.stack(out)
+
+
+def _to_fields(params, fit, time_scale_s) -> dict[str, Any]:
+    """Log-space parameters -> field values (SI)."""
+    fields = {}
+    for i, name in enumerate(fit):
+        if name in _EFFICIENCIES:
+            fields[name] = jnp.exp(-jax.nn.softplus(params[i]))
+        elif name == SHARPNESS:
+            fields[name] = jnp.exp(params[i])
+        else:
+            fields[name] = time_scale_s * jnp.exp(params[i])
+    return fields
+
+
+def _split(fields: dict, smooth):
+    """(HardwareSpec fields, roofline sharpness) from fitted fields."""
+    fields = dict(fields)
+    return fields, fields.pop(SHARPNESS, smooth)
+
+
+@functools.partial(jax.jit, static_argnames=("fit", "steps", "polish_steps", "smooth"))
+def _fit(
+    data, hardware, initial_params, learning_rate, time_scale_s, fit, steps, polish_steps, smooth
+):
+    log_measured = jnp.log(data.time_s)
+
+    def loss_fn(params):
+        fields, sharpness = _split(_to_fields(params, fit, time_scale_s), smooth)
+        predicted = _predict(data, hardware.replace(**fields), sharpness)
+        return jnp.mean((jnp.log(predicted) - log_measured) ** 2)
+
+    adam = optax.adam(learning_rate)
+    lbfgs = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss_fn)
+
+    def run(params):
+        def adam_step(carry, _):
+            params, state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, state = adam.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), loss
+
+        (params, _), history = jax.lax.scan(adam_step, (params, adam.init(params)), None, steps)
+
+        def lbfgs_step(carry, _):
+            params, state = carry
+            loss, grads = value_and_grad(params, state=state)
+            updates, state = lbfgs.update(
+                grads, state, params, value=loss, grad=grads, value_fn=loss_fn
+            )
+            return (optax.apply_updates(params, updates), state), loss
+
+        (params, _), _ = jax.lax.scan(lbfgs_step, (params, lbfgs.init(params)), None, polish_steps)
+        final = loss_fn(params)
+        # L-BFGS may stall at a kink of the hard roofline max; keep a finite answer.
+        return params, jnp.where(jnp.isfinite(final), final, jnp.inf), history
+
+    params, losses, histories = jax.vmap(run)(initial_params)
+    best = jnp.argmin(losses)
+    return params[best], losses[best], histories[best]
+
+
+def calibrate(
+    measurements,
+    hardware: HardwareSpec | None = None,
+    *,
+    fit=DEFAULT_FIT,
+    steps: int = 1500,
+    polish_steps: int = 100,
+    learning_rate: float = 0.05,
+    restarts: int = 8,
+    smooth: float | None = None,
+    seed: int = 0,
+    time_column: str = "median_s",
+) -> CalibrationResult:
+    """Fits ``hardware``'s efficiencies and overheads to measured step times.
+
+    Args:
+        measurements: a `StepTimeData`, a DataFrame from
+            ``specsim.measure.measure_step_times``, or an iterable of
+            ``(TransformerSpec, batch, new_tokens, context, time_s)``.
+        hardware: the starting spec with the nominal peaks (default: micro-benchmarks of
+            the local device, ``specsim.measure.local_hardware()``).
+        fit: names of the fields to fit (efficiencies, ``kernel_launch_s``,
+            ``step_overhead_s``, ``interconnect_latency_s``), and optionally
+            ``"roofline_sharpness"`` (see ``SHARPNESS``; ``WITH_SHARPNESS`` fits it too).
+        steps: Adam steps (one ``lax.scan`` inside one ``jit``).
+        polish_steps: L-BFGS steps after Adam.
+        learning_rate: Adam learning rate in log space.
+        restarts: random starting points optimised together (the first is ``hardware``).
+        smooth: ``None`` for the exact roofline, or the sharpness of its smooth max (the
+            starting value when the sharpness is fitted; default 4 then).
+        seed: PRNG seed of the restarts.
+        time_column: which DataFrame column holds the times.
+
+    Returns:
+        `CalibrationResult` with the fitted spec.
+
+    Raises:
+        ValueError: no measurements, non-positive times, or unknown field names.
+
+    Examples:
+        >>> import specsim
+        >>> from specsim import hardware, models
+        >>> true = hardware.get("h100").replace(compute_efficiency=0.6, kernel_launch_s=4e-6)
+        >>> points = [(models.get(m), b, n, c, 0.0) for m in ("llama-68m", "llama-2-7b")
+        ...           for b in (1, 64) for n in (1, 512) for c in (0, 2048)]
+        >>> data = StepTimeData.from_points([(*p[:4], 1.0) for p in points])
+        >>> data = data.replace(time_s=predict_step_times(data, true))
+        >>> result = calibrate(data, hardware.get("h100"), fit=["compute_efficiency",
+        ...                    "kernel_launch_s"])
+        >>> round(float(result.hardware.compute_efficiency), 3)
+        0.6
+    """
+    fit = _check_fit(fit)
+    if not isinstance(measurements, StepTimeData):
+        if hasattr(measurements, "iterrows"):
+            measurements = StepTimeData.from_frame(measurements, time_column)
+        else:
+            measurements = StepTimeData.from_points(measurements)
+    data = measurements.validate()
+    if hardware is None:
+        from .measure import local_hardware
+
+        hardware = local_hardware(data.model.compute_dtype)
+    if not isinstance(hardware, HardwareSpec):
+        raise ValueError(f"hardware must be a HardwareSpec, got {type(hardware).__name__}")
+    hardware = hardware.validate()
+    if int(steps) < 1 or int(restarts) < 1 or int(polish_steps) < 0:
+        raise ValueError("steps and restarts must be >= 1, polish_steps >= 0")
+
+    time_scale_s = float(np.median(np.asarray(data.time_s)))
+    start_sharpness = 4.0 if smooth is None else float(smooth)
+    start = [
+        start_sharpness if name == SHARPNESS else float(getattr(hardware, name)) for name in fit
+    ]
+    rng = np.random.default_rng(seed)
+
+    def random_value(name):
+        if name in _EFFICIENCIES:
+            return float(np.exp(rng.uniform(np.log(0.05), np.log(0.95))))
+        if name == SHARPNESS:
+            return float(np.exp(rng.uniform(*np.log(_SHARPNESS_RANGE))))
+        return float(time_scale_s * np.exp(rng.uniform(np.log(1e-4), 0.0)))
+
+    initial = [start] + [[random_value(n) for n in fit] for _ in range(int(restarts) - 1)]
+    initial_params = jnp.stack([_to_params(v, fit, time_scale_s) for v in initial])
+    params, loss, history = _fit(
+        data,
+        hardware,
+        initial_params,
+        jnp.float32(learning_rate),
+        jnp.float32(time_scale_s),
+        fit,
+        int(steps),
+        int(polish_steps),
+        smooth,
+    )
+    fields = {k: float(v) for k, v in _to_fields(params, fit, time_scale_s).items()}
+    fields, sharpness = _split(fields, smooth)
+    fitted = hardware.replace(**fields).validate("calibrated hardware")
+    return CalibrationResult(
+        hardware=fitted,
+        initial_hardware=hardware,
+        measured_s=np.asarray(data.time_s),
+        predicted_s=np.asarray(predict_step_times(data, fitted, sharpness)),
+        loss=float(loss),
+        loss_history=np.asarray(history),
+        fitted=fit,
+        smooth=sharpness,
+    )
+
+
+# ----------------------------------------------------------------------------- TOML files
+
+
+def calibration_dir() -> Path:
+    """Folder of calibrated specs: ``$SPECSIM_HARDWARE_DIR`` or ``~/.config/specsim/hardware``."""
+    env = os.environ.get(HARDWARE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "specsim" / "hardware"
+
+
+def datasheet_entry(hardware: HardwareSpec) -> dict[str, float]:
+    """``hardware`` in the datasheet units of the catalogue/TOML schema."""
+    value = lambda name: float(getattr(hardware, name))
+    return {
+        "bf16_tflops": value("bf16_flops_per_s") / TERA,
+        "fp32_tflops": value("fp32_flops_per_s") / TERA,
+        "fp8_tflops": value("fp8_flops_per_s") / TERA,
+        "int8_tops": value("int8_flops_per_s") / TERA,
+        "hbm_gb": value("hbm_capacity_bytes") / GIGA,
+        "hbm_tb_per_s": value("hbm_bytes_per_s") / TERA,
+        "interconnect_gb_per_s": value("interconnect_bytes_per_s") / GIGA,
+        "interconnect_latency_us": value("interconnect_latency_s") / MICRO,
+        "compute_efficiency": value("compute_efficiency"),
+        "memory_efficiency": value("memory_efficiency"),
+        "kernel_launch_us": value("kernel_launch_s") / MICRO,
+        "step_overhead_us": value("step_overhead_s") / MICRO,
+    }
+
+
+def save_hardware(
+    hardware: HardwareSpec,
+    path: str | os.PathLike,
+    name: str = "local",
+    *,
+    source: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Writes ``hardware`` as a ``[hardware."name"]`` TOML file (datasheet units).
+
+    Args:
+        hardware: the spec (concrete values).
+        path: the file to write (folders are created).
+        name: the display name (the table key).
+        source: where the numbers come from (stored as ``source``).
+        metadata: extra scalar facts (strings/numbers) stored under ``calibration``.
+
+    Returns:
+        The path written.
+
+    Examples:
+        >>> import tempfile, os
+        >>> from specsim import hardware
+        >>> path = save_hardware(hardware.get("h100"), os.path.join(tempfile.mkdtemp(), "x.toml"))
+        >>> float(hardware.get(path).hbm_bytes_per_s) / 1e12
+        3.35
+    """
+    hardware.validate(name)
+    if not name or '"' in name or "\n" in name:
+        raise ValueError(f"invalid hardware name {name!r}")
+    lines = [
+        f"# {name}: written by specsim on {datetime.datetime.now().isoformat(timespec='seconds')}",
+        "# Datasheet units (TFLOP/s, GB, TB/s, us); read back with specsim.hardware.get(path).",
+        f'[hardware."{name}"]',
+    ]
+    for key, value in datasheet_entry(hardware).items():
+        lines.append(f"{key} = {value!r}")
+    if source:
+        lines.append(f"source = {json.dumps(source)}")
+    if metadata:
+        lines.append("")
+        lines.append(f'[hardware."{name}".calibration]')
+        for key, value in metadata.items():
+            lines.append(f"{key} = {_toml_scalar(value)}")
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml_scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | np.integer | np.floating):
+        value = float(value) if isinstance(value, float | np.floating) else int(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return json.dumps(str(value))
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def load_hardware(name_or_path: str | os.PathLike) -> HardwareSpec:
+    """A spec from a TOML path, a calibrated name, or the catalogue (in that order).
+
+    ``"local"`` finds ``calibration_dir() / "local.toml"`` written by ``specsim calibrate``.
+
+    Raises:
+        ValueError: unreadable or malformed file, or an unknown name.
+
+    Examples:
+        >>> float(load_hardware("h100").hbm_bytes_per_s) / 1e12
+        3.35
+    """
+    text = os.fspath(name_or_path)
+    if isinstance(name_or_path, os.PathLike) or text.endswith(".toml") or os.sep in text:
+        return HardwareSpec.from_toml(text)
+    candidate = calibration_dir() / f"{text}.toml"
+    if candidate.is_file():
+        return HardwareSpec.from_toml(candidate)
+    return catalog_get(text)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``specsim calibrate`` (measure a grid on this device, fit, save)."""
+    parser.add_argument("--name", default="local", help="name of the spec (default: local)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="TOML file to write (default: $SPECSIM_HARDWARE_DIR or ~/.config/specsim/hardware"
+        "/NAME.toml, which load_hardware(NAME) finds)",
+    )
+    parser.add_argument(
+        "--size",
+        choices=("quick", "full"),
+        default="full",
+        help="grid size: quick (~16 points) or full (default)",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="timed samples per point")
+    parser.add_argument("--steps", type=int, default=1500, help="Adam steps of the fit")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and restarts")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Measures the calibration grid on the local device, fits, saves; prints a summary.
+
+    Raises:
+        ValueError: bad options (the CLI exits with code 2).
+    """
+    from .measure import device_kind, local_hardware
+    from .measure._grids import calibration_points, default_repeats
+    from .measure._timing import measure_step_times
+
+    repeats = args.repeats if args.repeats is not None else default_repeats(args.size)
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    output = Path(args.output) if args.output else calibration_dir() / f"{args.name}.toml"
+    print(f"device: {device_kind()}")
+    nominal = local_hardware()
+    points = calibration_points(args.size)
+    frame = measure_step_times(
+        points, repeats=repeats, seed=args.seed, progress=not args.no_progress
+    )
+    result = calibrate(frame, nominal, steps=args.steps, seed=args.seed)
+    path = save_hardware(
+        result.hardware,
+        output,
+        args.name,
+        source=f"specsim calibrate on {device_kind()}",
+        metadata={
+            "points": len(frame),
+            "mape_percent": result.mape,
+            "jax_version": jax.__version__,
+            "device": device_kind(),
+        },
+    )
+    print(f"fitted {len(frame)} measured step times; fit error (MAPE) {result.mape:.1f}%")
+    for key, value in datasheet_entry(result.hardware).items():
+        print(f"  {key:24s} {value:.6g}")
+    print(f"wrote {path}  (load with specsim.hardware.get({str(path)!r}))")
+    return 0

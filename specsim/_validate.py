@@ -1,0 +1,798 @@
+"""Validation: how far specsim's predictions are from reality.
+
+Two parts, each a table with a per-row and a mean absolute percentage error (MAPE):
+
+* **local**: real networks on this device (``specsim.measure``). A grid of forward
+  passes (model sizes, batch, new tokens, context) is timed; `specsim.calibrate` fits
+  the local `HardwareSpec` on one half and predicts the other half. Then real
+  speculative decoding runs (layer-skipping drafts whose acceptance spans about 0.3
+  to 0.9) are timed, and ``specsim.throughput`` predicts their tokens/s from the
+  calibrated spec and the *measured* acceptance rate.
+* **published**: measurements from papers and repositories (``specsim/data/
+  published.toml``, each with its source), predicted with the catalogue's default
+  efficiencies; nothing is fitted to them.
+
+On a CPU, measurements run XLA single-threaded and read the process's CPU time
+(``--clock process``), so other programs sharing the machine slow down neither
+the steps nor the runs being timed; medians (of steps and of speculative
+iterations) are the reported statistics. ``specsim validate`` is a command, not a
+unit test: the full grid takes a few minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "LocalValidation",
+    "add_validate_arguments",
+    "load_published",
+    "mape",
+    "predict_published",
+    "run_validate",
+    "split_train_test",
+    "validate_local",
+    "validate_published",
+]
+
+# Environment variable naming the folder `specsim validate` writes its tables into.
+RESULTS_DIR_ENV = "SPECSIM_RESULTS_DIR"
+SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
+
+
+def mape(predicted, measured) -> float:
+    """Mean absolute percentage error of ``predicted`` against ``measured``, %.
+
+    Examples:
+        >>> mape([110.0, 90.0], [100.0, 100.0])
+        10.0
+    """
+    predicted = np.asarray(predicted, dtype=np.float64)
+    measured = np.asarray(measured, dtype=np.float64)
+    if predicted.size == 0:
+        return float("nan")
+    return float(100.0 * np.mean(np.abs(predicted / measured - 1.0)))
+
+
+# ----------------------------------------------------------------------------- clocks
+
+
+def configure_measurement(clock: str = "auto") -> str:
+    """Prepares JAX for measuring and returns the clock to read.
+
+    ``"auto"`` means ``"process"`` on a CPU and ``"wall"`` elsewhere. The process clock
+    is only meaningful when XLA:CPU runs single-threaded, so this adds
+    ``--xla_cpu_multi_thread_eigen=false`` to ``XLA_FLAGS`` when JAX has not started its
+    backends yet; if it already has (multi-threaded), it falls back to the wall clock.
+
+    Raises:
+        ValueError: an unknown clock name.
+    """
+    if clock not in ("auto", "wall", "process"):
+        raise ValueError(f"clock must be auto, wall or process, got {clock!r}")
+    if clock == "wall":
+        return clock
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if not xla_bridge.backends_are_initialized() and SINGLE_THREAD_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_FLAG}".strip()
+    import jax
+
+    on_cpu = jax.devices()[0].platform == "cpu"
+    single_threaded = SINGLE_THREAD_FLAG in os.environ.get("XLA_FLAGS", "")
+    if clock == "auto":
+        return "process" if on_cpu and single_threaded else "wall"
+    if not (on_cpu and single_threaded):
+        raise ValueError(
+            "clock 'process' needs a CPU device running XLA single-threaded "
+            f"(XLA_FLAGS={SINGLE_THREAD_FLAG} before JAX starts)"
+        )
+    return clock
+
+
+def machine_description(clock: str) -> dict[str, str]:
+    """Facts about this machine and software, recorded with every result."""
+    import jax
+    import jaxlib
+
+    from .measure import device_kind
+    from .measure._device import cpu_model, memory_capacity_bytes
+
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "device": device_kind(),
+        "host_cpu": cpu_model(),
+        "host_cores": str(os.cpu_count()),
+        "device_memory_gb": f"{memory_capacity_bytes() / 1e9:.1f}",
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "clock": clock,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg())
+        if hasattr(os, "getloadavg")
+        else "n/a",
+    }
+
+
+# ----------------------------------------------------------------------------- local
+
+
+def split_train_test(frame, seed: int = 0):
+    """Boolean mask of the training half, balanced within every (model, phase) group.
+
+    Each group is shuffled with ``seed`` and alternately assigned, so both halves see
+    every network and every kind of pass.
+
+    Examples:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"model": ["a"] * 4, "phase": ["decode"] * 4})
+        >>> int(split_train_test(frame).sum())
+        2
+    """
+    rng = np.random.default_rng(seed)
+    train = np.zeros(len(frame), dtype=bool)
+    for _, index in frame.groupby(["model", "phase"], sort=True).indices.items():
+        order = rng.permutation(index)
+        first = int(rng.integers(2))
+        train[order[first::2]] = True
+    return train
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalValidation:
+    """Result of `validate_local`.
+
+    Attributes:
+        steps: DataFrame, one row per measured forward pass (``split`` says train/test).
+        speculative: DataFrame, one row per speculative-decoding configuration.
+        calibration: the `CalibrationResult` fitted on the training half.
+        nominal: the micro-benchmarked starting spec.
+        clock: the clock the timings read.
+        elapsed_s: wall time of the whole validation, s.
+    """
+
+    steps: Any
+    speculative: Any
+    calibration: Any
+    nominal: Any
+    clock: str
+    elapsed_s: float
+
+    @property
+    def step_mape(self) -> float:
+        """Held-out step-time MAPE, %."""
+        test = self.steps[self.steps["split"] == "test"]
+        return mape(test["predicted_ms"], test["measured_ms"])
+
+    @property
+    def train_mape(self) -> float:
+        """Step-time MAPE on the calibration half, %."""
+        train = self.steps[self.steps["split"] == "train"]
+        return mape(train["predicted_ms"], train["measured_ms"])
+
+    @property
+    def speculative_mape(self) -> float:
+        """Speculative-decoding tokens/s MAPE (steady-state rate), %."""
+        sd = self.speculative
+        if len(sd) == 0:
+            return float("nan")
+        return mape(sd["predicted_tokens_per_s"], sd["measured_tokens_per_s"])
+
+    @property
+    def speculative_mape_elapsed(self) -> float:
+        """The same against tokens / elapsed time (sensitive to other load), %."""
+        sd = self.speculative
+        if len(sd) == 0:
+            return float("nan")
+        return mape(sd["predicted_tokens_per_s"], sd["elapsed_tokens_per_s"])
+
+
+def _model_name(config) -> str:
+    kind = "gqa" if config.n_kv_heads < config.n_heads else "mha"
+    mlp = "" if config.gated_mlp else "-gelu"
+    return f"{kind}-{config.n_layers}x{config.d_model}{mlp}-v{config.vocab}"
+
+
+def validate_local(
+    size: str = "full",
+    *,
+    repeats: int | None = None,
+    rounds: int | None = None,
+    sd_repeats: int | None = None,
+    seed: int = 0,
+    clock: str = "auto",
+    speculative: bool = True,
+    progress: bool = True,
+    log=print,
+) -> LocalValidation:
+    """Measures, calibrates on half, predicts the other half and real speculative decoding.
+
+    Args:
+        size: ``"tiny"`` (seconds, for tests), ``"quick"`` or ``"full"`` (see
+            ``specsim.measure._grids``).
+        repeats: timed samples per forward pass (default by size).
+        rounds: interleaved sweeps of the grid (default: several on a CPU, 1 elsewhere).
+        sd_repeats: timed speculative runs per configuration (default by size).
+        seed: seed of weights, prompts, sampling, the split and the fit.
+        clock: ``"auto"``, ``"wall"`` or ``"process"`` (see `configure_measurement`).
+        speculative: also run the speculative-decoding part.
+        progress: progress bars while measuring.
+        log: where progress messages go (``None`` for silence).
+
+    Returns:
+        `LocalValidation` with both tables and the calibration.
+    """
+    import jax
+
+    from . import measure
+    from ._acceptance import ConstantAcceptance
+    from ._calibrate import WITH_SHARPNESS, StepTimeData, calibrate, predict_step_times
+    from ._throughput import throughput
+    from ._workload import Workload
+    from .measure._grids import calibration_points, default_repeats, speculative_configs
+    from .measure._runs import measure_decoding, measure_speculative, speculative_models
+    from .measure._timing import measure_step_times
+
+    log = log or (lambda *_: None)
+    started = time.perf_counter()
+    clock = configure_measurement(clock)
+    on_cpu = jax.devices()[0].platform == "cpu"
+    repeats = repeats if repeats is not None else default_repeats(size)
+    rounds = rounds if rounds is not None else (min(8, repeats) if on_cpu else 1)
+    sd_repeats = sd_repeats if sd_repeats is not None else {"tiny": 2, "quick": 4, "full": 5}[size]
+
+    log(f"device: {measure.device_kind()}; clock: {clock}")
+    nominal = measure.local_hardware(clock=clock)
+    log(
+        f"nominal peaks: {float(nominal.fp32_flops_per_s) / 1e9:.1f} GFLOP/s (fp32 matmul), "
+        f"{float(nominal.bf16_flops_per_s) / 1e9:.1f} GFLOP/s (compute dtype), "
+        f"{float(nominal.hbm_bytes_per_s) / 1e9:.1f} GB/s (copy)"
+    )
+    points = calibration_points(size)
+    log(f"timing {len(points)} forward passes ({repeats} samples each, {rounds} rounds)")
+    frame = measure_step_times(
+        points, repeats=repeats, rounds=rounds, seed=seed, clock=clock, progress=progress
+    )
+    frame.insert(0, "model", [_model_name(p.config) for p in points])
+    train = split_train_test(frame, seed)
+    frame.insert(0, "split", np.where(train, "train", "test"))
+    result = calibrate(frame[train], nominal, fit=WITH_SHARPNESS, seed=seed)
+    data = StepTimeData.from_frame(frame)
+    predicted = np.asarray(predict_step_times(data, result.hardware, result.smooth))
+    frame["measured_ms"] = frame["median_s"] * 1e3
+    frame["p10_ms"] = frame["p10_s"] * 1e3
+    frame["p90_ms"] = frame["p90_s"] * 1e3
+    frame["predicted_ms"] = predicted * 1e3
+    frame["error_pct"] = 100.0 * (predicted / frame["median_s"] - 1.0)
+
+    rows = []
+    if speculative:
+        configs = speculative_configs(size)
+        log(f"running {len(configs)} speculative-decoding configurations")
+        baselines: dict[tuple, Any] = {}
+        for config in configs:
+            target, draft = speculative_models(config, seed)
+            kwargs = dict(
+                repeats=sd_repeats, seed=seed, temperature=config.temperature, clock=clock
+            )
+            sd = measure_speculative(
+                target,
+                draft,
+                config.batch,
+                config.prompt_tokens,
+                config.new_tokens,
+                config.gamma,
+                **kwargs,
+            )
+            key = (config.target, config.batch, config.prompt_tokens, config.new_tokens)
+            if key not in baselines:
+                baselines[key] = measure_decoding(
+                    target, config.batch, config.prompt_tokens, config.new_tokens, **kwargs
+                )
+            plain = baselines[key]
+            alpha = float(np.clip(sd.alpha, 1e-3, 1.0 - 1e-3))
+            report = throughput(
+                target.spec,
+                draft.spec,
+                result.hardware,
+                Workload.create(
+                    batch=config.batch,
+                    prompt_tokens=config.prompt_tokens,
+                    generate_tokens=sd.generated_tokens / config.batch,
+                ),
+                gamma=float(config.gamma),
+                acceptance=ConstantAcceptance.create(alpha),
+                smooth=result.smooth,
+            )
+            row = {
+                "name": config.name,
+                "target": _model_name(config.target),
+                "draft_layers": config.draft_layers,
+                "gamma": config.gamma,
+                "batch": config.batch,
+                "temperature": config.temperature,
+                "alpha": sd.alpha,
+                "positional_alpha": " ".join(f"{a:.2f}" for a in sd.positional_alpha),
+                "measured_tau": sd.tokens_per_step,
+                "predicted_tau": float(report.expected_tokens_per_step),
+                "measured_tokens_per_s": sd.steady_tokens_per_s,
+                "elapsed_tokens_per_s": sd.tokens_per_s,
+                "predicted_tokens_per_s": float(report.tokens_per_s),
+                "measured_baseline_tokens_per_s": plain.steady_tokens_per_s,
+                "predicted_baseline_tokens_per_s": float(report.baseline_tokens_per_s),
+                "measured_speedup": sd.steady_tokens_per_s / plain.steady_tokens_per_s,
+                "predicted_speedup": float(report.speedup),
+            }
+            row["error_pct"] = 100.0 * (
+                row["predicted_tokens_per_s"] / row["measured_tokens_per_s"] - 1.0
+            )
+            rows.append(row)
+            log(
+                f"  {config.name}: alpha {sd.alpha:.2f}, {sd.steady_tokens_per_s:.1f} tokens/s "
+                f"measured, {row['predicted_tokens_per_s']:.1f} predicted "
+                f"({row['error_pct']:+.1f}%)"
+            )
+    import pandas as pd
+
+    return LocalValidation(
+        steps=frame,
+        speculative=pd.DataFrame(rows),
+        calibration=result,
+        nominal=nominal,
+        clock=clock,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+# ----------------------------------------------------------------------------- published
+
+
+def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], dict[str, dict]]:
+    """The published measurements and the architectures they refer to.
+
+    Args:
+        path: a TOML file in the schema of ``specsim/data/published.toml`` (default: that
+            file).
+
+    Returns:
+        ``(measurements, architectures)``.
+
+    Raises:
+        ValueError: unreadable or malformed file, or entries missing required keys.
+
+    Examples:
+        >>> rows, _ = load_published()
+        >>> any(r["id"].startswith("gpt-fast") for r in rows)
+        True
+    """
+    try:
+        if path is None:
+            text = resources.files("specsim").joinpath("data/published.toml").read_text()
+            where = "specsim/data/published.toml"
+        else:
+            where = os.fspath(path)
+            text = Path(where).read_text()
+        data = tomllib.loads(text)
+    except OSError as e:
+        raise ValueError(f"cannot read published measurements {path!r}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"malformed TOML in {where!r}: {e}") from None
+    rows = data.get("measurement", [])
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{where}: no [[measurement]] entries")
+    required = ("id", "quantity", "value", "hardware", "target", "batch", "source")
+    for row in rows:
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise ValueError(f"{where}: entry {row.get('id', '?')!r} lacks {missing}")
+        if row["quantity"] not in ("baseline_tokens_per_s", "speedup"):
+            raise ValueError(f"{where}: {row['id']!r}: unknown quantity {row['quantity']!r}")
+        if row["quantity"] == "speedup" and not {"draft", "gamma", "alpha"} <= set(row):
+            raise ValueError(f"{where}: {row['id']!r}: a speedup needs draft, gamma and alpha")
+    return rows, dict(data.get("architecture", {}))
+
+
+def _published_spec(name: str, architectures: dict, weight_dtype: str, weight_bytes=None):
+    from . import models
+    from .models import TransformerSpec
+
+    if name in architectures:
+        arch = architectures[name]
+        spec = TransformerSpec.create(
+            n_layers=arch["n_layers"],
+            d_model=arch["d_model"],
+            n_heads=arch["n_heads"],
+            n_kv_heads=arch.get("n_kv_heads"),
+            head_dim=arch.get("head_dim"),
+            d_ff=arch["d_ff"],
+            vocab=arch["vocab"],
+            gated_mlp=arch.get("gated_mlp", True),
+            tied_embeddings=arch.get("tied_embeddings", False),
+        )
+    else:
+        spec = models.get(name)
+    if weight_dtype != "bf16":
+        spec = spec.with_dtypes(weight_dtype)
+    if weight_bytes is not None:
+        spec = spec.replace(weight_bytes=float(weight_bytes))
+    return spec
+
+
+def predict_published(row: dict, architectures: dict) -> dict[str, float]:
+    """specsim's prediction for one published measurement (catalogue defaults).
+
+    Returns:
+        ``{"predicted": value, "predicted_cost_ratio": c}`` (c only for speedups).
+    """
+    from . import hardware
+    from ._acceptance import ConstantAcceptance
+    from ._throughput import throughput
+    from ._workload import Workload
+
+    dtype = row.get("weight_dtype", "bf16")
+    target = _published_spec(row["target"], architectures, dtype, row.get("weight_bytes"))
+    chip = hardware.get(row["hardware"])
+    workload = Workload.create(
+        batch=row["batch"],
+        prompt_tokens=row.get("prompt_tokens", 128),
+        generate_tokens=row.get("generate_tokens", 128),
+    )
+    if row["quantity"] == "baseline_tokens_per_s":
+        report = throughput(target, target, chip, workload, 0.0, ConstantAcceptance.create(0.5))
+        return {"predicted": float(report.baseline_tokens_per_s)}
+    draft = _published_spec(row["draft"], architectures, dtype, row.get("weight_bytes"))
+    report = throughput(
+        target,
+        draft,
+        chip,
+        workload,
+        float(row["gamma"]),
+        ConstantAcceptance.create(float(row["alpha"])),
+    )
+    return {"predicted": float(report.speedup), "predicted_cost_ratio": float(report.cost_ratio)}
+
+
+def validate_published(path: str | os.PathLike | None = None):
+    """Predicts every published measurement with default efficiencies.
+
+    Returns:
+        DataFrame with ``id``, ``quantity``, ``kind``, ``published``, ``predicted``,
+        ``error_pct``, cost ratios where given, ``source`` and ``assumed``.
+    """
+    import pandas as pd
+
+    rows, architectures = load_published(path)
+    out = []
+    for row in rows:
+        prediction = predict_published(row, architectures)
+        out.append(
+            {
+                "id": row["id"],
+                "quantity": row["quantity"],
+                "kind": row.get("kind", "measured"),
+                "hardware": row["hardware"],
+                "published": float(row["value"]),
+                "predicted": prediction["predicted"],
+                "error_pct": 100.0 * (prediction["predicted"] / float(row["value"]) - 1.0),
+                "published_cost_ratio": row.get("published_cost_ratio", float("nan")),
+                "predicted_cost_ratio": prediction.get("predicted_cost_ratio", float("nan")),
+                "source": row["source"],
+                "assumed": row.get("assumed", ""),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def markdown_table(frame, columns: list[str], float_format: str = "{:.4g}") -> str:
+    """A GitHub Markdown table of ``columns`` of ``frame``.
+
+    Examples:
+        >>> import pandas as pd
+        >>> print(markdown_table(pd.DataFrame({"a": [1.5]}), ["a"]))
+        | a |
+        |---|
+        | 1.5 |
+    """
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for _, row in frame[columns].iterrows():
+        cells = []
+        for value in row:
+            if isinstance(value, float | np.floating):
+                cells.append(float_format.format(value))
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+STEP_COLUMNS = [
+    "split",
+    "model",
+    "phase",
+    "batch",
+    "new_tokens",
+    "context",
+    "measured_ms",
+    "p10_ms",
+    "p90_ms",
+    "predicted_ms",
+    "error_pct",
+]
+SD_COLUMNS = [
+    "name",
+    "target",
+    "draft_layers",
+    "gamma",
+    "batch",
+    "temperature",
+    "alpha",
+    "measured_tau",
+    "predicted_tau",
+    "measured_tokens_per_s",
+    "elapsed_tokens_per_s",
+    "predicted_tokens_per_s",
+    "error_pct",
+    "measured_speedup",
+    "predicted_speedup",
+]
+PUBLISHED_COLUMNS = [
+    "id",
+    "quantity",
+    "kind",
+    "published",
+    "predicted",
+    "error_pct",
+    "published_cost_ratio",
+    "predicted_cost_ratio",
+]
+
+
+def _report_local(local: LocalValidation) -> tuple[str, dict[str, Any]]:
+    from ._calibrate import datasheet_entry
+
+    steps = local.steps.sort_values(["split", "model", "phase", "batch", "context"])
+    fitted = datasheet_entry(local.calibration.hardware)
+    sharpness = local.calibration.smooth
+    lines = [
+        "## Local: step times (calibrated on the train half, predicted on the test half)",
+        "",
+        markdown_table(steps, STEP_COLUMNS),
+        "",
+        f"Held-out step-time MAPE: **{local.step_mape:.1f}%** over "
+        f"{int((steps['split'] == 'test').sum())} points "
+        f"(fit on {int((steps['split'] == 'train').sum())} points: {local.train_mape:.1f}%).",
+        "",
+        "Fitted: "
+        + ", ".join(
+            f"{k} = {fitted[k]:.4g}"
+            for k in (
+                "compute_efficiency",
+                "memory_efficiency",
+                "kernel_launch_us",
+                "step_overhead_us",
+            )
+        )
+        + f", roofline sharpness p = {sharpness:.3g}"
+        + f" (nominal {fitted['fp32_tflops'] * 1e3:.1f} GFLOP/s, "
+        f"{fitted['hbm_tb_per_s'] * 1e3:.1f} GB/s).",
+        "",
+    ]
+    summary: dict[str, Any] = {
+        "step_time_mape_pct": local.step_mape,
+        "step_time_train_mape_pct": local.train_mape,
+        "step_points": len(steps),
+        "fitted": fitted,
+        "roofline_sharpness": sharpness,
+        "clock": local.clock,
+        "local_elapsed_s": local.elapsed_s,
+    }
+    sd = local.speculative
+    if len(sd):
+        lines += [
+            "## Local: speculative decoding, tokens/s predicted from the measured alpha",
+            "",
+            markdown_table(sd, SD_COLUMNS),
+            "",
+            f"Speculative tokens/s MAPE: **{local.speculative_mape:.1f}%** over {len(sd)} "
+            "configurations (measured = batch x tokens per iteration / median iteration "
+            f"time; against tokens / elapsed time: {local.speculative_mape_elapsed:.1f}%). "
+            f"Measured alpha spans {sd['alpha'].min():.2f} to {sd['alpha'].max():.2f}.",
+            "",
+        ]
+        summary.update(
+            speculative_tokens_per_s_mape_pct=local.speculative_mape,
+            speculative_elapsed_mape_pct=local.speculative_mape_elapsed,
+            speculative_configurations=len(sd),
+            alpha_min=float(sd["alpha"].min()),
+            alpha_max=float(sd["alpha"].max()),
+        )
+    return "\n".join(lines), summary
+
+
+def _report_published(published) -> tuple[str, dict[str, Any]]:
+    error = mape(published["predicted"], published["published"])
+    by_quantity = {
+        q: mape(g["predicted"], g["published"]) for q, g in published.groupby("quantity")
+    }
+    lines = [
+        "## Published measurements, predicted with the catalogue's default efficiencies",
+        "",
+        markdown_table(published, PUBLISHED_COLUMNS),
+        "",
+        f"Published MAPE: **{error:.1f}%** over {len(published)} rows ("
+        + ", ".join(f"{q}: {v:.1f}%" for q, v in by_quantity.items())
+        + "). Sources: `specsim/data/published.toml`.",
+        "",
+    ]
+    return "\n".join(lines), {
+        "published_mape_pct": error,
+        "published_mape_by_quantity_pct": by_quantity,
+        "published_rows": len(published),
+    }
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``specsim validate``."""
+    parser.add_argument(
+        "--part",
+        choices=("all", "local", "published"),
+        default="all",
+        help="local measurements, published measurements, or both (default)",
+    )
+    parser.add_argument(
+        "--size",
+        choices=("tiny", "quick", "full"),
+        default="full",
+        help="local grid: tiny (seconds), quick (~2 min), full (a few minutes; default)",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="samples per forward pass")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved sweeps of the grid")
+    parser.add_argument("--sd-repeats", type=int, default=None, help="timed runs per SD config")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, split and fit")
+    parser.add_argument(
+        "--clock",
+        choices=("auto", "wall", "process"),
+        default="auto",
+        help="auto: CPU time of a single-threaded process on a CPU, wall time elsewhere",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=os.environ.get(RESULTS_DIR_ENV),
+        help=f"write PREFIX.md/.csv/.json/.hardware.toml here (default: ${RESULTS_DIR_ENV})",
+    )
+    parser.add_argument(
+        "--prefix", default=None, help="file name prefix (default: validate_<platform>)"
+    )
+    parser.add_argument("--published-file", default=None, help="another published-data TOML")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    parts = ["specsim", "validate", "--part", args.part, "--size", args.size]
+    for option in ("repeats", "rounds", "sd_repeats"):
+        value = getattr(args, option)
+        if value is not None:
+            parts += [f"--{option.replace('_', '-')}", str(value)]
+    parts += ["--seed", str(args.seed), "--clock", args.clock]
+    if args.output_dir:
+        parts += ["--output-dir", str(args.output_dir)]
+    if args.prefix:
+        parts += ["--prefix", args.prefix]
+    if args.published_file:
+        parts += ["--published-file", str(args.published_file)]
+    return shlex.join(parts)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Runs ``specsim validate``: predicted versus measured, locally and against papers.
+
+    Raises:
+        ValueError: bad options or unreadable files (the CLI exits with code 2).
+    """
+    for option in ("repeats", "rounds", "sd_repeats"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output-dir {str(output_dir)!r} is not a folder")
+    published = None
+    if args.part in ("all", "published"):
+        published = validate_published(args.published_file)  # fails fast on a bad file
+
+    sections, summary = [], {}
+    command = _command_line(args)
+    clock = configure_measurement(args.clock) if args.part != "published" else "n/a"
+    machine = machine_description(clock)
+    local = None
+    if args.part in ("all", "local"):
+        local = validate_local(
+            args.size,
+            repeats=args.repeats,
+            rounds=args.rounds,
+            sd_repeats=args.sd_repeats,
+            seed=args.seed,
+            clock=args.clock,
+            progress=not args.no_progress,
+        )
+        text, part_summary = _report_local(local)
+        sections.append(text)
+        summary.update(part_summary)
+    if published is not None:
+        text, part_summary = _report_published(published)
+        sections.append(text)
+        summary.update(part_summary)
+
+    header = [
+        "# specsim validate",
+        "",
+        f"Command: `{command}`",
+        "",
+        *(f"- {key}: {value}" for key, value in machine.items()),
+        "",
+    ]
+    report = "\n".join(header + sections)
+    print(report)
+    if output_dir is not None:
+        import jax
+
+        prefix = args.prefix or f"validate_{jax.devices()[0].platform}"
+        output_dir.mkdir(parents=True, exist_ok=True)
+        written = [output_dir / f"{prefix}.md"]
+        written[0].write_text(report + "\n")
+        if local is not None:
+            from ._calibrate import save_hardware
+
+            local.steps.to_csv(output_dir / f"{prefix}.steps.csv", index=False)
+            written.append(output_dir / f"{prefix}.steps.csv")
+            if len(local.speculative):
+                local.speculative.to_csv(output_dir / f"{prefix}.sd.csv", index=False)
+                written.append(output_dir / f"{prefix}.sd.csv")
+            written.append(
+                save_hardware(
+                    local.calibration.hardware,
+                    output_dir / f"{prefix}.hardware.toml",
+                    "local",
+                    source=f"specsim validate (train half) on {machine['device']}",
+                    metadata={
+                        "roofline_sharpness": local.calibration.smooth,
+                        "train_mape_percent": local.train_mape,
+                        "command": command,
+                        "clock": clock,
+                    },
+                )
+            )
+        if published is not None:
+            published.to_csv(output_dir / f"{prefix}.published.csv", index=False)
+            written.append(output_dir / f"{prefix}.published.csv")
+        summary_path = output_dir / f"{prefix}.json"
+        summary_path.write_text(
+            json.dumps({"command": command, "machine": machine, **summary}, indent=2) + "\n"
+        )
+        written.append(summary_path)
+        print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
