@@ -237,22 +237,31 @@ def throughput(
         >>> bool(report.speedup > 1)
         True
     """
+    args = _checked_arguments(
+        target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
+    )
+    return _throughput(*args, smooth, quadrature_nodes)
+
+
+def _checked_arguments(
+    target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
+):
+    """Validates concrete inputs; returns the positional arguments of ``_throughput``."""
     draft_tp = tp if draft_tp is None else draft_tp
     _validate(
         target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
     )
-    return _throughput(
+    as_f32 = lambda x: jnp.asarray(x, jnp.float32)
+    return (
         target,
         draft,
         hardware,
         workload,
         gamma,
         acceptance,
-        jnp.asarray(tp, jnp.float32),
-        jnp.asarray(draft_tp, jnp.float32),
-        jnp.asarray(speculation_overhead_s, jnp.float32),
-        smooth,
-        quadrature_nodes,
+        as_f32(tp),
+        as_f32(draft_tp),
+        as_f32(speculation_overhead_s),
     )
 
 
@@ -343,25 +352,11 @@ def crossover_batch(
         >>> 1 < b < 4096
         True
     """
-    draft_tp = tp if draft_tp is None else draft_tp
-    _validate(
+    args = _checked_arguments(
         target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
     )
     batches = jnp.asarray(_CROSSOVER_BATCHES, jnp.float32)
-    speedup = np.asarray(
-        _speedup_over_batches(
-            target,
-            draft,
-            hardware,
-            workload,
-            gamma,
-            acceptance,
-            jnp.asarray(tp, jnp.float32),
-            jnp.asarray(draft_tp, jnp.float32),
-            jnp.asarray(speculation_overhead_s, jnp.float32),
-            batches,
-        )
-    )
+    speedup = np.asarray(_speedup_over_batches(*args, batches))
     below = np.nonzero(speedup < 1.0)[0]
     if below.size == 0:
         return float("inf")
