@@ -369,6 +369,8 @@ _EXTENSIONS: list[tuple[str, str]] = [
     ("optimize", "._optimize_cli"),
     ("schedule", "._optimize_cli"),
     ("sweep", "._sweep_cli"),
+    ("calibrate", "._calibrate"),
+    ("validate", "._validate"),
 ]
 
 
