@@ -89,8 +89,10 @@ class HardwareSpec:
         """
         get = _Reader(entry, name)
         bf16 = get.number("bf16_tflops") * TERA
-        if ("hbm_gb" in entry) == ("hbm_gib" in entry):
-            raise ValueError(f"{name}: give exactly one of 'hbm_gb' or 'hbm_gib'")
+        if "hbm_gb" not in entry and "hbm_gib" not in entry:
+            raise ValueError(f"{name}: missing required key 'hbm_gb' (or 'hbm_gib')")
+        if "hbm_gb" in entry and "hbm_gib" in entry:
+            raise ValueError(f"{name}: give exactly one of 'hbm_gb' or 'hbm_gib', not both")
         capacity = get.number("hbm_gb") * GIGA if "hbm_gb" in entry else get.number("hbm_gib") * GIB
         spec = cls(
             fp32_flops_per_s=get.number("fp32_tflops", bf16 / 8 / TERA) * TERA,
