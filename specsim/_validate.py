@@ -12,10 +12,14 @@ Two parts, each a table with a per-row and a mean absolute percentage error (MAP
   published.toml``, each with its source), predicted with the catalogue's default
   efficiencies; nothing is fitted to them.
 
-On a CPU, measurements run XLA single-threaded and read the process's CPU time
-(``--clock process``), so other programs sharing the machine slow down neither
-the steps nor the runs being timed; medians (of steps and of speculative
-iterations) are the reported statistics. ``specsim validate`` is a command, not a
+On a CPU, measurements run XLA single-threaded (a one-core "device" whose steps do
+not depend on what else holds the other cores), and the grid is swept in several
+interleaved rounds so that slow drifts of the machine touch every point alike.
+Timings are compared through one statistic of their repeated samples, the same for
+step times and for speculative iterations: by default the lower decile (``p10``),
+an estimate of the time without interference from other programs, which only ever
+slows a run down (the simulator models the machine, not its other tenants); errors
+against the medians are reported alongside. ``specsim validate`` is a command, not a
 unit test: the full grid takes a few minutes on a 2-core CPU.
 """
 
@@ -51,6 +55,8 @@ __all__ = [
 
 # Environment variable naming the folder `specsim validate` writes its tables into.
 RESULTS_DIR_ENV = "SPECSIM_RESULTS_DIR"
+STATISTICS = ("p10", "median")
+STATISTIC_NAMES = {"p10": "lower decile (p10)", "median": "median"}
 SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
@@ -72,32 +78,33 @@ def mape(predicted, measured) -> float:
 
 
 def configure_measurement(clock: str = "auto") -> str:
-    """Prepares JAX for measuring and returns the clock to read.
+    """Prepares JAX for measuring and returns the clock to read (``"wall"``/``"process"``).
 
-    ``"auto"`` means ``"process"`` on a CPU and ``"wall"`` elsewhere. The process clock
-    is only meaningful when XLA:CPU runs single-threaded, so this adds
+    On a CPU, measurements run XLA single-threaded: a step's time then does not depend
+    on whether another program holds the second core, and every point of the grid
+    (small and large matmuls alike) runs on the same one-core "device". This adds
     ``--xla_cpu_multi_thread_eigen=false`` to ``XLA_FLAGS`` when JAX has not started its
-    backends yet; if it already has (multi-threaded), it falls back to the wall clock.
+    backends yet (it changes nothing on accelerators). ``"auto"`` reads the wall clock;
+    ``"process"`` reads the CPU time of this process, which excludes time the process
+    was descheduled but includes other threads' spinning, and needs the single-threaded
+    setting.
 
     Raises:
-        ValueError: an unknown clock name.
+        ValueError: an unknown clock, or ``"process"`` where it is not meaningful.
     """
     if clock not in ("auto", "wall", "process"):
         raise ValueError(f"clock must be auto, wall or process, got {clock!r}")
-    if clock == "wall":
-        return clock
     from jax._src import xla_bridge
 
     flags = os.environ.get("XLA_FLAGS", "")
     if not xla_bridge.backends_are_initialized() and SINGLE_THREAD_FLAG not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_FLAG}".strip()
+    if clock != "process":
+        return "wall"
     import jax
 
     on_cpu = jax.devices()[0].platform == "cpu"
-    single_threaded = SINGLE_THREAD_FLAG in os.environ.get("XLA_FLAGS", "")
-    if clock == "auto":
-        return "process" if on_cpu and single_threaded else "wall"
-    if not (on_cpu and single_threaded):
+    if not (on_cpu and SINGLE_THREAD_FLAG in os.environ.get("XLA_FLAGS", "")):
         raise ValueError(
             "clock 'process' needs a CPU device running XLA single-threaded "
             f"(XLA_FLAGS={SINGLE_THREAD_FLAG} before JAX starts)"
@@ -160,11 +167,13 @@ class LocalValidation:
     """Result of `validate_local`.
 
     Attributes:
-        steps: DataFrame, one row per measured forward pass (``split`` says train/test).
+        steps: DataFrame, one row per measured forward pass (``split`` says train/test;
+            ``measured_ms`` is the chosen statistic, ``median_ms`` the median).
         speculative: DataFrame, one row per speculative-decoding configuration.
         calibration: the `CalibrationResult` fitted on the training half.
         nominal: the micro-benchmarked starting spec.
         clock: the clock the timings read.
+        statistic: ``"p10"`` or ``"median"``, the statistic compared with predictions.
         elapsed_s: wall time of the whole validation, s.
     """
 
@@ -173,6 +182,7 @@ class LocalValidation:
     calibration: Any
     nominal: Any
     clock: str
+    statistic: str
     elapsed_s: float
 
     @property
@@ -180,6 +190,12 @@ class LocalValidation:
         """Held-out step-time MAPE, %."""
         test = self.steps[self.steps["split"] == "test"]
         return mape(test["predicted_ms"], test["measured_ms"])
+
+    @property
+    def step_mape_median(self) -> float:
+        """Held-out step-time MAPE against the medians, %."""
+        test = self.steps[self.steps["split"] == "test"]
+        return mape(test["predicted_ms"], test["median_ms"])
 
     @property
     def train_mape(self) -> float:
@@ -196,8 +212,16 @@ class LocalValidation:
         return mape(sd["predicted_tokens_per_s"], sd["measured_tokens_per_s"])
 
     @property
+    def speculative_mape_median(self) -> float:
+        """The same against the median iteration time, %."""
+        sd = self.speculative
+        if len(sd) == 0:
+            return float("nan")
+        return mape(sd["predicted_tokens_per_s"], sd["median_tokens_per_s"])
+
+    @property
     def speculative_mape_elapsed(self) -> float:
-        """The same against tokens / elapsed time (sensitive to other load), %."""
+        """The same against tokens / elapsed time (median over repeats), %."""
         sd = self.speculative
         if len(sd) == 0:
             return float("nan")
@@ -218,6 +242,7 @@ def validate_local(
     sd_repeats: int | None = None,
     seed: int = 0,
     clock: str = "auto",
+    statistic: str = "p10",
     speculative: bool = True,
     progress: bool = True,
     log=print,
@@ -232,6 +257,9 @@ def validate_local(
         sd_repeats: timed speculative runs per configuration (default by size).
         seed: seed of weights, prompts, sampling, the split and the fit.
         clock: ``"auto"``, ``"wall"`` or ``"process"`` (see `configure_measurement`).
+        statistic: ``"p10"`` (lower decile, default) or ``"median"`` of the repeated
+            samples: what is calibrated on and compared with predictions, for step times
+            and speculative iteration times alike.
         speculative: also run the speculative-decoding part.
         progress: progress bars while measuring.
         log: where progress messages go (``None`` for silence).
@@ -251,6 +279,8 @@ def validate_local(
     from .measure._timing import measure_step_times
 
     log = log or (lambda *_: None)
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
     started = time.perf_counter()
     clock = configure_measurement(clock)
     on_cpu = jax.devices()[0].platform == "cpu"
@@ -261,9 +291,8 @@ def validate_local(
     log(f"device: {measure.device_kind()}; clock: {clock}")
     nominal = measure.local_hardware(clock=clock)
     log(
-        f"nominal peaks: {float(nominal.fp32_flops_per_s) / 1e9:.1f} GFLOP/s (fp32 matmul), "
-        f"{float(nominal.bf16_flops_per_s) / 1e9:.1f} GFLOP/s (compute dtype), "
-        f"{float(nominal.hbm_bytes_per_s) / 1e9:.1f} GB/s (copy)"
+        f"nominal peaks: {float(nominal.bf16_flops_per_s) / 1e9:.1f} GFLOP/s (matmul, "
+        f"{'fp32' if on_cpu else 'bf16'}), {float(nominal.hbm_bytes_per_s) / 1e9:.1f} GB/s (copy)"
     )
     points = calibration_points(size)
     log(f"timing {len(points)} forward passes ({repeats} samples each, {rounds} rounds)")
@@ -273,14 +302,17 @@ def validate_local(
     frame.insert(0, "model", [_model_name(p.config) for p in points])
     train = split_train_test(frame, seed)
     frame.insert(0, "split", np.where(train, "train", "test"))
-    result = calibrate(frame[train], nominal, fit=WITH_SHARPNESS, seed=seed)
-    data = StepTimeData.from_frame(frame)
+    column = f"{statistic}_s"
+    result = calibrate(frame[train], nominal, fit=WITH_SHARPNESS, seed=seed, time_column=column)
+    data = StepTimeData.from_frame(frame, column)
     predicted = np.asarray(predict_step_times(data, result.hardware, result.smooth))
-    frame["measured_ms"] = frame["median_s"] * 1e3
+    frame["measured_ms"] = frame[column] * 1e3
+    frame["median_ms"] = frame["median_s"] * 1e3
     frame["p10_ms"] = frame["p10_s"] * 1e3
     frame["p90_ms"] = frame["p90_s"] * 1e3
     frame["predicted_ms"] = predicted * 1e3
-    frame["error_pct"] = 100.0 * (predicted / frame["median_s"] - 1.0)
+    frame["error_pct"] = 100.0 * (predicted / frame[column] - 1.0)
+    frame["error_vs_median_pct"] = 100.0 * (predicted / frame["median_s"] - 1.0)
 
     rows = []
     if speculative:
@@ -307,6 +339,10 @@ def validate_local(
                     target, config.batch, config.prompt_tokens, config.new_tokens, **kwargs
                 )
             plain = baselines[key]
+            iteration_s = sd.iteration_s_p10 if statistic == "p10" else sd.iteration_s
+            step_s = plain.iteration_s_p10 if statistic == "p10" else plain.iteration_s
+            measured = config.batch * sd.tokens_per_step / iteration_s
+            measured_plain = config.batch / step_s
             alpha = float(np.clip(sd.alpha, 1e-3, 1.0 - 1e-3))
             report = throughput(
                 target.spec,
@@ -332,12 +368,13 @@ def validate_local(
                 "positional_alpha": " ".join(f"{a:.2f}" for a in sd.positional_alpha),
                 "measured_tau": sd.tokens_per_step,
                 "predicted_tau": float(report.expected_tokens_per_step),
-                "measured_tokens_per_s": sd.steady_tokens_per_s,
+                "measured_tokens_per_s": measured,
+                "median_tokens_per_s": sd.steady_tokens_per_s,
                 "elapsed_tokens_per_s": sd.tokens_per_s,
                 "predicted_tokens_per_s": float(report.tokens_per_s),
-                "measured_baseline_tokens_per_s": plain.steady_tokens_per_s,
+                "measured_baseline_tokens_per_s": measured_plain,
                 "predicted_baseline_tokens_per_s": float(report.baseline_tokens_per_s),
-                "measured_speedup": sd.steady_tokens_per_s / plain.steady_tokens_per_s,
+                "measured_speedup": measured / measured_plain,
                 "predicted_speedup": float(report.speedup),
             }
             row["error_pct"] = 100.0 * (
@@ -345,7 +382,7 @@ def validate_local(
             )
             rows.append(row)
             log(
-                f"  {config.name}: alpha {sd.alpha:.2f}, {sd.steady_tokens_per_s:.1f} tokens/s "
+                f"  {config.name}: alpha {sd.alpha:.2f}, {measured:.1f} tokens/s "
                 f"measured, {row['predicted_tokens_per_s']:.1f} predicted "
                 f"({row['error_pct']:+.1f}%)"
             )
@@ -357,6 +394,7 @@ def validate_local(
         calibration=result,
         nominal=nominal,
         clock=clock,
+        statistic=statistic,
         elapsed_s=time.perf_counter() - started,
     )
 
@@ -533,10 +571,11 @@ STEP_COLUMNS = [
     "new_tokens",
     "context",
     "measured_ms",
-    "p10_ms",
+    "median_ms",
     "p90_ms",
     "predicted_ms",
     "error_pct",
+    "error_vs_median_pct",
 ]
 SD_COLUMNS = [
     "name",
@@ -549,6 +588,7 @@ SD_COLUMNS = [
     "measured_tau",
     "predicted_tau",
     "measured_tokens_per_s",
+    "median_tokens_per_s",
     "elapsed_tokens_per_s",
     "predicted_tokens_per_s",
     "error_pct",
@@ -578,9 +618,14 @@ def _report_local(local: LocalValidation) -> tuple[str, dict[str, Any]]:
         "",
         markdown_table(steps, STEP_COLUMNS),
         "",
+        f"Step times: `measured_ms` is the {STATISTIC_NAMES[local.statistic]} of the repeated "
+        "samples (the statistic calibrated on and compared), `median_ms` and `p90_ms` show the "
+        "spread.",
+        "",
         f"Held-out step-time MAPE: **{local.step_mape:.1f}%** over "
         f"{int((steps['split'] == 'test').sum())} points "
-        f"(fit on {int((steps['split'] == 'train').sum())} points: {local.train_mape:.1f}%).",
+        f"(fit on {int((steps['split'] == 'train').sum())} points: {local.train_mape:.1f}%; "
+        f"held-out against the medians: {local.step_mape_median:.1f}%).",
         "",
         "Fitted: "
         + ", ".join(
@@ -593,12 +638,14 @@ def _report_local(local: LocalValidation) -> tuple[str, dict[str, Any]]:
             )
         )
         + f", roofline sharpness p = {sharpness:.3g}"
-        + f" (nominal {fitted['fp32_tflops'] * 1e3:.1f} GFLOP/s, "
+        + f" (nominal {fitted['bf16_tflops'] * 1e3:.1f} GFLOP/s, "
         f"{fitted['hbm_tb_per_s'] * 1e3:.1f} GB/s).",
         "",
     ]
     summary: dict[str, Any] = {
+        "statistic": local.statistic,
         "step_time_mape_pct": local.step_mape,
+        "step_time_mape_vs_median_pct": local.step_mape_median,
         "step_time_train_mape_pct": local.train_mape,
         "step_points": len(steps),
         "fitted": fitted,
@@ -614,13 +661,16 @@ def _report_local(local: LocalValidation) -> tuple[str, dict[str, Any]]:
             markdown_table(sd, SD_COLUMNS),
             "",
             f"Speculative tokens/s MAPE: **{local.speculative_mape:.1f}%** over {len(sd)} "
-            "configurations (measured = batch x tokens per iteration / median iteration "
-            f"time; against tokens / elapsed time: {local.speculative_mape_elapsed:.1f}%). "
+            "configurations (measured = batch x tokens per iteration / "
+            f"{STATISTIC_NAMES[local.statistic]} of the iteration times; against the median "
+            f"iteration: {local.speculative_mape_median:.1f}%; against tokens / elapsed time: "
+            f"{local.speculative_mape_elapsed:.1f}%). "
             f"Measured alpha spans {sd['alpha'].min():.2f} to {sd['alpha'].max():.2f}.",
             "",
         ]
         summary.update(
             speculative_tokens_per_s_mape_pct=local.speculative_mape,
+            speculative_mape_vs_median_pct=local.speculative_mape_median,
             speculative_elapsed_mape_pct=local.speculative_mape_elapsed,
             speculative_configurations=len(sd),
             alpha_min=float(sd["alpha"].min()),
@@ -676,7 +726,14 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "--clock",
         choices=("auto", "wall", "process"),
         default="auto",
-        help="auto: CPU time of a single-threaded process on a CPU, wall time elsewhere",
+        help="wall (auto) or process: CPU time of this process (CPU devices only)",
+    )
+    parser.add_argument(
+        "--statistic",
+        choices=STATISTICS,
+        default="p10",
+        help="statistic of repeated timings compared with predictions: p10 (lower decile, "
+        "robust to other programs on the machine; default) or median",
     )
     parser.add_argument(
         "--output-dir",
@@ -697,7 +754,7 @@ def _command_line(args: argparse.Namespace) -> str:
         value = getattr(args, option)
         if value is not None:
             parts += [f"--{option.replace('_', '-')}", str(value)]
-    parts += ["--seed", str(args.seed), "--clock", args.clock]
+    parts += ["--seed", str(args.seed), "--clock", args.clock, "--statistic", args.statistic]
     if args.output_dir:
         parts += ["--output-dir", str(args.output_dir)]
     if args.prefix:
@@ -737,6 +794,7 @@ def run_validate(args: argparse.Namespace) -> int:
             sd_repeats=args.sd_repeats,
             seed=args.seed,
             clock=args.clock,
+            statistic=args.statistic,
             progress=not args.no_progress,
         )
         text, part_summary = _report_local(local)
@@ -783,6 +841,7 @@ def run_validate(args: argparse.Namespace) -> int:
                         "train_mape_percent": local.train_mape,
                         "command": command,
                         "clock": clock,
+                        "statistic": local.statistic,
                     },
                 )
             )

@@ -2,10 +2,13 @@
 
 Sizes are chosen so that the full validation runs in a few minutes: tiny-to-small fp32
 networks on a CPU (bf16 matmuls are emulated there), bf16 networks of up to about a
-billion parameters on an accelerator. Every preset mixes the features the cost model
-prices differently: grouped-query and multi-head attention, gated and plain MLPs,
-narrow and wide vocabularies, and decode, verification and prefill passes at several
-batches and contexts (memory-bound, compute-bound and overhead-bound steps).
+billion parameters on an accelerator. The networks form a family: two speculative-
+decoding targets ("deep": many narrow layers; "big": few wide MHA layers with a plain
+GELU MLP), one layer-skipping draft shape of each, and networks that stress other
+terms of the cost model (a wide vocabulary, a middle size, a tiny overhead-bound one).
+Every grid mixes grouped-query and multi-head attention, gated and plain MLPs, and
+decode, verification (gamma = 4) and prefill passes at several batches and contexts,
+so memory-bound, compute-bound and overhead-bound steps all appear.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ._model import ModelConfig
 from ._timing import MeasurementPoint
 
 SIZES = ("tiny", "quick", "full")
+VERIFY_GAMMA = 4
 
 __all__ = [
     "SIZES",
@@ -47,9 +51,8 @@ def _config(n_layers, d_model, n_heads, n_kv_heads, d_ff, vocab, gated=True, dty
     )
 
 
-def _platform(platform: str | None) -> str:
-    platform = platform or jax.devices()[0].platform
-    return "cpu" if platform == "cpu" else "accelerator"
+def _on_cpu(platform: str | None) -> bool:
+    return (platform or jax.devices()[0].platform) == "cpu"
 
 
 def _check_size(size: str) -> str:
@@ -58,73 +61,103 @@ def _check_size(size: str) -> str:
     return size
 
 
+def _family(platform: str | None) -> dict[str, ModelConfig]:
+    if _on_cpu(platform):
+        deep = _config(8, 192, 3, 1, 512, 2048)
+        big = _config(6, 384, 6, 6, 1024, 4096, gated=False)
+        return {
+            "tiny-target": _config(4, 64, 4, 2, 192, 512),
+            "tiny-draft": _config(1, 64, 4, 2, 192, 512),
+            "deep": deep,
+            "deep-draft": deep.with_layers(2),
+            "big": big,
+            "big-draft": big.with_layers(1),
+            "mid": _config(4, 256, 4, 2, 768, 4096),
+            "wide-vocab": _config(2, 512, 8, 2, 1536, 8192),
+        }
+    bf16 = jnp.bfloat16
+    deep = _config(16, 2048, 16, 4, 5632, 32000, dtype=bf16)
+    big = _config(12, 1536, 12, 12, 6144, 32000, gated=False, dtype=bf16)
+    return {
+        "tiny-target": _config(4, 256, 4, 2, 768, 4096, dtype=bf16),
+        "tiny-draft": _config(1, 256, 4, 2, 768, 4096, dtype=bf16),
+        "deep": deep,
+        "deep-draft": deep.with_layers(2),
+        "big": big,
+        "big-draft": big.with_layers(1),
+        "mid": _config(8, 1024, 16, 4, 2816, 32000, dtype=bf16),
+        "wide-vocab": _config(4, 4096, 32, 8, 14336, 128256, dtype=bf16),
+    }
+
+
+_CHOSEN = {
+    "tiny": ("tiny-target", "tiny-draft"),
+    "quick": ("deep", "deep-draft", "big", "big-draft", "mid"),
+    "full": (
+        "tiny-target",
+        "deep",
+        "deep-draft",
+        "big",
+        "big-draft",
+        "mid",
+        "wide-vocab",
+    ),
+}
+
+
 def model_presets(size: str = "full", platform: str | None = None) -> dict[str, ModelConfig]:
-    """Named networks to measure on ``platform`` (default: the default device's).
+    """Named networks measured for a preset size on ``platform`` (default: the device's).
 
     Examples:
         >>> sorted(model_presets("tiny", "cpu"))
-        ['gqa-2x64', 'mha-1x96-gelu']
+        ['tiny-draft', 'tiny-target']
     """
-    _check_size(size)
-    if _platform(platform) == "cpu":
-        presets = {
-            "gqa-2x64": _config(2, 64, 4, 2, 192, 512),
-            "mha-1x96-gelu": _config(1, 96, 4, 4, 256, 1024, gated=False),
-            "gqa-4x256": _config(4, 256, 4, 2, 768, 4096),
-            "mha-6x384-gelu": _config(6, 384, 6, 6, 1024, 4096, gated=False),
-            "gqa-2x512-v8k": _config(2, 512, 8, 2, 1536, 8192),
-            "gqa-8x192": _config(8, 192, 3, 1, 512, 2048),
-        }
-        chosen = {
-            "tiny": presets.keys() - {"gqa-4x256", "mha-6x384-gelu", "gqa-2x512-v8k", "gqa-8x192"},
-            "quick": ("gqa-2x64", "gqa-4x256", "mha-6x384-gelu"),
-            "full": presets.keys() - {"mha-1x96-gelu"},
-        }[size]
-    else:
-        bf16 = jnp.bfloat16
-        presets = {
-            "gqa-2x256": _config(2, 256, 4, 2, 768, 4096, dtype=bf16),
-            "gqa-8x1024": _config(8, 1024, 16, 4, 2816, 32000, dtype=bf16),
-            "mha-12x1536-gelu": _config(12, 1536, 12, 12, 6144, 32000, gated=False, dtype=bf16),
-            "gqa-16x2048": _config(16, 2048, 16, 4, 5632, 32000, dtype=bf16),
-            "gqa-4x4096-v128k": _config(4, 4096, 32, 8, 14336, 128256, dtype=bf16),
-        }
-        chosen = {
-            "tiny": ("gqa-2x256",),
-            "quick": ("gqa-2x256", "gqa-8x1024", "gqa-16x2048"),
-            "full": presets.keys(),
-        }[size]
-    return {name: presets[name] for name in presets if name in chosen}
+    family = _family(platform)
+    return {name: family[name] for name in _CHOSEN[_check_size(size)]}
 
 
 def calibration_points(size: str = "full", platform: str | None = None) -> list[MeasurementPoint]:
-    """The step-time grid: decode and verify (gamma = 4) at several batches and contexts,
-    plus prefills, for every preset network.
+    """The step-time grid of a preset size: per network, decode passes at every batch and
+    context, verification passes (gamma = 4) at small batches, and prefills.
 
     Examples:
-        >>> len(calibration_points("tiny", "cpu")) >= 8
-        True
+        >>> len(calibration_points("tiny", "cpu"))
+        12
+        >>> len(calibration_points("full", "cpu"))
+        77
     """
-    cpu = _platform(platform) == "cpu"
-    batches = {"tiny": (1, 4), "quick": (1, 4, 16), "full": (1, 4, 16)}[_check_size(size)]
-    if not cpu:
-        batches = {"tiny": (1, 8), "quick": (1, 8, 64), "full": (1, 8, 64)}[size]
-    contexts = (32, 256) if cpu else (128, 2048)
-    prompt = 64 if cpu else 512
+    _check_size(size)
+    cpu = _on_cpu(platform)
+    verify = VERIFY_GAMMA + 1
+    if size == "tiny":
+        batches, contexts, prompt = (1, 4), (32,), 32
+    elif cpu:
+        # Contexts span those of the CPU speculative runs (prompt 32, up to ~130 tokens).
+        batches, contexts, prompt = (1, 4, 16), (32, 128), 64
+    else:
+        batches, contexts, prompt = (1, 8, 32), (128, 1024), 512
+    if size == "quick":
+        contexts = contexts[-1:]
     points = []
     for config in model_presets(size, platform).values():
         for batch in batches:
             for context in contexts:
                 points.append(MeasurementPoint(config, batch, 1, context, "decode"))
-                points.append(MeasurementPoint(config, batch, 5, context, "verify"))
-            if batch <= batches[1]:
-                points.append(MeasurementPoint(config, batch, prompt, 0, "prefill"))
+        for batch, context in (
+            (batches[0], contexts[0]),
+            *((b, contexts[-1]) for b in batches[:2]),
+        ):
+            point = MeasurementPoint(config, batch, verify, context, "verify")
+            if point not in points:
+                points.append(point)
+        for batch in batches[:2]:
+            points.append(MeasurementPoint(config, batch, prompt, 0, "prefill"))
     return points
 
 
 def default_repeats(size: str) -> int:
-    """Timed samples per point for a preset size."""
-    return {"tiny": 5, "quick": 15, "full": 25}[_check_size(size)]
+    """Timed samples per forward pass for a preset size."""
+    return {"tiny": 5, "quick": 16, "full": 16}[_check_size(size)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,33 +190,34 @@ class SpeculativeConfig:
 
 
 def speculative_configs(size: str = "full", platform: str | None = None) -> list[SpeculativeConfig]:
-    """Speculative-decoding runs spanning acceptance rates from about 0.3 to 0.9.
+    """Speculative-decoding runs whose measured acceptance spans about 0.15 to 0.85.
 
     Examples:
-        >>> len(speculative_configs("full", "cpu")) >= 6
-        True
+        >>> len(speculative_configs("full", "cpu"))
+        8
     """
     _check_size(size)
-    cpu = _platform(platform) == "cpu"
-    presets = model_presets("full", platform)
-    if cpu:
-        big, deep = presets["mha-6x384-gelu"], presets["gqa-8x192"]
-        prompt, new = 32, 96
-    else:
-        big, deep = presets["gqa-16x2048"], presets["mha-12x1536-gelu"]
-        prompt, new = 128, 256
+    family = _family(platform)
+    cpu = _on_cpu(platform)
+    prompt, new = (32, 96) if cpu else (128, 128)
+    run = SpeculativeConfig
+    if size == "tiny":
+        tiny = family["tiny-target"]
+        runs = [
+            run("tiny k=1 g=3 greedy", tiny, 1, 3, temperature=0.0, residual_scale=0.15),
+            run("tiny k=2 g=4 T=1", tiny, 2, 4, residual_scale=0.3),
+        ]
+        return [dataclasses.replace(r, prompt_tokens=16, new_tokens=32) for r in runs]
+    deep, big = family["deep"], family["big"]
     runs = [
-        SpeculativeConfig("deep k=1 g=4 greedy", deep, 1, 4, temperature=0.0, residual_scale=0.15),
-        SpeculativeConfig("deep k=2 g=3 T=1", deep, 2, 3, residual_scale=0.3),
-        SpeculativeConfig("deep k=2 g=6 T=1 flat", deep, 2, 6, logit_scale=1.0, residual_scale=0.3),
-        SpeculativeConfig("big k=1 g=2 T=1", big, 1, 2, residual_scale=1.0),
-        SpeculativeConfig("big k=2 g=4 T=1", big, 2, 4, residual_scale=0.3),
-        SpeculativeConfig("big k=3 g=4 b=4", big, 3, 4, batch=4, residual_scale=0.3),
-        SpeculativeConfig(
-            "big k=1 g=3 b=4 greedy", big, 1, 3, batch=4, temperature=0.0, residual_scale=0.5
-        ),
-        SpeculativeConfig("deep k=4 g=5 b=4", deep, 4, 5, batch=4, residual_scale=0.15),
+        run("deep k=1 g=4 greedy", deep, 1, 4, temperature=0.0, residual_scale=0.15),
+        run("deep k=2 g=3 T=1", deep, 2, 3, residual_scale=0.3),
+        run("deep k=2 g=6 T=1 flat", deep, 2, 6, logit_scale=1.0, residual_scale=0.3),
+        run("big k=1 g=2 T=1", big, 1, 2, residual_scale=1.0),
+        run("big k=2 g=4 T=1", big, 2, 4, residual_scale=0.3),
+        run("big k=3 g=4 b=4", big, 3, 4, batch=4, residual_scale=0.3),
+        run("big k=1 g=3 b=4 greedy", big, 1, 3, batch=4, temperature=0.0, residual_scale=0.5),
+        run("deep k=4 g=5 b=4", deep, 4, 5, batch=4, residual_scale=0.15),
     ]
     runs = [dataclasses.replace(r, prompt_tokens=prompt, new_tokens=new) for r in runs]
-    count = {"tiny": 2, "quick": 6, "full": len(runs)}[size]
-    return runs[:count]
+    return runs[: {"quick": 6, "full": len(runs)}[size]]

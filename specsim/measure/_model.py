@@ -209,7 +209,8 @@ class RMSNorm(nn.Module):
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.dtype)
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + NORM_EPS)
-        return (normed * scale.astype(jnp.float32)).astype(x.dtype)
+        scale = scale.astype(jnp.float32).reshape((1,) * (x.ndim - 1) + (-1,))
+        return (normed * scale).astype(x.dtype)
 
 
 def _rope(x, positions):
@@ -217,7 +218,9 @@ def _rope(x, positions):
     (batch, tokens)."""
     half = x.shape[-1] // 2
     freqs = ROPE_THETA ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angles = positions[..., None].astype(jnp.float32) * freqs  # (batch, tokens, half)
+    angles = (
+        positions[..., None].astype(jnp.float32) * freqs[None, None, :]
+    )  # (batch, tokens, half)
     cos = jnp.cos(angles)[:, :, None, :]
     sin = jnp.sin(angles)[:, :, None, :]
     x1, x2 = x[..., :half].astype(jnp.float32), x[..., half : 2 * half].astype(jnp.float32)
@@ -254,7 +257,7 @@ class Block(nn.Module):
         q = dense((cfg.n_heads, cfg.head_dim), name="wq")(h)
         k = dense((cfg.n_kv_heads, cfg.head_dim), name="wk")(h)
         v = dense((cfg.n_kv_heads, cfg.head_dim), name="wv")(h)
-        token_positions = positions[:, None] + jnp.arange(tokens, dtype=jnp.int32)
+        token_positions = positions[:, None] + jnp.arange(tokens, dtype=jnp.int32)[None, :]
         q = _rope(q, token_positions)
         k = _rope(k, token_positions)
         keys = _write(keys, k.transpose(0, 2, 1, 3), positions)

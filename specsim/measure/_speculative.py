@@ -47,6 +47,9 @@ __all__ = [
 
 
 SAMPLER_BLOCK = 64
+# Plain decoding waits for the device once per this many steps (a serving loop checks
+# its stopping criteria now and then, not after every token).
+DECODE_CHUNK = 4
 
 
 def argmax(logits):
@@ -143,10 +146,11 @@ def verify_tokens(model: Model, cache: KVCache, tokens, draft_probs, key, temper
         uniform = jax.random.uniform(accept_key, q_draft.shape)
         accepted = uniform * q_draft < p_draft  # u < p/q, safe where q is tiny
         n_accepted = jnp.sum(jnp.cumprod(accepted, axis=1), axis=1)
-        # The bonus position has no draft: q = 0 there, so its residual is p itself.
-        q_padded = jnp.concatenate([draft_probs, jnp.zeros_like(p[:, :1])], axis=1)
         p_n = jnp.take_along_axis(p, n_accepted[:, None, None], axis=1)[:, 0]
-        q_n = jnp.take_along_axis(q_padded, n_accepted[:, None, None], axis=1)[:, 0]
+        last_draft = jnp.minimum(n_accepted, gamma - 1)[:, None, None]
+        q_n = jnp.take_along_axis(draft_probs, last_draft, axis=1)[:, 0]
+        # The bonus position has no draft: q = 0 there, so its residual is p itself.
+        q_n = jnp.where((n_accepted < gamma)[:, None], q_n, 0.0)
         residual = jnp.maximum(p_n - q_n, 0.0)
         # Where p == q up to rounding the residual vanishes; p is the exact limit then.
         residual = jnp.where(jnp.sum(residual, -1, keepdims=True) > 1e-6, residual, p_n)
@@ -192,7 +196,7 @@ def _decode(model, cache, seqs, key, temperature):
 def _draft_first(model, cache, seqs, key, temperature):
     # Refeeds the token before the last one: it is missing from the draft cache after an
     # iteration that accepted every draft, and rewriting it otherwise changes nothing.
-    index = seqs.length[:, None] + jnp.array([-2, -1], jnp.int32)
+    index = seqs.length[:, None] + jnp.array([[-2, -1]], jnp.int32)
     tokens = jnp.take_along_axis(seqs.tokens, index, axis=1)
     cache = cache.replace(positions=seqs.length - 2)
     return sample_step(model, cache, tokens, key, temperature)
@@ -234,9 +238,10 @@ class DecodeResult:
         prefill_s: prompt prefill (and its sampled token), s.
         decode_s: time of the generation after prefill, s.
         tokens_per_s: ``generated_tokens / decode_s``.
-        step_s: (steps,) time of every decode step, s (each step waits for its result).
+        step_s: time per decode step of every chunk of ``DECODE_CHUNK`` steps, s (the host
+            waits for the device once per chunk).
         steady_tokens_per_s: ``batch / median(step_s)``: the same rate with the median
-            step, insensitive to bursts of other load on a shared machine.
+            chunk, insensitive to bursts of other load on a shared machine.
     """
 
     tokens: Any
@@ -355,12 +360,16 @@ def generate(
     prefill_s = now() - start
     keys = list(jax.random.split(key, max(int(new_tokens) - 1, 1)))  # sliced before timing
     batch = seqs.tokens.shape[0]
-    marks = [now()]
-    for i in range(int(new_tokens) - 1):
-        cache, seqs = _decode(model, cache, seqs, keys[i], temperature)
+    steps = int(new_tokens) - 1
+    marks, chunk_steps = [now()], []
+    for first in range(0, steps, DECODE_CHUNK):
+        # The host runs ahead of the device within a chunk and waits once per chunk.
+        for i in range(first, min(first + DECODE_CHUNK, steps)):
+            cache, seqs = _decode(model, cache, seqs, keys[i], temperature)
         seqs.length.block_until_ready()
         marks.append(now())
-    step_s = tuple(np.diff(marks).tolist())
+        chunk_steps.append(min(DECODE_CHUNK, steps - first))
+    step_s = tuple((np.diff(marks) / np.asarray(chunk_steps)).tolist()) if steps else ()
     decode_s = marks[-1] - marks[0]
     generated = (int(new_tokens) - 1) * batch
     return DecodeResult(

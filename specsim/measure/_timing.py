@@ -81,6 +81,19 @@ class Timing:
         return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
+def wait(state):
+    """Blocks until ``state`` is computed; returns it.
+
+    Waits on its smallest array only: all outputs of one jitted call become ready
+    together, and checking every leaf of a large pytree (a KV cache has two per layer)
+    would add host overhead to each timed step that a decoding loop does not pay.
+    """
+    leaves = [leaf for leaf in jax.tree.leaves(state) if hasattr(leaf, "block_until_ready")]
+    if leaves:
+        min(leaves, key=lambda leaf: leaf.size).block_until_ready()
+    return state
+
+
 def time_calls(
     step: Callable[[Any], Any],
     state: Any,
@@ -91,6 +104,8 @@ def time_calls(
     clock: str = "wall",
 ) -> tuple[Timing, Any]:
     """Times ``state = step(state)``, excluding compilation and warm-up.
+
+    A sample ends when the step's result is ready (see `wait`).
 
     Args:
         step: a (jitted) function from state to state.
@@ -120,17 +135,17 @@ def time_calls(
         )
     now = clock_function(clock)
     start = time.perf_counter()
-    state = jax.block_until_ready(step(state))
+    state = wait(step(state))
     compile_s = time.perf_counter() - start
     for _ in range(warmup):
         state = step(state)
-    jax.block_until_ready(state)
+    wait(state)
     samples = np.empty(repeats)
     for r in range(repeats):
         start = now()
         for _ in range(calls_per_sample):
             state = step(state)
-        jax.block_until_ready(state)
+        wait(state)
         samples[r] = (now() - start) / calls_per_sample
     p10, q25, median, q75, p90 = np.percentile(samples, [10, 25, 50, 75, 90])
     timing = Timing(
@@ -233,8 +248,9 @@ def time_point(
     seed: int = 0,
     temperature: float = 1.0,
     clock: str = "wall",
+    calls_per_sample: int = 1,
 ) -> Timing:
-    """Times one forward pass of ``model`` as described by ``point``.
+    """Times one forward pass of ``model`` as described by ``point`` (see `time_calls`).
 
     Raises:
         ValueError: the weights and cache do not fit in the device's free memory.
@@ -242,7 +258,14 @@ def time_point(
     check_fits(point.required_bytes(), what=f"measurement point {point}")
     step = _step_function(model, point, temperature)
     state = _initial_state(model, point, seed)
-    timing, _ = time_calls(step, state, repeats=repeats, warmup=warmup, clock=clock)
+    timing, _ = time_calls(
+        step,
+        state,
+        repeats=repeats,
+        warmup=warmup,
+        clock=clock,
+        calls_per_sample=calls_per_sample,
+    )
     return timing
 
 
@@ -269,12 +292,14 @@ def measure_step_times(
     progress: bool = True,
     clock: str = "wall",
     rounds: int = 1,
+    calls_per_sample: int = 4,
 ):
     """Times every point of a grid on the default device.
 
     With ``rounds > 1`` every point is compiled and warmed up first, then the grid is
-    swept ``rounds`` times in a shuffled order, each sweep taking
-    ``ceil(repeats / rounds)`` samples of every point. Slow drifts of the machine (other
+    swept ``rounds`` times in a shuffled order, each sweep taking one untimed call (to
+    bring the point's weights back into the caches) and ``ceil(repeats / rounds)``
+    samples of every point. Slow drifts of the machine (other
     processes, clocks, thermals) then touch every point alike instead of biasing the
     points measured while they lasted, at the cost of keeping every point's state (KV
     cache) in memory at once.
@@ -289,6 +314,8 @@ def measure_step_times(
         progress: show a tqdm progress bar.
         clock: ``"wall"`` or ``"process"`` (see ``CLOCKS``).
         rounds: interleaved sweeps (1 = each point timed once, start to finish).
+        calls_per_sample: consecutive calls per sample, the host dispatching each while
+            the previous one runs, as in a decoding loop; the time is per call.
 
     Returns:
         pandas DataFrame, one row per point: ``phase``, the architecture columns of
@@ -315,8 +342,11 @@ def measure_step_times(
     points = list(points)
     if not points:
         raise ValueError("the measurement grid is empty")
-    if repeats < 1 or rounds < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1, rounds >= 1, warmup >= 0; got {repeats}, {rounds}")
+    if repeats < 1 or rounds < 1 or warmup < 0 or calls_per_sample < 1:
+        raise ValueError(
+            "need repeats, rounds, calls_per_sample >= 1 and warmup >= 0; got "
+            f"{repeats}, {rounds}, {calls_per_sample}, {warmup}"
+        )
     clock_function(clock)
     for point in points:
         if not isinstance(point, MeasurementPoint):
@@ -340,6 +370,7 @@ def measure_step_times(
                 seed=seed,
                 temperature=temperature,
                 clock=clock,
+                calls_per_sample=calls_per_sample,
             )
             rows.append(
                 {**config_columns(point.config), **_point_columns(point), **timing.to_dict()}
@@ -366,10 +397,15 @@ def measure_step_times(
     bar = tqdm(total=rounds * len(points), desc="measuring", disable=not progress, leave=False)
     for _ in range(rounds):
         for i in order_rng.permutation(len(points)):
+            # One untimed call first: the previous point evicted this one's weights from
+            # the caches, and a decoding loop runs with them hot.
+            states[i] = wait(steps[i](states[i]))
             for _ in range(per_round):
                 start = now()
-                states[i] = jax.block_until_ready(steps[i](states[i]))
-                samples[i].append(now() - start)
+                for _ in range(calls_per_sample):
+                    states[i] = steps[i](states[i])
+                wait(states[i])
+                samples[i].append((now() - start) / calls_per_sample)
             bar.update()
     bar.close()
     for point, times, first in zip(points, samples, compile_s, strict=True):

@@ -1,0 +1,153 @@
+"""specsim.calibrate: recovery of known parameters, TOML round trips, bad inputs."""
+
+import argparse
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_close
+
+from specsim import hardware, models
+from specsim._calibrate import (
+    WITH_SHARPNESS,
+    StepTimeData,
+    add_calibrate_arguments,
+    calibrate,
+    datasheet_entry,
+    load_hardware,
+    predict_step_times,
+    run_calibrate,
+    save_hardware,
+)
+from specsim.hardware import HardwareSpec
+from specsim.measure import ModelConfig, tiny_spec
+from specsim.measure._timing import config_columns
+
+# Fitted parameters of noise-free synthetic timings are recovered to this relative error
+# (float32 log-space optimisation of a piecewise-smooth loss).
+RTOL_RECOVERY = 2e-3
+
+
+def _grid(chip_models=("llama-68m", "llama-160m", "llama-2-7b")):
+    """Points spanning overhead-, memory- and compute-bound steps (decode, verify, prefill)."""
+    return [
+        (models.get(name), batch, new, context, 1.0)
+        for name in chip_models
+        for batch in (1, 8, 64)
+        for new in (1, 5, 512)
+        for context in (0, 1024)
+    ]
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return hardware.get("a100").replace(
+        compute_efficiency=0.62, memory_efficiency=0.71, kernel_launch_s=5e-6, step_overhead_s=4e-5
+    )
+
+
+def _synthetic(true_hardware, smooth=None):
+    data = StepTimeData.from_points(_grid())
+    return data.replace(time_s=predict_step_times(data, true_hardware, smooth))
+
+
+def test_calibration_recovers_efficiencies_and_overheads(truth):
+    start = hardware.get("a100")  # nominal peaks, catalogue guesses for the rest
+    result = calibrate(_synthetic(truth), start)
+    for name in ("compute_efficiency", "memory_efficiency", "kernel_launch_s", "step_overhead_s"):
+        assert_close(getattr(result.hardware, name), getattr(truth, name), rtol=RTOL_RECOVERY)
+    assert result.mape < 0.1 and result.loss < 1e-8
+    assert float(result.hardware.hbm_bytes_per_s) == float(start.hbm_bytes_per_s)
+    assert result.loss_history[-1] <= result.loss_history[0]
+
+
+def test_calibration_recovers_the_roofline_sharpness(truth):
+    result = calibrate(_synthetic(truth, smooth=2.0), hardware.get("a100"), fit=WITH_SHARPNESS)
+    assert result.smooth == pytest.approx(2.0, rel=1e-2)
+    assert_close(result.hardware.compute_efficiency, truth.compute_efficiency, rtol=1e-2)
+    assert result.mape < 0.5
+
+
+def test_calibration_accepts_a_measurement_table():
+    truth = hardware.get("h100").replace(compute_efficiency=0.5, step_overhead_s=1e-4)
+    config = ModelConfig.from_spec(tiny_spec(d_model=256, n_heads=4, n_kv_heads=2, d_ff=1024))
+    rows = [
+        {**config_columns(config), "batch": b, "new_tokens": n, "context": c, "median_s": 1.0}
+        for b in (1, 16)
+        for n in (1, 64)
+        for c in (0, 512)
+    ]
+    frame = pd.DataFrame(rows)
+    data = StepTimeData.from_frame(frame)
+    frame["median_s"] = np.asarray(predict_step_times(data, truth))
+    result = calibrate(frame, hardware.get("h100"), fit=["compute_efficiency", "step_overhead_s"])
+    assert_close(result.hardware.step_overhead_s, 1e-4, rtol=RTOL_RECOVERY)
+
+
+def test_bad_measurements_get_clear_errors():
+    with pytest.raises(ValueError, match="empty"):
+        calibrate([], hardware.get("h100"))
+    with pytest.raises(ValueError, match="empty"):
+        calibrate(pd.DataFrame(), hardware.get("h100"))
+    with pytest.raises(ValueError, match="columns"):
+        StepTimeData.from_frame(pd.DataFrame({"batch": [1]}))
+    bad = [(models.get("llama-68m"), 1, 1, 0, -1.0)]
+    with pytest.raises(ValueError, match="positive"):
+        calibrate(bad, hardware.get("h100"))
+    good = [(models.get("llama-68m"), 1, 1, 0, 1e-3)]
+    with pytest.raises(ValueError, match="cannot fit"):
+        calibrate(good, hardware.get("h100"), fit=["hbm_capacity_bytes"])
+    with pytest.raises(ValueError, match="HardwareSpec"):
+        calibrate(good, "h100")
+    mixed = [*good, (models.get("llama-68m").with_dtypes("fp8", compute_dtype="fp8"), 1, 1, 0, 1.0)]
+    with pytest.raises(ValueError, match="compute dtype"):
+        calibrate(mixed, hardware.get("h100"))
+
+
+def test_saved_spec_loads_by_path_and_by_name(tmp_path, monkeypatch, truth):
+    path = save_hardware(truth, tmp_path / "fitted.toml", "my gpu", metadata={"points": 3})
+    loaded = hardware.get(str(path))
+    assert isinstance(loaded, HardwareSpec)
+    for name, value in datasheet_entry(truth).items():
+        assert datasheet_entry(loaded)[name] == pytest.approx(value, rel=1e-12)
+    monkeypatch.setenv("SPECSIM_HARDWARE_DIR", str(tmp_path))
+    save_hardware(truth, tmp_path / "lab.toml", "lab")
+    assert float(load_hardware("lab").compute_efficiency) == pytest.approx(0.62)
+    assert float(load_hardware("h100").hbm_bytes_per_s) == 3.35e12  # falls back to catalogue
+
+
+def test_unreadable_or_malformed_files_get_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        load_hardware(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[hardware.\nbf16_tflops = ")
+    with pytest.raises(ValueError, match="malformed"):
+        load_hardware(broken)
+    incomplete = tmp_path / "incomplete.toml"
+    incomplete.write_text('[hardware."x"]\nbf16_tflops = 1.0\n')
+    with pytest.raises(ValueError, match="missing"):
+        hardware.get(str(incomplete))
+
+
+def test_calibrate_command_measures_fits_and_writes_a_loadable_spec(tmp_path, monkeypatch):
+    import specsim.measure._grids as grids
+    from specsim.measure import MeasurementPoint
+
+    config = ModelConfig.from_spec(tiny_spec())
+    small_grid = [
+        MeasurementPoint(config, 1, 1, 8, "decode"),
+        MeasurementPoint(config, 4, 1, 8, "decode"),
+        MeasurementPoint(config, 1, 3, 8, "verify"),
+        MeasurementPoint(config, 1, 16, 0, "prefill"),
+    ]
+    monkeypatch.setattr(grids, "calibration_points", lambda size: small_grid)
+    parser = add_calibrate_arguments(argparse.ArgumentParser())
+    output = tmp_path / "local.toml"
+    args = parser.parse_args(["--output", str(output), "--repeats", "2", "--no-progress"])
+    args.steps = 200
+    assert run_calibrate(args) == 0
+    spec = hardware.get(os.fspath(output))
+    assert 0 < float(spec.compute_efficiency) <= 1
+    with pytest.raises(ValueError, match="repeats"):
+        run_calibrate(parser.parse_args(["--repeats", "0"]))
