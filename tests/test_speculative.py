@@ -18,7 +18,7 @@ from specsim.measure import (
     tiny_spec,
 )
 from specsim.measure._runs import measure_decoding, measure_speculative
-from specsim.measure._speculative import SPECULATIVE_CHECK_EVERY, argmax, sample_from
+from specsim.measure._speculative import argmax, sample_from
 
 # Chi-square tests run at a fixed seed; p-values below this would flag a real mismatch.
 P_VALUE_FLOOR = 1e-3
@@ -33,12 +33,11 @@ def target():
 @pytest.mark.parametrize(("draft_layers", "gamma"), [(1, 1), (1, 4), (2, 3), (3, 5)])
 def test_greedy_speculative_output_equals_greedy_target_decoding(target, draft_layers, gamma):
     prompt = jax.random.randint(jax.random.key(7), (3, 5), 0, target.config.vocab)
-    overshoot = SPECULATIVE_CHECK_EVERY * (gamma + 1)
-    plain = generate(target, prompt, 24 + overshoot, temperature=0.0)
+    plain = generate(target, prompt, 24 + gamma, temperature=0.0)
     draft = layer_skip_draft(target, draft_layers)
     out = speculative_generate(target, draft, prompt, 24, gamma, temperature=0.0)
     n = out.tokens.shape[1]
-    assert 5 + 24 <= n <= 5 + 24 + overshoot
+    assert 5 + 24 <= n <= 5 + 24 + gamma
     np.testing.assert_array_equal(out.tokens, plain.tokens[:, :n])
 
 
@@ -53,9 +52,7 @@ def test_acceptance_statistics_are_consistent(target):
     np.testing.assert_array_equal(judged[1:], accepted[:-1])  # judged i+1 = accepted i
     assert out.alpha == pytest.approx(accepted.sum() / judged.sum())
     assert out.tokens_per_step == pytest.approx(out.generated_tokens / (out.iterations * 4))
-    assert out.iterations % SPECULATIVE_CHECK_EVERY == 0
-    assert len(out.iteration_s) == out.iterations // SPECULATIVE_CHECK_EVERY
-    assert out.steady_tokens_per_s > 0
+    assert len(out.iteration_s) == out.iterations and out.steady_tokens_per_s > 0
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
