@@ -81,7 +81,7 @@ def _pooled_chisquare(counts, expected):
 
 
 def test_sampled_speculative_decoding_reproduces_the_target_distribution():
-    vocab, samples = 6, 4000
+    vocab, samples = 6, 6000
     target = build_model(tiny_spec(n_layers=2, vocab=vocab), seed=11, logit_scale=2.0)
     # A poor draft (its own random weights): many rejections exercise the residual path.
     draft = build_model(tiny_spec(n_layers=1, vocab=vocab), seed=12, logit_scale=2.0)
@@ -105,7 +105,7 @@ def test_sampled_speculative_decoding_reproduces_the_target_distribution():
 
 
 def test_sampled_third_token_follows_the_target_given_the_first_two():
-    vocab, samples = 5, 3000
+    vocab, samples = 5, 5000
     target = build_model(tiny_spec(n_layers=2, vocab=vocab), seed=21, logit_scale=2.5)
     draft = layer_skip_draft(target, 1)
     prompt = jnp.tile(jnp.array([[0, 3]], jnp.int32), (samples, 1))
