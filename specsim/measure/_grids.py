@@ -157,7 +157,7 @@ def calibration_points(size: str = "full", platform: str | None = None) -> list[
 
 def default_repeats(size: str) -> int:
     """Timed samples per forward pass for a preset size."""
-    return {"tiny": 5, "quick": 16, "full": 48}[_check_size(size)]
+    return {"tiny": 5, "quick": 16, "full": 16}[_check_size(size)]
 
 
 @dataclasses.dataclass(frozen=True)
