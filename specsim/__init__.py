@@ -7,6 +7,8 @@ The front doors:
 * ``specsim.hardware.get(name)`` / ``specsim.models.get(name)``
 * ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass
 * ``specsim.theory`` for hardware-free closed forms
+* ``specsim.calibrate(...)`` to fit a `HardwareSpec` to measured step times
+  (``specsim.measure`` runs the real networks)
 """
 
 from . import hardware as hardware
@@ -18,6 +20,12 @@ from ._acceptance import PositionalAcceptance as PositionalAcceptance
 from ._acceptance import SDSLAcceptance as SDSLAcceptance
 from ._acceptance import acceptance_rate as acceptance_rate
 from ._acceptance import expected_tokens_per_step as expected_tokens_per_step
+from ._calibrate import CalibrationResult as CalibrationResult
+from ._calibrate import StepTimeData as StepTimeData
+from ._calibrate import calibrate as calibrate
+from ._calibrate import load_hardware as load_hardware
+from ._calibrate import predict_step_times as predict_step_times
+from ._calibrate import save_hardware as save_hardware
 from ._cost import STEP_BOUND_NAMES as STEP_BOUND_NAMES
 from ._cost import ForwardCost as ForwardCost
 from ._cost import MemoryFootprint as MemoryFootprint
@@ -50,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STEP_BOUND_NAMES",
+    "CalibrationResult",
     "ConstantAcceptance",
     "DraftBounds",
     "DraftParams",
@@ -64,10 +73,12 @@ __all__ = [
     "Scenario",
     "Schedule",
     "StepTime",
+    "StepTimeData",
     "ThroughputReport",
     "TransformerSpec",
     "Workload",
     "acceptance_rate",
+    "calibrate",
     "crossover_batch",
     "expected_tokens_per_step",
     "fits",
@@ -75,11 +86,14 @@ __all__ = [
     "grid_search",
     "grid_search_scenarios",
     "hardware",
+    "load_hardware",
     "memory_footprint",
     "models",
     "optimize_draft",
     "optimize_scenarios",
     "plot",
+    "predict_step_times",
+    "save_hardware",
     "speculation_schedule",
     "step_time",
     "sweep",

@@ -637,7 +637,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     frame = measure_step_times(
         points,
         repeats=repeats,
-        rounds=min(8, repeats) if on_cpu else 1,
+        rounds=max(1, min(16, repeats // 3)) if on_cpu else 1,
         seed=args.seed,
         clock=clock,
         progress=not args.no_progress,

@@ -275,7 +275,7 @@ def validate_local(
     from ._throughput import throughput
     from ._workload import Workload
     from .measure._grids import calibration_points, default_repeats, speculative_configs
-    from .measure._runs import measure_decoding, measure_speculative, speculative_models
+    from .measure._runs import measure_speculative_configs
     from .measure._timing import measure_step_times
 
     log = log or (lambda *_: None)
@@ -285,7 +285,9 @@ def validate_local(
     clock = configure_measurement(clock)
     on_cpu = jax.devices()[0].platform == "cpu"
     repeats = repeats if repeats is not None else default_repeats(size)
-    rounds = rounds if rounds is not None else (min(8, repeats) if on_cpu else 1)
+    # On a CPU, about three samples per point and sweep: slow drifts of the machine's load
+    # then reach every point alike.
+    rounds = rounds if rounds is not None else (max(1, min(16, repeats // 3)) if on_cpu else 1)
     sd_repeats = sd_repeats if sd_repeats is not None else {"tiny": 2, "quick": 4, "full": 5}[size]
 
     log(f"device: {measure.device_kind()}; clock: {clock}")
@@ -317,36 +319,21 @@ def validate_local(
     rows = []
     if speculative:
         configs = speculative_configs(size)
-        log(f"running {len(configs)} speculative-decoding configurations")
-        baselines: dict[tuple, Any] = {}
-        for config in configs:
-            target, draft = speculative_models(config, seed)
-            kwargs = dict(
-                repeats=sd_repeats, seed=seed, temperature=config.temperature, clock=clock
-            )
-            sd = measure_speculative(
-                target,
-                draft,
-                config.batch,
-                config.prompt_tokens,
-                config.new_tokens,
-                config.gamma,
-                **kwargs,
-            )
-            key = (config.target, config.batch, config.prompt_tokens, config.new_tokens)
-            if key not in baselines:
-                baselines[key] = measure_decoding(
-                    target, config.batch, config.prompt_tokens, config.new_tokens, **kwargs
-                )
-            plain = baselines[key]
+        log(f"running {len(configs)} speculative-decoding configurations ({sd_repeats} rounds)")
+        measured_runs = measure_speculative_configs(
+            configs, repeats=sd_repeats, seed=seed, clock=clock, progress=progress
+        )
+        for config, (sd, plain) in zip(configs, measured_runs, strict=True):
+            target_spec = config.target.to_spec()
+            draft_spec = config.target.with_layers(config.draft_layers).to_spec()
             iteration_s = sd.iteration_s_p10 if statistic == "p10" else sd.iteration_s
             step_s = plain.iteration_s_p10 if statistic == "p10" else plain.iteration_s
             measured = config.batch * sd.tokens_per_step / iteration_s
             measured_plain = config.batch / step_s
             alpha = float(np.clip(sd.alpha, 1e-3, 1.0 - 1e-3))
             report = throughput(
-                target.spec,
-                draft.spec,
+                target_spec,
+                draft_spec,
                 result.hardware,
                 Workload.create(
                     batch=config.batch,

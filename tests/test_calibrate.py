@@ -131,6 +131,7 @@ def test_unreadable_or_malformed_files_get_clear_errors(tmp_path):
 
 
 def test_calibrate_command_measures_fits_and_writes_a_loadable_spec(tmp_path, monkeypatch):
+    import specsim.measure as measure
     import specsim.measure._grids as grids
     from specsim.measure import MeasurementPoint
 
@@ -142,6 +143,7 @@ def test_calibrate_command_measures_fits_and_writes_a_loadable_spec(tmp_path, mo
         MeasurementPoint(config, 1, 16, 0, "prefill"),
     ]
     monkeypatch.setattr(grids, "calibration_points", lambda size: small_grid)
+    monkeypatch.setattr(measure, "local_hardware", lambda **_: hardware.get("h100"))
     parser = add_calibrate_arguments(argparse.ArgumentParser())
     output = tmp_path / "local.toml"
     args = parser.parse_args(["--output", str(output), "--repeats", "2", "--no-progress"])

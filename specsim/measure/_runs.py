@@ -23,7 +23,10 @@ __all__ = [
     "SpeculativeMeasurement",
     "measure_decoding",
     "measure_speculative",
+    "measure_speculative_configs",
     "speculative_models",
+    "summarize_decoding",
+    "summarize_speculative",
 ]
 
 
@@ -73,6 +76,54 @@ def _check_repeats(repeats: int) -> None:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
 
 
+def summarize_decoding(runs, batch: int) -> SpeculativeMeasurement:
+    """Pools repeated `generate` results of one configuration (see `measure_decoding`)."""
+    median, p10, p90 = _percentiles([r.tokens_per_s for r in runs])
+    step, step_p10, step_p90 = _percentiles(np.concatenate([r.step_s for r in runs]))
+    return SpeculativeMeasurement(
+        tokens_per_s=median,
+        tokens_per_s_p10=p10,
+        tokens_per_s_p90=p90,
+        steady_tokens_per_s=batch / step,
+        iteration_s=step,
+        iteration_s_p10=step_p10,
+        iteration_s_p90=step_p90,
+        tokens_per_step=1.0,
+        alpha=float("nan"),
+        positional_alpha=(),
+        generated_tokens=float(np.mean([r.generated_tokens for r in runs])),
+        repeats=len(runs),
+    )
+
+
+def summarize_speculative(runs, batch: int) -> SpeculativeMeasurement:
+    """Pools repeated `speculative_generate` results of one configuration."""
+    median, p10, p90 = _percentiles([r.tokens_per_s for r in runs])
+    iteration, iteration_p10, iteration_p90 = _percentiles(
+        np.concatenate([r.iteration_s for r in runs])
+    )
+    accepted = np.sum([r.accepted_counts for r in runs], axis=0, dtype=np.float64)
+    judged = np.sum([r.judged_counts for r in runs], axis=0, dtype=np.float64)
+    tokens = float(sum(r.generated_tokens for r in runs))
+    tokens_per_step = tokens / float(sum(r.iterations * batch for r in runs))
+    return SpeculativeMeasurement(
+        tokens_per_s=median,
+        tokens_per_s_p10=p10,
+        tokens_per_s_p90=p90,
+        steady_tokens_per_s=batch * tokens_per_step / iteration,
+        iteration_s=iteration,
+        iteration_s_p10=iteration_p10,
+        iteration_s_p90=iteration_p90,
+        tokens_per_step=tokens_per_step,
+        alpha=float(accepted.sum() / judged.sum()) if judged.sum() else float("nan"),
+        positional_alpha=tuple(
+            float(a / j) if j else float("nan") for a, j in zip(accepted, judged, strict=True)
+        ),
+        generated_tokens=tokens / len(runs),
+        repeats=len(runs),
+    )
+
+
 def measure_decoding(
     model: Model,
     batch: int,
@@ -97,23 +148,7 @@ def measure_decoding(
     kwargs = dict(temperature=temperature, clock=clock)
     generate(model, prompt, new_tokens, seed=seed, **kwargs)
     runs = [generate(model, prompt, new_tokens, seed=seed + r, **kwargs) for r in range(repeats)]
-    median, p10, p90 = _percentiles([r.tokens_per_s for r in runs])
-    steps = np.concatenate([r.step_s for r in runs])
-    step, step_p10, step_p90 = _percentiles(steps)
-    return SpeculativeMeasurement(
-        tokens_per_s=median,
-        tokens_per_s_p10=p10,
-        tokens_per_s_p90=p90,
-        steady_tokens_per_s=batch / step,
-        iteration_s=step,
-        iteration_s_p10=step_p10,
-        iteration_s_p90=step_p90,
-        tokens_per_step=1.0,
-        alpha=float("nan"),
-        positional_alpha=(),
-        generated_tokens=float(np.mean([r.generated_tokens for r in runs])),
-        repeats=repeats,
-    )
+    return summarize_decoding(runs, batch)
 
 
 def measure_speculative(
@@ -146,30 +181,53 @@ def measure_speculative(
         speculative_generate(target, draft, prompt, new_tokens, gamma, seed=seed + r, **kwargs)
         for r in range(repeats)
     ]
-    median, p10, p90 = _percentiles([r.tokens_per_s for r in runs])
-    iteration, iteration_p10, iteration_p90 = _percentiles(
-        np.concatenate([r.iteration_s for r in runs])
-    )
-    accepted = np.sum([r.accepted_counts for r in runs], axis=0, dtype=np.float64)
-    judged = np.sum([r.judged_counts for r in runs], axis=0, dtype=np.float64)
-    tokens = float(sum(r.generated_tokens for r in runs))
-    tokens_per_step = tokens / float(sum(r.iterations * batch for r in runs))
-    return SpeculativeMeasurement(
-        tokens_per_s=median,
-        tokens_per_s_p10=p10,
-        tokens_per_s_p90=p90,
-        steady_tokens_per_s=batch * tokens_per_step / iteration,
-        iteration_s=iteration,
-        iteration_s_p10=iteration_p10,
-        iteration_s_p90=iteration_p90,
-        tokens_per_step=tokens_per_step,
-        alpha=float(accepted.sum() / judged.sum()) if judged.sum() else float("nan"),
-        positional_alpha=tuple(
-            float(a / j) if j else float("nan") for a, j in zip(accepted, judged, strict=True)
-        ),
-        generated_tokens=tokens / repeats,
-        repeats=repeats,
-    )
+    return summarize_speculative(runs, batch)
+
+
+def measure_speculative_configs(
+    configs, *, repeats: int = 5, seed: int = 0, clock: str = "wall", progress: bool = False
+) -> list[tuple[SpeculativeMeasurement, SpeculativeMeasurement]]:
+    """Speculative and plain decoding of several ``SpeculativeConfig``, interleaved.
+
+    Every configuration is compiled and warmed up first; then ``repeats`` rounds run
+    each configuration's speculative and plain decoding once, in a shuffled order, so
+    that changes of the machine's load touch every configuration alike.
+
+    Returns:
+        ``[(speculative, plain), ...]`` in the order of ``configs``.
+    """
+    from tqdm import tqdm
+
+    _check_repeats(repeats)
+    prepared = []
+    for config in configs:
+        target, draft = speculative_models(config, seed)
+        prompt = _prompt(config.batch, config.prompt_tokens, target.config.vocab, seed)
+        prepared.append((config, target, draft, prompt))
+
+    def run(index, repeat):
+        config, target, draft, prompt = prepared[index]
+        kwargs = dict(seed=seed + repeat, temperature=config.temperature, clock=clock)
+        sd = speculative_generate(target, draft, prompt, config.new_tokens, config.gamma, **kwargs)
+        plain = generate(target, prompt, config.new_tokens, **kwargs)
+        return sd, plain
+
+    for index in range(len(prepared)):  # compile and warm up
+        run(index, 0)
+    results = [([], []) for _ in prepared]
+    order = np.random.default_rng(seed)
+    bar = tqdm(total=repeats * len(prepared), desc="decoding", disable=not progress, leave=False)
+    for repeat in range(repeats):
+        for index in order.permutation(len(prepared)):
+            sd, plain = run(index, repeat)
+            results[index][0].append(sd)
+            results[index][1].append(plain)
+            bar.update()
+    bar.close()
+    return [
+        (summarize_speculative(sd, config.batch), summarize_decoding(plain, config.batch))
+        for (sd, plain), (config, *_) in zip(results, prepared, strict=True)
+    ]
 
 
 def speculative_models(config, seed: int = 0) -> tuple[Model, Model]:

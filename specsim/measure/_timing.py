@@ -337,7 +337,7 @@ def measure_step_times(
         ['decode', 1, 1, 8]
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     points = list(points)
     if not points:
