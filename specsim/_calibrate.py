@@ -41,6 +41,7 @@ from .models import TransformerSpec
 
 __all__ = [
     "DEFAULT_FIT",
+    "LOCAL_FIT",
     "SHARPNESS",
     "WITH_SHARPNESS",
     "CalibrationResult",
@@ -63,9 +64,14 @@ DEFAULT_FIT = ("compute_efficiency", "memory_efficiency", "kernel_launch_s", "st
 # to `step_time`/`throughput` as `smooth=`.
 SHARPNESS = "roofline_sharpness"
 WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
+# What `specsim calibrate` and `specsim validate` fit on a measured grid, which varies
+# the context and so pins down how fast attention runs next to the weight matmuls.
+LOCAL_FIT = (*DEFAULT_FIT, "attention_efficiency", SHARPNESS)
 _EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
+# Fractions in (0, 1] that are not folded into a peak: fitted through a logistic.
+_FRACTIONS = ("attention_efficiency",)
 _OVERHEADS = ("kernel_launch_s", "step_overhead_s", "interconnect_latency_s")
-FITTABLE = (*_EFFICIENCIES, *_OVERHEADS, SHARPNESS)
+FITTABLE = (*_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, SHARPNESS)
 # Range of random restarts for the sharpness.
 _SHARPNESS_RANGE = (0.3, 16.0)
 # Environment variable naming the folder of calibrated specs (default below).
@@ -239,7 +245,10 @@ def _to_params(values, fit, time_scale_s):
     out = []
     for name, value in zip(fit, values, strict=True):
         value = jnp.asarray(value, jnp.float32)
-        if name in _EFFICIENCIES or name == SHARPNESS:
+        if name in _FRACTIONS:
+            value = jnp.clip(value, 1e-3, 1.0 - 1e-3)  # Adam moves a small gradient too
+            out.append(jnp.log(value) - jnp.log1p(-value))
+        elif name in _EFFICIENCIES or name == SHARPNESS:
             out.append(jnp.log(jnp.maximum(value, 1e-6)))
         else:
             out.append(jnp.log(jnp.maximum(value, 1e-12) / time_scale_s))
@@ -250,7 +259,9 @@ def _to_fields(params, fit, time_scale_s) -> dict[str, Any]:
     """Log-space parameters -> field values (SI)."""
     fields = {}
     for i, name in enumerate(fit):
-        if name in _EFFICIENCIES or name == SHARPNESS:
+        if name in _FRACTIONS:
+            fields[name] = jax.nn.sigmoid(params[i])
+        elif name in _EFFICIENCIES or name == SHARPNESS:
             fields[name] = jnp.exp(params[i])
         else:
             fields[name] = time_scale_s * jnp.exp(params[i])
@@ -347,9 +358,10 @@ def calibrate(
             ``(TransformerSpec, batch, new_tokens, context, time_s)``.
         hardware: the starting spec with the nominal peaks (default: micro-benchmarks of
             the local device, ``specsim.measure.local_hardware()``).
-        fit: names of the fields to fit (efficiencies, ``kernel_launch_s``,
-            ``step_overhead_s``, ``interconnect_latency_s``), and optionally
-            ``"roofline_sharpness"`` (see ``SHARPNESS``; ``WITH_SHARPNESS`` fits it too).
+        fit: names of the fields to fit (efficiencies, ``attention_efficiency``,
+            ``kernel_launch_s``, ``step_overhead_s``, ``interconnect_latency_s``), and
+            optionally ``"roofline_sharpness"`` (see ``SHARPNESS``; ``WITH_SHARPNESS``
+            fits it too, ``LOCAL_FIT`` also the attention efficiency).
         steps: Adam steps (one ``lax.scan`` inside one ``jit``).
         polish_steps: L-BFGS steps after Adam.
         learning_rate: Adam learning rate in log space.
@@ -403,7 +415,7 @@ def calibrate(
     rng = np.random.default_rng(seed)
 
     def random_value(name):
-        if name in _EFFICIENCIES:
+        if name in _EFFICIENCIES or name in _FRACTIONS:
             return float(np.exp(rng.uniform(np.log(0.05), np.log(0.95))))
         if name == SHARPNESS:
             return float(np.exp(rng.uniform(*np.log(_SHARPNESS_RANGE))))
@@ -465,6 +477,7 @@ def datasheet_entry(hardware: HardwareSpec) -> dict[str, float]:
         "memory_efficiency": value("memory_efficiency"),
         "kernel_launch_us": value("kernel_launch_s") / MICRO,
         "step_overhead_us": value("step_overhead_s") / MICRO,
+        "attention_efficiency": value("attention_efficiency"),
     }
 
 
@@ -642,7 +655,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         clock=clock,
         progress=not args.no_progress,
     )
-    result = calibrate(frame, nominal, fit=WITH_SHARPNESS, steps=args.steps, seed=args.seed)
+    result = calibrate(frame, nominal, fit=LOCAL_FIT, steps=args.steps, seed=args.seed)
     path = save_hardware(
         result.hardware,
         output,

@@ -150,7 +150,8 @@ def step_time(
     """Wall time of one forward pass on ``tp`` chips of ``hardware``.
 
     Weight matmuls and attention are separate rooflines (they are separate
-    kernels: the first reads weights, the second the KV cache); with tensor
+    kernels: the first reads weights, the second the KV cache, at
+    ``hardware.attention_efficiency`` of the first's roofline); with tensor
     parallelism FLOPs and bytes split evenly over ``tp`` chips and each block adds
     two ring all-reduces of its activations. Kernel launches and a fixed step
     overhead are added on top.
@@ -180,9 +181,12 @@ def step_time(
         dtype,
         smooth,
     )
+    # Attention runs at a fraction of the matmul roofline; the roofline (hard or p-norm
+    # max) is homogeneous, so scaling both FLOPs and bytes scales its time.
+    attention_share = 1.0 / (tp * hardware.attention_efficiency)
     attention = roofline_time(
-        cost.attention_flops / tp,
-        (cost.kv_read_bytes + cost.kv_write_bytes) / tp,
+        cost.attention_flops * attention_share,
+        (cost.kv_read_bytes + cost.kv_write_bytes) * attention_share,
         hardware,
         dtype,
         smooth,

@@ -271,7 +271,7 @@ def validate_local(
 
     from . import measure
     from ._acceptance import ConstantAcceptance
-    from ._calibrate import WITH_SHARPNESS, StepTimeData, calibrate, predict_step_times
+    from ._calibrate import LOCAL_FIT, StepTimeData, calibrate, predict_step_times
     from ._throughput import throughput
     from ._workload import Workload
     from .measure._grids import calibration_points, default_repeats, speculative_configs
@@ -305,7 +305,7 @@ def validate_local(
     train = split_train_test(frame, seed)
     frame.insert(0, "split", np.where(train, "train", "test"))
     column = f"{statistic}_s"
-    result = calibrate(frame[train], nominal, fit=WITH_SHARPNESS, seed=seed, time_column=column)
+    result = calibrate(frame[train], nominal, fit=LOCAL_FIT, seed=seed, time_column=column)
     data = StepTimeData.from_frame(frame, column)
     predicted = np.asarray(predict_step_times(data, result.hardware, result.smooth))
     frame["measured_ms"] = frame[column] * 1e3
@@ -620,6 +620,7 @@ def _report_local(local: LocalValidation) -> tuple[str, dict[str, Any]]:
             for k in (
                 "compute_efficiency",
                 "memory_efficiency",
+                "attention_efficiency",
                 "kernel_launch_us",
                 "step_overhead_us",
             )

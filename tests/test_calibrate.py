@@ -10,6 +10,7 @@ from conftest import assert_close
 
 from specsim import hardware, models
 from specsim._calibrate import (
+    LOCAL_FIT,
     WITH_SHARPNESS,
     StepTimeData,
     add_calibrate_arguments,
@@ -69,6 +70,25 @@ def test_calibration_recovers_the_roofline_sharpness(truth):
     assert result.mape < 0.5
 
 
+def test_calibration_recovers_the_attention_efficiency(truth):
+    # Long contexts make attention a large share of the decode steps, so it is identifiable.
+    true = truth.replace(attention_efficiency=0.3)
+    points = [
+        (models.get(name), batch, new, context, 1.0)
+        for name in ("llama-68m", "llama-2-7b")
+        for batch in (1, 16, 64)
+        for new in (1, 5, 512)
+        for context in (0, 2048, 16384)
+    ]
+    data = StepTimeData.from_points(points)
+    data = data.replace(time_s=predict_step_times(data, true, 3.0))
+    result = calibrate(data, hardware.get("a100"), fit=LOCAL_FIT)
+    assert_close(result.hardware.attention_efficiency, 0.3, rtol=1e-2)
+    assert result.smooth == pytest.approx(3.0, rel=1e-2)
+    assert result.mape < 0.5
+    assert float(result.hardware.attention_efficiency) <= 1.0  # a fraction by construction
+
+
 def test_calibration_accepts_a_measurement_table():
     truth = hardware.get("h100").replace(compute_efficiency=0.5, step_overhead_s=1e-4)
     config = ModelConfig.from_spec(tiny_spec(d_model=256, n_heads=4, n_kv_heads=2, d_ff=1024))
@@ -106,11 +126,13 @@ def test_bad_measurements_get_clear_errors():
 
 
 def test_saved_spec_loads_by_path_and_by_name(tmp_path, monkeypatch, truth):
+    truth = truth.replace(attention_efficiency=0.4)
     path = save_hardware(truth, tmp_path / "fitted.toml", "my gpu", metadata={"points": 3})
     loaded = hardware.get(str(path))
     assert isinstance(loaded, HardwareSpec)
     for name, value in datasheet_entry(truth).items():
         assert datasheet_entry(loaded)[name] == pytest.approx(value, rel=1e-12)
+    assert float(loaded.attention_efficiency) == 0.4
     monkeypatch.setenv("SPECSIM_HARDWARE_DIR", str(tmp_path))
     save_hardware(truth, tmp_path / "lab.toml", "lab")
     assert float(load_hardware("lab").compute_efficiency) == pytest.approx(0.62)

@@ -102,9 +102,11 @@ def slow_step_time(arch, chip, batch, new_tokens, context, tp=1, weight="bf16"):
         cost["matmul_flops"] / tp / peak,
         (cost["weight_bytes"] + cost["activation_bytes"]) / tp / bandwidth,
     )
+    # Attention kernels reach a fraction of the matmul roofline (1 unless the entry says).
+    attention_fraction = chip.get("attention_efficiency", 1.0)
     attention = max(
-        cost["attention_flops"] / tp / peak,
-        (cost["kv_read_bytes"] + cost["kv_write_bytes"]) / tp / bandwidth,
+        cost["attention_flops"] / tp / (peak * attention_fraction),
+        (cost["kv_read_bytes"] + cost["kv_write_bytes"]) / tp / (bandwidth * attention_fraction),
     )
     message = batch * new_tokens * arch["d_model"] * 2  # bf16 activations
     hop_s = chip["interconnect_latency_us"] * 1e-6
@@ -197,6 +199,23 @@ def test_step_time_against_reference_on_other_chips(x64, name):
             expected = slow_step_time(arch, entry, *shape, tp=tp)
             actual = step_time(models.get("mistral-7b-v0.1"), hardware.get(name), *shape, tp=tp)
             assert_close(actual.time_s, expected, rtol=RTOL_F64)
+
+
+def test_attention_efficiency_against_reference(x64):
+    arch = models.info("Mistral-7B-v0.1")
+    entry = {**hardware.entry("H100 SXM"), "attention_efficiency": 0.25}
+    chip = hardware.HardwareSpec.from_datasheet(entry)
+    default = hardware.get("H100 SXM")
+    assert float(default.attention_efficiency) == 1.0  # the catalogue's default
+    for shape in [(1, 1, 100), (64, 1, 8000), (4, 512, 0)]:
+        for tp in (1, 8):
+            expected = slow_step_time(arch, entry, *shape, tp=tp)
+            actual = step_time(models.get("mistral-7b-v0.1"), chip, *shape, tp=tp)
+            assert_close(actual.time_s, expected, rtol=RTOL_F64)
+            # Only the attention roofline slows down, by exactly 1 / 0.25.
+            base = step_time(models.get("mistral-7b-v0.1"), default, *shape, tp=tp)
+            assert_close(actual.attention_s, 4 * base.attention_s, rtol=RTOL_F64)
+            assert_close(actual.linear_s, base.linear_s, rtol=RTOL_F64)
 
 
 def test_three_regimes_llama_2_7b_on_a100():

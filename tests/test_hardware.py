@@ -516,7 +516,7 @@ def test_switching_hardware_does_not_recompile():
 
 def test_spec_leaves_are_all_traced():
     leaves = jax.tree_util.tree_leaves(hardware.get("h100"))
-    assert len(leaves) == len(LEAVES) == 12
+    assert len(leaves) == len(LEAVES) == 13
 
 
 def test_finite_gradients_for_every_chip(x64):

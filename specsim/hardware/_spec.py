@@ -28,9 +28,10 @@ _POSITIVE = (
     "interconnect_bytes_per_s",
     "compute_efficiency",
     "memory_efficiency",
+    "attention_efficiency",
 )
 _NON_NEGATIVE = ("interconnect_latency_s", "kernel_launch_s", "step_overhead_s")
-_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
+_EFFICIENCIES = ("compute_efficiency", "memory_efficiency", "attention_efficiency")
 
 
 @struct.dataclass
@@ -54,6 +55,11 @@ class HardwareSpec:
         memory_efficiency: achievable fraction of peak HBM bandwidth.
         kernel_launch_s: overhead per kernel launch, s.
         step_overhead_s: fixed overhead per forward pass (host, scheduler), s.
+        attention_efficiency: the fraction of the matmul roofline (peak x
+            ``compute_efficiency``, bandwidth x ``memory_efficiency``) that attention
+            kernels reach, in (0, 1]. 1 (the catalogue's value) treats attention like a
+            weight GEMM/GEMV; measured CPUs, whose XLA attention is a chain of small batched
+            matmuls and a softmax, reach a fraction of that (``specsim calibrate`` fits it).
 
     Examples:
         >>> from specsim import hardware
@@ -74,6 +80,7 @@ class HardwareSpec:
     memory_efficiency: Any
     kernel_launch_s: Any
     step_overhead_s: Any
+    attention_efficiency: Any = 1.0
 
     @classmethod
     def from_datasheet(cls, entry: Mapping[str, Any], name: str = "hardware") -> HardwareSpec:
@@ -82,7 +89,8 @@ class HardwareSpec:
         Keys: ``bf16_tflops`` (required), ``fp32_tflops``, ``fp8_tflops``, ``int8_tops``
         (optional), ``hbm_gb`` or ``hbm_gib``, ``hbm_tb_per_s``, ``interconnect_gb_per_s``,
         ``interconnect_latency_us``, ``compute_efficiency``, ``memory_efficiency``,
-        ``kernel_launch_us``, ``step_overhead_us``.
+        ``kernel_launch_us``, ``step_overhead_us``, ``attention_efficiency`` (optional,
+        default 1).
 
         Raises:
             ValueError: a required key is missing, or a value is not a valid number.
@@ -107,6 +115,7 @@ class HardwareSpec:
             memory_efficiency=get.number("memory_efficiency"),
             kernel_launch_s=get.number("kernel_launch_us") * MICRO,
             step_overhead_s=get.number("step_overhead_us") * MICRO,
+            attention_efficiency=get.number("attention_efficiency", 1.0),
         )
         return spec.validate(name)
 
