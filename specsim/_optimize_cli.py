@@ -84,6 +84,7 @@ _RATE_FIELDS = {
     "int8_flops_per_s": "int8 OP/s",
     "fp32_flops_per_s": "fp32 FLOP/s",
     "compute_efficiency": "compute efficiency",
+    "attention_efficiency": "attention efficiency",
     "interconnect_bytes_per_s": "interconnect bandwidth",
 }
 _TIME_FIELDS = {
