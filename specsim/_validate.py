@@ -765,13 +765,14 @@ def run_validate(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir) if args.output_dir else None
     if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output-dir {str(output_dir)!r} is not a folder")
+    # Before anything runs JAX: the measurement settings only apply to a fresh backend.
+    clock = configure_measurement(args.clock) if args.part != "published" else "n/a"
     published = None
     if args.part in ("all", "published"):
         published = validate_published(args.published_file)  # fails fast on a bad file
 
     sections, summary = [], {}
     command = _command_line(args)
-    clock = configure_measurement(args.clock) if args.part != "published" else "n/a"
     machine = machine_description(clock)
     local = None
     if args.part in ("all", "local"):

@@ -146,3 +146,25 @@ def test_validate_command_rejects_bad_options(tmp_path):
         run_validate(
             parser.parse_args(["--part", "published", "--published-file", "/nonexistent.toml"])
         )
+
+
+def test_measurement_settings_come_before_anything_runs_jax(monkeypatch):
+    # XLA_FLAGS only reach a backend that has not started, and predicting the published
+    # rows starts one: `validate --part all` must configure the measurement first.
+    from specsim import _validate
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def published(path=None):
+        calls.append("published")
+        raise Stop
+
+    monkeypatch.setattr(_validate, "configure_measurement", lambda clock: calls.append(clock))
+    monkeypatch.setattr(_validate, "validate_published", published)
+    parser = add_validate_arguments(argparse.ArgumentParser())
+    with pytest.raises(Stop):
+        run_validate(parser.parse_args(["--part", "all"]))
+    assert calls == ["auto", "published"]
