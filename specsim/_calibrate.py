@@ -67,11 +67,12 @@ WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
 # What `specsim calibrate` and `specsim validate` fit on a measured grid, which varies
 # the context and so pins down how fast attention runs next to the weight matmuls.
 LOCAL_FIT = (*DEFAULT_FIT, "attention_efficiency", SHARPNESS)
-_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
+# Efficiencies multiplying a peak: one fitted above 1 is folded into the peak.
+_PEAK_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
 # Fractions in (0, 1] that are not folded into a peak: fitted through a logistic.
 _FRACTIONS = ("attention_efficiency",)
 _OVERHEADS = ("kernel_launch_s", "step_overhead_s", "interconnect_latency_s")
-FITTABLE = (*_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, SHARPNESS)
+FITTABLE = (*_PEAK_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, SHARPNESS)
 # Range of random restarts for the sharpness.
 _SHARPNESS_RANGE = (0.3, 16.0)
 # Environment variable naming the folder of calibrated specs (default below).
@@ -248,7 +249,7 @@ def _to_params(values, fit, time_scale_s):
         if name in _FRACTIONS:
             value = jnp.clip(value, 1e-3, 1.0 - 1e-3)  # Adam moves a small gradient too
             out.append(jnp.log(value) - jnp.log1p(-value))
-        elif name in _EFFICIENCIES or name == SHARPNESS:
+        elif name in _PEAK_EFFICIENCIES or name == SHARPNESS:
             out.append(jnp.log(jnp.maximum(value, 1e-6)))
         else:
             out.append(jnp.log(jnp.maximum(value, 1e-12) / time_scale_s))
@@ -261,7 +262,7 @@ def _to_fields(params, fit, time_scale_s) -> dict[str, Any]:
     for i, name in enumerate(fit):
         if name in _FRACTIONS:
             fields[name] = jax.nn.sigmoid(params[i])
-        elif name in _EFFICIENCIES or name == SHARPNESS:
+        elif name in _PEAK_EFFICIENCIES or name == SHARPNESS:
             fields[name] = jnp.exp(params[i])
         else:
             fields[name] = time_scale_s * jnp.exp(params[i])
@@ -415,7 +416,7 @@ def calibrate(
     rng = np.random.default_rng(seed)
 
     def random_value(name):
-        if name in _EFFICIENCIES or name in _FRACTIONS:
+        if name in _PEAK_EFFICIENCIES or name in _FRACTIONS:
             return float(np.exp(rng.uniform(np.log(0.05), np.log(0.95))))
         if name == SHARPNESS:
             return float(np.exp(rng.uniform(*np.log(_SHARPNESS_RANGE))))
