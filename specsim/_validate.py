@@ -275,7 +275,7 @@ def validate_local(
     from ._throughput import throughput
     from ._workload import Workload
     from .measure._grids import calibration_points, default_repeats, speculative_configs
-    from .measure._runs import measure_speculative_configs
+    from .measure._runs import SpeculativeSession
     from .measure._timing import measure_step_times
 
     log = log or (lambda *_: None)
@@ -297,9 +297,31 @@ def validate_local(
         f"{'fp32' if on_cpu else 'bf16'}), {float(nominal.hbm_bytes_per_s) / 1e9:.1f} GB/s (copy)"
     )
     points = calibration_points(size)
-    log(f"timing {len(points)} forward passes ({repeats} samples each, {rounds} rounds)")
+    configs = speculative_configs(size) if speculative else []
+    session = None
+    if configs and rounds > 1:
+        # Speculative rounds run between the grid's sweeps: a shared machine's slow and
+        # fast spells then reach the step times and the decoding runs alike.
+        log(f"compiling {len(configs)} speculative-decoding configurations")
+        session = SpeculativeSession(configs, seed=seed, clock=clock)
+    every = max(1, rounds // sd_repeats)
+
+    def between_sweeps(round_index):
+        if session is not None and session.rounds < sd_repeats and (round_index + 1) % every == 0:
+            session.run_round()
+
+    log(
+        f"timing {len(points)} forward passes ({repeats} samples each, {rounds} rounds)"
+        + (f", {sd_repeats} speculative rounds in between" if session is not None else "")
+    )
     frame = measure_step_times(
-        points, repeats=repeats, rounds=rounds, seed=seed, clock=clock, progress=progress
+        points,
+        repeats=repeats,
+        rounds=rounds,
+        seed=seed,
+        clock=clock,
+        progress=progress,
+        after_round=between_sweeps,
     )
     frame.insert(0, "model", [_model_name(p.config) for p in points])
     train = split_train_test(frame, seed)
@@ -317,12 +339,13 @@ def validate_local(
     frame["error_vs_median_pct"] = 100.0 * (predicted / frame["median_s"] - 1.0)
 
     rows = []
-    if speculative:
-        configs = speculative_configs(size)
-        log(f"running {len(configs)} speculative-decoding configurations ({sd_repeats} rounds)")
-        measured_runs = measure_speculative_configs(
-            configs, repeats=sd_repeats, seed=seed, clock=clock, progress=progress
-        )
+    if configs:
+        if session is None:
+            log(f"running {len(configs)} speculative-decoding configurations ({sd_repeats} rounds)")
+            session = SpeculativeSession(configs, seed=seed, clock=clock)
+        while session.rounds < sd_repeats:
+            session.run_round()
+        measured_runs = session.results()
         for config, (sd, plain) in zip(configs, measured_runs, strict=True):
             target_spec = config.target.to_spec()
             draft_spec = config.target.with_layers(config.draft_layers).to_spec()

@@ -154,10 +154,32 @@ def test_measure_step_times_returns_one_row_per_point(rounds):
         MeasurementPoint(config, 2, 3, 8, "verify"),
         MeasurementPoint(config, 1, 16, 0, "prefill"),
     ]
-    frame = measure_step_times(points, repeats=2, rounds=rounds, progress=False)
+    swept = []
+    frame = measure_step_times(
+        points, repeats=2, rounds=rounds, progress=False, after_round=swept.append
+    )
+    assert swept == (list(range(rounds)) if rounds > 1 else [])  # only between sweeps
     assert list(frame["phase"]) == ["decode", "verify", "prefill"]
     assert (frame["median_s"] > 0).all() and (frame["repeats"] >= 2).all()
     assert set(frame.columns) >= {"n_layers", "d_model", "vocab", "dtype", "p10_s", "p90_s"}
+
+
+def test_speculative_session_runs_rounds_on_demand():
+    from specsim.measure._grids import speculative_configs
+    from specsim.measure._runs import SpeculativeSession
+
+    configs = speculative_configs("tiny")
+    session = SpeculativeSession(configs)  # compiles and warms up, records nothing
+    with pytest.raises(ValueError, match="no rounds"):
+        session.results()
+    session.run_round()
+    session.run_round()
+    results = session.results()
+    assert session.rounds == 2 and len(results) == len(configs)
+    for sd, plain in results:
+        assert sd.repeats == plain.repeats == 2
+        assert sd.tokens_per_step >= 1.0 and plain.tokens_per_step == 1.0
+        assert 0.0 <= sd.alpha <= 1.0
 
 
 def test_bad_grids_get_clear_errors():

@@ -21,6 +21,7 @@ from ._speculative import generate, speculative_generate
 
 __all__ = [
     "SpeculativeMeasurement",
+    "SpeculativeSession",
     "measure_decoding",
     "measure_speculative",
     "measure_speculative_configs",
@@ -184,14 +185,63 @@ def measure_speculative(
     return summarize_speculative(runs, batch)
 
 
+class SpeculativeSession:
+    """Speculative and plain decoding of several ``SpeculativeConfig``, one round at a time.
+
+    The models are built, compiled and warmed up on construction; every `run_round` then
+    runs each configuration's speculative and plain decoding once, in a shuffled order,
+    so that changes of the machine's load touch every configuration alike. Rounds can be
+    spread over a longer measurement (``specsim validate`` runs them between the sweeps
+    of the step-time grid, so both see the same states of a shared machine).
+    """
+
+    def __init__(self, configs, *, seed: int = 0, clock: str = "wall"):
+        self.seed, self.clock = seed, clock
+        self.configs = list(configs)
+        self._prepared = []
+        for config in self.configs:
+            target, draft = speculative_models(config, seed)
+            prompt = _prompt(config.batch, config.prompt_tokens, target.config.vocab, seed)
+            self._prepared.append((config, target, draft, prompt))
+        self._runs = [([], []) for _ in self.configs]
+        self._order = np.random.default_rng(seed)
+        self.rounds = 0
+        for index in range(len(self.configs)):  # compile and warm up
+            self._run(index, 0)
+
+    def _run(self, index, repeat):
+        config, target, draft, prompt = self._prepared[index]
+        kwargs = dict(seed=self.seed + repeat, temperature=config.temperature, clock=self.clock)
+        sd = speculative_generate(target, draft, prompt, config.new_tokens, config.gamma, **kwargs)
+        plain = generate(target, prompt, config.new_tokens, **kwargs)
+        return sd, plain
+
+    def run_round(self, _=None) -> None:
+        """Runs every configuration once (speculative, then plain), in a shuffled order."""
+        for index in self._order.permutation(len(self.configs)):
+            sd, plain = self._run(index, self.rounds)
+            self._runs[index][0].append(sd)
+            self._runs[index][1].append(plain)
+        self.rounds += 1
+
+    def results(self) -> list[tuple[SpeculativeMeasurement, SpeculativeMeasurement]]:
+        """``[(speculative, plain), ...]`` over the rounds run, in the order of ``configs``."""
+        if not self.rounds:
+            raise ValueError("no rounds were run")
+        return [
+            (summarize_speculative(sd, config.batch), summarize_decoding(plain, config.batch))
+            for (sd, plain), config in zip(self._runs, self.configs, strict=True)
+        ]
+
+
 def measure_speculative_configs(
     configs, *, repeats: int = 5, seed: int = 0, clock: str = "wall", progress: bool = False
 ) -> list[tuple[SpeculativeMeasurement, SpeculativeMeasurement]]:
     """Speculative and plain decoding of several ``SpeculativeConfig``, interleaved.
 
     Every configuration is compiled and warmed up first; then ``repeats`` rounds run
-    each configuration's speculative and plain decoding once, in a shuffled order, so
-    that changes of the machine's load touch every configuration alike.
+    each configuration's speculative and plain decoding once, in a shuffled order (see
+    `SpeculativeSession`).
 
     Returns:
         ``[(speculative, plain), ...]`` in the order of ``configs``.
@@ -199,35 +249,10 @@ def measure_speculative_configs(
     from tqdm import tqdm
 
     _check_repeats(repeats)
-    prepared = []
-    for config in configs:
-        target, draft = speculative_models(config, seed)
-        prompt = _prompt(config.batch, config.prompt_tokens, target.config.vocab, seed)
-        prepared.append((config, target, draft, prompt))
-
-    def run(index, repeat):
-        config, target, draft, prompt = prepared[index]
-        kwargs = dict(seed=seed + repeat, temperature=config.temperature, clock=clock)
-        sd = speculative_generate(target, draft, prompt, config.new_tokens, config.gamma, **kwargs)
-        plain = generate(target, prompt, config.new_tokens, **kwargs)
-        return sd, plain
-
-    for index in range(len(prepared)):  # compile and warm up
-        run(index, 0)
-    results = [([], []) for _ in prepared]
-    order = np.random.default_rng(seed)
-    bar = tqdm(total=repeats * len(prepared), desc="decoding", disable=not progress, leave=False)
-    for repeat in range(repeats):
-        for index in order.permutation(len(prepared)):
-            sd, plain = run(index, repeat)
-            results[index][0].append(sd)
-            results[index][1].append(plain)
-            bar.update()
-    bar.close()
-    return [
-        (summarize_speculative(sd, config.batch), summarize_decoding(plain, config.batch))
-        for (sd, plain), (config, *_) in zip(results, prepared, strict=True)
-    ]
+    session = SpeculativeSession(configs, seed=seed, clock=clock)
+    for _ in tqdm(range(repeats), desc="decoding", disable=not progress, leave=False):
+        session.run_round()
+    return session.results()
 
 
 def speculative_models(config, seed: int = 0) -> tuple[Model, Model]:

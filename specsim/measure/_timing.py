@@ -293,6 +293,7 @@ def measure_step_times(
     clock: str = "wall",
     rounds: int = 1,
     calls_per_sample: int = 4,
+    after_round=None,
 ):
     """Times every point of a grid on the default device.
 
@@ -316,6 +317,8 @@ def measure_step_times(
         rounds: interleaved sweeps (1 = each point timed once, start to finish).
         calls_per_sample: consecutive calls per sample, the host dispatching each while
             the previous one runs, as in a decoding loop; the time is per call.
+        after_round: called with the round's index after every interleaved sweep (with
+            ``rounds > 1``), e.g. to measure something else in the same time window.
 
     Returns:
         pandas DataFrame, one row per point: ``phase``, the architecture columns of
@@ -395,7 +398,7 @@ def measure_step_times(
     per_round = -(-repeats // rounds)
     order_rng = np.random.default_rng(seed)
     bar = tqdm(total=rounds * len(points), desc="measuring", disable=not progress, leave=False)
-    for _ in range(rounds):
+    for round_index in range(rounds):
         for i in order_rng.permutation(len(points)):
             # One untimed call first: the previous point evicted this one's weights from
             # the caches, and a decoding loop runs with them hot.
@@ -407,6 +410,8 @@ def measure_step_times(
                 wait(states[i])
                 samples[i].append((now() - start) / calls_per_sample)
             bar.update()
+        if after_round is not None:
+            after_round(round_index)
     bar.close()
     for point, times, first in zip(points, samples, compile_s, strict=True):
         timing = _timing_from_samples(times, first)
