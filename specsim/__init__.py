@@ -2,7 +2,8 @@
 
 The front doors:
 
-* ``specsim.throughput(target, draft, hardware, workload, gamma, acceptance)``
+* ``specsim.throughput(target, draft, hardware, workload, gamma, acceptance)``, or
+  ``specsim.predict(deployment, draft, gamma)`` with a ``specsim.Deployment``
 * ``specsim.optimize_draft(...)`` for the best draft and lookahead, by gradient descent
 * ``specsim.hardware.get(name)`` / ``specsim.models.get(name)``
 * ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass
@@ -34,6 +35,7 @@ from ._cost import fits as fits
 from ._cost import forward_cost as forward_cost
 from ._cost import memory_footprint as memory_footprint
 from ._cost import step_time as step_time
+from ._deployment import Deployment as Deployment
 from ._draft import DraftBounds as DraftBounds
 from ._draft import DraftParams as DraftParams
 from ._draft import DraftTemplate as DraftTemplate
@@ -49,6 +51,7 @@ from ._schedule import speculation_schedule as speculation_schedule
 from ._sweep import sweep as sweep
 from ._throughput import ThroughputReport as ThroughputReport
 from ._throughput import crossover_batch as crossover_batch
+from ._throughput import predict as predict
 from ._throughput import throughput as throughput
 from ._workload import Workload as Workload
 from .hardware import HardwareSpec as HardwareSpec
@@ -60,6 +63,7 @@ __all__ = [
     "STEP_BOUND_NAMES",
     "CalibrationResult",
     "ConstantAcceptance",
+    "Deployment",
     "DraftBounds",
     "DraftParams",
     "DraftTemplate",
@@ -92,6 +96,7 @@ __all__ = [
     "optimize_draft",
     "optimize_scenarios",
     "plot",
+    "predict",
     "predict_step_times",
     "save_hardware",
     "speculation_schedule",

@@ -33,6 +33,7 @@ __all__ = [
     "PositionalAcceptance",
     "SDSLAcceptance",
     "acceptance_rate",
+    "as_acceptance",
     "expected_tokens_per_step",
     "validate_acceptance",
 ]
@@ -203,6 +204,41 @@ def validate_acceptance(acceptance):
         for name in ("param_coef", "data_coef", "param_exponent", "data_exponent"):
             _check_positive_finite(f"law.{name}", getattr(acceptance.law, name))
     return acceptance
+
+
+def as_acceptance(value):
+    """An acceptance model from a model, a number or a sequence of per-position rates.
+
+    A number (Python or a 0-d array) is a constant rate alpha in (0, 1), a 1-D sequence
+    or array the per-position rates a_1..a_K; an acceptance model is returned unchanged.
+
+    Raises:
+        ValueError: a number outside (0, 1), or anything else.
+
+    Examples:
+        >>> from specsim._acceptance import as_acceptance
+        >>> type(as_acceptance(0.7)).__name__, type(as_acceptance([0.9, 0.8])).__name__
+        ('ConstantAcceptance', 'PositionalAcceptance')
+    """
+    if isinstance(value, _ACCEPTANCE_TYPES):
+        return value
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        raise ValueError(_AS_ACCEPTANCE_HELP.format(value=value))
+    try:
+        ndim = jnp.ndim(value) if isinstance(value, jax.Array) else np.asarray(value, float).ndim
+    except (TypeError, ValueError):
+        raise ValueError(_AS_ACCEPTANCE_HELP.format(value=value)) from None
+    if ndim == 0:
+        return ConstantAcceptance.create(value)
+    if ndim == 1:
+        return PositionalAcceptance.create(value)
+    raise ValueError(_AS_ACCEPTANCE_HELP.format(value=value))
+
+
+_AS_ACCEPTANCE_HELP = (
+    "acceptance must be a number in (0, 1), a 1-D sequence of per-position rates in [0, 1], "
+    "or a ConstantAcceptance, PositionalAcceptance or SDSLAcceptance; got {value!r}"
+)
 
 
 def _require_sizes(draft_params, target_params):

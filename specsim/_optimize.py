@@ -32,6 +32,7 @@ vmapped in chunks): the certificate the tests hold the optimiser to.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -43,8 +44,9 @@ import numpy as np
 import optax
 from flax import struct
 
-from ._acceptance import SDSLAcceptance, validate_acceptance
+from ._acceptance import SDSLAcceptance
 from ._cost import memory_footprint
+from ._deployment import DEPLOYMENT_FIELDS, Deployment, check_draft, check_gamma
 from ._draft import (
     DraftBounds,
     DraftParams,
@@ -55,7 +57,7 @@ from ._draft import (
     gamma_values,
     train_tokens_for,
 )
-from ._throughput import QUADRATURE_NODES, ThroughputReport, _throughput, _validate
+from ._throughput import ThroughputReport, _throughput
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
@@ -103,39 +105,29 @@ _GRID_CHUNK_EVALUATIONS_ACCELERATOR = 1 << 19
 
 @struct.dataclass
 class Scenario:
-    """Everything fixed while the draft is optimised (a pytree; stack several to vmap).
+    """A `Deployment` plus where the draft search may go (a pytree; stack several to vmap).
+
+    The deployment's fields (``target``, ``hardware``, ``workload``, ``acceptance``,
+    ``tp``, ``draft_tp``, ``speculation_overhead_s``) read through as attributes, and
+    ``replace`` accepts them too (``scenario.replace(hardware=...)``).
 
     Attributes:
-        target: the model being served.
-        hardware: one chip.
-        workload: batch, prompt and generation lengths.
-        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``.
+        deployment: everything fixed while the draft is optimised.
         bounds: where the draft search may go.
         template: the draft's architecture apart from depth and width.
-        tp: tensor-parallel degree of the target.
-        draft_tp: tensor-parallel degree of the draft.
-        speculation_overhead_s: fixed cost per speculative iteration, s.
 
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._optimize import Scenario
-        >>> s = Scenario.create(models.get("llama-3-8b"), hardware.get("h100"),
-        ...                     specsim.Workload.create(batch=4),
-        ...                     specsim.ConstantAcceptance.create(0.7))
-        >>> float(s.bounds.max_d_model)
-        4096.0
+        >>> s = specsim.Scenario.create(models.get("llama-3-8b"), hardware.get("h100"),
+        ...                             specsim.Workload.create(batch=4), 0.7)
+        >>> float(s.bounds.max_d_model), float(s.deployment.workload.batch)
+        (4096.0, 4.0)
     """
 
-    target: TransformerSpec
-    hardware: HardwareSpec
-    workload: Workload
-    acceptance: Any
+    deployment: Deployment
     bounds: DraftBounds
     template: DraftTemplate
-    tp: Any = 1.0
-    draft_tp: Any = 1.0
-    speculation_overhead_s: Any = 0.0
 
     @classmethod
     def create(
@@ -153,44 +145,71 @@ class Scenario:
     ) -> Scenario:
         """A validated scenario; default template and bounds follow the target.
 
+        Arguments as in `Deployment.create` (a number ``acceptance`` is a constant rate).
+
         Raises:
             ValueError: invalid models, hardware, workload, acceptance, tp or overhead, or
                 training tokens searched under an acceptance model that ignores them.
         """
-        template = template or DraftTemplate.from_target(target)
-        bounds = bounds or DraftBounds.create(target, template=template)
-        draft_tp = tp if draft_tp is None else draft_tp
-        validate_acceptance(acceptance)
+        deployment = Deployment.create(
+            target,
+            hardware,
+            workload,
+            acceptance,
+            tp=tp,
+            draft_tp=draft_tp,
+            speculation_overhead_s=speculation_overhead_s,
+        )
+        return cls.from_deployment(deployment, bounds=bounds, template=template)
+
+    @classmethod
+    def from_deployment(
+        cls,
+        deployment: Deployment,
+        *,
+        bounds: DraftBounds | None = None,
+        template: DraftTemplate | None = None,
+    ) -> Scenario:
+        """A validated scenario around ``deployment`` (bounds and template as in `create`)."""
+        if not isinstance(deployment, Deployment):
+            raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
+        deployment.validate()
+        template = template or DraftTemplate.from_target(deployment.target)
+        bounds = bounds or DraftBounds.create(deployment.target, template=template)
         probe = build_draft(
             DraftParams(bounds.min_layers, bounds.max_d_model, bounds.min_gamma), template
         )
-        _validate(
-            target,
-            probe,
-            hardware,
-            workload,
-            bounds.min_gamma,
-            acceptance,
-            tp,
-            draft_tp,
-            speculation_overhead_s,
-        )
-        if bounds.search_train_tokens and not isinstance(acceptance, SDSLAcceptance):
+        check_draft(probe)
+        check_gamma(bounds.min_gamma)
+        if bounds.search_train_tokens and not isinstance(deployment.acceptance, SDSLAcceptance):
             raise ValueError(
                 "draft training tokens only change acceptance under the SDSL law; "
                 "drop max_train_tokens/train_flops_budget or use SDSLAcceptance"
             )
-        return cls(
-            target=target,
-            hardware=hardware,
-            workload=workload,
-            acceptance=acceptance,
-            bounds=bounds,
-            template=template,
-            tp=jnp.asarray(tp, jnp.float32),
-            draft_tp=jnp.asarray(draft_tp, jnp.float32),
-            speculation_overhead_s=jnp.asarray(speculation_overhead_s, jnp.float32),
-        )
+        return cls(deployment=deployment, bounds=bounds, template=template)
+
+    target = property(lambda self: self.deployment.target, doc="The served model.")
+    hardware = property(lambda self: self.deployment.hardware, doc="One chip.")
+    workload = property(lambda self: self.deployment.workload, doc="Batch and lengths.")
+    acceptance = property(lambda self: self.deployment.acceptance, doc="Acceptance model.")
+    tp = property(lambda self: self.deployment.tp, doc="Target tensor parallelism.")
+    draft_tp = property(lambda self: self.deployment.draft_tp, doc="Draft tensor parallelism.")
+    speculation_overhead_s = property(
+        lambda self: self.deployment.speculation_overhead_s,
+        doc="Fixed cost per speculative iteration, s.",
+    )
+
+
+def _replace_scenario(self: Scenario, **changes) -> Scenario:
+    """``dataclasses.replace`` that also takes the deployment's field names."""
+    moved = {name: changes.pop(name) for name in list(changes) if name in DEPLOYMENT_FIELDS}
+    if moved:
+        changes["deployment"] = changes.get("deployment", self.deployment).replace(**moved)
+    return dataclasses.replace(self, **changes)
+
+
+# flax.struct installs its own ``replace``; this one forwards deployment fields.
+Scenario.replace = _replace_scenario
 
 
 @struct.dataclass
@@ -339,22 +358,11 @@ def _backend_jit(fun=None, **jit_kwargs):
 
 def _evaluate(scenario: Scenario, params: DraftParams, draft: TransformerSpec, smooth):
     """Throughput report of ``draft`` at ``params.gamma`` (training tokens from the bounds)."""
-    acceptance = scenario.acceptance
+    deployment = scenario.deployment
     if scenario.bounds.search_train_tokens:
-        acceptance = acceptance.replace(draft_train_tokens=params.train_tokens)
-    return _throughput(
-        scenario.target,
-        draft,
-        scenario.hardware,
-        scenario.workload,
-        params.gamma,
-        acceptance,
-        scenario.tp,
-        scenario.draft_tp,
-        scenario.speculation_overhead_s,
-        smooth,
-        QUADRATURE_NODES,
-    )
+        acceptance = deployment.acceptance.replace(draft_train_tokens=params.train_tokens)
+        deployment = deployment.replace(acceptance=acceptance)
+    return _throughput(deployment, draft, params.gamma, smooth)
 
 
 def _with_train_tokens(params: DraftParams, draft: TransformerSpec, bounds: DraftBounds):

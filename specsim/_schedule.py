@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ._deployment import Deployment, check_draft
 from ._optimize import _backend_jit
-from ._throughput import QUADRATURE_NODES, _throughput, _validate
+from ._throughput import _throughput
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
@@ -158,25 +159,12 @@ class Schedule:
 
 
 @_backend_jit
-def _schedule_grid(
-    target, draft, hardware, workload, acceptance, tp, draft_tp, overhead, batches, gammas
-):
+def _schedule_grid(deployment: Deployment, draft, batches, gammas):
     """Exact tokens/s, speedup and memory fit on a ``(batch, gamma)`` grid."""
 
     def at(batch, gamma):
-        report = _throughput(
-            target,
-            draft,
-            hardware,
-            workload.replace(batch=batch),
-            gamma,
-            acceptance,
-            tp,
-            draft_tp,
-            overhead,
-            None,
-            QUADRATURE_NODES,
-        )
+        at_batch = deployment.replace(workload=deployment.workload.replace(batch=batch))
+        report = _throughput(at_batch, draft, gamma)
         return report.tokens_per_s, report.speedup, report.fits
 
     return jax.vmap(lambda b: jax.vmap(lambda g: at(b, g))(gammas))(batches)
@@ -234,27 +222,21 @@ def speculation_schedule(
         raise ValueError(f"max_gamma must be a whole number >= 0, got {max_gamma}")
     if int(max_batch) != max_batch or max_batch < 1:
         raise ValueError(f"max_batch must be a whole number >= 1, got {max_batch}")
-    workload = workload or Workload.create(1, 512, 256)
-    draft_tp = tp if draft_tp is None else draft_tp
-    _validate(
-        target, draft, hardware, workload, 0.0, acceptance, tp, draft_tp, speculation_overhead_s
+    deployment = Deployment.create(
+        target,
+        hardware,
+        workload or Workload.create(1, 512, 256),
+        acceptance,
+        tp=tp,
+        draft_tp=draft_tp,
+        speculation_overhead_s=speculation_overhead_s,
     )
+    check_draft(draft)
     batches = np.arange(1, int(max_batch) + 1, dtype=np.float32)
     gammas = np.arange(0, int(max_gamma) + 1, dtype=np.float32)
     tokens, speedup, fits = (
         np.asarray(x)
-        for x in _schedule_grid(
-            target,
-            draft,
-            hardware,
-            workload,
-            acceptance,
-            jnp.asarray(tp, jnp.float32),
-            jnp.asarray(draft_tp, jnp.float32),
-            jnp.asarray(speculation_overhead_s, jnp.float32),
-            jnp.asarray(batches),
-            jnp.asarray(gammas),
-        )
+        for x in _schedule_grid(deployment, draft, jnp.asarray(batches), jnp.asarray(gammas))
     )
     score = np.where(fits, tokens, -np.inf)
     best = np.argmax(score, axis=1)

@@ -67,6 +67,7 @@ from ._acceptance import (
     validate_acceptance,
 )
 from ._cost import STEP_BOUND_NAMES
+from ._deployment import Deployment
 from ._throughput import QUADRATURE_NODES, ThroughputReport, _throughput
 from ._workload import Workload
 from .hardware import HardwareSpec
@@ -446,22 +447,21 @@ def _point(values: dict, constants: dict, plan: _Plan) -> dict:
     else:
         acceptance = constants["acceptance"]
     tp = values["tp"]
-    report = _throughput(
-        target["spec"],
-        values["draft"]["spec"],
-        values["hardware"],
-        Workload(
+    deployment = Deployment(
+        target=target["spec"],
+        hardware=values["hardware"],
+        workload=Workload(
             batch=values["batch"],
             prompt_tokens=values["prompt_tokens"],
             generate_tokens=values["generate_tokens"],
         ),
-        values["gamma"],
-        acceptance,
-        tp,
-        constants.get("draft_tp", tp),
-        constants["speculation_overhead_s"],
-        plan.smooth,
-        plan.quadrature_nodes,
+        acceptance=acceptance,
+        tp=tp,
+        draft_tp=constants.get("draft_tp", tp),
+        speculation_overhead_s=constants["speculation_overhead_s"],
+    )
+    report = _throughput(
+        deployment, values["draft"]["spec"], values["gamma"], plan.smooth, plan.quadrature_nodes
     )
     out = {}
     for name in set(plan.fields) | ({plan.objective} - {None}):

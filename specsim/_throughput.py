@@ -17,16 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ._acceptance import acceptance_rate, expected_tokens_per_step, validate_acceptance
+from ._acceptance import acceptance_rate, expected_tokens_per_step
 from ._cost import STEP_BOUND_NAMES, StepTime, binding_bound, memory_footprint, step_time
-from ._numerics import concrete
+from ._deployment import Deployment, check_draft, check_gamma
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec, parameter_count
 
 QUADRATURE_NODES = 8
+# Beyond a few dozen nodes the quadrature is exact to float32 anyway; more only costs memory.
+MAX_QUADRATURE_NODES = 64
 
-__all__ = ["STEP_BOUND_NAMES", "ThroughputReport", "crossover_batch", "throughput"]
+__all__ = ["STEP_BOUND_NAMES", "ThroughputReport", "crossover_batch", "predict", "throughput"]
 
 
 @struct.dataclass
@@ -115,24 +117,26 @@ def _mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth
 
 @functools.partial(jax.jit, static_argnames=("smooth", "quadrature_nodes"))
 def _throughput(
-    target,
-    draft,
-    hardware,
-    workload,
+    deployment: Deployment,
+    draft: TransformerSpec,
     gamma,
-    acceptance,
-    tp,
-    draft_tp,
-    speculation_overhead_s,
-    smooth,
-    quadrature_nodes,
-):
+    smooth: float | None = None,
+    quadrature_nodes: int = QUADRATURE_NODES,
+) -> ThroughputReport:
+    """The jitted core: one call path for throughput, optimiser, schedule and sweep.
+
+    Nothing is validated here (inputs may be traced); public entry points validate
+    concrete inputs first.
+    """
+    d = deployment
+    target, hardware, workload = d.target, d.hardware, d.workload
     nodes, weights = _gauss_legendre(quadrature_nodes)
     nodes = jnp.asarray(nodes, jnp.float32)
     weights = jnp.asarray(weights, jnp.float32)
     batch = workload.batch
     contexts = workload.prompt_tokens + nodes * workload.generate_tokens
     gamma = jnp.asarray(gamma, jnp.float32)
+    tp, draft_tp = d.tp, d.draft_tp
 
     draft_step = _mean_step(draft, hardware, batch, 1.0, contexts, weights, draft_tp, smooth)
     verify_step = _mean_step(target, hardware, batch, gamma + 1.0, contexts, weights, tp, smooth)
@@ -140,13 +144,13 @@ def _throughput(
 
     # Speculation costs nothing at gamma = 0 (plain decoding); its fixed overhead ramps in.
     speculating = jnp.clip(gamma, 0.0, 1.0)
-    overhead_s = speculation_overhead_s * speculating
+    overhead_s = d.speculation_overhead_s * speculating
     iteration_s = gamma * draft_step.time_s + verify_step.time_s + overhead_s
 
     n_draft = parameter_count(draft)
     n_target = parameter_count(target)
-    tokens_per_step = expected_tokens_per_step(acceptance, gamma, n_draft, n_target)
-    alpha = acceptance_rate(acceptance, n_draft, n_target)
+    tokens_per_step = expected_tokens_per_step(d.acceptance, gamma, n_draft, n_target)
+    alpha = acceptance_rate(d.acceptance, n_draft, n_target)
 
     tokens_per_s = batch * tokens_per_step / iteration_s
     baseline_tokens_per_s = batch / target_step.time_s
@@ -186,6 +190,52 @@ def _throughput(
     )
 
 
+def predict(
+    deployment: Deployment,
+    draft: TransformerSpec,
+    gamma,
+    *,
+    smooth: float | None = None,
+    quadrature_nodes: int = QUADRATURE_NODES,
+) -> ThroughputReport:
+    """Tokens per second of ``draft`` proposing ``gamma`` tokens in a ``deployment``.
+
+    The deployment-first form of `throughput`: what is fixed (target, chip, workload,
+    acceptance, parallelism) in one pytree, what is chosen (the draft and the lookahead)
+    beside it. Jitted; every leaf is traced, so nothing recompiles when values change,
+    and the report is differentiable in all of them.
+
+    Args:
+        deployment: a `Deployment`.
+        draft: the draft model proposing tokens.
+        gamma: draft tokens per iteration, a real number >= 0 (0 = plain decoding).
+        smooth: ``None`` for exact rooflines; a sharpness (e.g. 16) for the smooth max
+            used by gradient-based optimisation.
+        quadrature_nodes: Gauss-Legendre nodes over the growing context.
+
+    Returns:
+        ``ThroughputReport``.
+
+    Raises:
+        ValueError: an invalid deployment or draft, or gamma < 0.
+
+    Examples:
+        >>> import specsim
+        >>> d = specsim.Deployment.create("llama-2-7b", "a100-80gb", acceptance=0.8)
+        >>> report = specsim.predict(d, specsim.models.get("llama-68m"), gamma=4)
+        >>> bool(report.speedup > 1)
+        True
+    """
+    if not isinstance(deployment, Deployment):
+        raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
+    deployment.validate()
+    check_draft(draft)
+    check_gamma(gamma)
+    return _throughput(
+        deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
+    )
+
+
 def throughput(
     target: TransformerSpec,
     draft: TransformerSpec,
@@ -201,11 +251,11 @@ def throughput(
 ) -> ThroughputReport:
     """Tokens per second of speculative decoding, and everything behind the number.
 
-    Jitted; every argument except ``smooth`` and ``quadrature_nodes`` is traced, so
-    changing hardware, sizes, workload, gamma or acceptance does not recompile,
-    and the report is differentiable in all of them. Concrete inputs are
-    validated here (clear ``ValueError``); traced inputs (inside the caller's
-    ``jit``/``vmap``/``grad``) are not.
+    A thin wrapper over `predict` (``Deployment`` built from the arguments). Jitted;
+    every argument except ``smooth`` and ``quadrature_nodes`` is traced, so changing
+    hardware, sizes, workload, gamma or acceptance does not recompile, and the report is
+    differentiable in all of them. Concrete inputs are validated here (clear
+    ``ValueError``); traced inputs (inside the caller's ``jit``/``vmap``/``grad``) are not.
 
     Args:
         target: the model being served.
@@ -213,7 +263,8 @@ def throughput(
         hardware: one chip (both models share the ``tp`` chips).
         workload: batch, prompt and generation lengths.
         gamma: draft tokens per iteration, a real number >= 0 (0 = plain decoding).
-        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``.
+        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``;
+            a number in (0, 1) means a constant rate, a 1-D sequence per-position rates.
         tp: tensor-parallel degree of the target.
         draft_tp: tensor-parallel degree of the draft (defaults to ``tp``).
         speculation_overhead_s: fixed cost per iteration (sampling, bookkeeping), s.
@@ -233,94 +284,72 @@ def throughput(
         >>> report = specsim.throughput(
         ...     models.get("llama-2-7b"), models.get("llama-68m"), hardware.get("a100-80gb"),
         ...     specsim.Workload.create(batch=1, prompt_tokens=128, generate_tokens=128),
-        ...     gamma=4, acceptance=specsim.ConstantAcceptance.create(0.8))
+        ...     gamma=4, acceptance=0.8)
         >>> bool(report.speedup > 1)
         True
     """
-    args = _checked_arguments(
-        target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
+    deployment = _deployment(
+        target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s
     )
-    return _throughput(*args, smooth, quadrature_nodes)
+    check_draft(draft)
+    check_gamma(gamma)
+    return _throughput(
+        deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
+    )
 
 
-def _checked_arguments(
-    target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
-):
-    """Validates concrete inputs; returns the positional arguments of ``_throughput``."""
-    draft_tp = tp if draft_tp is None else draft_tp
-    _validate(
-        target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
-    )
-    as_f32 = lambda x: jnp.asarray(x, jnp.float32)
-    return (
+def _deployment(target, hardware, workload, acceptance, tp, draft_tp, overhead) -> Deployment:
+    """A validated `Deployment` from `throughput`'s positional arguments (objects only)."""
+    for what, value, kind in (
+        ("target", target, TransformerSpec),
+        ("hardware", hardware, HardwareSpec),
+        ("workload", workload, Workload),
+    ):
+        if not isinstance(value, kind):
+            raise ValueError(f"{what} must be a {kind.__name__}, got {type(value).__name__}")
+    return Deployment.create(
         target,
-        draft,
         hardware,
         workload,
-        gamma,
         acceptance,
-        as_f32(tp),
-        as_f32(draft_tp),
-        as_f32(speculation_overhead_s),
+        tp=tp,
+        draft_tp=draft_tp,
+        speculation_overhead_s=overhead,
     )
 
 
-def _validate(target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, overhead):
-    for what, spec in (("target", target), ("draft", draft)):
-        if not isinstance(spec, TransformerSpec):
-            raise ValueError(f"{what} must be a TransformerSpec, got {type(spec).__name__}")
-        spec.validate()
-    if not isinstance(hardware, HardwareSpec):
-        raise ValueError(f"hardware must be a HardwareSpec, got {type(hardware).__name__}")
-    hardware.validate()
-    if not isinstance(workload, Workload):
-        raise ValueError(f"workload must be a Workload, got {type(workload).__name__}")
-    workload.validate()
-    validate_acceptance(acceptance)
-    checks = (
-        ("gamma", gamma, lambda v: v >= 0, "a real number >= 0"),
-        ("tp", tp, lambda v: v >= 1, ">= 1"),
-        ("draft_tp", draft_tp, lambda v: v >= 1, ">= 1"),
-        ("speculation_overhead_s", overhead, lambda v: v >= 0, ">= 0"),
-    )
-    for name, value, ok, text in checks:
-        arr = concrete(value)
-        if arr is not None and not np.all(np.isfinite(arr) & ok(arr)):
-            raise ValueError(f"{name} must be {text}, got {value}")
+def _checked_smooth(smooth) -> float | None:
+    """``None`` or a finite roofline sharpness p > 0 (p < 1: compute and memory interfere)."""
+    if smooth is None:
+        return None
+    if isinstance(smooth, bool) or not isinstance(smooth, int | float | np.number):
+        raise ValueError(f"smooth must be None or a number > 0, got {smooth!r}")
+    if not (np.isfinite(smooth) and smooth > 0):
+        raise ValueError(f"smooth must be None or a finite number > 0, got {smooth!r}")
+    return float(smooth)
+
+
+def _checked_nodes(quadrature_nodes) -> int:
+    if (
+        isinstance(quadrature_nodes, bool)
+        or not isinstance(quadrature_nodes, int | np.integer)
+        or not 1 <= quadrature_nodes <= MAX_QUADRATURE_NODES
+    ):
+        raise ValueError(
+            f"quadrature_nodes must be a whole number in 1..{MAX_QUADRATURE_NODES}, "
+            f"got {quadrature_nodes!r}"
+        )
+    return int(quadrature_nodes)
 
 
 _CROSSOVER_BATCHES = 2.0 ** (np.arange(0, 12 * 8 + 1) / 8.0)  # 1 .. 4096, 8 points per octave
 
 
-@functools.partial(jax.jit, static_argnames=("smooth",))
-def _speedup_over_batches(
-    target,
-    draft,
-    hardware,
-    workload,
-    gamma,
-    acceptance,
-    tp,
-    draft_tp,
-    speculation_overhead_s,
-    batches,
-    smooth=None,
-):
+@jax.jit
+def _speedup_over_batches(deployment: Deployment, draft, gamma, batches):
     def at(batch):
-        report = _throughput(
-            target,
-            draft,
-            hardware,
-            workload.replace(batch=batch),
-            gamma,
-            acceptance,
-            tp,
-            draft_tp,
-            speculation_overhead_s,
-            smooth,
-            QUADRATURE_NODES,
-        )
-        return report.speedup
+        at_batch = deployment.replace(workload=deployment.workload.replace(batch=batch))
+        return _throughput(at_batch, draft, gamma).speedup
 
     return jax.vmap(at)(batches)
 
@@ -352,11 +381,13 @@ def crossover_batch(
         >>> 1 < b < 4096
         True
     """
-    args = _checked_arguments(
-        target, draft, hardware, workload, gamma, acceptance, tp, draft_tp, speculation_overhead_s
+    deployment = _deployment(
+        target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s
     )
+    check_draft(draft)
+    check_gamma(gamma)
     batches = jnp.asarray(_CROSSOVER_BATCHES, jnp.float32)
-    speedup = np.asarray(_speedup_over_batches(*args, batches))
+    speedup = np.asarray(_speedup_over_batches(deployment, draft, gamma, batches))
     below = np.nonzero(speedup < 1.0)[0]
     if below.size == 0:
         return float("inf")

@@ -255,18 +255,16 @@ def test_zero_batch_raises(batch):
 _GRAD = jax.jit(
     jax.value_and_grad(
         lambda x, target, draft, hw: (
-            specsim._throughput._throughput(
-                target,
+            specsim.predict(
+                specsim.Deployment(
+                    target=target,
+                    hardware=hw.replace(hbm_bytes_per_s=x[0]),
+                    workload=Workload(batch=x[1], prompt_tokens=x[2], generate_tokens=x[3]),
+                    acceptance=ConstantAcceptance(x[5]),
+                ),
                 draft,
-                hw.replace(hbm_bytes_per_s=x[0]),
-                Workload(batch=x[1], prompt_tokens=x[2], generate_tokens=x[3]),
                 x[4],
-                ConstantAcceptance(x[5]),
-                1.0,
-                1.0,
-                0.0,
-                16.0,
-                8,
+                smooth=16.0,
             ).tokens_per_s
         )
     )
@@ -295,18 +293,15 @@ def test_values_and_gradients_finite_over_valid_domain(
 
 _TPS = jax.jit(
     lambda bw, alpha, batch, gamma: (
-        specsim._throughput._throughput(
-            TARGET,
+        specsim.predict(
+            specsim.Deployment(
+                target=TARGET,
+                hardware=A100.replace(hbm_bytes_per_s=bw),
+                workload=WORKLOAD.replace(batch=batch),
+                acceptance=ConstantAcceptance(alpha),
+            ),
             DRAFT,
-            A100.replace(hbm_bytes_per_s=bw),
-            WORKLOAD.replace(batch=batch),
             gamma,
-            ConstantAcceptance(alpha),
-            1.0,
-            1.0,
-            0.0,
-            None,
-            8,
         ).tokens_per_s
     )
 )

@@ -1,0 +1,153 @@
+"""`Deployment`: the fixed inputs of one prediction, as one pytree.
+
+Everything a throughput prediction holds fixed while a draft and a lookahead are chosen:
+the target model, the chip, the workload, the acceptance model, the tensor-parallel
+degrees and the fixed cost of one speculative iteration. It is the ``args`` of
+optimistix's ``fn(y, args)`` and gymnax's ``EnvParams``: what is optimised (the draft and
+``gamma``) is passed beside it, so the jitted core is ``(deployment, draft, gamma)``.
+
+Every leaf is traced, so deployments of different chips, workloads or acceptance rates
+stack into one vmapped grid without recompiling.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from . import hardware as _hardware
+from . import models as _models
+from ._acceptance import as_acceptance, validate_acceptance
+from ._numerics import concrete
+from ._workload import Workload
+from .hardware import HardwareSpec
+from .models import TransformerSpec
+
+__all__ = ["DEPLOYMENT_FIELDS", "Deployment", "check_draft", "check_gamma"]
+
+
+@struct.dataclass
+class Deployment:
+    """What is served, where, and how: the fixed inputs of a throughput prediction.
+
+    Attributes:
+        target: the model being served.
+        hardware: one chip (the target runs on ``tp`` of them, the draft on ``draft_tp``).
+        workload: batch, prompt and generation lengths.
+        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``.
+        tp: tensor-parallel degree of the target, >= 1.
+        draft_tp: tensor-parallel degree of the draft, >= 1.
+        speculation_overhead_s: fixed cost of one speculative iteration (sampling,
+            bookkeeping), s.
+
+    Examples:
+        >>> import specsim
+        >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.8, tp=2)
+        >>> float(d.tp), float(d.draft_tp), float(d.acceptance.alpha)
+        (2.0, 2.0, 0.8)
+    """
+
+    target: TransformerSpec
+    hardware: HardwareSpec
+    workload: Workload
+    acceptance: Any
+    tp: Any = 1.0
+    draft_tp: Any = 1.0
+    speculation_overhead_s: Any = 0.0
+
+    @classmethod
+    def create(
+        cls,
+        target: TransformerSpec | str | os.PathLike,
+        hardware: HardwareSpec | str | os.PathLike,
+        workload: Workload | None = None,
+        acceptance: Any = None,
+        *,
+        tp: float = 1.0,
+        draft_tp: float | None = None,
+        speculation_overhead_s: float = 0.0,
+    ) -> Deployment:
+        """A validated deployment.
+
+        Args:
+            target: a ``TransformerSpec`` or a model catalogue name (``"llama-3-8b"``).
+            hardware: a ``HardwareSpec``, a hardware catalogue name (``"h100"``) or the
+                path of a hardware TOML file.
+            workload: defaults to ``Workload.create()`` (batch 1, 128 + 128 tokens).
+            acceptance: an acceptance model, or a number in (0, 1) for a constant rate,
+                or a sequence of per-position rates (required).
+            tp: tensor-parallel degree of the target.
+            draft_tp: tensor-parallel degree of the draft (defaults to ``tp``).
+            speculation_overhead_s: fixed cost per speculative iteration, s.
+
+        Raises:
+            ValueError: unknown names, invalid sizes, acceptance outside (0, 1), tp < 1,
+                or a negative overhead.
+        """
+        if isinstance(target, str | os.PathLike):
+            target = _models.get(target)
+        if isinstance(hardware, str | os.PathLike):
+            hardware = _hardware.get(hardware)
+        if acceptance is None:
+            raise ValueError(
+                "acceptance is required: a number in (0, 1), per-position rates, or an "
+                "acceptance model (ConstantAcceptance, PositionalAcceptance, SDSLAcceptance)"
+            )
+        deployment = cls(
+            target=target,
+            hardware=hardware,
+            workload=Workload.create() if workload is None else workload,
+            acceptance=as_acceptance(acceptance),
+            tp=_f32(tp),
+            draft_tp=_f32(tp if draft_tp is None else draft_tp),
+            speculation_overhead_s=_f32(speculation_overhead_s),
+        )
+        return deployment.validate()
+
+    def validate(self) -> Deployment:
+        """Checks every concrete leaf (``ValueError``); traced leaves are skipped."""
+        if not isinstance(self.target, TransformerSpec):
+            raise ValueError(f"target must be a TransformerSpec, got {type(self.target).__name__}")
+        self.target.validate()
+        if not isinstance(self.hardware, HardwareSpec):
+            raise ValueError(f"hardware must be a HardwareSpec, got {type(self.hardware).__name__}")
+        self.hardware.validate()
+        if not isinstance(self.workload, Workload):
+            raise ValueError(f"workload must be a Workload, got {type(self.workload).__name__}")
+        self.workload.validate()
+        validate_acceptance(self.acceptance)
+        _check("tp", self.tp, lambda v: v >= 1, ">= 1")
+        _check("draft_tp", self.draft_tp, lambda v: v >= 1, ">= 1")
+        _check("speculation_overhead_s", self.speculation_overhead_s, lambda v: v >= 0, ">= 0")
+        return self
+
+
+# Field names of `Deployment`, for containers that forward them (`Scenario.replace`).
+DEPLOYMENT_FIELDS = tuple(Deployment.__dataclass_fields__)
+
+
+def check_draft(draft) -> TransformerSpec:
+    """Validates a draft model (``ValueError`` naming what is wrong)."""
+    if not isinstance(draft, TransformerSpec):
+        raise ValueError(f"draft must be a TransformerSpec, got {type(draft).__name__}")
+    return draft.validate()
+
+
+def check_gamma(gamma):
+    """Validates a concrete lookahead: a finite real number >= 0."""
+    _check("gamma", gamma, lambda v: v >= 0, "a real number >= 0")
+    return gamma
+
+
+def _check(name: str, value, ok, text: str) -> None:
+    array = concrete(value)
+    if array is not None and not np.all(np.isfinite(array) & ok(array)):
+        raise ValueError(f"{name} must be {text}, got {value}")
+
+
+def _f32(value):
+    return jnp.asarray(value, jnp.float32)
