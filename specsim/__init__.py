@@ -10,54 +10,79 @@ The front doors:
 * ``specsim.theory`` for hardware-free closed forms
 * ``specsim.calibrate(...)`` to fit a `HardwareSpec` to measured step times
   (``specsim.measure`` runs the real networks)
+
+Names are imported on first use (PEP 562), so ``import specsim`` and the ``specsim``
+command's start-up do not pay for JAX, pandas or matplotlib until something needs them.
 """
 
-from . import hardware as hardware
-from . import models as models
-from . import plot as plot
-from . import theory as theory
-from ._acceptance import ConstantAcceptance as ConstantAcceptance
-from ._acceptance import PositionalAcceptance as PositionalAcceptance
-from ._acceptance import SDSLAcceptance as SDSLAcceptance
-from ._acceptance import acceptance_rate as acceptance_rate
-from ._acceptance import expected_tokens_per_step as expected_tokens_per_step
-from ._calibrate import CalibrationResult as CalibrationResult
-from ._calibrate import StepTimeData as StepTimeData
-from ._calibrate import calibrate as calibrate
-from ._calibrate import load_hardware as load_hardware
-from ._calibrate import predict_step_times as predict_step_times
-from ._calibrate import save_hardware as save_hardware
-from ._cost import STEP_BOUND_NAMES as STEP_BOUND_NAMES
-from ._cost import ForwardCost as ForwardCost
-from ._cost import MemoryFootprint as MemoryFootprint
-from ._cost import StepTime as StepTime
-from ._cost import fits as fits
-from ._cost import forward_cost as forward_cost
-from ._cost import memory_footprint as memory_footprint
-from ._cost import step_time as step_time
-from ._deployment import Deployment as Deployment
-from ._draft import DraftBounds as DraftBounds
-from ._draft import DraftParams as DraftParams
-from ._draft import DraftTemplate as DraftTemplate
-from ._optimize import GridResult as GridResult
-from ._optimize import OptimizeResult as OptimizeResult
-from ._optimize import Scenario as Scenario
-from ._optimize import grid_search as grid_search
-from ._optimize import grid_search_scenarios as grid_search_scenarios
-from ._optimize import optimize_draft as optimize_draft
-from ._optimize import optimize_scenarios as optimize_scenarios
-from ._schedule import Schedule as Schedule
-from ._schedule import speculation_schedule as speculation_schedule
-from ._sweep import sweep as sweep
-from ._throughput import ThroughputReport as ThroughputReport
-from ._throughput import crossover_batch as crossover_batch
-from ._throughput import predict as predict
-from ._throughput import throughput as throughput
-from ._workload import Workload as Workload
-from .hardware import HardwareSpec as HardwareSpec
-from .models import TransformerSpec as TransformerSpec
+import importlib as _importlib
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it (relative to this package).
+_EXPORTS = {
+    "hardware": ".hardware",
+    "models": ".models",
+    "plot": ".plot",
+    "theory": ".theory",
+    "ConstantAcceptance": "._acceptance",
+    "PositionalAcceptance": "._acceptance",
+    "SDSLAcceptance": "._acceptance",
+    "acceptance_rate": "._acceptance",
+    "expected_tokens_per_step": "._acceptance",
+    "CalibrationResult": "._calibrate",
+    "StepTimeData": "._calibrate",
+    "calibrate": "._calibrate",
+    "load_hardware": "._calibrate",
+    "predict_step_times": "._calibrate",
+    "save_hardware": "._calibrate",
+    "STEP_BOUND_NAMES": "._cost",
+    "ForwardCost": "._cost",
+    "MemoryFootprint": "._cost",
+    "StepTime": "._cost",
+    "fits": "._cost",
+    "forward_cost": "._cost",
+    "memory_footprint": "._cost",
+    "step_time": "._cost",
+    "Deployment": "._deployment",
+    "DraftBounds": "._draft",
+    "DraftParams": "._draft",
+    "DraftTemplate": "._draft",
+    "GridResult": "._optimize",
+    "OptimizeResult": "._optimize",
+    "Scenario": "._optimize",
+    "grid_search": "._optimize",
+    "grid_search_scenarios": "._optimize",
+    "optimize_draft": "._optimize",
+    "optimize_scenarios": "._optimize",
+    "Schedule": "._schedule",
+    "speculation_schedule": "._schedule",
+    "sweep": "._sweep",
+    "ThroughputReport": "._throughput",
+    "crossover_batch": "._throughput",
+    "predict": "._throughput",
+    "throughput": "._throughput",
+    "Workload": "._workload",
+    "HardwareSpec": ".hardware",
+    "TransformerSpec": ".models",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'specsim' has no attribute {name!r}")
+    if module == f".{name}":  # a subpackage or public module
+        value = _importlib.import_module(module, __name__)
+    else:
+        value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "STEP_BOUND_NAMES",

@@ -45,10 +45,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -73,7 +71,7 @@ from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
 
-__all__ = ["AXES", "REPORT_COLUMNS", "parse_axis", "sweep"]
+__all__ = ["AXES", "REPORT_COLUMNS", "sweep"]
 
 # Grid axes in row order: the last varies fastest.
 AXES = (
@@ -143,7 +141,7 @@ def _numbers(name: str, value) -> tuple[float, ...]:
     if isinstance(value, str):
         raise ValueError(
             f"{name}: expected numbers, got the string {value!r} "
-            "(parse command-line text such as '0:8' with parse_axis)"
+            "(parse command-line text such as '0:8' with specsim.cli.sweep.parse_axis)"
         )
     items = _as_list(name, value)
     if not items:
@@ -933,120 +931,4 @@ def _empty_chunk(assembler: _Columns) -> dict[str, np.ndarray]:
     for name in assembler.plan.fields:
         dtype = np.int8 if name in _BOUND_COLUMNS else bool if name == "fits" else np.float32
         out[name] = np.zeros(0, dtype)
-    return out
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-_RANGE = re.compile(r"^\s*([^:]+):([^:]+)(?::([^:]+))?\s*$")
-
-
-def _parse_number(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what}: expected a number, got {text.strip()!r}") from None
-
-
-def _round(value: float) -> float:
-    # 0.1 * 3 -> 0.3, not 0.30000000000000004
-    return float(f"{value:.12g}")
-
-
-def parse_axis(text: str, name: str = "axis") -> list[float]:
-    """Numbers of one axis from command-line text: lists, ranges and progressions.
-
-    * ``"1,2,8"``: a list;
-    * ``"0:8"`` or ``"0:1:0.25"``: ``start:stop[:step]``, stop *included*, step 1 by
-      default;
-    * ``"1,2,4,...,256"``: ``...`` continues the progression of the numbers listed
-      just before it up to the number after it, which must be reached exactly. Two
-      numbers give an arithmetic progression (``"0,2,...,16"``); three or more must be
-      arithmetic or geometric (``"1,2,4,...,256"``).
-
-    Items combine: ``"0:4,8,16"``.
-
-    Args:
-        text: the axis as typed.
-        name: axis name for error messages.
-
-    Returns:
-        The values, in order.
-
-    Raises:
-        ValueError: empty text, a non-number, a zero or wrong-signed step, or a
-            progression that is neither arithmetic nor geometric or misses its end.
-
-    Examples:
-        >>> parse_axis("0:4")
-        [0.0, 1.0, 2.0, 3.0, 4.0]
-        >>> parse_axis("1,2,4,...,64")
-        [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
-        >>> parse_axis("0.5:0.9:0.1")
-        [0.5, 0.6, 0.7, 0.8, 0.9]
-    """
-    items = [item.strip() for item in str(text).split(",")]
-    if not any(items):
-        raise ValueError(f"{name}: empty axis; give at least one value")
-    values: list[float] = []
-    run: list[float] = []  # plain numbers since the last range or '...'
-    k = 0
-    while k < len(items):
-        item = items[k]
-        if not item:
-            raise ValueError(f"{name}: empty item in {text!r}")
-        if item == "...":
-            if len(run) < 2 or k + 1 >= len(items) or items[k + 1] == "...":
-                raise ValueError(
-                    f"{name}: '...' needs two numbers before it and one after, as in 1,2,4,...,256"
-                )
-            end = _parse_number(items[k + 1], name)
-            values.extend(_progression(run, end, name))
-            run = []
-            k += 2
-            continue
-        match = _RANGE.match(item)
-        if match:
-            start = _parse_number(match.group(1), name)
-            stop = _parse_number(match.group(2), name)
-            step = _parse_number(match.group(3), name) if match.group(3) else 1.0
-            values.extend(_arange_inclusive(start, stop, step, name))
-            run = []
-        else:
-            number = _parse_number(item, name)
-            values.append(number)
-            run.append(number)
-        k += 1
-    return values
-
-
-def _arange_inclusive(start: float, stop: float, step: float, name: str) -> list[float]:
-    if step == 0 or not all(map(math.isfinite, (start, stop, step))):
-        raise ValueError(f"{name}: range {start:g}:{stop:g}:{step:g} needs a finite nonzero step")
-    count = (stop - start) / step
-    if count < -1e-9:
-        raise ValueError(f"{name}: range {start:g}:{stop:g}:{step:g} steps away from its stop")
-    n = math.floor(count + 1e-9)
-    return [_round(start + i * step) for i in range(n + 1)]
-
-
-def _progression(run: list[float], end: float, name: str) -> list[float]:
-    """Terms after ``run`` of its arithmetic or geometric progression, up to ``end``."""
-    steps = [b - a for a, b in itertools.pairwise(run)]
-    listed = ",".join(f"{v:g}" for v in run)
-    if all(math.isclose(s, steps[0], rel_tol=1e-9) for s in steps) and steps[0] != 0:
-        out = _arange_inclusive(run[-1], end, steps[0], name)[1:]
-    elif len(run) > 2 and 0 not in run:
-        ratios = [b / a for a, b in itertools.pairwise(run)]
-        if not all(math.isclose(r, ratios[0], rel_tol=1e-9) for r in ratios) or ratios[0] <= 0:
-            raise ValueError(f"{name}: {listed},... is neither arithmetic nor geometric")
-        out, value = [], run[-1]
-        while abs(value * ratios[0]) <= abs(end) * (1 + 1e-9) and abs(ratios[0]) > 1:
-            value = _round(value * ratios[0])
-            out.append(value)
-    else:
-        raise ValueError(f"{name}: {listed},... is neither arithmetic nor geometric")
-    if not out or not math.isclose(out[-1], end, rel_tol=1e-9):
-        raise ValueError(f"{name}: the progression {listed},... does not reach {end:g}")
     return out

@@ -25,14 +25,10 @@ unit test: the full grid takes a few minutes on a 2-core CPU.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
-import json
 import os
 import platform
-import shlex
-import sys
 import time
 import tomllib
 from importlib import resources
@@ -43,18 +39,14 @@ import numpy as np
 
 __all__ = [
     "LocalValidation",
-    "add_validate_arguments",
     "load_published",
     "mape",
     "predict_published",
-    "run_validate",
     "split_train_test",
     "validate_local",
     "validate_published",
 ]
 
-# Environment variable naming the folder `specsim validate` writes its tables into.
-RESULTS_DIR_ENV = "SPECSIM_RESULTS_DIR"
 STATISTICS = ("p10", "median")
 STATISTIC_NAMES = {"p10": "lower decile (p10)", "median": "median"}
 SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
@@ -710,160 +702,3 @@ def _report_published(published) -> tuple[str, dict[str, Any]]:
         "published_mape_by_quantity_pct": by_quantity,
         "published_rows": len(published),
     }
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_validate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``specsim validate``."""
-    parser.add_argument(
-        "--part",
-        choices=("all", "local", "published"),
-        default="all",
-        help="local measurements, published measurements, or both (default)",
-    )
-    parser.add_argument(
-        "--size",
-        choices=("tiny", "quick", "full"),
-        default="full",
-        help="local grid: tiny (seconds), quick (~2 min), full (a few minutes; default)",
-    )
-    parser.add_argument("--repeats", type=int, default=None, help="samples per forward pass")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved sweeps of the grid")
-    parser.add_argument("--sd-repeats", type=int, default=None, help="timed runs per SD config")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights, split and fit")
-    parser.add_argument(
-        "--clock",
-        choices=("auto", "wall", "process"),
-        default="auto",
-        help="wall (auto) or process: CPU time of this process (CPU devices only)",
-    )
-    parser.add_argument(
-        "--statistic",
-        choices=STATISTICS,
-        default="p10",
-        help="statistic of repeated timings compared with predictions: p10 (lower decile, "
-        "robust to other programs on the machine; default) or median",
-    )
-    parser.add_argument(
-        "--output-dir",
-        default=os.environ.get(RESULTS_DIR_ENV),
-        help=f"write PREFIX.md/.csv/.json/.hardware.toml here (default: ${RESULTS_DIR_ENV})",
-    )
-    parser.add_argument(
-        "--prefix", default=None, help="file name prefix (default: validate_<platform>)"
-    )
-    parser.add_argument("--published-file", default=None, help="another published-data TOML")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return parser
-
-
-def _command_line(args: argparse.Namespace) -> str:
-    parts = ["specsim", "validate", "--part", args.part, "--size", args.size]
-    for option in ("repeats", "rounds", "sd_repeats"):
-        value = getattr(args, option)
-        if value is not None:
-            parts += [f"--{option.replace('_', '-')}", str(value)]
-    parts += ["--seed", str(args.seed), "--clock", args.clock, "--statistic", args.statistic]
-    if args.output_dir:
-        parts += ["--output-dir", str(args.output_dir)]
-    if args.prefix:
-        parts += ["--prefix", args.prefix]
-    if args.published_file:
-        parts += ["--published-file", str(args.published_file)]
-    return shlex.join(parts)
-
-
-def run_validate(args: argparse.Namespace) -> int:
-    """Runs ``specsim validate``: predicted versus measured, locally and against papers.
-
-    Raises:
-        ValueError: bad options or unreadable files (the CLI exits with code 2).
-    """
-    for option in ("repeats", "rounds", "sd_repeats"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-    output_dir = Path(args.output_dir) if args.output_dir else None
-    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output-dir {str(output_dir)!r} is not a folder")
-    # Before anything runs JAX: the measurement settings only apply to a fresh backend.
-    clock = configure_measurement(args.clock) if args.part != "published" else "n/a"
-    published = None
-    if args.part in ("all", "published"):
-        published = validate_published(args.published_file)  # fails fast on a bad file
-
-    sections, summary = [], {}
-    command = _command_line(args)
-    machine = machine_description(clock)
-    local = None
-    if args.part in ("all", "local"):
-        local = validate_local(
-            args.size,
-            repeats=args.repeats,
-            rounds=args.rounds,
-            sd_repeats=args.sd_repeats,
-            seed=args.seed,
-            clock=args.clock,
-            statistic=args.statistic,
-            progress=not args.no_progress,
-        )
-        text, part_summary = _report_local(local)
-        sections.append(text)
-        summary.update(part_summary)
-    if published is not None:
-        text, part_summary = _report_published(published)
-        sections.append(text)
-        summary.update(part_summary)
-
-    header = [
-        "# specsim validate",
-        "",
-        f"Command: `{command}`",
-        "",
-        *(f"- {key}: {value}" for key, value in machine.items()),
-        "",
-    ]
-    report = "\n".join(header + sections)
-    print(report)
-    if output_dir is not None:
-        import jax
-
-        prefix = args.prefix or f"validate_{jax.devices()[0].platform}"
-        output_dir.mkdir(parents=True, exist_ok=True)
-        written = [output_dir / f"{prefix}.md"]
-        written[0].write_text(report + "\n")
-        if local is not None:
-            from ._calibrate import save_hardware
-
-            local.steps.to_csv(output_dir / f"{prefix}.steps.csv", index=False)
-            written.append(output_dir / f"{prefix}.steps.csv")
-            if len(local.speculative):
-                local.speculative.to_csv(output_dir / f"{prefix}.sd.csv", index=False)
-                written.append(output_dir / f"{prefix}.sd.csv")
-            written.append(
-                save_hardware(
-                    local.calibration.hardware,
-                    output_dir / f"{prefix}.hardware.toml",
-                    "local",
-                    source=f"specsim validate (train half) on {machine['device']}",
-                    metadata={
-                        "roofline_sharpness": local.calibration.smooth,
-                        "train_mape_percent": local.train_mape,
-                        "command": command,
-                        "clock": clock,
-                        "statistic": local.statistic,
-                    },
-                )
-            )
-        if published is not None:
-            published.to_csv(output_dir / f"{prefix}.published.csv", index=False)
-            written.append(output_dir / f"{prefix}.published.csv")
-        summary_path = output_dir / f"{prefix}.json"
-        summary_path.write_text(
-            json.dumps({"command": command, "machine": machine, **summary}, indent=2) + "\n"
-        )
-        written.append(summary_path)
-        print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
-    return 0

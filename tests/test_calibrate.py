@@ -13,14 +13,13 @@ from specsim._calibrate import (
     LOCAL_FIT,
     WITH_SHARPNESS,
     StepTimeData,
-    add_calibrate_arguments,
     calibrate,
     datasheet_entry,
     load_hardware,
     predict_step_times,
-    run_calibrate,
     save_hardware,
 )
+from specsim.cli.calibrate import add_calibrate_arguments, run_calibrate
 from specsim.hardware import HardwareSpec
 from specsim.measure import ModelConfig, tiny_spec
 from specsim.measure._timing import config_columns

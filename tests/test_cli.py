@@ -1,5 +1,6 @@
-"""The ``specsim`` command line: hardware, models and cost, called in-process."""
+"""The ``specsim`` command line: hardware, models and cost, called in-process; start-up."""
 
+import argparse
 import json
 import os
 import pathlib
@@ -10,7 +11,7 @@ import pytest
 from conftest import assert_close
 
 from specsim import forward_cost, hardware, models, step_time
-from specsim.cli import EXIT_USAGE, main
+from specsim.cli import COMMANDS, EXIT_USAGE, build_parser, main
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -209,3 +210,103 @@ def test_python_m_specsim_cli_subprocess():
     report = json.loads(result.stdout)
     assert report["model"] == "Qwen3-0.6B" and report["hardware"] == "A100 SXM 80GB"
     assert report["tokens_per_s"] > 0
+
+
+# --------------------------------------------------------------------------- start-up and help
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        timeout=120,
+        check=False,
+    )
+
+
+HEAVY_MODULES = ("jax", "flax", "numpy", "pandas", "matplotlib", "optax")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], *([name, "--help"] for name in COMMANDS), ["hardware"], ["hardware", "--json"]],
+    ids=lambda argv: " ".join(argv),
+)
+def test_help_and_the_hardware_table_start_without_jax(argv):
+    """``specsim --help``, every ``specsim COMMAND --help`` and ``specsim hardware`` import no
+    array library: start-up stays well under a second (timings: benchmarks/results)."""
+    code = (
+        "import sys\n"
+        "from specsim.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "HEAVY []", result.stdout[-2000:]
+
+
+def test_import_specsim_is_lazy_and_complete():
+    result = _python(
+        "import sys, specsim\n"
+        "assert 'jax' not in sys.modules\n"
+        "assert set(specsim.__all__) == set(specsim._EXPORTS)\n"
+        "assert set(specsim.__all__) <= set(dir(specsim))\n"
+        "from specsim import throughput, ThroughputReport, hardware, plot\n"
+        "assert specsim.throughput is throughput and specsim.plot is plot\n"
+        "assert all(getattr(specsim, name) is not None for name in specsim.__all__)\n"
+        "print('ok')\n"
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_unknown_attribute_of_specsim_is_an_attribute_error():
+    import specsim
+
+    with pytest.raises(AttributeError, match="no attribute 'throughputs'"):
+        specsim.throughputs  # noqa: B018
+    assert not hasattr(specsim.hardware, "gett")
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_a_description_and_help_on_every_flag(command, capsys):
+    code, out, err = run(capsys, command, "--help")
+    assert code == 0 and err == ""
+    assert out.startswith(f"usage: specsim {command}")
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command_parser = sub.choices[command]
+    command_parser.format_help()  # loads the command's flags
+    assert command_parser.description and len(command_parser.description) > 20
+    for action in command_parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        flag = action.option_strings[0]
+        assert action.help, f"{command} {flag}: no help text"
+        if isinstance(action, argparse._StoreTrueAction):
+            continue
+        # A default is either a value (shown by the formatter) or explained in the text.
+        assert action.default is not None or "default" in action.help, (command, flag)
+
+
+def test_stated_search_defaults_match_the_library(capsys):
+    from specsim._optimize import DEFAULT_RESTARTS, DEFAULT_STEPS
+
+    _, out, _ = run(capsys, "optimize", "--help")
+    text = " ".join(out.split())
+    assert f"(default {DEFAULT_STEPS})" in text and f"(default {DEFAULT_RESTARTS})" in text
+
+
+def test_summaries_come_from_the_registry(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name, (_, summary) in COMMANDS.items():
+        assert name in out and " ".join(summary.split()[:3]) in " ".join(out.split())

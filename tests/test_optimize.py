@@ -39,7 +39,7 @@ from specsim._optimize import (
     optimize_draft,
     optimize_scenarios,
 )
-from specsim._optimize_cli import (
+from specsim.cli.optimize import (
     OPTIMIZE_JSON_KEYS,
     _optimize_payload,
     _print_optimize,

@@ -12,8 +12,8 @@ import pytest
 
 import specsim
 from specsim import hardware, models
-from specsim._optimize_cli import SCHEDULE_JSON_KEYS, add_schedule_arguments, run_schedule
 from specsim._schedule import Schedule, speculation_schedule
+from specsim.cli.schedule import SCHEDULE_JSON_KEYS, add_schedule_arguments, run_schedule
 
 MAX_BATCH = 256
 

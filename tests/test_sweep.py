@@ -20,10 +20,9 @@ from specsim._sweep import (
     _evaluate_chunk,
     _outer_digits,
     _process_slice,
-    parse_axis,
     sweep,
 )
-from specsim._sweep_cli import add_sweep_arguments, run_sweep
+from specsim.cli.sweep import add_sweep_arguments, parse_axis, run_sweep
 
 # One small grid reused by several tests, so each kernel compiles once per module.
 GRID = dict(

@@ -9,16 +9,15 @@ import pytest
 
 from specsim import theory
 from specsim._validate import (
-    add_validate_arguments,
     load_published,
     mape,
     markdown_table,
     predict_published,
-    run_validate,
     split_train_test,
     validate_local,
     validate_published,
 )
+from specsim.cli.validate import add_validate_arguments, run_validate
 
 # Leviathan et al.'s Table 4 ("Exp") comes from their Theorem 3.8 with profiled cost
 # ratios; specsim predicts the ratio from the architectures instead, and lands within this.

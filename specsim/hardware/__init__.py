@@ -1,17 +1,41 @@
-"""Accelerators: ``HardwareSpec``, the sourced catalogue and roofline primitives."""
+"""Accelerators: ``HardwareSpec``, the sourced catalogue and roofline primitives.
+
+The catalogue look-ups (``names``, ``canonical_name``, ``entry``) are plain data; the
+spec and the roofline functions, which need JAX, are imported on first use.
+"""
+
+import importlib as _importlib
 
 from ._catalog import canonical_name as canonical_name
 from ._catalog import entry as entry
-from ._catalog import get as get
 from ._catalog import names as names
-from ._roofline import BOUND_NAMES as BOUND_NAMES
-from ._roofline import COMPUTE_BOUND as COMPUTE_BOUND
-from ._roofline import MEMORY_BOUND as MEMORY_BOUND
-from ._roofline import RooflineTime as RooflineTime
-from ._roofline import allreduce_time as allreduce_time
-from ._roofline import roofline_time as roofline_time
-from ._roofline import smooth_max as smooth_max
-from ._spec import HardwareSpec as HardwareSpec
+
+# Public name -> the module that defines it, imported on first use (PEP 562).
+_LAZY = {
+    "BOUND_NAMES": "._roofline",
+    "COMPUTE_BOUND": "._roofline",
+    "MEMORY_BOUND": "._roofline",
+    "RooflineTime": "._roofline",
+    "allreduce_time": "._roofline",
+    "roofline_time": "._roofline",
+    "smooth_max": "._roofline",
+    "HardwareSpec": "._spec",
+    "get": "._spec",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'specsim.hardware' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "BOUND_NAMES",

@@ -1,12 +1,13 @@
-"""The accelerator catalogue (``catalog.toml``), looked up by forgiving names."""
+"""The accelerator catalogue (``catalog.toml``), looked up by forgiving names.
+
+Plain data (no JAX): `specsim hardware` lists it without starting JAX.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .._registry import Registry, load_package_toml
-from ._spec import HardwareSpec
 
 
 def _load() -> dict[str, Any]:
@@ -35,25 +36,3 @@ def canonical_name(name: str) -> str:
 def entry(name: str) -> dict[str, Any]:
     """The raw catalogue entry (datasheet units, sources) for ``name``."""
     return dict(_REGISTRY.entry(name))
-
-
-def get(name: str | os.PathLike) -> HardwareSpec:
-    """Returns the ``HardwareSpec`` for a catalogue name/alias or a TOML file path.
-
-    Args:
-        name: e.g. ``"h100"``, ``"H100 SXM"``, ``"tpu-v5e"``, ``"v5e"``, or a path
-            ending in ``.toml`` (a user-defined or calibrated spec).
-
-    Raises:
-        ValueError: unknown name (the message names the closest valid ones) or a
-            bad TOML file.
-
-    Examples:
-        >>> from specsim import hardware
-        >>> float(hardware.get("v5e").bf16_flops_per_s) / 1e12
-        197.0
-    """
-    if isinstance(name, os.PathLike) or str(name).endswith(".toml"):
-        return HardwareSpec.from_toml(name)
-    canonical = _REGISTRY.canonical(name)
-    return HardwareSpec.from_datasheet(_REGISTRY.entry(canonical), canonical)

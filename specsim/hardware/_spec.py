@@ -11,11 +11,8 @@ from typing import Any
 from flax import struct
 
 from .._numerics import concrete
-
-TERA = 1e12
-GIGA = 1e9
-GIB = 2.0**30
-MICRO = 1e-6
+from . import _catalog
+from ._units import GIGA, MICRO, TERA, hbm_capacity_bytes
 
 # Leaves whose concrete values must be positive (efficiencies additionally <= 1).
 _POSITIVE = (
@@ -97,11 +94,7 @@ class HardwareSpec:
         """
         get = _Reader(entry, name)
         bf16 = get.number("bf16_tflops") * TERA
-        if "hbm_gb" not in entry and "hbm_gib" not in entry:
-            raise ValueError(f"{name}: missing required key 'hbm_gb' (or 'hbm_gib')")
-        if "hbm_gb" in entry and "hbm_gib" in entry:
-            raise ValueError(f"{name}: give exactly one of 'hbm_gb' or 'hbm_gib', not both")
-        capacity = get.number("hbm_gb") * GIGA if "hbm_gb" in entry else get.number("hbm_gib") * GIB
+        capacity = hbm_capacity_bytes(entry, name)
         spec = cls(
             fp32_flops_per_s=get.number("fp32_tflops", bf16 / 8 / TERA) * TERA,
             bf16_flops_per_s=bf16,
@@ -175,12 +168,32 @@ def read_toml_entry(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
     entry = dict(data)
     base = entry.pop("base", None)
     if base is not None:
-        from ._catalog import entry as catalog_entry
-
-        merged = {k: v for k, v in catalog_entry(base).items() if k != "aliases"}
+        merged = {k: v for k, v in _catalog.entry(base).items() if k != "aliases"}
         merged.update(entry)
         entry = merged
     return entry, name
+
+
+def get(name: str | os.PathLike) -> HardwareSpec:
+    """Returns the ``HardwareSpec`` for a catalogue name/alias or a TOML file path.
+
+    Args:
+        name: e.g. ``"h100"``, ``"H100 SXM"``, ``"tpu-v5e"``, ``"v5e"``, or a path
+            ending in ``.toml`` (a user-defined or calibrated spec).
+
+    Raises:
+        ValueError: unknown name (the message names the closest valid ones) or a
+            bad TOML file.
+
+    Examples:
+        >>> from specsim import hardware
+        >>> float(hardware.get("v5e").bf16_flops_per_s) / 1e12
+        197.0
+    """
+    if isinstance(name, os.PathLike) or str(name).endswith(".toml"):
+        return HardwareSpec.from_toml(name)
+    canonical = _catalog.canonical_name(name)
+    return HardwareSpec.from_datasheet(_catalog.entry(canonical), canonical)
 
 
 class _Reader:

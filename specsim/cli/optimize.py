@@ -1,33 +1,32 @@
-"""Find the throughput-optimal draft and lookahead (``specsim optimize``), and schedules.
+"""``specsim optimize``: the throughput-optimal draft and lookahead for one scenario.
 
-``specsim optimize`` is the main job: for a target on a chip and a workload it searches
-draft depth, width (and optionally training tokens) and lookahead gamma by gradient descent
-through the differentiable throughput model, rounds to a buildable draft, and prints the
-recommended draft, gamma, predicted tokens/s, speedup, the binding bottleneck and the
-hardware sensitivities. ``specsim schedule`` turns a (target, draft, chip, acceptance) into
-the best gamma per batch size plus vLLM and TensorRT-LLM snippets.
+For a target on a chip and a workload it searches draft depth, width (and optionally
+training tokens) and lookahead gamma by gradient descent through the differentiable
+throughput model, rounds to a buildable draft, and prints the recommended draft, gamma,
+predicted tokens/s, speedup, the binding bottleneck and the hardware sensitivities.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import re
-import sys
-import threading
 import time
 from typing import Any
 
-from .cli import _non_negative, _positive, _print_json, add_scenario_arguments, build_acceptance
+from ._args import (
+    add_json_argument,
+    add_scenario_arguments,
+    add_speculation_overhead_argument,
+    build_acceptance,
+    hardware_label,
+    model_label,
+    non_negative,
+    positive,
+    print_json,
+)
+from ._progress import StageProgress
 
-__all__ = [
-    "OPTIMIZE_JSON_KEYS",
-    "SCHEDULE_JSON_KEYS",
-    "add_optimize_arguments",
-    "add_schedule_arguments",
-    "run_optimize",
-    "run_schedule",
-]
+__all__ = ["OPTIMIZE_JSON_KEYS", "add_optimize_arguments", "run_optimize"]
 
 # Top-level keys of `specsim optimize --json`, in order (stable; new keys are only appended).
 OPTIMIZE_JSON_KEYS = {
@@ -59,23 +58,6 @@ OPTIMIZE_JSON_KEYS = {
     "notes": "list of plain-language remarks (active bounds, constant-alpha caveat, ...)",
 }
 
-# Top-level keys of `specsim schedule --json`, in order.
-SCHEDULE_JSON_KEYS = {
-    "schema": "format version, 'specsim.schedule/1'",
-    "scenario": "target, draft, hardware, tp, draft_tp, prompt_tokens, generate_tokens",
-    "switch_off_batch": "smallest batch size from which speculation never pays (null: pays "
-    "up to max_batch)",
-    "max_gamma": "largest gamma considered",
-    "runs": "list of {first_batch, last_batch, gamma}",
-    "draft_len_schedule": "TensorRT-LLM draft_len_schedule (batch upper bound -> gamma)",
-    "batch_sizes": "1 .. max_batch",
-    "gamma": "best gamma per batch size",
-    "tokens_per_s": "tokens/s at that gamma",
-    "speedup": "speedup at that gamma",
-    "fits": "memory fit per batch size",
-    "snippets": "{vllm, tensorrt_llm}: ready-to-paste configuration",
-}
-
 _RATE_FIELDS = {
     "hbm_bytes_per_s": "HBM bandwidth",
     "memory_efficiency": "memory efficiency",
@@ -92,103 +74,94 @@ _TIME_FIELDS = {
     "step_overhead_s": "per-step overhead",
     "interconnect_latency_s": "interconnect latency",
 }
-_DRAFT_SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _Progress:
-    """A stage bar on stderr, shown on a terminal once work has taken more than a moment."""
-
-    def __init__(self, stages: list[str], enabled: bool = True):
-        from tqdm import tqdm
-
-        self._stages = stages
-        self._bar = tqdm(
-            total=len(stages),
-            desc=stages[0],
-            file=sys.stderr,
-            disable=None if enabled else True,
-            delay=0.5,
-            leave=False,
-            bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}]",
-        )
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, daemon=True)
-        self._ticker.start()
-
-    def _tick(self) -> None:
-        # tqdm redraws only on updates; long jitted calls need a clock of their own.
-        if self._stop.wait(0.5):
-            return
-        while not self._stop.wait(0.25):
-            self._bar.refresh()
-
-    def advance(self) -> None:
-        self._bar.update(1)
-        if self._bar.n < len(self._stages):
-            self._bar.set_description_str(self._stages[self._bar.n])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._ticker.join()
-        self._bar.close()
-
-
-# --------------------------------------------------------------------------- optimize
 
 
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``specsim optimize`` (scenario, bounds, search, output)."""
-    add_scenario_arguments(parser, draft=False)
-    parser.add_argument(
-        "--speculation-overhead-us",
-        type=_non_negative,
-        default=0.0,
-        help="fixed cost per speculative iteration, microseconds (default 0)",
+    parser.description = (
+        "Find the throughput-optimal draft (layers, width, optionally training tokens) and "
+        "lookahead gamma for a target on a chip and a workload, by gradient descent through "
+        "the differentiable throughput model, rounded to a buildable draft. Prints the "
+        "recommendation, predicted tokens/s and speedup, the binding bottleneck and the "
+        "hardware sensitivities. With no flags: Llama-3-8B on one H100 SXM, batch 1, SDSL "
+        "acceptance with the catalogue's training tokens."
     )
+    add_scenario_arguments(parser, draft=False, sdsl_by_default=True)
+    add_speculation_overhead_argument(parser)
     bounds = parser.add_argument_group("draft bounds (defaults follow the target)")
-    bounds.add_argument("--min-layers", type=_positive(float), default=None, help="default 2")
     bounds.add_argument(
-        "--max-layers", type=_positive(float), default=None, help="default min(32, target's)"
+        "--min-layers", type=positive(float), default=None, help="fewest draft layers (default 2)"
     )
     bounds.add_argument(
-        "--min-width", type=_positive(float), default=None, help="min d_model (default 2 heads)"
+        "--max-layers",
+        type=positive(float),
+        default=None,
+        help="most draft layers (default: min(32, the target's))",
     )
     bounds.add_argument(
-        "--max-width", type=_positive(float), default=None, help="max d_model (target's)"
+        "--min-width",
+        type=positive(float),
+        default=None,
+        help="smallest draft d_model (default: two of the target's heads)",
     )
     bounds.add_argument(
-        "--min-aspect", type=_positive(float), default=None, help="min d_model/layers (32)"
+        "--max-width",
+        type=positive(float),
+        default=None,
+        help="largest draft d_model (default: the target's)",
     )
     bounds.add_argument(
-        "--max-aspect", type=_positive(float), default=None, help="max d_model/layers (512)"
+        "--min-aspect",
+        type=positive(float),
+        default=None,
+        help="smallest aspect ratio d_model/layers (default 32)",
     )
-    bounds.add_argument("--max-gamma", type=_non_negative, default=None, help="default 16")
     bounds.add_argument(
-        "--width-step", type=_positive(float), default=None, help="d_model granularity (head dim)"
+        "--max-aspect",
+        type=positive(float),
+        default=None,
+        help="largest aspect ratio d_model/layers (default 512)",
     )
     bounds.add_argument(
-        "--draft-ffn-ratio", type=_positive(float), default=None, help="d_ff/d_model (target's)"
+        "--max-gamma", type=non_negative, default=None, help="largest lookahead (default 16)"
+    )
+    bounds.add_argument(
+        "--width-step",
+        type=positive(float),
+        default=None,
+        help="d_model granularity (default: the target's head dim)",
+    )
+    bounds.add_argument(
+        "--draft-ffn-ratio",
+        type=positive(float),
+        default=None,
+        help="draft d_ff/d_model (default: the target's)",
     )
     bounds.add_argument(
         "--draft-max-train-tokens",
-        type=_positive(float),
+        type=positive(float),
         default=None,
-        help="search draft training tokens up to this cap (SDSL only)",
+        help="search draft training tokens up to this cap, SDSL only (default: not searched)",
     )
     bounds.add_argument(
         "--draft-train-flops",
-        type=_positive(float),
+        type=positive(float),
         default=None,
-        help="draft training budget in FLOPs (6 N D); searches training tokens (SDSL only)",
+        help="draft training budget in FLOPs (6 N D); searches training tokens, SDSL only "
+        "(default: no budget)",
     )
     search = parser.add_argument_group("search")
-    search.add_argument("--steps", type=_positive(int), default=None, help="default 100")
-    search.add_argument("--restarts", type=_positive(int), default=None, help="default 4")
     search.add_argument(
-        "--learning-rate", type=_positive(float), default=None, help="Adam step (default 0.08)"
+        "--steps", type=positive(int), default=None, help="Adam steps per restart (default 100)"
+    )
+    search.add_argument(
+        "--restarts",
+        type=positive(int),
+        default=None,
+        help="random starting points searched together (default 4)",
+    )
+    search.add_argument(
+        "--learning-rate", type=positive(float), default=None, help="Adam step (default 0.08)"
     )
     search.add_argument("--seed", type=int, default=0, help="PRNG seed of the restarts")
     search.add_argument(
@@ -196,19 +169,7 @@ def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the exhaustive grid over the same bounds and report the gap",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _names(args) -> tuple[str, str]:
-    from . import hardware, models
-
-    target = models.info(args.target)["name"]
-    chip = (
-        args.hardware
-        if str(args.hardware).endswith(".toml")
-        else hardware.canonical_name(args.hardware)
-    )
-    return target, chip
+    add_json_argument(parser)
 
 
 def _acceptance_for_optimize(args):
@@ -218,7 +179,7 @@ def _acceptance_for_optimize(args):
 
 
 def _acceptance_summary(acceptance) -> dict[str, Any]:
-    from . import SDSLAcceptance
+    from specsim import SDSLAcceptance
 
     if isinstance(acceptance, SDSLAcceptance):
         return {
@@ -301,7 +262,7 @@ def _notes(result, bounds, acceptance_info, gamma: int) -> list[str]:
 
 
 def _optimize_payload(args, result, bounds, acceptance, wall_s, steps, restarts, lr, certificate):
-    target, chip = _names(args)
+    target, chip = model_label(args.target), hardware_label(args.hardware)
     out = result.to_dict()
     report = out["report"]
     acceptance_info = _acceptance_summary(acceptance)
@@ -486,16 +447,21 @@ def run_optimize(args: argparse.Namespace) -> int:
     """
     import optax
 
-    from . import Workload, hardware, models
-    from ._draft import DraftBounds, DraftTemplate
-    from ._optimize import (
+    from specsim import (
+        DraftBounds,
+        DraftTemplate,
+        Scenario,
+        Workload,
+        grid_search_scenarios,
+        hardware,
+        models,
+        optimize_scenarios,
+    )
+    from specsim._optimize import (
         DEFAULT_LEARNING_RATE,
         DEFAULT_OPTIMIZER,
         DEFAULT_RESTARTS,
         DEFAULT_STEPS,
-        Scenario,
-        grid_search_scenarios,
-        optimize_scenarios,
     )
 
     started = time.perf_counter()
@@ -541,7 +507,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     stages = ["optimising (compiles on first use)"] + (
         ["certifying against the exhaustive grid"] if args.certify else []
     )
-    progress = _Progress(stages, enabled=not args.json)
+    progress = StageProgress(stages, enabled=not args.json)
     try:
         (result,) = optimize_scenarios(
             [scenario], optimizer=optimizer, steps=steps, restarts=restarts, seed=args.seed
@@ -580,136 +546,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         certificate,
     )
     if args.json:
-        _print_json(payload)
+        print_json(payload)
     else:
         _print_optimize(payload)
-    return 0
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``specsim schedule``."""
-    add_scenario_arguments(parser)
-    parser.add_argument(
-        "--speculation-overhead-us",
-        type=_non_negative,
-        default=0.0,
-        help="fixed cost per speculative iteration, microseconds (default 0)",
-    )
-    parser.add_argument("--max-gamma", type=_non_negative, default=16, help="default 16")
-    parser.add_argument("--max-batch", type=_positive(int), default=512, help="default 512")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _schedule_draft(args, target):
-    """The draft named by ``--draft``: a catalogue name, or ``LAYERSxWIDTH`` on the template."""
-    import jax
-    import jax.numpy as jnp
-
-    from . import models
-    from ._draft import DraftParams, DraftTemplate, buildable_draft
-
-    shape = _DRAFT_SHAPE.match(str(args.draft))
-    if shape is None:
-        return models.get(args.draft), models.info(args.draft)["name"]
-    n_layers, d_model = (int(g) for g in shape.groups())
-    template = DraftTemplate.from_target(target)
-    if n_layers < 1 or d_model % round(float(template.width_step)) or d_model < 1:
-        raise ValueError(
-            f"--draft {args.draft}: need LAYERSxWIDTH with whole layers and a width that is a "
-            f"multiple of the head dim ({float(template.head_dim):g})"
-        )
-    params = DraftParams(jnp.float32(n_layers), jnp.float32(d_model), jnp.float32(1))
-    spec = jax.tree.map(float, buildable_draft(params, template))
-    return spec, f"draft-{n_layers}x{d_model}"
-
-
-def run_schedule(args: argparse.Namespace) -> int:
-    """Runs ``specsim schedule``: best gamma per batch size, switch-off batch and snippets.
-
-    ``--draft`` takes a catalogue name or ``LAYERSxWIDTH`` (a draft built on the target's
-    template, as ``specsim optimize`` recommends). Acceptance: ``--alpha A`` (default 0.8)
-    or ``--alpha-model sdsl``. Every whole batch size from 1 to ``--max-batch`` (512) and
-    every whole gamma from 0 to ``--max-gamma`` (16) is evaluated on the exact roofline.
-    ``--json`` prints one object with the keys of ``SCHEDULE_JSON_KEYS``.
-
-    Returns:
-        0 on success.
-
-    Raises:
-        ValueError: bad input (the CLI prints one line and exits 2).
-    """
-    from . import Workload, hardware, models
-    from ._schedule import speculation_schedule
-
-    target = models.get(args.target)
-    draft, draft_name = _schedule_draft(args, target)
-    chip = hardware.get(args.hardware)
-    acceptance = build_acceptance(args)
-    workload = Workload.create(1, args.prompt, args.generate)
-    if int(args.max_gamma) != args.max_gamma:
-        raise ValueError(f"--max-gamma must be a whole number, got {args.max_gamma:g}")
-    progress = _Progress(["evaluating every batch size and gamma"], enabled=not args.json)
-    try:
-        schedule = speculation_schedule(
-            target,
-            draft,
-            chip,
-            acceptance,
-            workload=workload,
-            tp=args.tp,
-            draft_tp=args.draft_tp,
-            speculation_overhead_s=args.speculation_overhead_us * 1e-6,
-            max_gamma=int(args.max_gamma),
-            max_batch=args.max_batch,
-        )
-        progress.advance()
-    finally:
-        progress.close()
-    target_name, chip_name = _names(args)
-    snippets = {
-        "vllm": schedule.vllm_snippet(target_name, draft_name, args.batch),
-        "tensorrt_llm": schedule.tensorrt_llm_snippet(draft_name),
-    }
-    if args.json:
-        _print_json(
-            {
-                "schema": "specsim.schedule/1",
-                "scenario": {
-                    "target": target_name,
-                    "draft": draft_name,
-                    "hardware": chip_name,
-                    "tp": args.tp,
-                    "draft_tp": args.draft_tp or args.tp,
-                    "prompt_tokens": args.prompt,
-                    "generate_tokens": args.generate,
-                },
-                **schedule.to_dict(),
-                "snippets": snippets,
-            }
-        )
-        return 0
-    print(
-        f"specsim schedule: {target_name} + {draft_name} on {args.tp} x {chip_name}, prompt "
-        f"{args.prompt:g}, generate {args.generate:g} tokens, batch 1-{args.max_batch}"
-    )
-    print()
-    print(f"{'batch sizes':>14s}  {'gamma':>5s}  {'speedup':>12s}")
-    for first, last, gamma in schedule.runs():
-        lo, hi = schedule.speedup[first - 1], schedule.speedup[last - 1]
-        span = f"{first}-{last}" if last > first else f"{first}"
-        print(f"{span:>14s}  {gamma:>5d}  {lo:5.2f}-{hi:5.2f}x")
-    fitting = int(schedule.fits.sum())
-    if fitting < args.max_batch:
-        print(f"{'':>14s}  the target (with its draft) does not fit above batch {fitting}")
-    if schedule.switch_off_batch is None:
-        print(f"\nspeculation pays at every batch size up to {args.max_batch}")
-    else:
-        print(f"\nswitch speculation off from batch {schedule.switch_off_batch} on")
-    print()
-    print(snippets["vllm"])
-    print()
-    print(snippets["tensorrt_llm"])
     return 0

@@ -1,9 +1,9 @@
-"""Sweep a Cartesian grid of what-if scenarios and write it as CSV or Parquet.
+"""``specsim sweep``: a Cartesian grid of what-if scenarios, written as CSV or Parquet.
 
-``specsim sweep`` takes every axis as a list, a range or a progression
-(``--gamma 0:8``, ``--batch 1,2,4,...,256``, ``--hardware h200,tpu-v5p``), evaluates
-the grid with ``specsim.sweep`` and writes one row per point (``--out grid.parquet``),
-prints the best points, and optionally draws a chart (``--plot grid.png``).
+Every axis is a list, a range or a progression (``--gamma 0:8``,
+``--batch 1,2,4,...,256``, ``--hardware h200,tpu-v5p``; see `parse_axis`). The grid is
+evaluated by ``specsim.sweep``, one row per point (``--out grid.parquet``); the best
+points are printed, and ``--plot best_gamma.png`` draws a chart.
 
 Examples::
 
@@ -15,58 +15,38 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import re
 import time
 
-import numpy as np
+from ._args import add_plot_argument, check_plot_path
 
-from ._sweep import AXES, REPORT_COLUMNS, parse_axis, sweep
-
-__all__ = ["add_plot_argument", "add_sweep_arguments", "run_sweep", "save_roofline"]
+__all__ = ["add_sweep_arguments", "parse_axis", "run_sweep"]
 
 _PLOT_KINDS = ("auto", "heatmap", "best-gamma", "hardware", "roofline")
 
 
-def add_plot_argument(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--plot FILE`` (a ``.png``, ``.svg`` or ``.pdf`` chart) to any subcommand."""
-    parser.add_argument(
-        "--plot",
-        metavar="FILE",
-        default=None,
-        help="also draw a chart into FILE (.png, .svg or .pdf)",
-    )
-
-
-def save_roofline(args: argparse.Namespace) -> str:
-    """Draws ``specsim.plot.roofline`` for an ``evaluate``-style namespace into ``args.plot``.
-
-    Reads ``hardware``, ``target``, ``draft``, ``batch``, ``gamma``, ``prompt``,
-    ``generate``, ``tp`` and ``draft_tp`` (the flags of ``add_scenario_arguments``)
-    and returns the path written.
-    """
-    from .plot import roofline
-
-    _check_plot_path(args.plot)
-    roofline(
-        args.hardware,
-        args.target,
-        args.draft,
-        batch=args.batch,
-        gamma=args.gamma,
-        prompt_tokens=args.prompt,
-        generate_tokens=args.generate,
-        tp=args.tp,
-        draft_tp=args.draft_tp,
-        path=args.plot,
-    )
-    return args.plot
-
-
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``specsim sweep``. Axes are text: lists, ``start:stop[:step]``, ``a,b,c,...,z``."""
+    parser.description = (
+        "Evaluate the Cartesian product of the axes below (one row per point) and write it "
+        "as CSV or Parquet, print the best points, and optionally draw a chart."
+    )
+    parser.epilog = (
+        "examples:\n"
+        "  specsim sweep --hardware h200,tpu-v5p --batch 1,2,4,...,256 --gamma 0:8 \\\n"
+        "      --out grid.parquet --plot best_gamma.png\n"
+        "  specsim sweep --batch 1,2,4,...,1024 --gamma 0:12 --best-over gamma --out best.csv"
+    )
     axis = "comma list, start:stop[:step] (stop included) or a progression like 1,2,4,...,256"
     grid = parser.add_argument_group("grid axes (the sweep is their Cartesian product)")
-    grid.add_argument("--hardware", default="h100", help="accelerators or .toml files, comma list")
+    grid.add_argument(
+        "--hardware",
+        default="h100",
+        help="accelerators (catalogue names or .toml files), comma list",
+    )
     grid.add_argument("--target", default="llama-3-8b", help="target models, comma list")
     grid.add_argument("--draft", default="llama-68m", help="draft models, comma list")
     grid.add_argument("--tp", default="1", help=f"target tensor parallelism: {axis}")
@@ -75,34 +55,57 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--generate", default="256", help=f"generated tokens: {axis}")
     grid.add_argument("--gamma", default="4", help=f"draft tokens per iteration: {axis}")
     acceptance = grid.add_mutually_exclusive_group()
-    acceptance.add_argument("--alpha", default=None, help=f"acceptance in (0, 1): {axis}")
+    acceptance.add_argument(
+        "--alpha", default=None, help=f"acceptance in (0, 1): {axis} (default 0.8)"
+    )
     acceptance.add_argument(
         "--alpha-model",
         choices=("sdsl",),
         default=None,
-        help="acceptance from the SDSL perplexity law of each draft/target pair",
+        help="acceptance from the SDSL perplexity law of each draft/target pair "
+        "(default: off, a constant --alpha)",
     )
-    grid.add_argument("--draft-train-tokens", type=float, default=None, help="for --alpha-model")
-    grid.add_argument("--target-train-tokens", type=float, default=None, help="for --alpha-model")
-    grid.add_argument("--draft-tp", type=float, default=None, help="draft tp (default: the tp)")
+    grid.add_argument(
+        "--draft-train-tokens",
+        type=float,
+        default=None,
+        help="draft training tokens for --alpha-model sdsl (default: the target's)",
+    )
+    grid.add_argument(
+        "--target-train-tokens",
+        type=float,
+        default=None,
+        help="target training tokens for --alpha-model sdsl (default: the catalogue's)",
+    )
+    grid.add_argument(
+        "--draft-tp",
+        type=float,
+        default=None,
+        help="draft tensor parallelism (default: each point's --tp)",
+    )
 
     result = parser.add_argument_group("result")
     result.add_argument(
         "--columns",
         default=None,
-        help=f"report fields to keep, comma list (default all): {', '.join(REPORT_COLUMNS)}",
+        help="throughput-report fields to keep, comma list; an unknown name lists the valid "
+        "ones (default: all)",
     )
     result.add_argument(
         "--best-over",
         default=None,
-        help="axes to optimise over, comma list (e.g. gamma): one row per other point",
+        help="axes to optimise over, comma list (e.g. gamma): one row per other point "
+        "(default: no reduction)",
     )
     result.add_argument("--objective", default="tokens_per_s", help="field to optimise")
     result.add_argument("--minimize", action="store_true", help="minimise the objective")
     result.add_argument(
-        "--out", metavar="FILE", default=None, help="write rows to FILE (.csv or .parquet)"
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="write rows to FILE, .csv or .parquet (default: rows are not saved)",
     )
-    result.add_argument("--top", type=int, default=10, help="best rows to print (default 10)")
+    result.add_argument("--top", type=int, default=10, help="best rows to print")
     result.add_argument("--json", action="store_true", help="print a JSON summary")
     add_plot_argument(result)
     result.add_argument(
@@ -126,11 +129,6 @@ def _names(text: str, flag: str) -> list[str]:
     if not all(items):
         raise ValueError(f"{flag}: empty item in {text!r}")
     return items
-
-
-def _check_plot_path(path: str) -> None:
-    if not str(path).lower().endswith((".png", ".svg", ".pdf")):
-        raise ValueError(f"--plot must end in .png, .svg or .pdf, got {path!r}")
 
 
 def _grid_arguments(args: argparse.Namespace) -> dict:
@@ -165,14 +163,15 @@ def _grid_arguments(args: argparse.Namespace) -> dict:
     return kwargs
 
 
-def _plot_kind(kwargs: dict, requested: str) -> str:
+def _length(value) -> int:
+    """Number of values of a parsed axis (a list; one for a scalar or ``"sdsl"``)."""
+    return len(value) if isinstance(value, list | tuple) else 1
+
+
+def _plot_kind(kwargs: dict, requested: str, axes: tuple[str, ...]) -> str:
     if requested != "auto":
         return requested
-    varying = {
-        a
-        for a in AXES
-        if a in kwargs and not isinstance(kwargs[a], str) and len(np.atleast_1d(kwargs[a])) > 1
-    }
+    varying = {a for a in axes if a in kwargs and _length(kwargs[a]) > 1}
     reduced = set(kwargs.get("best_over") or ())
     if {"gamma", "batch"} <= varying and varying <= {"gamma", "batch"} and not reduced:
         return "heatmap"
@@ -187,7 +186,7 @@ def _plot_kind(kwargs: dict, requested: str) -> str:
 
 
 def _draw(kind: str, frame, kwargs: dict, path: str) -> None:
-    from . import plot
+    from specsim import plot
 
     if kind == "heatmap":
         plot.heatmap(frame, path=path)
@@ -222,13 +221,16 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     Bad input raises ``ValueError`` (the CLI prints it on one line and exits 2).
     """
+    from specsim import sweep
+    from specsim._sweep import AXES
+
     kwargs = _grid_arguments(args)
     if args.top < 0:
         raise ValueError(f"--top must be >= 0, got {args.top}")
     kind = None
     if args.plot is not None:
-        _check_plot_path(args.plot)
-        kind = _plot_kind(kwargs, args.plot_kind)
+        check_plot_path(args.plot)
+        kind = _plot_kind(kwargs, args.plot_kind, AXES)
     if args.out is not None and not args.out.lower().endswith((".csv", ".parquet")):
         raise ValueError(f"--out must end in .csv or .parquet, got {args.out!r}")
 
@@ -242,9 +244,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if kind is not None:
         _draw(kind, frame, kwargs, args.plot)
 
-    points = int(
-        np.prod([len(np.atleast_1d(kwargs[a])) for a in AXES if a in kwargs and a != "alpha"])
-    ) * (1 if isinstance(kwargs["alpha"], str) else len(kwargs["alpha"]))
+    points = math.prod(_length(kwargs[a]) for a in AXES if a in kwargs)
     summary = {
         "points": points,
         "rows": None if frame is None else len(frame),
@@ -275,3 +275,119 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"\n{order} {args.objective}:")
         print(best.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
+
+
+# --------------------------------------------------------------------------- axes
+
+
+_RANGE = re.compile(r"^\s*([^:]+):([^:]+)(?::([^:]+))?\s*$")
+
+
+def _parse_number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what}: expected a number, got {text.strip()!r}") from None
+
+
+def _round(value: float) -> float:
+    # 0.1 * 3 -> 0.3, not 0.30000000000000004
+    return float(f"{value:.12g}")
+
+
+def parse_axis(text: str, name: str = "axis") -> list[float]:
+    """Numbers of one axis from command-line text: lists, ranges and progressions.
+
+    * ``"1,2,8"``: a list;
+    * ``"0:8"`` or ``"0:1:0.25"``: ``start:stop[:step]``, stop *included*, step 1 by
+      default;
+    * ``"1,2,4,...,256"``: ``...`` continues the progression of the numbers listed
+      just before it up to the number after it, which must be reached exactly. Two
+      numbers give an arithmetic progression (``"0,2,...,16"``); three or more must be
+      arithmetic or geometric (``"1,2,4,...,256"``).
+
+    Items combine: ``"0:4,8,16"``.
+
+    Args:
+        text: the axis as typed.
+        name: axis name for error messages.
+
+    Returns:
+        The values, in order.
+
+    Raises:
+        ValueError: empty text, a non-number, a zero or wrong-signed step, or a
+            progression that is neither arithmetic nor geometric or misses its end.
+
+    Examples:
+        >>> parse_axis("0:4")
+        [0.0, 1.0, 2.0, 3.0, 4.0]
+        >>> parse_axis("1,2,4,...,64")
+        [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+        >>> parse_axis("0.5:0.9:0.1")
+        [0.5, 0.6, 0.7, 0.8, 0.9]
+    """
+    items = [item.strip() for item in str(text).split(",")]
+    if not any(items):
+        raise ValueError(f"{name}: empty axis; give at least one value")
+    values: list[float] = []
+    run: list[float] = []  # plain numbers since the last range or '...'
+    k = 0
+    while k < len(items):
+        item = items[k]
+        if not item:
+            raise ValueError(f"{name}: empty item in {text!r}")
+        if item == "...":
+            if len(run) < 2 or k + 1 >= len(items) or items[k + 1] == "...":
+                raise ValueError(
+                    f"{name}: '...' needs two numbers before it and one after, as in 1,2,4,...,256"
+                )
+            end = _parse_number(items[k + 1], name)
+            values.extend(_progression(run, end, name))
+            run = []
+            k += 2
+            continue
+        match = _RANGE.match(item)
+        if match:
+            start = _parse_number(match.group(1), name)
+            stop = _parse_number(match.group(2), name)
+            step = _parse_number(match.group(3), name) if match.group(3) else 1.0
+            values.extend(_arange_inclusive(start, stop, step, name))
+            run = []
+        else:
+            number = _parse_number(item, name)
+            values.append(number)
+            run.append(number)
+        k += 1
+    return values
+
+
+def _arange_inclusive(start: float, stop: float, step: float, name: str) -> list[float]:
+    if step == 0 or not all(map(math.isfinite, (start, stop, step))):
+        raise ValueError(f"{name}: range {start:g}:{stop:g}:{step:g} needs a finite nonzero step")
+    count = (stop - start) / step
+    if count < -1e-9:
+        raise ValueError(f"{name}: range {start:g}:{stop:g}:{step:g} steps away from its stop")
+    n = math.floor(count + 1e-9)
+    return [_round(start + i * step) for i in range(n + 1)]
+
+
+def _progression(run: list[float], end: float, name: str) -> list[float]:
+    """Terms after ``run`` of its arithmetic or geometric progression, up to ``end``."""
+    steps = [b - a for a, b in itertools.pairwise(run)]
+    listed = ",".join(f"{v:g}" for v in run)
+    if all(math.isclose(s, steps[0], rel_tol=1e-9) for s in steps) and steps[0] != 0:
+        out = _arange_inclusive(run[-1], end, steps[0], name)[1:]
+    elif len(run) > 2 and 0 not in run:
+        ratios = [b / a for a, b in itertools.pairwise(run)]
+        if not all(math.isclose(r, ratios[0], rel_tol=1e-9) for r in ratios) or ratios[0] <= 0:
+            raise ValueError(f"{name}: {listed},... is neither arithmetic nor geometric")
+        out, value = [], run[-1]
+        while abs(value * ratios[0]) <= abs(end) * (1 + 1e-9) and abs(ratios[0]) > 1:
+            value = _round(value * ratios[0])
+            out.append(value)
+    else:
+        raise ValueError(f"{name}: {listed},... is neither arithmetic nor geometric")
+    if not out or not math.isclose(out[-1], end, rel_tol=1e-9):
+        raise ValueError(f"{name}: the progression {listed},... does not reach {end:g}")
+    return out

@@ -1,0 +1,7 @@
+"""``python -m specsim.cli``: the ``specsim`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

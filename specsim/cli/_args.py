@@ -1,0 +1,227 @@
+"""Helpers shared by the commands: number parsers, common flags, hardware labels, output.
+
+Nothing here imports JAX, NumPy or pandas at module level: every command's ``--help``
+builds its parser from these without starting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def positive(kind: Callable[[str], float]):
+    """An argparse ``type`` reading ``kind`` (``int`` or ``float``) and requiring > 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def non_negative(text: str) -> float:
+    """An argparse ``type``: a float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+# --------------------------------------------------------------------------- common flags
+
+
+def add_json_argument(parser) -> None:
+    """``--json``: print one JSON document instead of text."""
+    parser.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+
+
+def add_weight_dtype_argument(parser) -> None:
+    """``--weight-dtype``: the storage dtype of the model's weights."""
+    parser.add_argument(
+        "--weight-dtype",
+        default="bf16",
+        help="weight storage dtype: bf16, fp16, fp32, fp8, int8 or int4",
+    )
+
+
+def add_scenario_arguments(
+    parser,
+    *,
+    draft: bool = True,
+    draft_help: str = "draft model (catalogue name)",
+    sdsl_by_default: bool = False,
+) -> None:
+    """Flags shared by ``evaluate``, ``optimize`` and ``schedule``.
+
+    Args:
+        parser: the command's parser.
+        draft: add ``--draft`` (``optimize`` searches the draft instead).
+        draft_help: the help text of ``--draft``.
+        sdsl_by_default: without ``--alpha``, the command uses the SDSL law (``optimize``)
+            rather than a constant 0.8; only the help texts say so.
+    """
+    parser.add_argument("--target", default="llama-3-8b", help="target model (catalogue name)")
+    if draft:
+        parser.add_argument("--draft", default="llama-68m", help=draft_help)
+    parser.add_argument(
+        "--hardware", default="h100", help="accelerator: catalogue name or a .toml file"
+    )
+    parser.add_argument("--batch", type=positive(int), default=1, help="sequences decoded at once")
+    parser.add_argument("--prompt", type=non_negative, default=512, help="prompt tokens")
+    parser.add_argument(
+        "--generate", type=positive(float), default=256, help="tokens generated per sequence"
+    )
+    parser.add_argument("--tp", type=positive(int), default=1, help="target tensor parallelism")
+    parser.add_argument(
+        "--draft-tp",
+        type=positive(int),
+        default=None,
+        help="draft tensor parallelism (default: the target's --tp)",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="constant acceptance rate in (0, 1) "
+        + ("(default: --alpha-model sdsl)" if sdsl_by_default else "(default: 0.8)"),
+    )
+    group.add_argument(
+        "--alpha-model",
+        choices=("sdsl",),
+        default=None,
+        help="acceptance from the SDSL perplexity law of the draft's and target's training "
+        "tokens " + ("(default)" if sdsl_by_default else "(default: off, a constant --alpha)"),
+    )
+    parser.add_argument(
+        "--draft-train-tokens",
+        type=positive(float),
+        default=None,
+        help="draft training tokens for --alpha-model sdsl (default: the target's)",
+    )
+    parser.add_argument(
+        "--target-train-tokens",
+        type=positive(float),
+        default=None,
+        help="target training tokens for --alpha-model sdsl (default: the catalogue's)",
+    )
+
+
+def add_speculation_overhead_argument(parser) -> None:
+    """``--speculation-overhead-us``: fixed cost of each speculative iteration."""
+    parser.add_argument(
+        "--speculation-overhead-us",
+        type=non_negative,
+        default=0.0,
+        help="fixed cost per speculative iteration, microseconds",
+    )
+
+
+def add_plot_argument(parser) -> None:
+    """``--plot FILE``: also draw a chart (``.png``, ``.svg`` or ``.pdf``)."""
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        default=None,
+        help="also draw a chart into FILE, .png, .svg or .pdf (default: no chart)",
+    )
+
+
+def check_plot_path(path: str) -> None:
+    """Raises ``ValueError`` unless ``path`` ends in a chart suffix."""
+    if not str(path).lower().endswith(PLOT_SUFFIXES):
+        raise ValueError(f"--plot must end in .png, .svg or .pdf, got {path!r}")
+
+
+# --------------------------------------------------------------------------- values
+
+
+def build_acceptance(args: argparse.Namespace, default_alpha: float | None = 0.8):
+    """The acceptance model named by ``--alpha`` / ``--alpha-model`` flags."""
+    from specsim import ConstantAcceptance, SDSLAcceptance, models
+
+    if args.alpha_model == "sdsl":
+        target_tokens = args.target_train_tokens or models.train_tokens(args.target)
+        if target_tokens is None:
+            raise ValueError(
+                f"the catalogue has no training-token count for {args.target!r}; "
+                "pass --target-train-tokens"
+            )
+        draft_tokens = args.draft_train_tokens or target_tokens
+        return SDSLAcceptance.create(
+            draft_train_tokens=draft_tokens, target_train_tokens=target_tokens
+        )
+    alpha = default_alpha if args.alpha is None else args.alpha
+    return ConstantAcceptance.create(alpha)
+
+
+def hardware_label(name: str) -> str:
+    """Display name of a hardware argument (catalogue name, or the TOML path as given)."""
+    from specsim import hardware
+
+    return name if str(name).endswith(".toml") else hardware.canonical_name(name)
+
+
+def model_label(name: str) -> str:
+    """Display name of a catalogue model (``"llama-3-8b"`` -> ``"Llama-3-8B"``)."""
+    from specsim import models
+
+    return models.info(name)["name"]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def print_json(payload: Any) -> None:
+    """Prints ``payload`` as indented JSON (NumPy scalars and arrays as lists)."""
+    print(json.dumps(payload, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(value: Any):
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays, without importing NumPy
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def format_table(rows: list[dict[str, Any]], float_format: str = "{:.4g}") -> str:
+    """``rows`` as a right-aligned text table, one line per row (``None`` shows as ``-``).
+
+    Examples:
+        >>> print(format_table([{"name": "a", "x": 1.23456}, {"name": "bb", "x": None}]))
+        name     x
+           a 1.235
+          bb     -
+    """
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return float_format.format(value)
+        return str(value)
+
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = [" ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += [" ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)

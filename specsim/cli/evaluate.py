@@ -1,0 +1,115 @@
+"""``specsim evaluate``: throughput of one speculative-decoding setup."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ._args import (
+    add_json_argument,
+    add_plot_argument,
+    add_scenario_arguments,
+    build_acceptance,
+    check_plot_path,
+    hardware_label,
+    model_label,
+    non_negative,
+    print_json,
+)
+
+__all__ = ["add_evaluate_arguments", "run_evaluate", "save_roofline"]
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``specsim evaluate``."""
+    parser.description = (
+        "Predict the throughput of one speculative-decoding setup (target, draft, hardware, "
+        "batch, prompt and generated tokens, lookahead gamma, acceptance): tokens/s with and "
+        "without speculation, speedup, the bound of each step, request latency, memory fit and "
+        "the batch size above which speculation stops paying."
+    )
+    add_scenario_arguments(parser)
+    parser.add_argument(
+        "--gamma", type=non_negative, default=4, help="lookahead: draft tokens per iteration"
+    )
+    add_json_argument(parser)
+    add_plot_argument(parser)
+
+
+def save_roofline(args: argparse.Namespace) -> str:
+    """Draws ``specsim.plot.roofline`` for an ``evaluate``-style namespace into ``args.plot``.
+
+    Reads ``hardware``, ``target``, ``draft``, ``batch``, ``gamma``, ``prompt``,
+    ``generate``, ``tp`` and ``draft_tp`` (the flags of ``add_scenario_arguments``)
+    and returns the path written.
+    """
+    from specsim.plot import roofline
+
+    check_plot_path(args.plot)
+    roofline(
+        args.hardware,
+        args.target,
+        args.draft,
+        batch=args.batch,
+        gamma=args.gamma,
+        prompt_tokens=args.prompt,
+        generate_tokens=args.generate,
+        tp=args.tp,
+        draft_tp=args.draft_tp,
+        path=args.plot,
+    )
+    return args.plot
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Runs ``specsim evaluate``."""
+    from specsim import Workload, crossover_batch, hardware, models, throughput
+
+    target = models.get(args.target)
+    draft = models.get(args.draft)
+    chip = hardware.get(args.hardware)
+    workload = Workload.create(args.batch, args.prompt, args.generate)
+    acceptance = build_acceptance(args)
+    report = throughput(
+        target, draft, chip, workload, args.gamma, acceptance, args.tp, args.draft_tp
+    )
+    crossover = crossover_batch(
+        target, draft, chip, workload, args.gamma, acceptance, args.tp, args.draft_tp
+    )
+    out = report.to_dict()
+    out["crossover_batch"] = None if not math.isfinite(crossover) else float(crossover)
+    if args.plot:
+        save_roofline(args)
+    if args.json:
+        print_json(out)
+        return 0
+    print(
+        f"{model_label(args.target)} + draft {model_label(args.draft)} on "
+        f"{args.tp} x {hardware_label(args.hardware)}, batch {args.batch}, prompt {args.prompt:g}, "
+        f"generate {args.generate:g}, gamma {args.gamma:g}"
+    )
+    print(
+        f"  acceptance alpha {out['acceptance_rate']:.3f} -> "
+        f"{out['expected_tokens_per_step']:.2f} tokens per iteration"
+    )
+    print(
+        f"  speculative {out['tokens_per_s']:.1f} tokens/s vs plain "
+        f"{out['baseline_tokens_per_s']:.1f} tokens/s: speedup {out['speedup']:.2f}x"
+    )
+    print(
+        f"  draft step {out['draft_step_s'] * 1e3:.3f} ms ({out['draft_bound']}-bound), "
+        f"verify {out['verify_step_s'] * 1e3:.3f} ms ({out['verify_bound']}-bound), "
+        f"plain step {out['target_step_s'] * 1e3:.3f} ms ({out['target_bound']}-bound)"
+    )
+    print(
+        f"  request latency {out['request_latency_s']:.3f} s "
+        f"(plain {out['baseline_request_latency_s']:.3f} s), "
+        f"prefill {out['prefill_s'] * 1e3:.2f} ms"
+    )
+    if out["crossover_batch"] is None:
+        print("  speculation pays at every batch size up to 4096")
+    else:
+        print(f"  speculation stops paying above batch ~{out['crossover_batch']:.0f}")
+    memory = out["memory_per_chip_bytes"] / 1e9
+    print(f"  memory per chip {memory:.2f} GB: {'fits' if out['fits'] else 'DOES NOT FIT'}")
+    return 0
