@@ -9,7 +9,8 @@ The front doors:
 * ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass
 * ``specsim.theory`` for hardware-free closed forms
 * ``specsim.calibrate(...)`` to fit a `HardwareSpec` to measured step times
-  (``specsim.measure`` runs the real networks)
+  (``specsim.measure`` runs the real networks; ``specsim.measure_and_calibrate`` does
+  both on this device, ``specsim.validate`` checks predictions against measurements)
 
 Names are imported on first use (PEP 562), so ``import specsim`` and the ``specsim``
 command's start-up do not pay for JAX, pandas or matplotlib until something needs them.
@@ -36,6 +37,8 @@ _EXPORTS = {
     "load_hardware": "._calibrate",
     "predict_step_times": "._calibrate",
     "save_hardware": "._calibrate",
+    "LocalCalibration": "._local_calibration",
+    "measure_and_calibrate": "._local_calibration",
     "STEP_BOUND_NAMES": "._cost",
     "ForwardCost": "._cost",
     "MemoryFootprint": "._cost",
@@ -95,6 +98,7 @@ __all__ = [
     "ForwardCost",
     "GridResult",
     "HardwareSpec",
+    "LocalCalibration",
     "MemoryFootprint",
     "OptimizeResult",
     "PositionalAcceptance",
@@ -116,6 +120,7 @@ __all__ = [
     "grid_search_scenarios",
     "hardware",
     "load_hardware",
+    "measure_and_calibrate",
     "memory_footprint",
     "models",
     "optimize_draft",

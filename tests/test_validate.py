@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from specsim import theory
-from specsim._validate import (
+from specsim.cli.validate import add_validate_arguments, run_validate
+from specsim.validate import (
     load_published,
     mape,
     markdown_table,
@@ -17,7 +18,6 @@ from specsim._validate import (
     validate_local,
     validate_published,
 )
-from specsim.cli.validate import add_validate_arguments, run_validate
 
 # Leviathan et al.'s Table 4 ("Exp") comes from their Theorem 3.8 with profiled cost
 # ratios; specsim predicts the ratio from the architectures instead, and lands within this.
@@ -150,7 +150,8 @@ def test_validate_command_rejects_bad_options(tmp_path):
 def test_measurement_settings_come_before_anything_runs_jax(monkeypatch):
     # XLA_FLAGS only reach a backend that has not started, and predicting the published
     # rows starts one: `validate --part all` must configure the measurement first.
-    from specsim import _validate
+    import specsim.measure
+    import specsim.validate
 
     calls = []
 
@@ -161,9 +162,16 @@ def test_measurement_settings_come_before_anything_runs_jax(monkeypatch):
         calls.append("published")
         raise Stop
 
-    monkeypatch.setattr(_validate, "configure_measurement", lambda clock: calls.append(clock))
-    monkeypatch.setattr(_validate, "validate_published", published)
+    monkeypatch.setattr(specsim.measure, "configure_measurement", lambda clock: calls.append(clock))
+    monkeypatch.setattr(specsim.validate, "validate_published", published)
     parser = add_validate_arguments(argparse.ArgumentParser())
     with pytest.raises(Stop):
         run_validate(parser.parse_args(["--part", "all"]))
     assert calls == ["auto", "published"]
+
+
+def test_the_command_offers_the_library_statistics():
+    import specsim.cli.validate
+    import specsim.validate
+
+    assert specsim.cli.validate.STATISTICS == specsim.validate.STATISTICS

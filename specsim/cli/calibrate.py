@@ -59,57 +59,42 @@ def run_calibrate(args: argparse.Namespace) -> int:
     Raises:
         ValueError: bad options (the CLI exits with code 2).
     """
-    import jax
-
-    from specsim._calibrate import (
-        LOCAL_FIT,
-        calibrate,
-        calibration_dir,
-        datasheet_entry,
-        save_hardware,
-    )
-    from specsim._validate import configure_measurement
-    from specsim.measure import device_kind, local_hardware
-    from specsim.measure._grids import calibration_points, default_repeats
-    from specsim.measure._timing import measure_step_times
-
-    repeats = args.repeats if args.repeats is not None else default_repeats(args.size)
-    if repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    if args.repeats is not None and args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    import jax
+
+    from specsim import measure, measure_and_calibrate, save_hardware
+    from specsim._calibrate import calibration_dir, datasheet_entry
+
     output = Path(args.output) if args.output else calibration_dir() / f"{args.name}.toml"
     if output.is_dir():
         raise ValueError(f"--output {str(output)!r} is a folder; give a .toml file")
-    clock = configure_measurement(args.clock)
-    on_cpu = jax.devices()[0].platform == "cpu"
-    print(f"device: {device_kind()}; clock: {clock}")
-    nominal = local_hardware(clock=clock)
-    points = calibration_points(args.size)
-    frame = measure_step_times(
-        points,
-        repeats=repeats,
-        rounds=max(1, min(16, repeats // 3)) if on_cpu else 1,
+    local = measure_and_calibrate(
+        args.size,
+        repeats=args.repeats,
         seed=args.seed,
-        clock=clock,
+        clock=args.clock,
+        steps=args.steps,
         progress=not args.no_progress,
     )
-    result = calibrate(frame, nominal, fit=LOCAL_FIT, steps=args.steps, seed=args.seed)
+    result, device = local.calibration, measure.device_kind()
     path = save_hardware(
         result.hardware,
         output,
         args.name,
-        source=f"specsim calibrate on {device_kind()}",
+        source=f"specsim calibrate on {device}",
         metadata={
             "roofline_sharpness": result.smooth,
-            "points": len(frame),
+            "points": len(local.steps),
             "mape_percent": result.mape,
             "jax_version": jax.__version__,
-            "device": device_kind(),
-            "clock": clock,
+            "device": device,
+            "clock": local.clock,
         },
     )
-    print(f"fitted {len(frame)} measured step times; fit error (MAPE) {result.mape:.1f}%")
+    print(f"fitted {len(local.steps)} measured step times; fit error (MAPE) {result.mape:.1f}%")
     print(f"  {'roofline_sharpness':24s} {result.smooth:.6g}  (pass as smooth= to predictions)")
     for key, value in datasheet_entry(result.hardware).items():
         print(f"  {key:24s} {value:.6g}")

@@ -15,6 +15,7 @@ __all__ = ["RESULTS_DIR_ENV", "add_validate_arguments", "run_validate"]
 
 # Environment variable naming the folder `specsim validate` writes its tables into.
 RESULTS_DIR_ENV = "SPECSIM_RESULTS_DIR"
+# specsim.validate.STATISTICS, spelled out so that --help need not import the library.
 STATISTICS = ("p10", "median")
 
 
@@ -104,20 +105,22 @@ def run_validate(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir) if args.output_dir else None
     if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output-dir {str(output_dir)!r} is not a folder")
-    # Before anything runs JAX: the measurement settings only apply to a fresh backend.
-    from specsim import _validate
+    import jax
 
-    clock = _validate.configure_measurement(args.clock) if args.part != "published" else "n/a"
+    from specsim import measure, save_hardware, validate
+
+    # Before anything runs JAX: the measurement settings only apply to a fresh backend.
+    clock = measure.configure_measurement(args.clock) if args.part != "published" else "n/a"
     published = None
     if args.part in ("all", "published"):
-        published = _validate.validate_published(args.published_file)  # fails fast on a bad file
+        published = validate.validate_published(args.published_file)  # fails fast on a bad file
 
     sections, summary = [], {}
     command = _command_line(args)
-    machine = _validate.machine_description(clock)
+    machine = measure.machine_description(clock)
     local = None
     if args.part in ("all", "local"):
-        local = _validate.validate_local(
+        local = validate.validate_local(
             args.size,
             repeats=args.repeats,
             rounds=args.rounds,
@@ -127,11 +130,11 @@ def run_validate(args: argparse.Namespace) -> int:
             statistic=args.statistic,
             progress=not args.no_progress,
         )
-        text, part_summary = _validate._report_local(local)
+        text, part_summary = validate.report_local(local)
         sections.append(text)
         summary.update(part_summary)
     if published is not None:
-        text, part_summary = _validate._report_published(published)
+        text, part_summary = validate.report_published(published)
         sections.append(text)
         summary.update(part_summary)
 
@@ -146,15 +149,11 @@ def run_validate(args: argparse.Namespace) -> int:
     report = "\n".join(header + sections)
     print(report)
     if output_dir is not None:
-        import jax
-
         prefix = args.prefix or f"validate_{jax.devices()[0].platform}"
         output_dir.mkdir(parents=True, exist_ok=True)
         written = [output_dir / f"{prefix}.md"]
         written[0].write_text(report + "\n")
         if local is not None:
-            from specsim import save_hardware
-
             local.steps.to_csv(output_dir / f"{prefix}.steps.csv", index=False)
             written.append(output_dir / f"{prefix}.steps.csv")
             if len(local.speculative):

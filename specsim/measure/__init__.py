@@ -8,7 +8,9 @@
 * ``time_calls`` / ``measure_step_times``: the timing harness (compile and warm-up
   excluded, repeats, medians with spread, per phase);
 * ``local_hardware()``: a nominal `HardwareSpec` of this device from micro-benchmarks,
-  the starting point of ``specsim.calibrate``.
+  the starting point of ``specsim.calibrate``;
+* ``configure_measurement`` / ``machine_description``: a measurement session's settings
+  (single-threaded XLA on a CPU, the clock) and the facts recorded with its results.
 """
 
 from ._clock import CLOCKS as CLOCKS
@@ -30,6 +32,8 @@ from ._runs import SpeculativeMeasurement as SpeculativeMeasurement
 from ._runs import measure_decoding as measure_decoding
 from ._runs import measure_speculative as measure_speculative
 from ._runs import speculative_models as speculative_models
+from ._session import configure_measurement as configure_measurement
+from ._session import machine_description as machine_description
 from ._speculative import DecodeResult as DecodeResult
 from ._speculative import SpeculativeResult as SpeculativeResult
 from ._speculative import generate as generate
@@ -52,12 +56,14 @@ __all__ = [
     "Timing",
     "build_model",
     "calibration_points",
+    "configure_measurement",
     "device_kind",
     "forward",
     "generate",
     "init_cache",
     "layer_skip_draft",
     "local_hardware",
+    "machine_description",
     "measure_decoding",
     "measure_speculative",
     "measure_step_times",

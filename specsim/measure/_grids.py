@@ -29,6 +29,7 @@ __all__ = [
     "SpeculativeConfig",
     "calibration_points",
     "default_repeats",
+    "default_rounds",
     "model_presets",
     "speculative_configs",
 ]
@@ -162,6 +163,19 @@ def calibration_points(size: str = "full", platform: str | None = None) -> list[
 def default_repeats(size: str) -> int:
     """Timed samples per forward pass for a preset size."""
     return {"tiny": 5, "quick": 16, "full": 48}[_check_size(size)]
+
+
+def default_rounds(repeats: int, platform: str | None = None) -> int:
+    """Interleaved sweeps of a grid timed with ``repeats`` samples per point.
+
+    On a CPU, about three samples per point and sweep (at most 16 sweeps): slow drifts of
+    a shared machine's load then reach every point alike. Elsewhere one sweep.
+
+    Examples:
+        >>> default_rounds(48, "cpu"), default_rounds(5, "cpu"), default_rounds(48, "gpu")
+        (16, 1, 1)
+    """
+    return max(1, min(16, repeats // 3)) if _on_cpu(platform) else 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,175 @@
+"""Validation reports: Markdown tables for people, a JSON summary for machines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._calibrate import datasheet_entry
+from ._metrics import mape
+
+__all__ = ["markdown_table", "report_local", "report_published"]
+
+STATISTIC_NAMES = {"p10": "lower decile (p10)", "median": "median"}
+
+
+def markdown_table(frame, columns: list[str], float_format: str = "{:.4g}") -> str:
+    """A GitHub Markdown table of ``columns`` of ``frame``.
+
+    Examples:
+        >>> import pandas as pd
+        >>> print(markdown_table(pd.DataFrame({"a": [1.5]}), ["a"]))
+        | a |
+        |---|
+        | 1.5 |
+    """
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for _, row in frame[columns].iterrows():
+        cells = []
+        for value in row:
+            if isinstance(value, float | np.floating):
+                cells.append(float_format.format(value))
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+STEP_COLUMNS = [
+    "split",
+    "model",
+    "phase",
+    "batch",
+    "new_tokens",
+    "context",
+    "measured_ms",
+    "median_ms",
+    "p90_ms",
+    "predicted_ms",
+    "error_pct",
+    "error_vs_median_pct",
+]
+SD_COLUMNS = [
+    "name",
+    "target",
+    "draft_layers",
+    "gamma",
+    "batch",
+    "temperature",
+    "alpha",
+    "measured_tau",
+    "predicted_tau",
+    "measured_tokens_per_s",
+    "median_tokens_per_s",
+    "elapsed_tokens_per_s",
+    "predicted_tokens_per_s",
+    "error_pct",
+    "measured_speedup",
+    "predicted_speedup",
+]
+PUBLISHED_COLUMNS = [
+    "id",
+    "quantity",
+    "kind",
+    "published",
+    "predicted",
+    "error_pct",
+    "published_cost_ratio",
+    "predicted_cost_ratio",
+]
+
+
+def report_local(local) -> tuple[str, dict[str, Any]]:
+    """The Markdown section and JSON summary of a `LocalValidation`."""
+    steps = local.steps.sort_values(["split", "model", "phase", "batch", "context"])
+    fitted = datasheet_entry(local.calibration.hardware)
+    sharpness = local.calibration.smooth
+    lines = [
+        "## Local: step times (calibrated on the train half, predicted on the test half)",
+        "",
+        markdown_table(steps, STEP_COLUMNS),
+        "",
+        f"Step times: `measured_ms` is the {STATISTIC_NAMES[local.statistic]} of the repeated "
+        "samples (the statistic calibrated on and compared), `median_ms` and `p90_ms` show the "
+        "spread.",
+        "",
+        f"Held-out step-time MAPE: **{local.step_mape:.1f}%** over "
+        f"{int((steps['split'] == 'test').sum())} points "
+        f"(fit on {int((steps['split'] == 'train').sum())} points: {local.train_mape:.1f}%; "
+        f"held-out against the medians: {local.step_mape_median:.1f}%).",
+        "",
+        "Fitted: "
+        + ", ".join(
+            f"{k} = {fitted[k]:.4g}"
+            for k in (
+                "compute_efficiency",
+                "memory_efficiency",
+                "attention_efficiency",
+                "kernel_launch_us",
+                "step_overhead_us",
+            )
+        )
+        + f", roofline sharpness p = {sharpness:.3g}"
+        + f" (nominal {fitted['bf16_tflops'] * 1e3:.1f} GFLOP/s, "
+        f"{fitted['hbm_tb_per_s'] * 1e3:.1f} GB/s).",
+        "",
+    ]
+    summary: dict[str, Any] = {
+        "statistic": local.statistic,
+        "step_time_mape_pct": local.step_mape,
+        "step_time_mape_vs_median_pct": local.step_mape_median,
+        "step_time_train_mape_pct": local.train_mape,
+        "step_points": len(steps),
+        "fitted": fitted,
+        "roofline_sharpness": sharpness,
+        "clock": local.clock,
+        "local_elapsed_s": local.elapsed_s,
+    }
+    sd = local.speculative
+    if len(sd):
+        lines += [
+            "## Local: speculative decoding, tokens/s predicted from the measured alpha",
+            "",
+            markdown_table(sd, SD_COLUMNS),
+            "",
+            f"Speculative tokens/s MAPE: **{local.speculative_mape:.1f}%** over {len(sd)} "
+            "configurations (measured = batch x tokens per iteration / "
+            f"{STATISTIC_NAMES[local.statistic]} of the iteration times; against the median "
+            f"iteration: {local.speculative_mape_median:.1f}%; against tokens / elapsed time: "
+            f"{local.speculative_mape_elapsed:.1f}%). "
+            f"Measured alpha spans {sd['alpha'].min():.2f} to {sd['alpha'].max():.2f}.",
+            "",
+        ]
+        summary.update(
+            speculative_tokens_per_s_mape_pct=local.speculative_mape,
+            speculative_mape_vs_median_pct=local.speculative_mape_median,
+            speculative_elapsed_mape_pct=local.speculative_mape_elapsed,
+            speculative_configurations=len(sd),
+            alpha_min=float(sd["alpha"].min()),
+            alpha_max=float(sd["alpha"].max()),
+        )
+    return "\n".join(lines), summary
+
+
+def report_published(published) -> tuple[str, dict[str, Any]]:
+    """The Markdown section and JSON summary of `validate_published`'s table."""
+    error = mape(published["predicted"], published["published"])
+    by_quantity = {
+        q: mape(g["predicted"], g["published"]) for q, g in published.groupby("quantity")
+    }
+    lines = [
+        "## Published measurements, predicted with the catalogue's default efficiencies",
+        "",
+        markdown_table(published, PUBLISHED_COLUMNS),
+        "",
+        f"Published MAPE: **{error:.1f}%** over {len(published)} rows ("
+        + ", ".join(f"{q}: {v:.1f}%" for q, v in by_quantity.items())
+        + "). Sources: `specsim/data/published.toml`.",
+        "",
+    ]
+    return "\n".join(lines), {
+        "published_mape_pct": error,
+        "published_mape_by_quantity_pct": by_quantity,
+        "published_rows": len(published),
+    }
