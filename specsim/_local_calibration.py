@@ -155,7 +155,8 @@ def measure_and_calibrate(
         f"{'fp32' if on_cpu else 'bf16'}), {float(nominal.hbm_bytes_per_s) / 1e9:.1f} GB/s (copy)"
     )
     points = _grids.calibration_points(size)
-    log(f"timing {len(points)} forward passes ({repeats} samples each, {rounds} rounds)")
+    sweeps = f"{rounds} round{'s' if rounds != 1 else ''}"
+    log(f"timing {len(points)} forward passes ({repeats} samples each, {sweeps})")
     frame = measure_step_times(
         points,
         repeats=repeats,
