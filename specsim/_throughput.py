@@ -375,11 +375,11 @@ def crossover_batch(
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> b = crossover_batch(models.get("llama-2-7b"), models.get("llama-68m"),
-        ...                     hardware.get("a100-80gb"), specsim.Workload.create(),
-        ...                     4, specsim.ConstantAcceptance.create(0.8))
-        >>> 1 < b < 4096
-        True
+        >>> b = specsim.crossover_batch(models.get("llama-2-7b"), models.get("llama-68m"),
+        ...                             hardware.get("a100-80gb"), specsim.Workload.create(),
+        ...                             4, specsim.ConstantAcceptance.create(0.6))
+        >>> round(b)
+        114
     """
     deployment = _deployment(
         target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s

@@ -1,11 +1,18 @@
 """Shared test configuration: strict JAX semantics and one place for tolerances."""
 
+import contextlib
+import re
+
 import jax
 import numpy as np
 import pytest
 
 # Silent broadcasting between arrays of different rank is a bug in a cost model.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Four CPU devices, so that sweeps run sharded as on a multi-chip host (test_sharding.py
+# compares them with one device). Must precede the backend's start, hence here.
+jax.config.update("jax_num_cpu_devices", 4)
 
 # float32 is the library default; tests that need float64 say so with `x64()` below.
 RTOL_F32 = 1e-5
@@ -22,3 +29,39 @@ def x64():
     """Run a test body in float64 (for check_grads and tight closed-form comparisons)."""
     with jax.enable_x64(True):
         yield
+
+
+# Emitted by JAX (jax.monitoring) once per XLA compilation, on every backend, with the
+# compiled function's name; a persistent-cache hit still counts as a compile request.
+_BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def compilations():
+    """Collect the names (``__name__``) of the functions XLA compiles inside the block.
+
+    Built on public ``jax.monitoring`` listeners, so it counts real compilations on the
+    CPU, a GPU or a TPU alike (a jitted function's private cache size does not say what
+    the backend compiled). Eager operations compile too, under their primitive's name
+    (``add``, ``reduce_max``), the first time they meet a new shape or dtype: a test
+    that calls eager code in the block filters by the jitted function's name.
+
+    Examples:
+        >>> with compilations() as compiled:
+        ...     f = jax.jit(lambda x: x + 1)
+        ...     _ = f(1.0), f(2.0), f(np.ones(3))  # a new shape compiles again
+        >>> compiled
+        ['<lambda>', '<lambda>']
+    """
+    names: list[str] = []
+
+    def listener(event: str, duration_s: float, **kwargs) -> None:
+        if event == _BACKEND_COMPILE_EVENT:
+            name = str(kwargs.get("fun_name", "?"))
+            names.append(re.sub(r"^jit\((.*)\)$", r"\1", name))  # JAX says "jit(f)"
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

@@ -62,6 +62,7 @@ def test_calibration_recovers_efficiencies_and_overheads(truth):
     assert result.loss_history[-1] <= result.loss_history[0]
 
 
+@pytest.mark.slow
 def test_calibration_recovers_the_roofline_sharpness(truth):
     result = calibrate(_synthetic(truth, smooth=2.0), hardware.get("a100"), fit=WITH_SHARPNESS)
     assert result.smooth == pytest.approx(2.0, rel=1e-2)
@@ -69,6 +70,7 @@ def test_calibration_recovers_the_roofline_sharpness(truth):
     assert result.mape < 0.5
 
 
+@pytest.mark.slow
 def test_calibration_recovers_the_attention_efficiency(truth):
     # Long contexts make attention a large share of the decode steps, so it is identifiable.
     true = truth.replace(attention_efficiency=0.3)
@@ -151,6 +153,7 @@ def test_unreadable_or_malformed_files_get_clear_errors(tmp_path):
         hardware.get(str(incomplete))
 
 
+@pytest.mark.slow
 def test_calibrate_command_measures_fits_and_writes_a_loadable_spec(tmp_path, monkeypatch):
     import specsim.measure as measure
     import specsim.measure._grids as grids

@@ -23,6 +23,9 @@ from specsim.measure import (
 from specsim.measure._clock import clock_function
 from specsim.measure._device import check_fits
 
+# Builds, compiles and runs real (tiny) networks: the slow tier.
+pytestmark = pytest.mark.slow
+
 # Incremental (cached) and one-shot attention sum in different orders.
 RTOL_FORWARD = 2e-4
 

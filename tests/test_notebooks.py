@@ -55,6 +55,7 @@ def test_notebooks_are_committed_without_outputs():
                 assert not cell.outputs and cell.execution_count is None, path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
 def test_notebook_runs(executed, name):
     run = executed[name]

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import assert_close
+from conftest import assert_close, compilations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -32,7 +32,6 @@ from specsim._optimize import (
     Scenario,
     _evaluate,
     _objective,
-    _optimize_batch,
     decode,
     grid_search,
     grid_search_scenarios,
@@ -99,6 +98,8 @@ def _no_room(scenario: Scenario) -> Scenario:
 def suite():
     """32 scenarios (16 SDSL, 16 constant alpha), optimised and grid-searched in batches.
 
+    It takes about 20 s on a 2-core machine, so every test that uses it is marked slow.
+
     A 33rd, infeasible scenario (no room for any draft) rides along in the SDSL batch: it
     must not disturb the others. Returns the 32 feasible ones and the infeasible result.
     """
@@ -109,6 +110,7 @@ def suite():
     return scenarios, results[: len(scenarios)], grid_search_scenarios(scenarios), results[-1]
 
 
+@pytest.mark.slow
 def test_optimiser_matches_exhaustive_grid(suite):
     scenarios, results, grids, _ = suite
     assert len(scenarios) >= 20
@@ -124,12 +126,14 @@ def test_optimiser_matches_exhaustive_grid(suite):
     assert gaps.min() >= -1e-5
 
 
+@pytest.mark.slow
 def test_search_uses_ten_times_fewer_evaluations_than_grid(suite):
     _, results, grids, _ = suite
     ratios = [g.evaluations / r.evaluations for r, g in zip(results, grids, strict=True)]
     assert min(ratios) >= 10.0
 
 
+@pytest.mark.slow
 def test_answers_are_buildable_and_inside_bounds(suite):
     scenarios, results, _, _ = suite
     for scenario, r in zip(scenarios, results, strict=True):
@@ -149,6 +153,7 @@ def test_answers_are_buildable_and_inside_bounds(suite):
         assert np.isfinite(float(r.tokens_per_s)) and float(r.speedup) > 1.0
 
 
+@pytest.mark.slow
 def test_reported_numbers_agree_with_public_throughput(suite):
     scenarios, results, _, _ = suite
     scenario, r = scenarios[3], results[3]  # Llama-3-8B on an H100, SDSL
@@ -164,6 +169,7 @@ def test_reported_numbers_agree_with_public_throughput(suite):
     assert_close(r.speedup, report.speedup)
 
 
+@pytest.mark.slow
 def test_constant_alpha_picks_the_smallest_draft(suite):
     scenarios, results, _, _ = suite
     for scenario, r in zip(scenarios[len(CASES) :], results[len(CASES) :], strict=True):
@@ -172,12 +178,14 @@ def test_constant_alpha_picks_the_smallest_draft(suite):
         assert float(r.draft.d_model) == smallest[1]
 
 
+@pytest.mark.slow
 def test_sdsl_buys_a_bigger_draft_than_constant_alpha(suite):
     _, results, _, _ = suite
     sdsl, constant = results[3], results[3 + len(CASES)]
     assert float(sdsl.draft_spec.parameter_count) > float(constant.draft_spec.parameter_count)
 
 
+@pytest.mark.slow
 def test_elasticities_match_finite_differences(suite):
     scenarios, results, _, _ = suite
     scenario, r = scenarios[6], results[6]  # batch 64: several resources matter
@@ -195,6 +203,7 @@ def test_elasticities_match_finite_differences(suite):
         assert_close(getattr(r.elasticities, name), numeric, rtol=0.0, atol=3e-3)
 
 
+@pytest.mark.slow
 def test_elasticities_obey_scaling_identities(suite):
     _, results, _, _ = suite
     for r in results:
@@ -219,18 +228,20 @@ def test_elasticities_obey_scaling_identities(suite):
 # --------------------------------------------------------------------------- the search
 
 
+@pytest.mark.slow
 def test_seed_reproducible_and_no_recompile(suite):
     scenarios, _, _, _ = suite
     first = optimize_scenarios(scenarios[3:4])
-    size = _optimize_batch.on_cpu._cache_size()
     other_chip = scenarios[3].replace(hardware=hardware.get("h200"))
-    second = optimize_scenarios([other_chip])
-    assert _optimize_batch.on_cpu._cache_size() == size
+    with compilations() as compiled:
+        second = optimize_scenarios([other_chip])
+    assert compiled == []
     again = optimize_scenarios(scenarios[3:4])
     assert float(again[0].tokens_per_s) == float(first[0].tokens_per_s)
     assert float(second[0].tokens_per_s) != float(first[0].tokens_per_s)
 
 
+@pytest.mark.slow
 def test_any_optax_optimizer_and_training_tokens_under_a_budget():
     """A chained optax optimizer searching size and (budgeted) training tokens."""
     target = models.get("llama-3-8b")
@@ -266,6 +277,7 @@ def _objective_on_grid(scenario, z):
 _EDGE = [-30.0, -8.0, -2.0, 0.0, 2.0, 8.0, 30.0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "scenario",
     [
@@ -302,6 +314,7 @@ def test_decode_lands_inside_the_bounds(z):
     assert 0.0 <= float(p.gamma) <= 10.0
 
 
+@pytest.mark.slow
 def test_objective_gradient_matches_finite_differences(x64):
     s = _scenario("llama-3-8b", "h100", 1, 8, _sdsl("llama-3-8b"))
     s = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), s)
@@ -370,6 +383,7 @@ def test_bounds_without_a_buildable_draft_are_a_clear_error():
         )
 
 
+@pytest.mark.slow
 def test_no_room_for_a_draft_is_a_clear_error_and_batches_go_on(suite):
     scenarios, results, _, rider = suite
     assert not rider.feasible and "no draft within the bounds fits beside" in rider.message
@@ -420,6 +434,7 @@ def test_cli_json_has_the_documented_keys_and_certifies():
     assert payload["draft"]["d_model"] % payload["draft"]["head_dim"] == 0
 
 
+@pytest.mark.slow
 def test_cli_text_for_constant_alpha_says_size_does_not_matter(suite):
     scenarios, results, _, _ = suite
     i = len(CASES) + 3  # Llama-3-8B on an H100, constant alpha

@@ -143,6 +143,7 @@ def test_optimal_draft_size_options():
         optimal_draft_size(np.array([12.85e9, 30e9]), 180e9)
 
 
+@pytest.mark.slow
 def test_optimal_draft_size_gradient_implicit_function_theorem():
     # d log N* / d log M and d log N* / d log D from the implicit function theorem vs
     # central differences of the search itself. float32: the search locates N* to ~1e-6,

@@ -20,6 +20,9 @@ from specsim.measure import (
 from specsim.measure._runs import measure_decoding, measure_speculative
 from specsim.measure._speculative import SPECULATIVE_CHECK_EVERY, argmax, sample_from
 
+# Builds, compiles and runs real (tiny) networks: the slow tier.
+pytestmark = pytest.mark.slow
+
 # Chi-square tests run at a fixed seed; p-values below this would flag a real mismatch.
 P_VALUE_FLOOR = 1e-3
 

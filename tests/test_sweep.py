@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_close
+from conftest import assert_close, compilations
 
 import specsim
 from specsim import ConstantAcceptance, PositionalAcceptance, SDSLAcceptance, Workload, models
@@ -17,7 +17,6 @@ from specsim import hardware as hw
 from specsim._sweep import (
     AXES,
     REPORT_COLUMNS,
-    _evaluate_chunk,
     _outer_digits,
     _process_slice,
     sweep,
@@ -135,10 +134,10 @@ def test_best_over_two_axes_minimising_latency(full_frame):
 def test_only_changing_axis_values_does_not_recompile():
     grid = dict(GRID, batch=[2, 8], gamma=[1, 5], alpha=[0.5, 0.7])
     sweep(**grid, columns=FEW)
-    before = _evaluate_chunk._cache_size()
     other = dict(grid, hardware=["a100-80gb", "tpu-v5e"], batch=[4, 64], gamma=jnp.array([2, 7]))
-    frame = sweep(**other, columns=FEW)
-    assert _evaluate_chunk._cache_size() == before
+    with compilations() as compiled:
+        frame = sweep(**other, columns=FEW)
+    assert compiled == []
     assert set(frame.hardware) == {"A100 SXM 80GB", "TPU v5e"}
 
 
@@ -171,6 +170,7 @@ def test_sdsl_alpha_depends_on_draft_and_target_sizes():
     assert frame.acceptance_rate.nunique() == 4
 
 
+@pytest.mark.slow
 def test_fixed_acceptance_model_and_spec_inputs():
     spec = models.get("llama-68m")
     positional = PositionalAcceptance.create([0.9, 0.8, 0.5])
@@ -248,10 +248,9 @@ def test_streaming_to_a_file_equals_the_frame(tmp_path, full_frame, suffix):
     ],
 )
 def test_bad_inputs_raise_before_compiling(overrides, message):
-    before = _evaluate_chunk._cache_size()
-    with pytest.raises(ValueError, match=message):
+    with compilations() as compiled, pytest.raises(ValueError, match=message):
         sweep(**{"columns": FEW, **overrides})
-    assert _evaluate_chunk._cache_size() == before
+    assert compiled == []  # not even an eager operation
 
 
 def test_models_of_different_compute_dtypes_cannot_share_an_axis():

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, compilations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,6 +161,7 @@ def test_request_latency_includes_both_prefills():
     assert_close(report.request_latency_s, report.prefill_s + decode, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_jit_equals_eager_and_vmap_equals_loop():
     gammas = jnp.array([0.0, 0.5, 1.0, 3.0, 7.5])
     acc = ConstantAcceptance.create(0.7)
@@ -190,23 +191,22 @@ def test_jit_equals_eager_and_vmap_equals_loop():
 
 
 def test_no_recompilation_when_traced_values_change():
-    from specsim._throughput import _throughput
-
     specsim.throughput(TARGET, DRAFT, A100, WORKLOAD, 4.0, ConstantAcceptance.create(0.8))
-    before = _throughput._cache_size()
-    for hw, b, g, a in (("h100", 4, 2.5, 0.6), ("v5e", 64, 7.0, 0.9), ("l4", 1, 0.0, 0.3)):
-        specsim.throughput(
-            models.get("qwen2.5-7b"),
-            models.get("qwen2.5-0.5b"),
-            hardware.get(hw),
-            Workload.create(b, 300, 50),
-            g,
-            ConstantAcceptance.create(a),
-            tp=2,
-        )
-    assert _throughput._cache_size() == before
+    with compilations() as compiled:
+        for hw, b, g, a in (("h100", 4, 2.5, 0.6), ("v5e", 64, 7.0, 0.9), ("l4", 1, 0.0, 0.3)):
+            specsim.throughput(
+                models.get("qwen2.5-7b"),
+                models.get("qwen2.5-0.5b"),
+                hardware.get(hw),
+                Workload.create(b, 300, 50),
+                g,
+                ConstantAcceptance.create(a),
+                tp=2,
+            )
+    assert compiled == []
 
 
+@pytest.mark.slow
 def test_gradients_flow_to_every_physical_input():
     acc = SDSLAcceptance.create(draft_train_tokens=1e12, target_train_tokens=2e12)
 

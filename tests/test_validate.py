@@ -99,6 +99,7 @@ def test_markdown_table():
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.5 | x |"]
 
 
+@pytest.mark.slow
 def test_local_validation_runs_end_to_end(monkeypatch):
     import specsim.measure
     import specsim.measure._grids as grids

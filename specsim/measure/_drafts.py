@@ -78,7 +78,7 @@ def tiny_spec(
 
     Examples:
         >>> float(tiny_spec().parameter_count)
-        12288.0
+        22528.0
     """
     return TransformerSpec.create(
         n_layers=n_layers,

@@ -430,8 +430,8 @@ def speculative_generate(
         >>> draft = layer_skip_draft(target, 1)
         >>> out = speculative_generate(target, draft, jnp.zeros((1, 4), jnp.int32), 8, gamma=3,
         ...                            temperature=0.0)
-        >>> bool(jnp.all(out.tokens == generate(target, jnp.zeros((1, 4), jnp.int32), 8,
-        ...                                     temperature=0.0).tokens[:, :out.tokens.shape[1]]))
+        >>> greedy = generate(target, jnp.zeros((1, 4), jnp.int32), 8, temperature=0.0)
+        >>> bool(jnp.all(out.tokens[:, :12] == greedy.tokens))  # 4 prompt + 8 new tokens
         True
     """
     temperature = _check_temperature(temperature)

@@ -336,8 +336,8 @@ def measure_step_times(
         ...                   d_ff=64, vocab=64)
         >>> frame = measure_step_times([MeasurementPoint(cfg, 1, 1, 8)], repeats=3,
         ...                            progress=False)
-        >>> list(frame[["phase", "batch", "new_tokens", "context"]].iloc[0])
-        ['decode', 1, 1, 8]
+        >>> frame[["phase", "batch", "new_tokens", "context"]].to_dict("records")
+        [{'phase': 'decode', 'batch': 1, 'new_tokens': 1, 'context': 8}]
     """
     import pandas as pd
     from tqdm import tqdm
