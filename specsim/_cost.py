@@ -14,14 +14,20 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
-from .hardware import HardwareSpec, allreduce_time, roofline_time
-from .models import TransformerSpec, layer_weight_count, parameter_count
+from ._numerics import where
+from .hardware import HardwareSpec, all_to_all_time, allreduce_time, roofline_time
+from .models import TransformerSpec, _attention, _moe, layer_weight_count, parameter_count
 
 # A typical fused decode layer launches ~8 kernels (norm, QKV, RoPE + cache write,
 # attention, O-projection + residual, norm, gate/up, down + residual), plus ~4 per
 # forward outside the blocks (embedding gather, final norm, LM head, sampling).
 KERNELS_PER_LAYER = 8.0
 KERNELS_PER_FORWARD = 4.0
+# An MoE block replaces the dense MLP's 2 kernels (gate/up, down) by router GEMM, softmax +
+# top-k, token permutation (dispatch), grouped gate/up, grouped down and unpermutation +
+# weighted combine: 4 more; shared experts add their own gate/up and down kernels.
+EXTRA_KERNELS_PER_MOE_LAYER = 4.0
+KERNELS_PER_SHARED_EXPERT = 2.0
 
 STEP_BOUND_NAMES = ("memory", "compute", "communication", "overhead")
 
@@ -94,6 +100,16 @@ class StepTime:
 def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardCost:
     """FLOPs and bytes of one forward pass.
 
+    Per block: the attention projections and the MLP (dense, or for the
+    ``n_moe_layers`` MoE blocks: router, shared experts and ``experts_per_token``
+    routed experts per token), then attention over the cached and new tokens. Matmul
+    FLOPs follow the weights each token multiplies with; weight bytes follow the
+    weights the pass reads, which for routed experts is the expected number of distinct
+    experts its ``batch x new_tokens`` tokens touch (``models.experts_touched``), read at
+    ``expert_weight_bytes``. Sliding-window layers attend to and cache at most their
+    window; multi-head latent attention caches the latent and, unabsorbed, expands it
+    into keys and values on every pass (see ``specsim.models._attention``).
+
     Args:
         model: the architecture.
         batch: sequences in the batch.
@@ -108,6 +124,9 @@ def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardC
         >>> cost = forward_cost(models.get("llama-2-7b"), batch=1, new_tokens=1, context=0)
         >>> round(float(cost.weight_bytes) / 1e9, 2)  # bf16 weights, embedding table not read
         13.21
+        >>> mixtral = models.get("mixtral-8x7b")  # one token reads 2 of 8 experts per layer
+        >>> round(float(forward_cost(mixtral, 1, 1, 0).weight_bytes) / 1e9, 2)
+        25.5
     """
     m = model
     tokens = batch * new_tokens
@@ -116,18 +135,58 @@ def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardC
     block_weights = m.n_layers * layer_weight_count(m)
     head_weights = m.vocab * m.d_model
 
-    matmul_flops = 2.0 * tokens * (block_weights + head_weights)
-    # Each new token attends to the cached context plus, causally, the new tokens up to itself.
-    attended = context + (new_tokens + 1.0) / 2.0
-    attention_flops = 4.0 * batch * m.n_layers * q_width * new_tokens * attended
+    # MoE blocks swap the dense MLP for router + shared experts + routed experts. Every
+    # term below is exactly zero for a dense model, which keeps its numbers unchanged.
+    dense_mlp = _moe.dense_mlp_weight_count(m)
+    fixed_moe = _moe.router_weight_count(m) + _moe.shared_expert_weight_count(m) - dense_mlp
+    expert = _moe.expert_weight_count(m)
+    active_weights = block_weights + m.n_moe_layers * (fixed_moe + m.experts_per_token * expert)
+    read_weights = block_weights + m.n_moe_layers * fixed_moe
+    expert_bytes = where(m.expert_weight_bytes > 0, m.expert_weight_bytes, m.weight_bytes)
+    touched = _moe.experts_touched(m, tokens)
+    expert_read_bytes = m.n_moe_layers * touched * expert * expert_bytes
 
-    weight_bytes = m.weight_bytes * (block_weights + head_weights + tokens * m.d_model)
+    matmul_flops = 2.0 * tokens * (active_weights + head_weights)
+    # Each new token attends to the cached context plus, causally, the new tokens up to itself;
+    # in a sliding-window layer to at most the window. (Corrections are added to the dense
+    # grouped-query expressions so that those stay bit-for-bit what they were.)
+    attended = _attention.mean_keys(context, new_tokens)
+    latent = _attention.is_latent(m)
+    attention_flops = 4.0 * batch * m.n_layers * q_width * new_tokens * attended
+    per_key = where(latent, _attention.flops_per_query_key(m), 4.0 * q_width)
+    attention_flops = where(
+        latent, per_key * batch * m.n_layers * new_tokens * attended, attention_flops
+    )
+    attended_local = _attention.mean_keys_in_window(context, new_tokens, m.sliding_window)
+    beyond_window = m.n_local_layers * (attended - attended_local)
+    attention_flops = attention_flops - per_key * batch * new_tokens * beyond_window
+    # Unabsorbed MLA expands every cached latent into keys and values on every pass.
+    not_cached = m.n_local_layers * (
+        context - _attention.cached_in_window(context, m.sliding_window)
+    )
+    cached = m.n_layers * context - not_cached
+    expanded = _attention.expanded_kv_elements_per_token(m)
+    attention_flops = attention_flops + 2.0 * batch * cached * m.kv_lora_rank * expanded
+
+    weight_bytes = (
+        m.weight_bytes * (read_weights + head_weights + tokens * m.d_model) + expert_read_bytes
+    )
     kv_per_token = m.n_layers * 2.0 * kv_width * m.kv_bytes
-    kv_read_bytes = batch * context * kv_per_token
+    kv_per_token_layer = _attention.kv_elements_per_token(m) * m.kv_bytes
+    kv_per_token = where(latent, m.n_layers * kv_per_token_layer, kv_per_token)
+    kv_read_bytes = batch * context * kv_per_token - batch * not_cached * kv_per_token_layer
+    # The expanded keys and values are written once and read back by attention.
+    kv_read_bytes = kv_read_bytes + 2.0 * batch * cached * expanded * m.activation_bytes
     kv_write_bytes = tokens * kv_per_token
     # Per block: QKV (in d, out q+2kv), O (in q, out d), MLP (in d, gate/up out, down in/out d).
     block_io = 4.0 * m.d_model + 2.0 * q_width + 2.0 * kv_width + m.mlp_matrices * m.d_ff
-    activation_bytes = m.activation_bytes * tokens * (m.n_layers * block_io + m.d_model + m.vocab)
+    block_io = where(_attention.is_latent(m), _latent_block_io(m), block_io)
+    moe_io = _moe_mlp_io(m) - (2.0 * m.d_model + m.mlp_matrices * m.d_ff)
+    activation_bytes = (
+        m.activation_bytes
+        * tokens
+        * (m.n_layers * block_io + m.d_model + m.vocab + m.n_moe_layers * moe_io)
+    )
     return ForwardCost(
         matmul_flops=matmul_flops,
         attention_flops=attention_flops,
@@ -138,6 +197,29 @@ def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardC
     )
 
 
+def _latent_block_io(m):
+    """Activation elements per token of one MLA block with a dense MLP: fused query and
+    joint-KV down-projections (one input read), the low-rank query up-projection, the
+    key/value up-projection of the new latent, the output projection, and the MLP."""
+    query_width = m.n_heads * (m.head_dim + m.rope_head_dim)
+    q_low_rank = m.q_lora_rank > 0
+    first_out = where(q_low_rank, m.q_lora_rank, query_width) + m.kv_lora_rank + m.rope_head_dim
+    q_up = where(q_low_rank, m.q_lora_rank + query_width, 0.0)
+    kv_up = m.kv_lora_rank + m.n_heads * 2.0 * m.head_dim
+    output = m.n_heads * m.head_dim + m.d_model
+    mlp = 2.0 * m.d_model + m.mlp_matrices * m.d_ff
+    return m.d_model + first_out + q_up + kv_up + output + mlp
+
+
+def _moe_mlp_io(m):
+    """Activation elements per token of one MoE MLP: the router (in d, out E), the shared
+    experts if any and each of the token's routed experts (in d, gate/up out, down in/out d)."""
+    has_shared = where(m.d_ff_shared > 0, 1.0, 0.0)
+    shared = has_shared * 2.0 * m.d_model + m.mlp_matrices * m.d_ff_shared
+    routed = m.experts_per_token * (2.0 * m.d_model + m.mlp_matrices * m.d_ff_expert)
+    return m.d_model + m.n_experts + shared + routed
+
+
 def step_time(
     model: TransformerSpec,
     hardware: HardwareSpec,
@@ -146,6 +228,7 @@ def step_time(
     context,
     tp=1.0,
     smooth: float | None = None,
+    ep=1.0,
 ) -> StepTime:
     """Wall time of one forward pass on ``tp`` chips of ``hardware``.
 
@@ -153,8 +236,17 @@ def step_time(
     kernels: the first reads weights, the second the KV cache, at
     ``hardware.attention_efficiency`` of the first's roofline); with tensor
     parallelism FLOPs and bytes split evenly over ``tp`` chips and each block adds
-    two ring all-reduces of its activations. Kernel launches and a fixed step
-    overhead are added on top.
+    two ring all-reduces of its activations. Kernel launches (more in MoE blocks) and
+    a fixed step overhead are added on top.
+
+    Expert parallelism: the ``tp`` chips form ``ep`` groups (``1 <= ep <= tp``), each
+    holding ``n_experts / ep`` whole experts split over its ``tp / ep`` chips; a chip
+    reads its share of the touched experts as under tensor parallelism (balanced
+    routing: the busiest group's excess is not modelled). In each MoE block the MLP's
+    all-reduce over ``tp`` chips becomes an all-reduce over the ``tp / ep`` chips of a
+    group plus two all-to-alls among the ``ep`` groups (dispatch and combine), each
+    chip sending its ``1 / tp`` share of the pass's ``tokens x experts_per_token``
+    expert inputs (outputs). ``ep = 1`` is pure tensor parallelism.
 
     Args:
         model: the architecture.
@@ -162,6 +254,7 @@ def step_time(
         batch, new_tokens, context: as in ``forward_cost``.
         tp: tensor-parallel degree (a traced float; 1 = one chip).
         smooth: ``None`` for the exact roofline, or a sharpness for the smooth max.
+        ep: expert-parallel degree among the ``tp`` chips (a traced float; 1 = none).
 
     Returns:
         ``StepTime``.
@@ -193,7 +286,18 @@ def step_time(
     )
     message_bytes = batch * new_tokens * model.d_model * model.activation_bytes
     communication_s = 2.0 * model.n_layers * allreduce_time(message_bytes, tp, hardware)
-    launch_s = hardware.kernel_launch_s * (KERNELS_PER_LAYER * model.n_layers + KERNELS_PER_FORWARD)
+    # Expert parallelism: exactly zero at ep = 1 (the same all-reduce subtracted and added).
+    routed_bytes = message_bytes * model.experts_per_token / tp
+    expert_parallel_s = (
+        2.0 * all_to_all_time(routed_bytes, ep, hardware)
+        + allreduce_time(message_bytes, tp / ep, hardware)
+        - allreduce_time(message_bytes, tp, hardware)
+    )
+    communication_s = communication_s + model.n_moe_layers * expert_parallel_s
+    kernels = KERNELS_PER_LAYER * model.n_layers + KERNELS_PER_FORWARD
+    shared_kernels = where(model.d_ff_shared > 0, KERNELS_PER_SHARED_EXPERT, 0.0)
+    kernels = kernels + model.n_moe_layers * (EXTRA_KERNELS_PER_MOE_LAYER + shared_kernels)
+    launch_s = hardware.kernel_launch_s * kernels
     overhead_s = hardware.step_overhead_s
     time_s = linear.time_s + attention.time_s + communication_s + launch_s + overhead_s
     compute_s = linear.compute_s + attention.compute_s
@@ -249,15 +353,29 @@ class MemoryFootprint:
 def memory_footprint(model: TransformerSpec, batch, context) -> MemoryFootprint:
     """Weights plus the KV cache of ``batch`` sequences of ``context`` tokens.
 
+    Every routed expert is resident (at ``expert_weight_bytes``), whichever a pass
+    touches; sliding-window layers keep at most their window of tokens, latent
+    attention its latent. Multi-token-prediction modules are not counted (a speculator
+    that uses them adds them).
+
     Examples:
         >>> from specsim import models
         >>> round(float(memory_footprint(models.get("llama-2-7b"), 1, 0).weight_bytes) / 1e9, 2)
         13.48
+        >>> round(float(memory_footprint(models.get("gpt-oss-120b"), 1, 0).weight_bytes) / 1e9, 1)
+        65.1
     """
-    kv_per_token = model.n_layers * 2.0 * model.n_kv_heads * model.head_dim * model.kv_bytes
+    m = model
+    kv_per_token = m.n_layers * 2.0 * m.n_kv_heads * m.head_dim * m.kv_bytes
+    kv_per_token_layer = _attention.kv_elements_per_token(m) * m.kv_bytes
+    kv_per_token = where(_attention.is_latent(m), m.n_layers * kv_per_token_layer, kv_per_token)
+    window_kept = _attention.cached_in_window(context, m.sliding_window)
+    not_cached = m.n_local_layers * (context - window_kept)
+    routed = m.n_moe_layers * m.n_experts * _moe.expert_weight_count(m)
+    expert_bytes = where(m.expert_weight_bytes > 0, m.expert_weight_bytes, m.weight_bytes)
     return MemoryFootprint(
-        weight_bytes=parameter_count(model) * model.weight_bytes,
-        kv_cache_bytes=batch * context * kv_per_token,
+        weight_bytes=parameter_count(m) * m.weight_bytes + routed * (expert_bytes - m.weight_bytes),
+        kv_cache_bytes=batch * context * kv_per_token - batch * not_cached * kv_per_token_layer,
     )
 
 

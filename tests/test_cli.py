@@ -77,6 +77,8 @@ def test_models_json(capsys):
     assert [row["name"] for row in rows] == models.names()
     for row in rows:
         assert row["source"]
+        if "params_source" in row:  # publisher's rounded totals, see test_architectures.py
+            continue
         assert_close(row["params_b"] * 1e9, row["reference_params"], rtol=5e-3)
     llama = next(row for row in rows if row["name"] == "Llama-2-7B")
     assert llama["n_layers"] == 32 and llama["mlp"] == "gated" and llama["train_tokens"] == 2e12

@@ -15,7 +15,10 @@ from jax.test_util import check_grads
 from specsim import models
 from specsim.models import SUPPORTED_MODEL_TYPES, TransformerSpec, from_hf_config
 
-NAMES = models.names()
+# The presets of the reference table below (dense, grouped-query attention); the newer
+# architectures (MoE, MLA, sliding windows) carry the publisher's counts and are checked in
+# tests/test_architectures.py.
+NAMES = [name for name in models.names() if "params_source" not in models.info(name)]
 
 # Verbatim from shared/reference/published-measurements.md section 4. n_params counts the
 # attention and FFN matrices, the input embedding and the LM head (once if tied), without
@@ -625,7 +628,7 @@ def test_gemma3_wrapper_reads_text_config():
     assert from_hf_config(wrapper) == from_hf_config(text) == from_hf_config(GEMMA_2B)
 
 
-@pytest.mark.parametrize("model_type", ["t5", "bert", "mixtral", None])
+@pytest.mark.parametrize("model_type", ["t5", "bert", "mamba", None])
 def test_unsupported_model_type_lists_supported_ones(model_type):
     config = {**LLAMA_2_7B, "model_type": model_type}
     with pytest.raises(ValueError, match=f"unsupported model_type {model_type!r}") as info:

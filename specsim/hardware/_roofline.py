@@ -106,3 +106,22 @@ def allreduce_time(bytes_per_chip, tp, hardware: HardwareSpec):
     return steps * hardware.interconnect_latency_s + (
         steps / tp * bytes_per_chip / hardware.interconnect_bytes_per_s
     )
+
+
+def all_to_all_time(bytes_per_chip, n, hardware: HardwareSpec):
+    """All-to-all among ``n`` chips, each sending ``bytes_per_chip`` spread evenly over all.
+
+    ``(n - 1)`` steps each paying the per-hop latency, and the ``(n - 1) / n`` share of the
+    bytes that leaves the chip at the per-direction link bandwidth:
+    ``(n-1) latency + (n-1)/n * bytes / bandwidth``. Zero at ``n = 1``; ``n`` may be a
+    traced float. This prices expert-parallel dispatch and combine.
+
+    Examples:
+        >>> from specsim import hardware
+        >>> float(all_to_all_time(1e6, 1.0, hardware.get("h100")))
+        0.0
+    """
+    steps = n - 1.0
+    return steps * hardware.interconnect_latency_s + (
+        steps / n * bytes_per_chip / hardware.interconnect_bytes_per_s
+    )

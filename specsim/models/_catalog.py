@@ -8,6 +8,22 @@ from .._registry import Registry, load_package_toml
 from ._spec import TransformerSpec
 
 _ARCH_KEYS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab")
+# Optional architecture keys (mixture of experts, latent and sliding-window attention) and
+# the checkpoint's storage formats; absent means dense, grouped-query, bf16.
+_EXTENSION_KEYS = (
+    "n_moe_layers",
+    "n_experts",
+    "experts_per_token",
+    "d_ff_expert",
+    "d_ff_shared",
+    "kv_lora_rank",
+    "q_lora_rank",
+    "rope_head_dim",
+    "n_local_layers",
+    "sliding_window",
+    "n_mtp_layers",
+)
+_DTYPE_KEYS = ("weight_dtype", "expert_weight_dtype")
 
 
 def _load() -> dict[str, Any]:
@@ -34,7 +50,9 @@ def get(name: str, **dtypes: str) -> TransformerSpec:
     Args:
         name: a catalogue name or alias, e.g. ``"llama-2-7b"`` or ``"Qwen2.5-0.5B"``.
         **dtypes: forwarded to ``TransformerSpec.create`` (``weight_dtype``, ``kv_dtype``,
-            ``activation_dtype``, ``compute_dtype``); bf16 everything by default.
+            ``activation_dtype``, ``compute_dtype``, ``expert_weight_dtype``); by default
+            the released checkpoint's formats (bf16 unless the entry says otherwise, e.g.
+            gpt-oss's MXFP4 experts).
 
     Raises:
         ValueError: unknown name (the message lists the closest valid names).
@@ -46,12 +64,14 @@ def get(name: str, **dtypes: str) -> TransformerSpec:
         (8, 128256)
     """
     entry = _REGISTRY.entry(name)
+    native = {k: entry[k] for k in _DTYPE_KEYS if k in entry}
     return TransformerSpec.create(
         **{k: entry[k] for k in _ARCH_KEYS},
+        **{k: entry[k] for k in _EXTENSION_KEYS if k in entry},
         head_dim=entry.get("head_dim"),
         gated_mlp=entry["gated_mlp"],
         tied_embeddings=entry["tied_embeddings"],
-        **dtypes,
+        **{**native, **dtypes},
     )
 
 

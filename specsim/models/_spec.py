@@ -12,21 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from flax import struct
 
-from .._numerics import concrete
+from .._numerics import concrete, where
+from . import _attention, _moe
+from ._formats import BYTES_PER_ELEMENT as BYTES_PER_ELEMENT
+from ._formats import WEIGHT_ONLY_FORMATS, dtype_bytes
 
-BYTES_PER_ELEMENT = {
-    "fp32": 4.0,
-    "float32": 4.0,
-    "bf16": 2.0,
-    "bfloat16": 2.0,
-    "fp16": 2.0,
-    "float16": 2.0,
-    "fp8": 1.0,
-    "int8": 1.0,
-    "int4": 0.5,
-}
 COMPUTE_DTYPES = ("fp32", "bf16", "fp8", "int8")
 
 _FIELDS = (
@@ -43,25 +36,68 @@ _FIELDS = (
     "kv_bytes",
     "activation_bytes",
 )
+# Architecture extensions: zero (their default) is a dense model with plain attention.
+_NON_NEGATIVE = (
+    "n_moe_layers",
+    "n_experts",
+    "experts_per_token",
+    "d_ff_expert",
+    "d_ff_shared",
+    "routing_skew",
+    "expert_weight_bytes",
+    "kv_lora_rank",
+    "q_lora_rank",
+    "rope_head_dim",
+    "mla_absorbed",
+    "n_local_layers",
+    "sliding_window",
+    "n_mtp_layers",
+)
 
 
 @struct.dataclass
 class TransformerSpec:
     """Architecture of a decoder-only transformer (all sizes are traced floats).
 
+    The first group of fields describes a dense transformer with grouped-query
+    attention. The others extend it to mixtures of experts (``specsim.models._moe``),
+    multi-head latent attention and sliding-window layers
+    (``specsim.models._attention``); their defaults (zeros) leave a dense model's costs
+    exactly unchanged, and since every field is a float leaf, dense and MoE specs stack
+    into one vmapped grid.
+
     Attributes:
         n_layers: number of transformer blocks.
         d_model: residual-stream width.
         n_heads: query heads.
         n_kv_heads: key/value heads (``< n_heads`` means grouped-query attention).
-        head_dim: width of one attention head.
-        d_ff: FFN intermediate width.
+        head_dim: width of one attention head (for MLA: the non-rotary query/key width,
+            equal to the value width).
+        d_ff: FFN intermediate width of the dense MLP layers.
         vocab: vocabulary size.
-        mlp_matrices: 3 for a gated MLP (SwiGLU/GeGLU), 2 for a plain one.
+        mlp_matrices: 3 for a gated MLP (SwiGLU/GeGLU), 2 for a plain one (experts too).
         tied_embeddings: 1.0 if the LM head shares the input embedding, else 0.0.
-        weight_bytes: bytes per weight element (2 bf16, 1 int8/fp8, 0.5 int4).
+        weight_bytes: bytes per weight element (2 bf16, 1 int8/fp8, 0.5 int4; block
+            formats include their scales, see ``specsim.models._formats``).
         kv_bytes: bytes per KV-cache element.
         activation_bytes: bytes per activation element.
+        n_moe_layers: blocks whose MLP is a mixture of experts (0: dense model).
+        n_experts: routed experts per MoE layer.
+        experts_per_token: routed experts each token uses (top-k).
+        d_ff_expert: FFN width of one routed expert.
+        d_ff_shared: total FFN width of the shared expert(s) every token of an MoE layer
+            uses (0: none).
+        routing_skew: in [0, 1); 0 is uniform independent routing (see ``_moe``).
+        expert_weight_bytes: bytes per routed-expert weight element; 0 means
+            ``weight_bytes`` (gpt-oss stores only its experts in MXFP4).
+        kv_lora_rank: latent width of multi-head latent attention (0: grouped-query).
+        q_lora_rank: rank of MLA's low-rank query projection (0: full rank).
+        rope_head_dim: MLA's decoupled rotary key/query width per head.
+        mla_absorbed: 1 for absorbed MLA compute, 0 for expanded keys and values.
+        n_local_layers: blocks with sliding-window attention (0: all global).
+        sliding_window: tokens a sliding-window layer attends to and keeps cached.
+        n_mtp_layers: multi-token-prediction modules shipped with the model (DeepSeek-V3);
+            counted by ``mtp_parameter_count``, not by a forward pass of the main model.
         compute_dtype: static; which peak FLOP/s of the hardware the matmuls run at
             (``"fp32"``, ``"bf16"``, ``"fp8"`` or ``"int8"``).
 
@@ -85,15 +121,21 @@ class TransformerSpec:
     weight_bytes: Any = 2.0
     kv_bytes: Any = 2.0
     activation_bytes: Any = 2.0
+    n_moe_layers: Any = 0.0
+    n_experts: Any = 0.0
+    experts_per_token: Any = 0.0
+    d_ff_expert: Any = 0.0
+    d_ff_shared: Any = 0.0
+    routing_skew: Any = 0.0
+    expert_weight_bytes: Any = 0.0
+    kv_lora_rank: Any = 0.0
+    q_lora_rank: Any = 0.0
+    rope_head_dim: Any = 0.0
+    mla_absorbed: Any = 1.0
+    n_local_layers: Any = 0.0
+    sliding_window: Any = 0.0
+    n_mtp_layers: Any = 0.0
     compute_dtype: str = struct.field(pytree_node=False, default="bf16")
-
-    @classmethod
-    def from_hf_config(cls, config, **dtypes) -> TransformerSpec:
-        """Reads a Hugging Face ``config.json`` (path, folder or dict); see
-        ``specsim.models.from_hf_config``."""
-        from ._hf import from_hf_config
-
-        return from_hf_config(config, **dtypes)
 
     @classmethod
     def create(
@@ -112,6 +154,20 @@ class TransformerSpec:
         kv_dtype: str | None = None,
         activation_dtype: str = "bf16",
         compute_dtype: str | None = None,
+        n_moe_layers: float = 0,
+        n_experts: float = 0,
+        experts_per_token: float = 0,
+        d_ff_expert: float = 0,
+        d_ff_shared: float = 0,
+        routing_skew: float = 0,
+        expert_weight_dtype: str | None = None,
+        kv_lora_rank: float = 0,
+        q_lora_rank: float = 0,
+        rope_head_dim: float = 0,
+        mla_absorbed: bool | float = True,
+        n_local_layers: float = 0,
+        sliding_window: float = 0,
+        n_mtp_layers: float = 0,
     ) -> TransformerSpec:
         """Builds a validated spec from concrete numbers and dtype names.
 
@@ -122,14 +178,24 @@ class TransformerSpec:
             gated_mlp: three FFN matrices (SwiGLU) instead of two.
             tied_embeddings: LM head shares the embedding matrix.
             weight_dtype, kv_dtype, activation_dtype: ``"fp32"``, ``"bf16"``,
-                ``"fp16"``, ``"fp8"``, ``"int8"`` or ``"int4"`` (weights only).
+                ``"fp16"``, ``"fp8"``, ``"int8"``, or (weights only) ``"int4"``,
+                ``"mxfp4"``, ``"nvfp4"``, ``"fp8_block"``.
             compute_dtype: defaults to ``"fp8"``/``"int8"`` when activations are
                 8-bit, else ``"bf16"`` (or ``"fp32"`` for fp32 activations).
+            n_moe_layers, n_experts, experts_per_token, d_ff_expert, d_ff_shared,
+                routing_skew: mixture of experts (all 0: dense).
+            expert_weight_dtype: storage of the routed experts (default ``weight_dtype``).
+            kv_lora_rank, q_lora_rank, rope_head_dim, mla_absorbed: multi-head latent
+                attention (``kv_lora_rank = 0``: grouped-query attention).
+            n_local_layers, sliding_window: sliding-window layers and their window.
+            n_mtp_layers: multi-token-prediction modules shipped with the model.
 
         Raises:
-            ValueError: a size is not positive/finite or a dtype is unknown.
+            ValueError: a size is not positive/finite, the MoE, MLA or window fields
+                are inconsistent, or a dtype is unknown.
         """
-        kv_dtype = kv_dtype or (activation_dtype if weight_dtype == "int4" else weight_dtype)
+        if kv_dtype is None:
+            kv_dtype = activation_dtype if weight_dtype in WEIGHT_ONLY_FORMATS else weight_dtype
         if weight_dtype in ("int8", "int4") and kv_dtype == weight_dtype:
             kv_dtype = activation_dtype
         if compute_dtype is None:
@@ -150,16 +216,39 @@ class TransformerSpec:
             vocab=float(vocab),
             mlp_matrices=3.0 if gated_mlp else 2.0,
             tied_embeddings=1.0 if tied_embeddings else 0.0,
-            weight_bytes=_dtype_bytes(weight_dtype, "weight_dtype"),
-            kv_bytes=_dtype_bytes(kv_dtype, "kv_dtype"),
-            activation_bytes=_dtype_bytes(activation_dtype, "activation_dtype"),
+            weight_bytes=dtype_bytes(weight_dtype, "weight_dtype"),
+            kv_bytes=dtype_bytes(kv_dtype, "kv_dtype"),
+            activation_bytes=dtype_bytes(activation_dtype, "activation_dtype"),
+            n_moe_layers=float(n_moe_layers),
+            n_experts=float(n_experts),
+            experts_per_token=float(experts_per_token),
+            d_ff_expert=float(d_ff_expert),
+            d_ff_shared=float(d_ff_shared),
+            routing_skew=float(routing_skew),
+            expert_weight_bytes=0.0
+            if expert_weight_dtype is None
+            else dtype_bytes(expert_weight_dtype, "expert_weight_dtype"),
+            kv_lora_rank=float(kv_lora_rank),
+            q_lora_rank=float(q_lora_rank),
+            rope_head_dim=float(rope_head_dim),
+            mla_absorbed=float(mla_absorbed),
+            n_local_layers=float(n_local_layers),
+            sliding_window=float(sliding_window),
+            n_mtp_layers=float(n_mtp_layers),
             compute_dtype=compute_dtype,
         )
         spec.validate()
         return spec
 
     def validate(self) -> TransformerSpec:
-        """Raises ``ValueError`` if a concrete field is not a positive finite number."""
+        """Raises ``ValueError`` if a concrete field is invalid.
+
+        Sizes must be positive and finite; the extension fields non-negative and finite,
+        with MoE layers having experts, ``0 < experts_per_token <= n_experts`` and a
+        positive expert width, ``routing_skew < 1``, ``mla_absorbed <= 1``, at most
+        ``n_layers`` MoE or sliding-window layers and a positive window where there are
+        sliding-window layers.
+        """
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(
                 f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
@@ -173,29 +262,90 @@ class TransformerSpec:
                     raise ValueError(
                         f"TransformerSpec.{name} must be a positive finite number, got {v}"
                     )
+        for name in _NON_NEGATIVE:
+            for v in _concrete_values(getattr(self, name)):
+                if not (math.isfinite(v) and v >= 0):
+                    raise ValueError(
+                        f"TransformerSpec.{name} must be a non-negative finite number, got {v}"
+                    )
+        self._validate_extensions()
         return self
 
+    def _validate_extensions(self) -> None:
+        values = {
+            name: concrete(getattr(self, name))
+            for name in (
+                "n_layers",
+                "n_moe_layers",
+                "n_experts",
+                "experts_per_token",
+                "d_ff_expert",
+                "routing_skew",
+                "mla_absorbed",
+                "n_local_layers",
+                "sliding_window",
+            )
+        }
+        if any(v is None for v in values.values()):
+            return  # traced: checked where the values were concrete
+        v = {
+            name: np.broadcast_to(x, np.broadcast_shapes(*(y.shape for y in values.values())))
+            for name, x in values.items()
+        }
+        moe = v["n_moe_layers"] > 0
+        checks = (
+            (v["n_moe_layers"] > v["n_layers"], "n_moe_layers must be <= n_layers"),
+            (moe & (v["n_experts"] < 1), "MoE layers need n_experts >= 1"),
+            (
+                moe & ((v["experts_per_token"] <= 0) | (v["experts_per_token"] > v["n_experts"])),
+                "MoE layers need 0 < experts_per_token <= n_experts",
+            ),
+            (moe & (v["d_ff_expert"] <= 0), "MoE layers need d_ff_expert > 0"),
+            (v["routing_skew"] >= 1, "routing_skew must be in [0, 1)"),
+            (v["mla_absorbed"] > 1, "mla_absorbed must be in [0, 1]"),
+            (v["n_local_layers"] > v["n_layers"], "n_local_layers must be <= n_layers"),
+            (
+                (v["n_local_layers"] > 0) & (v["sliding_window"] <= 0),
+                "sliding-window layers need sliding_window > 0",
+            ),
+        )
+        for bad, message in checks:
+            if np.any(bad):
+                got = ", ".join(
+                    f"{k}={np.asarray(x)[bad].ravel()[0]:g}" for k, x in v.items() if k in message
+                )
+                raise ValueError(f"TransformerSpec: {message} (got {got})")
+
     def with_dtypes(
-        self, weight_dtype: str = "bf16", kv_dtype: str | None = None, compute_dtype=None
+        self,
+        weight_dtype: str = "bf16",
+        kv_dtype: str | None = None,
+        compute_dtype=None,
+        expert_weight_dtype: str | None = None,
     ):
         """Returns a copy with other storage dtypes (e.g. int8 or int4 weights).
 
-        Weight-only quantisation keeps bf16 compute unless ``compute_dtype`` says otherwise.
+        Every weight, routed experts included, takes ``weight_dtype`` unless
+        ``expert_weight_dtype`` says otherwise. Weight-only quantisation keeps bf16
+        compute unless ``compute_dtype`` says otherwise.
         """
         return self.replace(
-            weight_bytes=_dtype_bytes(weight_dtype, "weight_dtype"),
-            kv_bytes=self.kv_bytes if kv_dtype is None else _dtype_bytes(kv_dtype, "kv_dtype"),
+            weight_bytes=dtype_bytes(weight_dtype, "weight_dtype"),
+            kv_bytes=self.kv_bytes if kv_dtype is None else dtype_bytes(kv_dtype, "kv_dtype"),
+            expert_weight_bytes=0.0
+            if expert_weight_dtype is None
+            else dtype_bytes(expert_weight_dtype, "expert_weight_dtype"),
             compute_dtype=compute_dtype or self.compute_dtype,
         )
 
     @property
     def layer_weights(self):
-        """Weight elements of one block: attention projections plus the MLP."""
+        """Weight elements of one dense block: attention projections plus the MLP."""
         return layer_weight_count(self)
 
     @property
     def parameter_count(self):
-        """Total parameters: blocks, input embedding and (untied) LM head.
+        """Total parameters: blocks (every expert), input embedding and (untied) LM head.
 
         Biases, norms and position embeddings are excluded (they are < 0.1% of a
         modern LLM), matching the convention of the reference parameter table.
@@ -204,33 +354,64 @@ class TransformerSpec:
 
 
 def layer_weight_count(spec: TransformerSpec):
-    """Weight elements of one transformer block (Q, K, V, O projections and the MLP)."""
-    q_out = spec.n_heads * spec.head_dim
-    kv_out = spec.n_kv_heads * spec.head_dim
-    attention = spec.d_model * (q_out + 2.0 * kv_out) + q_out * spec.d_model
-    mlp = spec.mlp_matrices * spec.d_model * spec.d_ff
-    return attention + mlp
+    """Weight elements of one dense transformer block (attention and the dense MLP)."""
+    return _attention.attention_weight_count(spec) + _moe.dense_mlp_weight_count(spec)
 
 
 def parameter_count(spec: TransformerSpec):
-    """Total parameter count of ``spec`` (traced-friendly).
+    """Total parameter count of ``spec``: every expert, no multi-token-prediction module.
 
     Examples:
         >>> from specsim import models
         >>> round(float(models.parameter_count(models.get("llama-2-7b"))) / 1e9, 3)
         6.738
+        >>> round(float(models.parameter_count(models.get("mixtral-8x7b"))) / 1e9, 2)
+        46.7
     """
     embeddings = spec.vocab * spec.d_model * (2.0 - spec.tied_embeddings)
-    return spec.n_layers * layer_weight_count(spec) + embeddings
+    moe = spec.n_moe_layers * (_moe.moe_mlp_weight_count(spec) - _moe.dense_mlp_weight_count(spec))
+    return spec.n_layers * layer_weight_count(spec) + embeddings + moe
 
 
-def _dtype_bytes(dtype: str, what: str) -> float:
-    try:
-        return BYTES_PER_ELEMENT[dtype.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(
-            f"unknown {what} {dtype!r}; valid: {', '.join(sorted(BYTES_PER_ELEMENT))}"
-        ) from None
+def active_parameter_count(spec: TransformerSpec, embedding: bool = True):
+    """Parameters one token uses: attention, dense and active MoE MLPs (router, shared
+    and ``experts_per_token`` routed experts), the LM head and, if ``embedding``, the
+    input embedding table (publishers differ: Mistral and Qwen count it, OpenAI and
+    DeepSeek do not).
+
+    Examples:
+        >>> from specsim import models
+        >>> round(float(models.active_parameter_count(models.get("mixtral-8x7b"))) / 1e9, 2)
+        12.88
+    """
+    dense_layers = spec.n_layers - spec.n_moe_layers
+    blocks = (
+        spec.n_layers * _attention.attention_weight_count(spec)
+        + dense_layers * _moe.dense_mlp_weight_count(spec)
+        + spec.n_moe_layers * _moe.active_moe_mlp_weight_count(spec)
+    )
+    head = spec.vocab * spec.d_model
+    table = (1.0 - spec.tied_embeddings) * head if embedding else 0.0
+    return blocks + head + table
+
+
+def mtp_parameter_count(spec: TransformerSpec):
+    """Parameters of the multi-token-prediction modules (DeepSeek-V3), as checkpointed.
+
+    Each module holds a projection of the concatenated hidden state and next-token
+    embedding (``2 d_model x d_model``), one transformer block (an MoE block if the
+    model has MoE layers) and its own copies of the embedding and output head.
+    """
+    mlp = where(
+        _moe.is_mixture(spec), _moe.moe_mlp_weight_count(spec), _moe.dense_mlp_weight_count(spec)
+    )
+    module = (
+        2.0 * spec.d_model * spec.d_model
+        + _attention.attention_weight_count(spec)
+        + mlp
+        + 2.0 * spec.vocab * spec.d_model
+    )
+    return spec.n_mtp_layers * module
 
 
 def _concrete_values(value) -> list[float]:
