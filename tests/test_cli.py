@@ -240,7 +240,7 @@ HEAVY_MODULES = ("jax", "flax", "numpy", "pandas", "matplotlib", "optax")
 )
 def test_help_and_the_hardware_table_start_without_jax(argv):
     """``specsim --help``, every ``specsim COMMAND --help`` and ``specsim hardware`` import no
-    array library: start-up stays well under a second (timings: benchmarks/results)."""
+    array library: start-up stays well under a second (benchmarks/startup.py)."""
     code = (
         "import sys\n"
         "from specsim.cli import main\n"
