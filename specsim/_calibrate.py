@@ -12,18 +12,14 @@ scaled by the median measured time). Only peak x efficiency enters the cost mode
 an efficiency fitted above 1 is folded into its peak (the micro-benchmark that
 measured the peak fell short of what the device sustains) and reported as 1.
 
-The fitted spec is saved as a one-entry ``[hardware."Name"]`` TOML file in datasheet
-units, which ``specsim.hardware.get(path)`` and ``load_hardware(name)`` read back.
+The fitted spec, roofline sharpness included, is saved with ``specsim.save_hardware`` as a
+``[hardware."Name"]`` TOML file that ``specsim.hardware.get(path)`` reads back exactly.
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,8 +30,7 @@ from flax import struct
 
 from ._cost import step_time
 from .hardware import HardwareSpec
-from .hardware import get as catalog_get
-from .hardware._spec import GIGA, MICRO, TERA
+from .hardware._roofline import check_smooth
 from .models import TransformerSpec
 
 __all__ = [
@@ -46,19 +41,13 @@ __all__ = [
     "CalibrationResult",
     "StepTimeData",
     "calibrate",
-    "calibration_dir",
-    "load_calibration",
-    "load_hardware",
     "predict_step_times",
-    "save_hardware",
 ]
 
 DEFAULT_FIT = ("compute_efficiency", "memory_efficiency", "kernel_launch_s", "step_overhead_s")
-# The sharpness p of the roofline's p-norm max (`specsim.hardware.smooth_max`): how far
-# compute and memory traffic of one kernel overlap. p -> infinity is the exact roofline
-# (perfect overlap), p = 1 their sum (no overlap), p < 1 mutual interference. It is not
-# a HardwareSpec field; a fitted value travels as `CalibrationResult.smooth` and is passed
-# to `step_time`/`throughput` as `smooth=`.
+# `HardwareSpec.roofline_sharpness`, p of the roofline's p-norm max: how far compute and
+# memory traffic of one kernel overlap (inf: perfect overlap, the hard roofline; 1: their
+# sum; < 1: mutual interference). Fitted like the other fields and saved with the spec.
 SHARPNESS = "roofline_sharpness"
 WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
 # What `specsim calibrate` and `specsim validate` fit on a measured grid, which varies
@@ -70,10 +59,9 @@ _PEAK_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
 _FRACTIONS = ("attention_efficiency",)
 _OVERHEADS = ("kernel_launch_s", "step_overhead_s", "interconnect_latency_s")
 FITTABLE = (*_PEAK_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, SHARPNESS)
-# Range of random restarts for the sharpness.
+# Range of random restarts for the sharpness, and its start where nothing else says.
 _SHARPNESS_RANGE = (0.3, 16.0)
-# Environment variable naming the folder of calibrated specs (default below).
-HARDWARE_DIR_ENV = "SPECSIM_HARDWARE_DIR"
+_START_SHARPNESS = 4.0
 
 
 @struct.dataclass
@@ -163,7 +151,7 @@ class StepTimeData:
         return self
 
 
-def _predict(data: StepTimeData, hardware: HardwareSpec, smooth):
+def _predict(data: StepTimeData, hardware: HardwareSpec, smooth=None):
     return jax.vmap(lambda m, b, n, c: step_time(m, hardware, b, n, c, smooth=smooth).time_s)(
         data.model, data.batch, data.new_tokens, data.context
     )
@@ -175,11 +163,11 @@ def predict_step_times(data: StepTimeData, hardware: HardwareSpec, smooth: float
 
     Args:
         data: the points.
-        hardware: the chip.
-        smooth: ``None`` for the exact roofline, or the sharpness of its p-norm max
-            (e.g. ``CalibrationResult.smooth``).
+        hardware: the chip (its ``roofline_sharpness`` included).
+        smooth: ``None``, or a roofline sharpness to smooth at least this much
+            (p = min(``hardware.roofline_sharpness``, ``smooth``)).
     """
-    return _predict(data, hardware, smooth)
+    return _predict(data, hardware, check_smooth(smooth))
 
 
 @struct.dataclass
@@ -194,9 +182,6 @@ class CalibrationResult:
         loss: final mean squared log error.
         loss_history: (steps,) best restart's loss per Adam step.
         fitted: names of the fitted fields.
-        smooth: the roofline sharpness predictions must use (``smooth=`` of
-            ``step_time``/``throughput``): fitted if ``"roofline_sharpness"`` was in
-            ``fit``, else the ``smooth`` calibrate was called with (``None``: exact max).
     """
 
     hardware: HardwareSpec
@@ -206,7 +191,15 @@ class CalibrationResult:
     loss: Any
     loss_history: Any
     fitted: tuple = struct.field(pytree_node=False)
-    smooth: float | None = struct.field(pytree_node=False, default=None)
+
+    @property
+    def smooth(self) -> float | None:
+        """``hardware.roofline_sharpness`` as a number, ``None`` for the hard roofline.
+
+        Kept for callers that pass it on as ``smooth=``; the fitted spec carries it.
+        """
+        p = self.hardware.roofline_sharpness
+        return None if p is None or float(p) == math.inf else float(p)
 
     @property
     def relative_error(self):
@@ -220,10 +213,7 @@ class CalibrationResult:
 
     def parameters(self) -> dict[str, float]:
         """The fitted values (SI units) by field name."""
-        return {
-            name: float(self.smooth) if name == SHARPNESS else float(getattr(self.hardware, name))
-            for name in self.fitted
-        }
+        return {name: float(getattr(self.hardware, name)) for name in self.fitted}
 
 
 def _check_fit(fit) -> tuple[str, ...]:
@@ -266,21 +256,12 @@ def _to_fields(params, fit, time_scale_s) -> dict[str, Any]:
     return fields
 
 
-def _split(fields: dict, smooth):
-    """(HardwareSpec fields, roofline sharpness) from fitted fields."""
-    fields = dict(fields)
-    return fields, fields.pop(SHARPNESS, smooth)
-
-
-@functools.partial(jax.jit, static_argnames=("fit", "steps", "polish_steps", "smooth"))
-def _fit(
-    data, hardware, initial_params, learning_rate, time_scale_s, fit, steps, polish_steps, smooth
-):
+@functools.partial(jax.jit, static_argnames=("fit", "steps", "polish_steps"))
+def _fit(data, hardware, initial_params, learning_rate, time_scale_s, fit, steps, polish_steps):
     log_measured = jnp.log(data.time_s)
 
     def loss_fn(params):
-        fields, sharpness = _split(_to_fields(params, fit, time_scale_s), smooth)
-        predicted = _predict(data, hardware.replace(**fields), sharpness)
+        predicted = _predict(data, hardware.replace(**_to_fields(params, fit, time_scale_s)))
         return jnp.mean((jnp.log(predicted) - log_measured) ** 2)
 
     adam = optax.adam(learning_rate)
@@ -364,8 +345,10 @@ def calibrate(
         polish_steps: L-BFGS steps after Adam.
         learning_rate: Adam learning rate in log space.
         restarts: random starting points optimised together (the first is ``hardware``).
-        smooth: ``None`` for the exact roofline, or the sharpness of its smooth max (the
-            starting value when the sharpness is fitted; default 4 then).
+        smooth: ``None``, or a roofline sharpness to smooth at least this much: the fit
+            runs at p = min(``hardware.roofline_sharpness``, ``smooth``), which the fitted
+            spec keeps. Where ``"roofline_sharpness"`` is fitted it is only the starting
+            value (default: the spec's if finite, else 4).
         seed: PRNG seed of the restarts.
         time_column: which DataFrame column holds the times.
 
@@ -405,11 +388,18 @@ def calibrate(
     if int(steps) < 1 or int(restarts) < 1 or int(polish_steps) < 0:
         raise ValueError("steps and restarts must be >= 1, polish_steps >= 0")
 
+    smooth = check_smooth(smooth)
+    sharpness = (
+        math.inf if hardware.roofline_sharpness is None else float(hardware.roofline_sharpness)
+    )
+    if SHARPNESS in fit:
+        start_sharpness = smooth or (sharpness if np.isfinite(sharpness) else _START_SHARPNESS)
+        hardware = hardware.replace(roofline_sharpness=start_sharpness)
+    elif smooth is not None:
+        hardware = hardware.replace(roofline_sharpness=min(sharpness, smooth))
+
     time_scale_s = float(np.median(np.asarray(data.time_s)))
-    start_sharpness = 4.0 if smooth is None else float(smooth)
-    start = [
-        start_sharpness if name == SHARPNESS else float(getattr(hardware, name)) for name in fit
-    ]
+    start = [float(getattr(hardware, name)) for name in fit]
     rng = np.random.default_rng(seed)
 
     def random_value(name):
@@ -430,161 +420,15 @@ def calibrate(
         fit,
         int(steps),
         int(polish_steps),
-        smooth,
     )
     fields = {k: float(v) for k, v in _to_fields(params, fit, time_scale_s).items()}
-    fields, sharpness = _split(fields, smooth)
     fitted = _fold_into_peaks(hardware.replace(**fields)).validate("calibrated hardware")
     return CalibrationResult(
         hardware=fitted,
         initial_hardware=hardware,
         measured_s=np.asarray(data.time_s),
-        predicted_s=np.asarray(predict_step_times(data, fitted, sharpness)),
+        predicted_s=np.asarray(predict_step_times(data, fitted)),
         loss=float(loss),
         loss_history=np.asarray(history),
         fitted=fit,
-        smooth=sharpness,
     )
-
-
-# ----------------------------------------------------------------------------- TOML files
-
-
-def calibration_dir() -> Path:
-    """Folder of calibrated specs: ``$SPECSIM_HARDWARE_DIR`` or ``~/.config/specsim/hardware``."""
-    env = os.environ.get(HARDWARE_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "specsim" / "hardware"
-
-
-def datasheet_entry(hardware: HardwareSpec) -> dict[str, float]:
-    """``hardware`` in the datasheet units of the catalogue/TOML schema."""
-    value = lambda name: float(getattr(hardware, name))
-    return {
-        "bf16_tflops": value("bf16_flops_per_s") / TERA,
-        "fp32_tflops": value("fp32_flops_per_s") / TERA,
-        "fp8_tflops": value("fp8_flops_per_s") / TERA,
-        "int8_tops": value("int8_flops_per_s") / TERA,
-        "hbm_gb": value("hbm_capacity_bytes") / GIGA,
-        "hbm_tb_per_s": value("hbm_bytes_per_s") / TERA,
-        "interconnect_gb_per_s": value("interconnect_bytes_per_s") / GIGA,
-        "interconnect_latency_us": value("interconnect_latency_s") / MICRO,
-        "compute_efficiency": value("compute_efficiency"),
-        "memory_efficiency": value("memory_efficiency"),
-        "kernel_launch_us": value("kernel_launch_s") / MICRO,
-        "step_overhead_us": value("step_overhead_s") / MICRO,
-        "attention_efficiency": value("attention_efficiency"),
-    }
-
-
-def save_hardware(
-    hardware: HardwareSpec,
-    path: str | os.PathLike,
-    name: str = "local",
-    *,
-    source: str = "",
-    metadata: dict[str, Any] | None = None,
-) -> Path:
-    """Writes ``hardware`` as a ``[hardware."name"]`` TOML file (datasheet units).
-
-    Args:
-        hardware: the spec (concrete values).
-        path: the file to write (folders are created).
-        name: the display name (the table key).
-        source: where the numbers come from (stored as ``source``).
-        metadata: extra scalar facts (strings/numbers) stored under ``calibration``.
-
-    Returns:
-        The path written.
-
-    Examples:
-        >>> import tempfile, os
-        >>> from specsim import hardware
-        >>> path = save_hardware(hardware.get("h100"), os.path.join(tempfile.mkdtemp(), "x.toml"))
-        >>> float(hardware.get(path).hbm_bytes_per_s) / 1e12
-        3.35
-    """
-    hardware.validate(name)
-    if not name or '"' in name or "\n" in name:
-        raise ValueError(f"invalid hardware name {name!r}")
-    lines = [
-        f"# {name}: written by specsim on {datetime.datetime.now().isoformat(timespec='seconds')}",
-        "# Datasheet units (TFLOP/s, GB, TB/s, us); read back with specsim.hardware.get(path).",
-        f'[hardware."{name}"]',
-    ]
-    for key, value in datasheet_entry(hardware).items():
-        lines.append(f"{key} = {value!r}")
-    if source:
-        lines.append(f"source = {json.dumps(source)}")
-    if metadata:
-        lines.append("")
-        lines.append(f'[hardware."{name}".calibration]')
-        for key, value in metadata.items():
-            if value is not None:
-                lines.append(f"{key} = {_toml_scalar(value)}")
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _toml_scalar(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | np.integer | np.floating):
-        value = float(value) if isinstance(value, float | np.floating) else int(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            return json.dumps(str(value))
-        return repr(value)
-    return json.dumps(str(value))
-
-
-def load_hardware(name_or_path: str | os.PathLike) -> HardwareSpec:
-    """A spec from a TOML path, a calibrated name, or the catalogue (in that order).
-
-    ``"local"`` finds ``calibration_dir() / "local.toml"`` written by ``specsim calibrate``.
-
-    Raises:
-        ValueError: unreadable or malformed file, or an unknown name.
-
-    Examples:
-        >>> float(load_hardware("h100").hbm_bytes_per_s) / 1e12
-        3.35
-    """
-    text = os.fspath(name_or_path)
-    if isinstance(name_or_path, os.PathLike) or text.endswith(".toml") or os.sep in text:
-        return HardwareSpec.from_toml(text)
-    candidate = calibration_dir() / f"{text}.toml"
-    if candidate.is_file():
-        return HardwareSpec.from_toml(candidate)
-    return catalog_get(text)
-
-
-def load_calibration(name_or_path: str | os.PathLike) -> tuple[HardwareSpec, float | None]:
-    """A calibrated spec and the roofline sharpness to predict with (``smooth=``).
-
-    The sharpness is read from the file's ``calibration`` table (``None`` if absent,
-    e.g. for catalogue names: the exact roofline).
-
-    Raises:
-        ValueError: as `load_hardware`.
-
-    Examples:
-        >>> spec, smooth = load_calibration("h100")
-        >>> smooth is None
-        True
-    """
-    spec = load_hardware(name_or_path)
-    text = os.fspath(name_or_path)
-    path = Path(text)
-    if not (text.endswith(".toml") or os.sep in text):
-        path = calibration_dir() / f"{text}.toml"
-    if not path.is_file():
-        return spec, None
-    from .hardware._spec import read_toml_entry
-
-    entry, _ = read_toml_entry(path)
-    sharpness = entry.get("calibration", {}).get("roofline_sharpness")
-    return spec, None if sharpness is None else float(sharpness)

@@ -59,6 +59,7 @@ from ._draft import (
 )
 from ._throughput import ThroughputReport, _throughput
 from ._workload import Workload
+from .hardware import DEFAULT_SMOOTH as ROOFLINE_DEFAULT_SMOOTH
 from .hardware import HardwareSpec
 from .models import TransformerSpec
 
@@ -85,8 +86,8 @@ DEFAULT_LEARNING_RATE = 0.08
 DEFAULT_OPTIMIZER = optax.adam(DEFAULT_LEARNING_RATE)
 DEFAULT_STEPS = 100
 DEFAULT_RESTARTS = 4
-# Sharpness p of the smooth roofline max during the search (<= 4.4% above the hard max).
-DEFAULT_SMOOTH = 16.0
+# Roofline sharpness p during the search (<= 4.4% above the hard max).
+DEFAULT_SMOOTH = ROOFLINE_DEFAULT_SMOOTH
 # Restarts start uniformly in z in [-spread, spread], i.e. sigmoid in [0.08, 0.92].
 _INIT_SPREAD = 2.5
 # Memory penalty: weight x softplus(k x relative excess) / k, nats of log tokens/s.
@@ -483,7 +484,10 @@ def _elasticities(scenario: Scenario, params: DraftParams, draft: TransformerSpe
         )
 
     grad = jax.grad(log_tokens_per_s)(scenario.hardware)
-    return jax.tree.map(lambda g, x: g * x, grad, scenario.hardware)
+    # An infinite leaf (the hard roofline's sharpness) has no relative change: elasticity 0.
+    return jax.tree.map(
+        lambda g, x: jnp.where(jnp.isfinite(x), g * x, 0.0), grad, scenario.hardware
+    )
 
 
 def _optimize_one(scenario: Scenario, key, optimizer, steps: int, restarts: int, smooth):

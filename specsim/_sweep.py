@@ -69,6 +69,7 @@ from ._deployment import Deployment
 from ._throughput import QUADRATURE_NODES, ThroughputReport, _throughput
 from ._workload import Workload
 from .hardware import HardwareSpec
+from .hardware._roofline import check_smooth
 from .models import TransformerSpec
 
 __all__ = ["AXES", "REPORT_COLUMNS", "sweep"]
@@ -228,6 +229,12 @@ def _hardware_axis(value) -> _Axis:
         labels.append(label)
         specs.append(spec)
     _check_unique("hardware", labels)
+    if any(spec.roofline_sharpness is not None for spec in specs):
+        # Stack the hard roofline (None, no leaf) beside fitted sharpnesses as p = inf.
+        specs = [
+            s.replace(roofline_sharpness=math.inf) if s.roofline_sharpness is None else s
+            for s in specs
+        ]
     return _Axis("hardware", tuple(labels), _stack(specs))
 
 
@@ -784,8 +791,7 @@ def sweep(
         raise ValueError(f"quadrature_nodes must be an integer >= 1, got {quadrature_nodes!r}")
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    if smooth is not None and not (isinstance(smooth, int | float) and smooth > 0):
-        raise ValueError(f"smooth must be None or a positive sharpness, got {smooth!r}")
+    smooth = check_smooth(smooth)
     grid = _build_grid(
         hardware=hardware,
         target=target,
@@ -840,7 +846,7 @@ def sweep(
         objective=objective,
         maximize=bool(maximize),
         acceptance_kind=grid.acceptance_kind,
-        smooth=None if smooth is None else float(smooth),
+        smooth=smooth,
         quadrature_nodes=quadrature_nodes,
         sharding=points_sharding,
     )

@@ -22,6 +22,7 @@ from ._cost import STEP_BOUND_NAMES, StepTime, binding_bound, memory_footprint, 
 from ._deployment import Deployment, check_draft, check_gamma
 from ._workload import Workload
 from .hardware import HardwareSpec
+from .hardware._roofline import check_smooth
 from .models import TransformerSpec, parameter_count
 
 QUADRATURE_NODES = 8
@@ -320,13 +321,7 @@ def _deployment(target, hardware, workload, acceptance, tp, draft_tp, overhead) 
 
 def _checked_smooth(smooth) -> float | None:
     """``None`` or a finite roofline sharpness p > 0 (p < 1: compute and memory interfere)."""
-    if smooth is None:
-        return None
-    if isinstance(smooth, bool) or not isinstance(smooth, int | float | np.number):
-        raise ValueError(f"smooth must be None or a number > 0, got {smooth!r}")
-    if not (np.isfinite(smooth) and smooth > 0):
-        raise ValueError(f"smooth must be None or a finite number > 0, got {smooth!r}")
-    return float(smooth)
+    return check_smooth(smooth)
 
 
 def _checked_nodes(quadrature_nodes) -> int:

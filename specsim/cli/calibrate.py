@@ -66,7 +66,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     import jax
 
     from specsim import measure, measure_and_calibrate, save_hardware
-    from specsim._calibrate import calibration_dir, datasheet_entry
+    from specsim.hardware import calibration_dir
 
     output = Path(args.output) if args.output else calibration_dir() / f"{args.name}.toml"
     if output.is_dir():
@@ -86,7 +86,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
         args.name,
         source=f"specsim calibrate on {device}",
         metadata={
-            "roofline_sharpness": result.smooth,
             "points": len(local.steps),
             "mape_percent": result.mape,
             "jax_version": jax.__version__,
@@ -95,8 +94,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         },
     )
     print(f"fitted {len(local.steps)} measured step times; fit error (MAPE) {result.mape:.1f}%")
-    print(f"  {'roofline_sharpness':24s} {result.smooth:.6g}  (pass as smooth= to predictions)")
-    for key, value in datasheet_entry(result.hardware).items():
+    for key, value in result.hardware.to_datasheet().items():
         print(f"  {key:24s} {value:.6g}")
     print(f"wrote {path}  (load with specsim.hardware.get({str(path)!r}))")
     return 0

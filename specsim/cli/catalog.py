@@ -27,22 +27,22 @@ def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
 def run_hardware(args: argparse.Namespace) -> int:
     """Runs ``specsim hardware`` (reads the catalogue file only; JAX is not started)."""
     from specsim import hardware
-    from specsim.hardware._units import GIGA, hbm_capacity_bytes
 
     rows = []
     for name in hardware.names():
         e = hardware.entry(name)
+        d = hardware.datasheet(name)  # the numbers a HardwareSpec holds, in datasheet units
         rows.append(
             {
                 "name": name,
                 "kind": e["kind"],
-                "bf16_tflops": e["bf16_tflops"],
-                "hbm_gb": hbm_capacity_bytes(e, name) / GIGA,
-                "hbm_tb_per_s": e["hbm_tb_per_s"],
-                "link_gb_per_s": e["interconnect_gb_per_s"],
-                "compute_eff": e["compute_efficiency"],
-                "memory_eff": e["memory_efficiency"],
-                "launch_us": e["kernel_launch_us"],
+                "bf16_tflops": d["bf16_tflops"],
+                "hbm_gb": d["hbm_gb"],
+                "hbm_tb_per_s": d["hbm_tb_per_s"],
+                "link_gb_per_s": d["interconnect_gb_per_s"],
+                "compute_eff": d["compute_efficiency"],
+                "memory_eff": d["memory_efficiency"],
+                "launch_us": d["kernel_launch_us"],
                 "aliases": ", ".join(e.get("aliases", [])),
             }
         )

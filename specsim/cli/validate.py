@@ -166,7 +166,6 @@ def run_validate(args: argparse.Namespace) -> int:
                     "local",
                     source=f"specsim validate (train half) on {machine['device']}",
                     metadata={
-                        "roofline_sharpness": local.calibration.smooth,
                         "train_mape_percent": local.train_mape,
                         "command": command,
                         "clock": clock,

@@ -1,6 +1,6 @@
-"""The accelerator catalogue (``catalog.toml``), looked up by forgiving names.
+"""The accelerator catalogue (``catalog.toml``): raw entries, looked up by forgiving names.
 
-Plain data (no JAX): `specsim hardware` lists it without starting JAX.
+Plain data (no JAX); `specsim.hardware.get` turns an entry into a `HardwareSpec`.
 """
 
 from __future__ import annotations

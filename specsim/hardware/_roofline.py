@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from ._spec import HardwareSpec
@@ -12,7 +14,31 @@ from ._spec import HardwareSpec
 MEMORY_BOUND = 0
 COMPUTE_BOUND = 1
 BOUND_NAMES = ("memory", "compute")
-DEFAULT_SHARPNESS = 16.0
+# The roofline sharpness gradient searches use (``smooth=``): at most 2**(1/16) - 1 = 4.4%
+# above the hard max, where compute and memory time are equal.
+DEFAULT_SMOOTH = 16.0
+
+
+def effective_flops_per_s(hardware: HardwareSpec, compute_dtype: str = "bf16"):
+    """FLOP/s a large kernel reaches: peak for ``compute_dtype`` x ``compute_efficiency``.
+
+    Examples:
+        >>> from specsim import hardware
+        >>> round(float(effective_flops_per_s(hardware.get("h100"))) / 1e12, 1)
+        791.2
+    """
+    return hardware.peak_flops_per_s(compute_dtype) * hardware.compute_efficiency
+
+
+def effective_hbm_bytes_per_s(hardware: HardwareSpec):
+    """HBM bytes/s a streaming kernel reaches: ``hbm_bytes_per_s`` x ``memory_efficiency``.
+
+    Examples:
+        >>> from specsim import hardware
+        >>> round(float(effective_hbm_bytes_per_s(hardware.get("h100"))) / 1e12, 4)
+        2.9815
+    """
+    return hardware.hbm_bytes_per_s * hardware.memory_efficiency
 
 
 @struct.dataclass
@@ -32,23 +58,33 @@ class RooflineTime:
     bound: Any
 
 
-def smooth_max(a, b, sharpness: float = DEFAULT_SHARPNESS):
-    """p-norm of two non-negative times: ``(a**p + b**p)**(1/p)`` with ``p = sharpness``.
+def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
+    """p-norm of two non-negative times: ``(a**p + b**p)**(1/p)``, ``p = roofline_sharpness``.
 
-    Always ``>= max(a, b)`` and at most ``2**(1/p)`` times it (4.4% for the default
+    For p >= 1 it is ``>= max(a, b)`` and at most ``2**(1/p)`` times it (4.4% for
     p = 16, only where both terms are equal); the non-binding term keeps a nonzero
-    gradient, which the optimiser needs. Scale-free, unlike log-sum-exp.
+    gradient, which the optimiser needs. Scale-free, unlike log-sum-exp. p = +inf is
+    the hard max, exactly (value and gradients); p may be traced. p in (0, 1) exceeds
+    the sum (the two interfere), as calibration on a CPU finds.
 
     Examples:
         >>> float(smooth_max(1.0, 0.0))
         1.0
+        >>> float(smooth_max(3.0, 4.0, 2.0)), float(smooth_max(3.0, 4.0, float("inf")))
+        (5.0, 4.0)
     """
     a, b = jnp.asarray(a), jnp.asarray(b)
+    p = jnp.asarray(roofline_sharpness)
     hi = jnp.maximum(a, b)
     lo = jnp.minimum(a, b)
-    safe_hi = jnp.where(hi > 0, hi, 1.0)
-    ratio = jnp.where(hi > 0, lo / safe_hi, 0.0)
-    return hi * (1.0 + ratio**sharpness) ** (1.0 / sharpness)
+    # Double `where`: a branch not taken sees safe inputs, so its gradient is finite
+    # (0**p for p < 1 has an infinite derivative; p = inf gives inf / inf).
+    finite = jnp.isfinite(p)
+    safe_p = jnp.where(finite, p, 1.0)
+    positive = (hi > 0) & (lo > 0)
+    ratio = jnp.where(positive, lo / jnp.where(positive, hi, 1.0), 1.0)
+    powered = jnp.where(positive, ratio**safe_p, 0.0)
+    return jnp.where(finite, hi * (1.0 + powered) ** (1.0 / safe_p), hi)
 
 
 def roofline_time(
@@ -60,13 +96,19 @@ def roofline_time(
 ) -> RooflineTime:
     """Time of an operation doing ``flops`` and moving ``bytes_moved`` through HBM.
 
+    The two times combine through the hard max (the catalogue's roofline:
+    ``hardware.roofline_sharpness`` is ``None``), or through ``smooth_max`` with
+    p = ``hardware.roofline_sharpness`` (e.g. fitted by ``specsim calibrate``), capped by
+    ``smooth`` where that is smaller.
+
     Args:
         flops: floating-point operations (a multiply-add is 2).
         bytes_moved: bytes read from plus written to HBM.
         hardware: the chip.
         compute_dtype: static; which peak the FLOPs run at.
-        smooth: ``None`` for the hard max (exact roofline), or the sharpness ``p`` of
-            ``smooth_max`` (for gradient-based optimisation).
+        smooth: ``None``, or a roofline sharpness to smooth at least this much (for
+            gradient-based optimisation): p = min(``hardware.roofline_sharpness``,
+            ``smooth``).
 
     Returns:
         ``RooflineTime`` with the total, both bounds and which one binds.
@@ -77,16 +119,55 @@ def roofline_time(
         >>> int(t.bound)  # 2 TFLOP over 1 GB is compute-bound on an H100
         1
     """
-    peak = hardware.peak_flops_per_s(compute_dtype)
-    compute_s = flops / (peak * hardware.compute_efficiency)
-    memory_s = bytes_moved / (hardware.hbm_bytes_per_s * hardware.memory_efficiency)
-    time_s = (
-        jnp.maximum(compute_s, memory_s)
-        if smooth is None
-        else smooth_max(compute_s, memory_s, smooth)
-    )
+    compute_s = flops / effective_flops_per_s(hardware, compute_dtype)
+    memory_s = bytes_moved / effective_hbm_bytes_per_s(hardware)
+    p = roofline_sharpness(hardware, smooth)
+    time_s = jnp.maximum(compute_s, memory_s) if p is None else smooth_max(compute_s, memory_s, p)
     bound = jnp.where(compute_s > memory_s, COMPUTE_BOUND, MEMORY_BOUND)
     return RooflineTime(time_s=time_s, compute_s=compute_s, memory_s=memory_s, bound=bound)
+
+
+def roofline_sharpness(hardware: HardwareSpec, smooth: float | None = None):
+    """The p a prediction uses: ``hardware.roofline_sharpness`` capped by ``smooth``.
+
+    ``None`` (neither is set) is the hard max.
+
+    Examples:
+        >>> from specsim import hardware
+        >>> h100 = hardware.get("h100")
+        >>> roofline_sharpness(h100) is None, roofline_sharpness(h100, 16.0)
+        (True, 16.0)
+        >>> float(roofline_sharpness(h100.replace(roofline_sharpness=2.0), 16.0))
+        2.0
+    """
+    p = hardware.roofline_sharpness
+    if p is None or smooth is None:
+        return smooth if p is None else p
+    return jnp.minimum(p, smooth)
+
+
+def check_smooth(smooth) -> float | None:
+    """``smooth`` as a float, or ``None``: the ``smooth=`` option of every prediction.
+
+    ``smooth`` caps the roofline sharpness a prediction uses (see `roofline_sharpness`):
+    a finite p > 0. p < 1 is allowed (calibration finds compute and memory interfering on
+    CPUs); ``None`` leaves the spec's sharpness as it is.
+
+    Raises:
+        ValueError: anything else, in the one-line style.
+
+    Examples:
+        >>> check_smooth(16), check_smooth(None)
+        (16.0, None)
+    """
+    if smooth is None:
+        return None
+    valid = "None or a finite number > 0 (a roofline sharpness p)"
+    if isinstance(smooth, bool) or not isinstance(smooth, int | float | np.integer | np.floating):
+        raise ValueError(f"smooth {smooth!r}: not a number; valid: {valid}")
+    if not (math.isfinite(smooth) and smooth > 0):
+        raise ValueError(f"smooth {smooth!r}: out of range; valid: {valid}")
+    return float(smooth)
 
 
 def allreduce_time(bytes_per_chip, tp, hardware: HardwareSpec):

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from flax import struct
 
 from .._numerics import concrete
-from . import _catalog
-from ._units import GIGA, MICRO, TERA, hbm_capacity_bytes
-
-# Leaves whose concrete values must be positive (efficiencies additionally <= 1).
-_POSITIVE = (
-    "fp32_flops_per_s",
-    "bf16_flops_per_s",
-    "fp8_flops_per_s",
-    "int8_flops_per_s",
-    "hbm_bytes_per_s",
-    "hbm_capacity_bytes",
-    "interconnect_bytes_per_s",
-    "compute_efficiency",
-    "memory_efficiency",
-    "attention_efficiency",
-)
-_NON_NEGATIVE = ("interconnect_latency_s", "kernel_launch_s", "step_overhead_s")
-_EFFICIENCIES = ("compute_efficiency", "memory_efficiency", "attention_efficiency")
+from . import _fields
+from ._fields import GIB as GIB
+from ._fields import GIGA as GIGA
+from ._fields import MICRO as MICRO
+from ._fields import TERA as TERA
+from ._toml import read_toml_entry
 
 
 @struct.dataclass
@@ -37,7 +25,7 @@ class HardwareSpec:
 
     Peak rates are dense (no structured sparsity). A dtype the chip lacks falls
     back to the next slower one it has (fp8/int8 -> bf16; fp32 -> bf16 / 8 where
-    no fp32 peak is published, as on TPUs), so every leaf is a finite number and
+    no fp32 peak is published, as on TPUs), so every peak is a finite number and
     specs of different chips can be stacked into one vmapped grid. Display names
     live in the catalogue key, not here.
 
@@ -57,6 +45,17 @@ class HardwareSpec:
             kernels reach, in (0, 1]. 1 (the catalogue's value) treats attention like a
             weight GEMM/GEMV; measured CPUs, whose XLA attention is a chain of small batched
             matmuls and a softmax, reach a fraction of that (``specsim calibrate`` fits it).
+        roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
+            the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
+            (``specsim.hardware.smooth_max``); p = 1 is their sum, p < 1 mutual
+            interference. ``None`` (the catalogue's value, ``inf`` in a file) is the hard
+            max, perfect overlap: no leaf, so the exact roofline costs no powers, and
+            specs with and without a sharpness have different pytree structures (give
+            ``inf`` to stack them). ``specsim calibrate`` fits it; ``smooth=`` of the
+            predictions smooths further.
+
+    ``specsim.hardware.FIELDS`` has one row per field: datasheet key, unit, valid range
+    and label.
 
     Examples:
         >>> from specsim import hardware
@@ -78,39 +77,49 @@ class HardwareSpec:
     kernel_launch_s: Any
     step_overhead_s: Any
     attention_efficiency: Any = 1.0
+    roofline_sharpness: Any = None
 
     @classmethod
     def from_datasheet(cls, entry: Mapping[str, Any], name: str = "hardware") -> HardwareSpec:
         """Builds a spec from datasheet units (the catalogue/TOML schema).
 
-        Keys: ``bf16_tflops`` (required), ``fp32_tflops``, ``fp8_tflops``, ``int8_tops``
-        (optional), ``hbm_gb`` or ``hbm_gib``, ``hbm_tb_per_s``, ``interconnect_gb_per_s``,
-        ``interconnect_latency_us``, ``compute_efficiency``, ``memory_efficiency``,
-        ``kernel_launch_us``, ``step_overhead_us``, ``attention_efficiency`` (optional,
-        default 1).
+        Keys (``specsim.hardware.FIELDS``): ``bf16_tflops``, ``hbm_gb`` or ``hbm_gib``,
+        ``hbm_tb_per_s``, ``interconnect_gb_per_s``, ``interconnect_latency_us``,
+        ``compute_efficiency``, ``memory_efficiency``, ``kernel_launch_us``,
+        ``step_overhead_us`` (required); ``fp32_tflops``, ``fp8_tflops``, ``int8_tops``,
+        ``attention_efficiency`` (default 1), ``roofline_sharpness`` (default inf, the hard
+        roofline, held as ``None``); and facts that are not numbers of the model
+        (``aliases``, ``kind``, ``vendor``, ``year``, ``source``, ``sources``, ``notes``,
+        ``calibration``).
+
+        Args:
+            entry: the datasheet entry.
+            name: names the entry in messages (e.g. ``"<file>: <entry>"``).
 
         Raises:
-            ValueError: a required key is missing, or a value is not a valid number.
+            ValueError: an unknown key (the message names the closest valid ones), a
+                missing required key, or a value that is not a valid number.
+
+        Examples:
+            >>> from specsim import hardware
+            >>> spec = HardwareSpec.from_datasheet({**hardware.entry("h100"), "hbm_gb": 96})
+            >>> float(spec.hbm_capacity_bytes) / 1e9
+            96.0
         """
-        get = _Reader(entry, name)
-        bf16 = get.number("bf16_tflops") * TERA
-        capacity = hbm_capacity_bytes(entry, name)
-        spec = cls(
-            fp32_flops_per_s=get.number("fp32_tflops", bf16 / 8 / TERA) * TERA,
-            bf16_flops_per_s=bf16,
-            fp8_flops_per_s=get.number("fp8_tflops", bf16 / TERA) * TERA,
-            int8_flops_per_s=get.number("int8_tops", bf16 / TERA) * TERA,
-            hbm_bytes_per_s=get.number("hbm_tb_per_s") * TERA,
-            hbm_capacity_bytes=capacity,
-            interconnect_bytes_per_s=get.number("interconnect_gb_per_s") * GIGA,
-            interconnect_latency_s=get.number("interconnect_latency_us") * MICRO,
-            compute_efficiency=get.number("compute_efficiency"),
-            memory_efficiency=get.number("memory_efficiency"),
-            kernel_launch_s=get.number("kernel_launch_us") * MICRO,
-            step_overhead_s=get.number("step_overhead_us") * MICRO,
-            attention_efficiency=get.number("attention_efficiency", 1.0),
-        )
-        return spec.validate(name)
+        values = _fields.to_si(entry, name)
+        if values["roofline_sharpness"] == math.inf:
+            values["roofline_sharpness"] = None  # the hard max: no leaf
+        return cls(**values).validate(name)
+
+    def to_datasheet(self) -> dict[str, float]:
+        """The spec in datasheet units (the inverse of `from_datasheet`; concrete leaves).
+
+        Examples:
+            >>> from specsim import hardware
+            >>> hardware.get("v5e").to_datasheet()["hbm_gb"]
+            16.0
+        """
+        return _fields.to_datasheet(self)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> HardwareSpec:
@@ -122,21 +131,27 @@ class HardwareSpec:
         only the keys given.
 
         Raises:
-            ValueError: unreadable file, malformed TOML, missing or invalid keys.
+            ValueError: unreadable file, malformed TOML, unknown, missing or invalid keys
+                (the message names the file and the entry).
         """
         entry, name = read_toml_entry(path)
-        return cls.from_datasheet(entry, name)
+        return cls.from_datasheet(entry, f"{os.fspath(path)}: {name}")
 
     def validate(self, name: str = "hardware") -> HardwareSpec:
-        """Checks concrete leaves (positive, finite, efficiencies in (0, 1])."""
-        for field in _POSITIVE + _NON_NEGATIVE:
-            for v in _concrete_values(getattr(self, field)):
-                ok = math.isfinite(v) and (v >= 0 if field in _NON_NEGATIVE else v > 0)
-                if field in _EFFICIENCIES:
-                    ok = ok and v <= 1
-                if not ok:
-                    valid = "in (0, 1]" if field in _EFFICIENCIES else "positive and finite"
-                    raise ValueError(f"{name}: {field} must be {valid}, got {v}")
+        """Checks concrete leaves against ``FIELDS`` (positive, finite, fractions in (0, 1]).
+
+        Traced leaves are skipped. Returns ``self``.
+
+        Raises:
+            ValueError: ``<name>: <field> <value>: out of range; valid: <range>``.
+        """
+        values = {}
+        for field in _fields.FIELDS:
+            value = getattr(self, field.name)
+            array = None if value is None else concrete(value)
+            if array is not None:
+                values[field.name] = np.ravel(array).tolist()
+        _fields.check_values(values, name)
         return self
 
     def peak_flops_per_s(self, compute_dtype: str):
@@ -147,70 +162,3 @@ class HardwareSpec:
             raise ValueError(
                 f"unknown compute dtype {compute_dtype!r}; valid: fp32, bf16, fp8, int8"
             ) from None
-
-
-def read_toml_entry(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
-    """Reads a hardware TOML file: ``(datasheet_entry, display_name)``."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ValueError(f"cannot read hardware file {path!r}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"malformed TOML in {path!r}: {e}") from None
-    name = os.path.splitext(os.path.basename(path))[0]
-    if "hardware" in data:
-        tables = data["hardware"]
-        if not isinstance(tables, dict) or len(tables) != 1:
-            raise ValueError(f'{path!r}: expected exactly one [hardware."Name"] table')
-        ((name, data),) = tables.items()
-    entry = dict(data)
-    base = entry.pop("base", None)
-    if base is not None:
-        merged = {k: v for k, v in _catalog.entry(base).items() if k != "aliases"}
-        merged.update(entry)
-        entry = merged
-    return entry, name
-
-
-def get(name: str | os.PathLike) -> HardwareSpec:
-    """Returns the ``HardwareSpec`` for a catalogue name/alias or a TOML file path.
-
-    Args:
-        name: e.g. ``"h100"``, ``"H100 SXM"``, ``"tpu-v5e"``, ``"v5e"``, or a path
-            ending in ``.toml`` (a user-defined or calibrated spec).
-
-    Raises:
-        ValueError: unknown name (the message names the closest valid ones) or a
-            bad TOML file.
-
-    Examples:
-        >>> from specsim import hardware
-        >>> float(hardware.get("v5e").bf16_flops_per_s) / 1e12
-        197.0
-    """
-    if isinstance(name, os.PathLike) or str(name).endswith(".toml"):
-        return HardwareSpec.from_toml(name)
-    canonical = _catalog.canonical_name(name)
-    return HardwareSpec.from_datasheet(_catalog.entry(canonical), canonical)
-
-
-class _Reader:
-    def __init__(self, entry: Mapping[str, Any], name: str):
-        self.entry, self.name = entry, name
-
-    def number(self, key: str, default: float | None = None) -> float:
-        if key not in self.entry:
-            if default is None:
-                raise ValueError(f"{self.name}: missing required key {key!r}")
-            return float(default)
-        value = self.entry[key]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{self.name}: {key} must be a number, got {value!r}")
-        return float(value)
-
-
-def _concrete_values(value) -> list[float]:
-    array = concrete(value)
-    return [] if array is None else array.ravel().tolist()

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from .._calibrate import datasheet_entry
 from ._metrics import mape
 
 __all__ = ["markdown_table", "report_local", "report_published"]
@@ -83,7 +82,7 @@ PUBLISHED_COLUMNS = [
 def report_local(local) -> tuple[str, dict[str, Any]]:
     """The Markdown section and JSON summary of a `LocalValidation`."""
     steps = local.steps.sort_values(["split", "model", "phase", "batch", "context"])
-    fitted = datasheet_entry(local.calibration.hardware)
+    fitted = local.calibration.hardware.to_datasheet()
     sharpness = local.calibration.smooth
     lines = [
         "## Local: step times (calibrated on the train half, predicted on the test half)",

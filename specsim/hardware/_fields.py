@@ -1,0 +1,256 @@
+"""The fields of `HardwareSpec`: one row each, driving loading, checks, saving and labels.
+
+A row says how a field is written in a datasheet (the catalogue and hardware TOML files),
+the factor that converts that to SI, which values are valid, and how to label it. Reading
+a datasheet entry (``to_si``), writing one (``to_datasheet``), checking a spec
+(``HardwareSpec.validate``) and the labels of the CLI all come from this table, so a new
+field is one row here, one attribute of `HardwareSpec` and a catalogue column.
+
+Plain Python (no JAX): ``specsim hardware`` lists the catalogue without starting JAX.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .. import _schema
+from .._schema import EXPONENT, FRACTION, NON_NEGATIVE, POSITIVE, Rule
+
+TERA = 1e12
+GIGA = 1e9
+GIB = 2.0**30
+MICRO = 1e-6
+
+
+@dataclass(frozen=True)
+class Field:
+    """One `HardwareSpec` field.
+
+    Attributes:
+        name: the `HardwareSpec` attribute (SI units).
+        key: its datasheet key (catalogue and TOML files).
+        factor: SI value = datasheet value x ``factor``.
+        rule: the valid values (the same in both units: every factor is positive).
+        label: what it is, for people (``"HBM bandwidth"``).
+        unit: the datasheet unit (``"TB/s"``; ``""`` for a fraction).
+        default: ``None`` if the key is required; else the SI value taken when the key is
+            absent: a number, or a function of the SI values of the required fields.
+        alternatives: other accepted keys with their factors, e.g. ``("hbm_gib", 2**30)``;
+            a datasheet gives exactly one of ``key`` and these.
+    """
+
+    name: str
+    key: str
+    factor: float
+    rule: Rule
+    label: str
+    unit: str
+    default: float | Callable[[Mapping[str, float]], float] | None = None
+    alternatives: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every datasheet key this field accepts (``key`` first)."""
+        return (self.key, *(k for k, _ in self.alternatives))
+
+    @property
+    def is_time(self) -> bool:
+        """A duration (less is faster), as opposed to a rate or a fraction."""
+        return self.name.endswith("_s") and not self.name.endswith("_per_s")
+
+
+def _fraction_of_bf16(fraction: float) -> Callable[[Mapping[str, float]], float]:
+    return lambda si: si["bf16_flops_per_s"] * fraction
+
+
+# One row per HardwareSpec field, in its order.
+FIELDS: tuple[Field, ...] = (
+    # A dtype the chip lacks falls back to a slower one it has (fp32: bf16 / 8, as on TPUs).
+    Field("fp32_flops_per_s", "fp32_tflops", TERA, POSITIVE, "fp32 FLOP/s", "TFLOP/s",
+          default=_fraction_of_bf16(1 / 8)),
+    Field("bf16_flops_per_s", "bf16_tflops", TERA, POSITIVE, "bf16 FLOP/s", "TFLOP/s"),
+    Field("fp8_flops_per_s", "fp8_tflops", TERA, POSITIVE, "fp8 FLOP/s", "TFLOP/s",
+          default=_fraction_of_bf16(1.0)),
+    Field("int8_flops_per_s", "int8_tops", TERA, POSITIVE, "int8 OP/s", "TOP/s",
+          default=_fraction_of_bf16(1.0)),
+    Field("hbm_bytes_per_s", "hbm_tb_per_s", TERA, POSITIVE, "HBM bandwidth", "TB/s"),
+    Field("hbm_capacity_bytes", "hbm_gb", GIGA, POSITIVE, "HBM capacity", "GB",
+          alternatives=(("hbm_gib", GIB),)),
+    Field("interconnect_bytes_per_s", "interconnect_gb_per_s", GIGA, POSITIVE,
+          "interconnect bandwidth", "GB/s"),
+    Field("interconnect_latency_s", "interconnect_latency_us", MICRO, NON_NEGATIVE,
+          "interconnect latency", "us"),
+    Field("compute_efficiency", "compute_efficiency", 1.0, FRACTION, "compute efficiency", ""),
+    Field("memory_efficiency", "memory_efficiency", 1.0, FRACTION, "memory efficiency", ""),
+    Field("kernel_launch_s", "kernel_launch_us", MICRO, NON_NEGATIVE, "kernel-launch overhead",
+          "us"),
+    Field("step_overhead_s", "step_overhead_us", MICRO, NON_NEGATIVE, "per-step overhead", "us"),
+    Field("attention_efficiency", "attention_efficiency", 1.0, FRACTION, "attention efficiency",
+          "", default=1.0),
+    # p of the roofline's p-norm max; inf is the hard max (the catalogue's roofline, which
+    # `HardwareSpec` holds as None).
+    Field("roofline_sharpness", "roofline_sharpness", 1.0, EXPONENT, "roofline sharpness", "",
+          default=math.inf),
+)  # fmt: skip
+
+FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+# Keys of an entry that are facts about the chip, not numbers of the model.
+METADATA_KEYS = {
+    "aliases": "other names (a list of strings)",
+    "kind": "gpu, tpu, ...",
+    "vendor": "who makes it",
+    "year": "when it was announced",
+    "source": "where the numbers come from",
+    "sources": "a table of sources by topic",
+    "notes": "free text",
+    # What `specsim calibrate` records next to a fitted spec (scalars).
+    "calibration": "a table of facts about the fit",
+}
+DATASHEET_KEYS = tuple(k for f in FIELDS for k in f.keys)
+# Other spellings that point a typo at the right key: SI names and labels.
+_SPELLINGS = {f.name: f.key for f in FIELDS} | {
+    f.label.lower().replace(" ", "_").replace("-", "_"): f.key for f in FIELDS
+}
+
+
+def to_si(entry: Mapping[str, Any], where: str = "hardware") -> dict[str, float]:
+    """The SI value of every field from a datasheet entry, checked strictly.
+
+    Each number is converted once, exactly in decimal (``3.35`` TB/s is exactly
+    ``3.35e12`` B/s, rounded to a float at the end), so `to_datasheet` can undo it.
+
+    Args:
+        entry: datasheet keys (see ``FIELDS``) and metadata keys (``METADATA_KEYS``);
+            numbers as ``int``, ``float`` or ``Decimal``.
+        where: names the entry in messages (``"<file>: <entry>"``).
+
+    Returns:
+        ``{field name: SI value}`` for every field (defaults filled in).
+
+    Raises:
+        ValueError: an unknown key (naming the closest valid ones), a missing required
+            key, both of two alternative keys, a non-number or an out-of-range number.
+
+    Examples:
+        >>> si = to_si({"bf16_tflops": 989, "hbm_gb": 80, "hbm_tb_per_s": 3.35,
+        ...             "interconnect_gb_per_s": 450, "interconnect_latency_us": 2,
+        ...             "compute_efficiency": 0.8, "memory_efficiency": 0.89,
+        ...             "kernel_launch_us": 4, "step_overhead_us": 50})
+        >>> si["hbm_bytes_per_s"], si["fp32_flops_per_s"] / 1e12
+        (3350000000000.0, 123.625)
+    """
+    _schema.check_keys(entry, (*DATASHEET_KEYS, *METADATA_KEYS), where, _SPELLINGS)
+    _check_metadata(entry, where)
+    si: dict[str, float] = {}
+    for field in FIELDS:
+        given = [k for k in field.keys if k in entry]
+        if len(given) > 1:
+            raise ValueError(
+                f"{where}: {' and '.join(given)}: both given; valid: exactly one of them"
+            )
+        if given:
+            key = given[0]
+            factor = dict(((field.key, field.factor), *field.alternatives))[key]
+            _schema.number(where, key, entry[key], field.rule)
+            si[field.name] = float(_decimal(entry[key]) * _decimal(factor))
+            if not field.rule(si[field.name]):
+                raise ValueError(
+                    _schema.message(where, key, entry[key], "overflows in SI units", "smaller")
+                )
+        elif field.default is None:
+            alternatives = " (or " + ", ".join(map(repr, field.keys[1:])) + ")"
+            raise ValueError(
+                f"{where}: missing required key {field.key!r}"
+                + (alternatives if field.alternatives else "")
+                + f" ({field.label}, {field.unit or 'a fraction'})"
+            )
+    for field in FIELDS:
+        if field.name not in si:
+            default = field.default
+            si[field.name] = float(default(si) if callable(default) else default)
+    return {f.name: si[f.name] for f in FIELDS}
+
+
+def _decimal(value: int | float | Decimal) -> Decimal:
+    """The decimal a number was written as (a float's shortest round-tripping form)."""
+    return value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+
+
+def _check_metadata(entry: Mapping[str, Any], where: str) -> None:
+    for key in ("kind", "vendor", "source", "notes"):
+        if key in entry:
+            _schema.text(where, key, entry[key])
+    if "aliases" in entry and not (
+        isinstance(entry["aliases"], list) and all(isinstance(a, str) for a in entry["aliases"])
+    ):
+        raise ValueError(
+            _schema.message(where, "aliases", entry["aliases"], "not a list", "a list of strings")
+        )
+    if "year" in entry:
+        _schema.number(where, "year", entry["year"], POSITIVE)
+    for key in ("sources", "calibration"):
+        if key in entry and not isinstance(entry[key], Mapping):
+            raise ValueError(
+                _schema.message(where, key, entry[key], "not a table", f"[... .{key}] table")
+            )
+
+
+def to_datasheet(si: Any) -> dict[str, float]:
+    """Datasheet values (the catalogue/TOML keys) of SI values: the inverse of `to_si`.
+
+    Args:
+        si: a `HardwareSpec` with concrete leaves, or a mapping of field names to SI values.
+
+    Returns:
+        ``{datasheet key: value}`` for every field, in table order (capacity as ``hbm_gb``).
+
+    Examples:
+        >>> from specsim import hardware
+        >>> to_datasheet(hardware.get("h100"))["hbm_tb_per_s"]
+        3.35
+    """
+    return {key: float(value) for key, value in datasheet_decimals(si).items()}
+
+
+def datasheet_decimals(si: Any) -> dict[str, Decimal]:
+    """As `to_datasheet`, but exact: ``to_si`` of these decimals gives back ``si`` bit for bit.
+
+    Dividing by a power of ten shifts the decimal point of the SI value's shortest form,
+    so nothing is rounded (TOML files are written from these).
+    """
+    value = si.__getitem__ if isinstance(si, Mapping) else lambda name: getattr(si, name)
+    out = {}
+    for f in FIELDS:
+        v = value(f.name)
+        if v is None:  # left at its default (the hard roofline's sharpness)
+            v = f.default
+        out[f.key] = _decimal(float(v)) / _decimal(f.factor)
+    return out
+
+
+def check_values(values: Mapping[str, Any], where: str = "hardware") -> None:
+    """Checks SI values by field name (each a number or an array of numbers).
+
+    Raises:
+        ValueError: a value outside its field's rule, in the one-line style.
+    """
+    for name, array in values.items():
+        rule = FIELD_BY_NAME[name].rule
+        for v in array:
+            if not rule(v):
+                raise ValueError(_schema.message(where, name, v, "out of range", rule.valid))
+
+
+def label(name: str) -> str:
+    """The display label of a field (``"hbm_bytes_per_s"`` -> ``"HBM bandwidth"``).
+
+    Examples:
+        >>> label("kernel_launch_s")
+        'kernel-launch overhead'
+    """
+    return FIELD_BY_NAME[name].label
