@@ -30,6 +30,7 @@ from flax import struct
 
 from ._cost import step_time
 from .hardware import HardwareSpec
+from .hardware._fields import MIN_ROOFLINE_SHARPNESS
 from .hardware._roofline import check_smooth
 from .models import TransformerSpec
 
@@ -236,7 +237,9 @@ def _to_params(values, fit, time_scale_s):
         if name in _FRACTIONS:
             value = jnp.clip(value, 1e-3, 1.0 - 1e-3)  # Adam moves a small gradient too
             out.append(jnp.log(value) - jnp.log1p(-value))
-        elif name in _PEAK_EFFICIENCIES or name == SHARPNESS:
+        elif name == SHARPNESS:  # p = MIN + exp(param) never falls below the minimum
+            out.append(jnp.log(jnp.maximum(value - MIN_ROOFLINE_SHARPNESS, 1e-6)))
+        elif name in _PEAK_EFFICIENCIES:
             out.append(jnp.log(jnp.maximum(value, 1e-6)))
         else:
             out.append(jnp.log(jnp.maximum(value, 1e-12) / time_scale_s))
@@ -249,7 +252,9 @@ def _to_fields(params, fit, time_scale_s) -> dict[str, Any]:
     for i, name in enumerate(fit):
         if name in _FRACTIONS:
             fields[name] = jax.nn.sigmoid(params[i])
-        elif name in _PEAK_EFFICIENCIES or name == SHARPNESS:
+        elif name == SHARPNESS:
+            fields[name] = MIN_ROOFLINE_SHARPNESS + jnp.exp(params[i])
+        elif name in _PEAK_EFFICIENCIES:
             fields[name] = jnp.exp(params[i])
         else:
             fields[name] = time_scale_s * jnp.exp(params[i])

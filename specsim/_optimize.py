@@ -299,9 +299,10 @@ class OptimizeResult:
             "baseline_tokens_per_s": float(self.report.baseline_tokens_per_s),
             "speedup": float(self.report.speedup),
             "continuous_optimum": continuous,
-            "elasticities": {
+            "elasticities": {  # a field without a leaf (the hard roofline's sharpness) has none
                 name: float(getattr(self.elasticities, name))
                 for name in self.elasticities.__dataclass_fields__
+                if getattr(self.elasticities, name) is not None
             },
             "report": self.report.to_dict(),
             "evaluations": self.evaluations,

@@ -38,8 +38,6 @@ class Rule:
 POSITIVE = Rule(lambda v: math.isfinite(v) and v > 0, "> 0 and finite")
 NON_NEGATIVE = Rule(lambda v: math.isfinite(v) and v >= 0, ">= 0 and finite")
 FRACTION = Rule(lambda v: 0 < v <= 1, "in (0, 1]")
-# A p-norm exponent: any p > 0, and +inf for the hard max.
-EXPONENT = Rule(lambda v: v > 0, "> 0 (inf for the hard maximum)")
 ANY_FINITE = Rule(math.isfinite, "finite")
 
 

@@ -199,8 +199,8 @@ def roofline(
     for i, (chip, spec) in enumerate(zip(chips, specs, strict=True)):
         name = f"chip {i + 1}" if isinstance(chip, HardwareSpec) else _display(chip)
         color = colors[i % len(colors)]
-        peak = float(spec.peak_flops_per_s(target_spec.compute_dtype) * spec.compute_efficiency)
-        bandwidth = float(spec.hbm_bytes_per_s * spec.memory_efficiency)
+        peak = float(_hardware.effective_flops_per_s(spec, target_spec.compute_dtype))
+        bandwidth = float(_hardware.effective_hbm_bytes_per_s(spec))
         for phase, (model, new_tokens, degree) in phases.items():
             cost = forward_cost(model, batches, new_tokens, context)
             time_s = np.asarray(step_time(model, spec, batches, new_tokens, context, degree).time_s)

@@ -131,7 +131,7 @@ def test_golden_datasheet_numbers():
     # A100-80GB: 312 TFLOP/s BF16, 2.039 TB/s; gpt-fast saw ~1700 GB/s (0.83 x 2.039 = 1.69).
     a100 = hardware.get("a100")
     assert_close(a100.bf16_flops_per_s, 312e12)
-    assert_close(a100.hbm_bytes_per_s * a100.memory_efficiency, 1.7e12, rtol=0.01)
+    assert_close(hardware.effective_hbm_bytes_per_s(a100), 1.7e12, rtol=0.01)
 
 
 # --------------------------------------------------------------------------- names
@@ -250,7 +250,8 @@ def test_capacity_needs_exactly_one_unit():
         ("step_overhead_us", -1.0, "step_overhead_us -1.0: out of range; valid: >= 0"),
         ("bf16_tflops", "fast", "bf16_tflops 'fast': not a number; valid: a number > 0"),
         ("hbm_tb_per_s", True, "hbm_tb_per_s True: not a number"),
-        ("roofline_sharpness", 0.0, r"roofline_sharpness 0.0: out of range; valid: > 0 \(inf"),
+        ("roofline_sharpness", 0.0, "roofline_sharpness 0.0: out of range; valid: >= 0.1, or inf"),
+        ("roofline_sharpness", 0.09, "roofline_sharpness 0.09: out of range"),
         ("roofline_sharpness", -2.0, "roofline_sharpness -2.0: out of range"),
         ("roofline_sharpness", math.nan, "roofline_sharpness nan: out of range"),
         ("bf16_tflops", 1e300, "bf16_tflops 1e[+]?300: overflows in SI units"),

@@ -13,6 +13,8 @@ import math
 import time
 from typing import Any
 
+from specsim import hardware
+
 from ._args import (
     add_json_argument,
     add_scenario_arguments,
@@ -58,22 +60,9 @@ OPTIMIZE_JSON_KEYS = {
     "notes": "list of plain-language remarks (active bounds, constant-alpha caveat, ...)",
 }
 
-_RATE_FIELDS = {
-    "hbm_bytes_per_s": "HBM bandwidth",
-    "memory_efficiency": "memory efficiency",
-    "bf16_flops_per_s": "bf16 FLOP/s",
-    "fp8_flops_per_s": "fp8 FLOP/s",
-    "int8_flops_per_s": "int8 OP/s",
-    "fp32_flops_per_s": "fp32 FLOP/s",
-    "compute_efficiency": "compute efficiency",
-    "attention_efficiency": "attention efficiency",
-    "interconnect_bytes_per_s": "interconnect bandwidth",
-}
-_TIME_FIELDS = {
-    "kernel_launch_s": "kernel-launch overhead",
-    "step_overhead_s": "per-step overhead",
-    "interconnect_latency_s": "interconnect latency",
-}
+# Display labels of the hardware fields: rates (more is faster) and times (less is faster).
+_RATE_FIELDS = {f.name: f.label for f in hardware.FIELDS if not f.is_time}
+_TIME_FIELDS = {f.name: f.label for f in hardware.FIELDS if f.is_time}
 
 
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:

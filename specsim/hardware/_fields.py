@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import _schema
-from .._schema import EXPONENT, FRACTION, NON_NEGATIVE, POSITIVE, Rule
+from .._schema import FRACTION, NON_NEGATIVE, POSITIVE, Rule
 
 TERA = 1e12
 GIGA = 1e9
@@ -63,6 +63,16 @@ class Field:
         return self.name.endswith("_s") and not self.name.endswith("_per_s")
 
 
+# The smallest roofline sharpness p: the p-norm of two equal times is 2**(1/p) times
+# either (1024x at p = 0.1), which no overlap of compute and memory means; float32
+# overflows to inf below p ~ 0.01.
+MIN_ROOFLINE_SHARPNESS = 0.1
+SHARPNESS = Rule(
+    lambda v: v >= MIN_ROOFLINE_SHARPNESS,
+    f">= {MIN_ROOFLINE_SHARPNESS:g}, or inf for the hard maximum",
+)
+
+
 def _fraction_of_bf16(fraction: float) -> Callable[[Mapping[str, float]], float]:
     return lambda si: si["bf16_flops_per_s"] * fraction
 
@@ -93,7 +103,7 @@ FIELDS: tuple[Field, ...] = (
           "", default=1.0),
     # p of the roofline's p-norm max; inf is the hard max (the catalogue's roofline, which
     # `HardwareSpec` holds as None).
-    Field("roofline_sharpness", "roofline_sharpness", 1.0, EXPONENT, "roofline sharpness", "",
+    Field("roofline_sharpness", "roofline_sharpness", 1.0, SHARPNESS, "roofline sharpness", "",
           default=math.inf),
 )  # fmt: skip
 

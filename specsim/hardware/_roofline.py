@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ._fields import MIN_ROOFLINE_SHARPNESS
 from ._spec import HardwareSpec
 
 MEMORY_BOUND = 0
@@ -64,7 +65,7 @@ def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
     For p >= 1 it is ``>= max(a, b)`` and at most ``2**(1/p)`` times it (4.4% for
     p = 16, only where both terms are equal); the non-binding term keeps a nonzero
     gradient, which the optimiser needs. Scale-free, unlike log-sum-exp. p = +inf is
-    the hard max, exactly (value and gradients); p may be traced. p in (0, 1) exceeds
+    the hard max, exactly (value and gradients); p may be traced. p in [0.1, 1) exceeds
     the sum (the two interfere), as calibration on a CPU finds.
 
     Examples:
@@ -150,8 +151,8 @@ def check_smooth(smooth) -> float | None:
     """``smooth`` as a float, or ``None``: the ``smooth=`` option of every prediction.
 
     ``smooth`` caps the roofline sharpness a prediction uses (see `roofline_sharpness`):
-    a finite p > 0. p < 1 is allowed (calibration finds compute and memory interfering on
-    CPUs); ``None`` leaves the spec's sharpness as it is.
+    a finite p >= 0.1. p < 1 is allowed (calibration finds compute and memory interfering
+    on CPUs); ``None`` leaves the spec's sharpness as it is.
 
     Raises:
         ValueError: anything else, in the one-line style.
@@ -162,10 +163,10 @@ def check_smooth(smooth) -> float | None:
     """
     if smooth is None:
         return None
-    valid = "None or a finite number > 0 (a roofline sharpness p)"
+    valid = f"None or a finite number >= {MIN_ROOFLINE_SHARPNESS:g} (a roofline sharpness p)"
     if isinstance(smooth, bool) or not isinstance(smooth, int | float | np.integer | np.floating):
         raise ValueError(f"smooth {smooth!r}: not a number; valid: {valid}")
-    if not (math.isfinite(smooth) and smooth > 0):
+    if not (math.isfinite(smooth) and smooth >= MIN_ROOFLINE_SHARPNESS):
         raise ValueError(f"smooth {smooth!r}: out of range; valid: {valid}")
     return float(smooth)
 
