@@ -158,17 +158,24 @@ def _predict(data: StepTimeData, hardware: HardwareSpec, smooth=None):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("smooth",))
+_predict_jit = jax.jit(_predict, static_argnames=("smooth",))
+
+
 def predict_step_times(data: StepTimeData, hardware: HardwareSpec, smooth: float | None = None):
     """``specsim.step_time`` of every point of ``data`` on ``hardware``, s (shape ``(n,)``).
+
+    Jitted; ``smooth`` is static.
 
     Args:
         data: the points.
         hardware: the chip (its ``roofline_sharpness`` included).
         smooth: ``None``, or a roofline sharpness to smooth at least this much
             (p = min(``hardware.roofline_sharpness``, ``smooth``)).
+
+    Raises:
+        ValueError: an invalid ``smooth``.
     """
-    return _predict(data, hardware, check_smooth(smooth))
+    return _predict_jit(data, hardware, check_smooth(smooth))
 
 
 @struct.dataclass
