@@ -127,3 +127,53 @@ def text(where: str, key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(message(where, key, value, "not a string", "a quoted string"))
     return value
+
+
+@dataclass(frozen=True)
+class Key:
+    """What one key of an entry holds.
+
+    Attributes:
+        kind: ``"number"``, ``"string"`` or ``"bool"``.
+        rule: the valid numbers (``kind == "number"``).
+        choices: the valid strings, if only some are (``kind == "string"``).
+        required: the entry must have it.
+    """
+
+    kind: str
+    rule: Rule = ANY_FINITE
+    choices: tuple[str, ...] = ()
+    required: bool = False
+
+
+def check_entry(entry: Any, keys: Mapping[str, Key], where: str) -> None:
+    """Checks a table against its keys: no unknown key, every required one, types, ranges.
+
+    Raises:
+        ValueError: the first problem, in the one-line style.
+
+    Examples:
+        >>> keys = {"batch": Key("number", POSITIVE, required=True), "note": Key("string")}
+        >>> check_entry({"batch": 0}, keys, "data.toml: row 1")
+        Traceback (most recent call last):
+        ...
+        ValueError: data.toml: row 1: batch 0: out of range; valid: > 0 and finite
+    """
+    if not isinstance(entry, Mapping):
+        raise ValueError(message("", where, entry, "not a table", "a [table] of keys"))
+    check_keys(entry, keys, where)
+    for name, key in keys.items():
+        if name not in entry:
+            if key.required:
+                raise ValueError(f"{where}: missing required key {name!r}")
+            continue
+        value = entry[name]
+        if key.kind == "number":
+            number(where, name, value, key.rule)
+        elif key.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(message(where, name, value, "not true or false", "a boolean"))
+        else:
+            text(where, name, value)
+            if key.choices and value not in key.choices:
+                raise ValueError(message(where, name, value, "unknown", ", ".join(key.choices)))

@@ -70,7 +70,7 @@ def test_a_single_published_row_can_be_predicted():
     ("text", "match"),
     [
         ("[[measurement]\n", "malformed"),
-        ('[[measurement]]\nid = "x"\n', "lacks"),
+        ('[[measurement]]\nid = "x"\n', "x: missing required key 'quantity'"),
         ("schema_version = 1\n", "no \\[\\[measurement\\]\\]"),
     ],
 )
@@ -81,6 +81,70 @@ def test_bad_published_files_get_clear_errors(tmp_path, text, match):
         load_published(path)
     with pytest.raises(ValueError, match="cannot read"):
         load_published(tmp_path / "missing.toml")
+
+
+GOOD_ROW = {
+    "id": "row",
+    "quantity": "speedup",
+    "value": 2.0,
+    "hardware": "a100",
+    "target": "llama-2-7b",
+    "draft": "llama-68m",
+    "batch": 1,
+    "gamma": 4,
+    "alpha": 0.8,
+    "source": "a paper",
+}
+
+
+def _published(tmp_path, row, extra=""):
+    lines = [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in row.items()]
+    path = tmp_path / "published.toml"
+    path.write_text(extra + "[[measurement]]\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_a_well_formed_published_file_loads(tmp_path):
+    rows, _ = load_published(_published(tmp_path, GOOD_ROW))
+    assert rows[0]["id"] == "row"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        # issue 11: a published value of 0 raised ZeroDivisionError in the error column
+        ({"value": 0.0}, r"published.toml: row: value 0.0: out of range; valid: > 0 and finite"),
+        ({"value": "fast"}, r"row: value 'fast': not a number"),
+        ({"hardwre": "a100"}, r"row: hardwre 'a100': unknown key \(did you mean hardware\?\)"),
+        ({"alpha": 1.5}, r"row: alpha 1.5: out of range; valid: in \(0, 1\)"),
+        ({"batch": 0}, r"row: batch 0: out of range; valid: >= 1"),
+        ({"quantity": "latency"}, r"row: quantity 'latency': unknown; valid: baseline_tokens_"),
+        ({"kind": "guessed"}, r"row: kind 'guessed': unknown; valid: measured, expected"),
+        ({"weight_dtype": "int3"}, r"row: weight_dtype 'int3': unknown; valid: bf16"),
+        ({"hardware": "h1000"}, r"row: unknown hardware 'h1000'. Did you mean 'H100 SXM'"),
+        ({"draft": "llama-68"}, r"row: unknown model 'llama-68'"),
+        ({"gamma": None}, r"row: missing required key 'gamma' \(of a speedup\)"),
+        ({"quantity": "baseline_tokens_per_s"}, r"row: draft 'llama-68m': not used by plain"),
+    ],
+)
+def test_published_files_are_read_strictly(tmp_path, change, match):
+    row = {k: v for k, v in {**GOOD_ROW, **change}.items() if v is not None}
+    with pytest.raises(ValueError, match=match) as info:
+        load_published(_published(tmp_path, row))
+    assert "\n" not in str(info.value)
+
+
+def test_published_architectures_and_ids_are_checked(tmp_path):
+    arch = '[architecture."tiny"]\nn_layer = 2\n\n'
+    with pytest.raises(ValueError, match=r'architecture."tiny": n_layer 2: unknown key \(did'):
+        load_published(_published(tmp_path, GOOD_ROW, arch))
+    path = _published(tmp_path, GOOD_ROW)
+    path.write_text(path.read_text() * 2)
+    with pytest.raises(ValueError, match="row: id 'row': repeated"):
+        load_published(path)
+    path.write_text("measurements = 1\n" + path.read_text())
+    with pytest.raises(ValueError, match=r"measurements 1: unknown key \(did you mean measurement"):
+        load_published(path)
 
 
 def test_split_is_balanced_within_every_model_and_phase():

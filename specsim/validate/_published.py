@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import hardware, models
+from .. import _schema, hardware, models
 from .._acceptance import ConstantAcceptance
 from .._throughput import throughput
 from .._workload import Workload
 from ..models import TransformerSpec
+from ..models._spec import BYTES_PER_ELEMENT
 
 __all__ = ["load_published", "predict_published", "validate_published"]
 
@@ -28,8 +29,12 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
     Returns:
         ``(measurements, architectures)``.
 
+    Every key is checked (unknown keys name the closest valid one; types; ranges: a
+    published value is > 0, alpha in (0, 1), batch >= 1; names of chips and models).
+
     Raises:
-        ValueError: unreadable or malformed file, or entries missing required keys.
+        ValueError: unreadable or malformed file, or an entry that breaks the schema, in
+            one line: ``<file>: <id>: <key> <value>: <why>; valid: <choices>``.
 
     Examples:
         >>> rows, _ = load_published()
@@ -48,19 +53,88 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
         raise ValueError(f"cannot read published measurements {path!r}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"malformed TOML in {where!r}: {e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not a text file; valid: a UTF-8 TOML file") from None
+    _schema.check_keys(data, ("schema_version", "architecture", "measurement"), where)
+    if data.get("schema_version", 1) != 1:
+        version = data["schema_version"]
+        raise ValueError(_schema.message(where, "schema_version", version, "unsupported", "1"))
+    architectures = data.get("architecture", {})
+    if not isinstance(architectures, dict):
+        raise ValueError(f'{where}: architecture: not a table; valid: [architecture."Name"]')
+    for name, arch in architectures.items():
+        _schema.check_entry(arch, _ARCHITECTURE_KEYS, f'{where}: architecture."{name}"')
     rows = data.get("measurement", [])
     if not isinstance(rows, list) or not rows:
         raise ValueError(f"{where}: no [[measurement]] entries")
-    required = ("id", "quantity", "value", "hardware", "target", "batch", "source")
-    for row in rows:
-        missing = [k for k in required if k not in row]
-        if missing:
-            raise ValueError(f"{where}: entry {row.get('id', '?')!r} lacks {missing}")
-        if row["quantity"] not in ("baseline_tokens_per_s", "speedup"):
-            raise ValueError(f"{where}: {row['id']!r}: unknown quantity {row['quantity']!r}")
-        if row["quantity"] == "speedup" and not {"draft", "gamma", "alpha"} <= set(row):
-            raise ValueError(f"{where}: {row['id']!r}: a speedup needs draft, gamma and alpha")
-    return rows, dict(data.get("architecture", {}))
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        entry = f"{where}: measurement {i + 1}"
+        if isinstance(row, dict) and isinstance(row.get("id"), str):
+            entry = f"{where}: {row['id']}"
+        _schema.check_entry(row, _MEASUREMENT_KEYS, entry)
+        if row["id"] in seen:
+            raise ValueError(_schema.message(entry, "id", row["id"], "repeated", "unique ids"))
+        seen.add(row["id"])
+        speculative = ("draft", "gamma", "alpha")
+        if row["quantity"] == "speedup":
+            missing = [k for k in speculative if k not in row]
+            if missing:
+                raise ValueError(f"{entry}: missing required key {missing[0]!r} (of a speedup)")
+        else:
+            extra = [k for k in (*speculative, "published_cost_ratio") if k in row]
+            if extra:
+                raise ValueError(
+                    _schema.message(
+                        entry,
+                        extra[0],
+                        row[extra[0]],
+                        "not used by plain decoding",
+                        "draft, gamma, alpha and published_cost_ratio only with a speedup",
+                    )
+                )
+        try:
+            hardware.canonical_name(row["hardware"])
+            for role in ("target", "draft"):
+                if role in row and row[role] not in architectures:
+                    models.info(row[role])
+        except ValueError as e:
+            raise ValueError(f"{entry}: {e}") from None
+    return rows, dict(architectures)
+
+
+# The schema of a [[measurement]] and of an [architecture."Name"] (see published.toml).
+_MEASUREMENT_KEYS = {
+    "id": _schema.Key("string", required=True),
+    "quantity": _schema.Key("string", choices=("baseline_tokens_per_s", "speedup"), required=True),
+    "value": _schema.Key("number", _schema.POSITIVE, required=True),
+    "kind": _schema.Key("string", choices=("measured", "expected")),
+    "hardware": _schema.Key("string", required=True),
+    "target": _schema.Key("string", required=True),
+    "draft": _schema.Key("string"),
+    "batch": _schema.Key("number", _schema.Rule(lambda v: v >= 1, ">= 1"), required=True),
+    "prompt_tokens": _schema.Key("number", _schema.NON_NEGATIVE),
+    "generate_tokens": _schema.Key("number", _schema.Rule(lambda v: v >= 1, ">= 1")),
+    "weight_dtype": _schema.Key("string", choices=tuple(sorted(BYTES_PER_ELEMENT))),
+    "weight_bytes": _schema.Key("number", _schema.POSITIVE),
+    "gamma": _schema.Key("number", _schema.NON_NEGATIVE),
+    "alpha": _schema.Key("number", _schema.Rule(lambda v: 0 < v < 1, "in (0, 1)")),
+    "published_cost_ratio": _schema.Key("number", _schema.POSITIVE),
+    "source": _schema.Key("string", required=True),
+    "assumed": _schema.Key("string"),
+    "note": _schema.Key("string"),
+}
+_ARCHITECTURE_KEYS = {
+    "n_layers": _schema.Key("number", _schema.POSITIVE, required=True),
+    "d_model": _schema.Key("number", _schema.POSITIVE, required=True),
+    "n_heads": _schema.Key("number", _schema.POSITIVE, required=True),
+    "n_kv_heads": _schema.Key("number", _schema.POSITIVE),
+    "head_dim": _schema.Key("number", _schema.POSITIVE),
+    "d_ff": _schema.Key("number", _schema.POSITIVE, required=True),
+    "vocab": _schema.Key("number", _schema.POSITIVE, required=True),
+    "gated_mlp": _schema.Key("bool"),
+    "tied_embeddings": _schema.Key("bool"),
+}
 
 
 def _published_spec(name: str, architectures: dict, weight_dtype: str, weight_bytes=None):
