@@ -254,13 +254,3 @@ def check_values(values: Mapping[str, Any], where: str = "hardware") -> None:
         for v in array:
             if not rule(v):
                 raise ValueError(_schema.message(where, name, v, "out of range", rule.valid))
-
-
-def label(name: str) -> str:
-    """The display label of a field (``"hbm_bytes_per_s"`` -> ``"HBM bandwidth"``).
-
-    Examples:
-        >>> label("kernel_launch_s")
-        'kernel-launch overhead'
-    """
-    return FIELD_BY_NAME[name].label
