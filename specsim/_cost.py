@@ -253,7 +253,8 @@ def step_time(
         hardware: one chip.
         batch, new_tokens, context: as in ``forward_cost``.
         tp: tensor-parallel degree (a traced float; 1 = one chip).
-        smooth: ``None`` for the exact roofline, or a sharpness for the smooth max.
+        smooth: ``None``, or a roofline sharpness to smooth at least this much (p =
+            min(``hardware.roofline_sharpness``, ``smooth``); see ``roofline_time``).
         ep: expert-parallel degree among the ``tp`` chips (a traced float; 1 = none).
 
     Returns:

@@ -649,7 +649,7 @@ def optimize_scenarios(
         steps: optimizer steps per restart.
         restarts: random starts per scenario, searched in parallel.
         seed: PRNG seed of the starting points (the same seed gives the same answer).
-        smooth: sharpness of the smooth roofline used by the search.
+        smooth: roofline sharpness cap of the search (p = min(spec's, ``smooth``)).
 
     Returns:
         One `OptimizeResult` per scenario, in order (NumPy-backed leaves).
@@ -731,7 +731,8 @@ def optimize_draft(
         steps: optimizer steps per restart (default 100).
         restarts: random starts (default 4).
         seed: PRNG seed of the starting points.
-        smooth: sharpness of the smooth roofline during the search (default 16).
+        smooth: roofline sharpness cap during the search (p = min(spec's, ``smooth``);
+            default 16); the rounding and the report use the spec's own roofline.
 
     Returns:
         `OptimizeResult`.

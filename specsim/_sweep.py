@@ -754,7 +754,8 @@ def sweep(
             host memory) and return ``None``.
         chunk_size: grid points per device call, across all devices (bounds memory).
         quadrature_nodes: Gauss-Legendre nodes over the growing context (static).
-        smooth: ``None`` for exact rooflines, or the smooth-max sharpness.
+        smooth: ``None`` for each chip's roofline (the hard max unless calibrated), or a
+            roofline sharpness p to smooth at least this much (see ``specsim.throughput``).
         devices: devices to shard over (default: all local devices).
         process_index, process_count: this process's slice of the grid under
             ``jax.distributed`` (default: ``jax.process_index()``, ``jax.process_count()``).

@@ -210,8 +210,9 @@ def predict(
         deployment: a `Deployment`.
         draft: the draft model proposing tokens.
         gamma: draft tokens per iteration, a real number >= 0 (0 = plain decoding).
-        smooth: ``None`` for exact rooflines; a sharpness (e.g. 16) for the smooth max
-            used by gradient-based optimisation.
+        smooth: ``None`` for the spec's roofline (the hard max unless calibrated), or a
+            roofline sharpness p (e.g. 16) to smooth at least this much for gradients:
+            p = min(``hardware.roofline_sharpness``, ``smooth``).
         quadrature_nodes: Gauss-Legendre nodes over the growing context.
 
     Returns:
@@ -269,8 +270,9 @@ def throughput(
         tp: tensor-parallel degree of the target.
         draft_tp: tensor-parallel degree of the draft (defaults to ``tp``).
         speculation_overhead_s: fixed cost per iteration (sampling, bookkeeping), s.
-        smooth: ``None`` for exact rooflines; a sharpness (e.g. 16) for the smooth max
-            used by gradient-based optimisation.
+        smooth: ``None`` for the spec's roofline (the hard max unless calibrated), or a
+            roofline sharpness p (e.g. 16) to smooth at least this much for gradients:
+            p = min(``hardware.roofline_sharpness``, ``smooth``).
         quadrature_nodes: Gauss-Legendre nodes over the growing context.
 
     Returns:
