@@ -678,3 +678,14 @@ def test_from_hf_config_unreadable_path(tmp_path):
         from_hf_config(tmp_path / "nope" / "config.json")
     with pytest.raises(ValueError, match="cannot read Hugging Face config"):
         from_hf_config(tmp_path)  # a folder without config.json
+
+
+def test_catalogue_typo_keys_are_errors_not_silently_dense(monkeypatch):
+    from specsim._registry import Registry
+    from specsim.models import _catalog
+
+    entry = {**models.info("mixtral-8x7b"), "n_expert": 8}
+    entry.pop("name")
+    monkeypatch.setattr(_catalog, "_REGISTRY", Registry("model", lambda: {"Toy": entry}))
+    with pytest.raises(ValueError, match=r"catalog.toml: Toy: n_expert 8: unknown key \(did you"):
+        models.get("toy")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _schema
 from .._registry import Registry, load_package_toml
 from ._spec import TransformerSpec
 
@@ -24,6 +25,29 @@ _EXTENSION_KEYS = (
     "n_mtp_layers",
 )
 _DTYPE_KEYS = ("weight_dtype", "expert_weight_dtype")
+# Facts about a preset that are not inputs of the cost model.
+_METADATA_KEYS = (
+    "aliases",
+    "source",
+    "params_source",
+    "reference_params",
+    "reference_active_params",
+    "reference_non_embedding_params",
+    "reference_params_convention",
+    "reference_params_with_mtp",
+    "train_tokens",
+    "train_tokens_source",
+)
+# Every key an entry may have: a typo (``n_expert``) is an error, not a dense model.
+_KEYS = (
+    *_ARCH_KEYS,
+    *_EXTENSION_KEYS,
+    *_DTYPE_KEYS,
+    "head_dim",
+    "gated_mlp",
+    "tied_embeddings",
+    *_METADATA_KEYS,
+)
 
 
 def _load() -> dict[str, Any]:
@@ -63,7 +87,9 @@ def get(name: str, **dtypes: str) -> TransformerSpec:
         >>> int(spec.n_kv_heads), int(spec.vocab)
         (8, 128256)
     """
-    entry = _REGISTRY.entry(name)
+    canonical = _REGISTRY.canonical(name)
+    entry = _REGISTRY.entry(canonical)
+    _schema.check_keys(entry, _KEYS, f"specsim/models/catalog.toml: {canonical}")
     native = {k: entry[k] for k in _DTYPE_KEYS if k in entry}
     return TransformerSpec.create(
         **{k: entry[k] for k in _ARCH_KEYS},
