@@ -29,7 +29,7 @@ import optax
 from flax import struct
 
 from ._cost import step_time
-from .hardware import HardwareSpec
+from .hardware import FIELDS, HardwareSpec
 from .hardware._fields import MIN_ROOFLINE_SHARPNESS
 from .hardware._roofline import check_smooth
 from .models import TransformerSpec
@@ -318,8 +318,7 @@ def _fold_into_peaks(hardware: HardwareSpec) -> HardwareSpec:
     memory = float(hardware.memory_efficiency)
     updates = {}
     if compute > 1.0:
-        for dtype in ("fp32", "bf16", "fp8", "int8"):
-            field = f"{dtype}_flops_per_s"
+        for field in (f.name for f in FIELDS if f.name.endswith("_flops_per_s")):
             updates[field] = float(getattr(hardware, field)) * compute
         updates["compute_efficiency"] = 1.0
     if memory > 1.0:
