@@ -181,8 +181,8 @@ def roofline(
         raise ValueError(f"batch must be one or more values > 0, got {batch!r}")
     if not gamma >= 0:
         raise ValueError(f"gamma must be >= 0, got {gamma!r}")
-    target_spec = _spec(target, _models.get, TransformerSpec, "target")
-    draft_spec = _spec(draft, _models.get, TransformerSpec, "draft")
+    target_spec = _spec(target, _models.load, TransformerSpec, "target")
+    draft_spec = _spec(draft, _models.load, TransformerSpec, "draft")
     draft_tp = tp if draft_tp is None else draft_tp
     context = prompt_tokens + generate_tokens / 2.0
     phases = {
@@ -254,7 +254,7 @@ def roofline(
 
 
 def _model_name(model) -> str:
-    return _models.info(model)["name"] if isinstance(model, str) else "custom"
+    return _models.locate(model).label if isinstance(model, str | os.PathLike) else "custom"
 
 
 # --------------------------------------------------------------------------- frames

@@ -52,12 +52,42 @@ def add_json_argument(parser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
 
 
+WEIGHT_FORMATS = "bf16, fp16, fp32, fp8, int8, int4, mxfp4, nvfp4 or fp8_block"
+KV_FORMATS = "bf16, fp16, fp32, fp8 or int8"
+MODEL_HELP = (
+    "a catalogue name (specsim models), a config.json path, a model folder holding one, or a "
+    "Hugging Face Hub id already in the local cache (org/name[@revision]; no download)"
+)
+
+
 def add_weight_dtype_argument(parser) -> None:
     """``--weight-dtype``: the storage dtype of the model's weights."""
     parser.add_argument(
         "--weight-dtype",
-        default="bf16",
-        help="weight storage dtype: bf16, fp16, fp32, fp8, int8 or int4",
+        default=None,
+        help=f"weight storage format: {WEIGHT_FORMATS} (default: the checkpoint's, from the "
+        "catalogue or the config's dtype and quantization_config)",
+    )
+
+
+def add_dtype_arguments(parser, *, draft_default: str = "the draft's own") -> None:
+    """``--weight-dtype``, ``--draft-weight-dtype`` and ``--kv-dtype``."""
+    parser.add_argument(
+        "--weight-dtype",
+        default=None,
+        help=f"target weight storage format: {WEIGHT_FORMATS} (default: the checkpoint's, "
+        "from the catalogue or the config's dtype and quantization_config)",
+    )
+    parser.add_argument(
+        "--draft-weight-dtype",
+        default=None,
+        help=f"draft weight storage format, as --weight-dtype (default: {draft_default})",
+    )
+    parser.add_argument(
+        "--kv-dtype",
+        default=None,
+        help=f"KV-cache format of target and draft (one engine setting, like vLLM's "
+        f"--kv-cache-dtype): {KV_FORMATS} (default: each checkpoint's)",
     )
 
 
@@ -65,7 +95,7 @@ def add_scenario_arguments(
     parser,
     *,
     draft: bool = True,
-    draft_help: str = "draft model (catalogue name)",
+    draft_help: str = "draft model: " + MODEL_HELP,
     sdsl_by_default: bool = False,
 ) -> None:
     """Flags shared by ``evaluate``, ``optimize`` and ``schedule``.
@@ -77,9 +107,10 @@ def add_scenario_arguments(
         sdsl_by_default: without ``--alpha``, the command uses the SDSL law (``optimize``)
             rather than a constant 0.8; only the help texts say so.
     """
-    parser.add_argument("--target", default="llama-3-8b", help="target model (catalogue name)")
+    parser.add_argument("--target", default="llama-3-8b", help="target model: " + MODEL_HELP)
     if draft:
         parser.add_argument("--draft", default="llama-68m", help=draft_help)
+    add_dtype_arguments(parser, draft_default="the draft's own" if draft else "the target's")
     parser.add_argument(
         "--hardware", default="h100", help="accelerator: catalogue name or a .toml file"
     )
@@ -155,10 +186,10 @@ def check_plot_path(path: str) -> None:
 
 def build_acceptance(args: argparse.Namespace, default_alpha: float | None = 0.8):
     """The acceptance model named by ``--alpha`` / ``--alpha-model`` flags."""
-    from specsim import ConstantAcceptance, SDSLAcceptance, models
+    from specsim import ConstantAcceptance, SDSLAcceptance
 
     if args.alpha_model == "sdsl":
-        target_tokens = args.target_train_tokens or models.train_tokens(args.target)
+        target_tokens = args.target_train_tokens or catalogue_train_tokens(args.target)
         if target_tokens is None:
             raise ValueError(
                 f"the catalogue has no training-token count for {args.target!r}; "
@@ -172,6 +203,34 @@ def build_acceptance(args: argparse.Namespace, default_alpha: float | None = 0.8
     return ConstantAcceptance.create(alpha)
 
 
+def catalogue_train_tokens(reference: str) -> float | None:
+    """Pre-training tokens the catalogue gives for a model reference (``None`` for a
+    config file or Hub id, or where unpublished)."""
+    from specsim import models
+
+    name = models.locate(reference).catalogue_name
+    return None if name is None else models.train_tokens(name)
+
+
+def load_target(args: argparse.Namespace):
+    """The target's ``TransformerSpec`` with ``--weight-dtype`` and ``--kv-dtype`` applied."""
+    from specsim import models
+
+    return models.load(args.target, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype)
+
+
+def load_draft(args: argparse.Namespace, draft=None):
+    """The draft (``--draft``, or a given spec) with ``--draft-weight-dtype`` and
+    ``--kv-dtype`` applied."""
+    from specsim import models
+
+    return models.load(
+        args.draft if draft is None else draft,
+        weight_dtype=args.draft_weight_dtype,
+        kv_dtype=args.kv_dtype,
+    )
+
+
 def hardware_label(name: str) -> str:
     """Display name of a hardware argument (catalogue name, or the TOML path as given)."""
     from specsim import hardware
@@ -180,10 +239,19 @@ def hardware_label(name: str) -> str:
 
 
 def model_label(name: str) -> str:
-    """Display name of a catalogue model (``"llama-3-8b"`` -> ``"Llama-3-8B"``)."""
+    """Display name of a model reference: the catalogue's canonical name
+    (``"llama-3-8b"`` -> ``"Llama-3-8B"``), the Hub id, or the folder of a config file."""
     from specsim import models
 
-    return models.info(name)["name"]
+    return models.locate(name).label
+
+
+def model_reference(name: str) -> str:
+    """A reference to type back into a flag: the canonical catalogue name, else as given."""
+    from specsim import models
+
+    source = models.locate(name)
+    return source.label if source.kind == "catalogue" else source.reference
 
 
 # --------------------------------------------------------------------------- output

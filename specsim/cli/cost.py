@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._args import (
+    MODEL_HELP,
     add_json_argument,
     add_weight_dtype_argument,
     hardware_label,
@@ -23,7 +24,7 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
         "FLOPs and bytes of one forward pass by category, its time on the roofline with the "
         "binding bound, and whether weights and KV cache fit in memory."
     )
-    parser.add_argument("--model", default="llama-2-7b", help="model (catalogue name)")
+    parser.add_argument("--model", default="llama-2-7b", help="model: " + MODEL_HELP)
     parser.add_argument(
         "--hardware", default="a100-80gb", help="accelerator: catalogue name or a .toml file"
     )
@@ -55,7 +56,7 @@ def run_cost(args: argparse.Namespace) -> int:
         step_time,
     )
 
-    model = models.get(args.model).with_dtypes(args.weight_dtype)
+    model = models.load(args.model, weight_dtype=args.weight_dtype)
     chip = hardware.get(args.hardware)
     cost = forward_cost(model, args.batch, args.new_tokens, args.context)
     t = step_time(model, chip, args.batch, args.new_tokens, args.context, args.tp)

@@ -12,6 +12,8 @@ from ._args import (
     build_acceptance,
     check_plot_path,
     hardware_label,
+    load_draft,
+    load_target,
     model_label,
     non_negative,
     print_json,
@@ -36,20 +38,21 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_plot_argument(parser)
 
 
-def save_roofline(args: argparse.Namespace) -> str:
+def save_roofline(args: argparse.Namespace, target=None, draft=None) -> str:
     """Draws ``specsim.plot.roofline`` for an ``evaluate``-style namespace into ``args.plot``.
 
     Reads ``hardware``, ``target``, ``draft``, ``batch``, ``gamma``, ``prompt``,
     ``generate``, ``tp`` and ``draft_tp`` (the flags of ``add_scenario_arguments``)
-    and returns the path written.
+    and returns the path written. ``target`` and ``draft`` (specs) replace the flags'
+    models when given (e.g. with their dtype flags applied).
     """
     from specsim.plot import roofline
 
     check_plot_path(args.plot)
     roofline(
         args.hardware,
-        args.target,
-        args.draft,
+        args.target if target is None else target,
+        args.draft if draft is None else draft,
         batch=args.batch,
         gamma=args.gamma,
         prompt_tokens=args.prompt,
@@ -63,10 +66,10 @@ def save_roofline(args: argparse.Namespace) -> str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Runs ``specsim evaluate``."""
-    from specsim import Workload, crossover_batch, hardware, models, throughput
+    from specsim import Workload, crossover_batch, hardware, throughput
 
-    target = models.get(args.target)
-    draft = models.get(args.draft)
+    target = load_target(args)
+    draft = load_draft(args)
     chip = hardware.get(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     acceptance = build_acceptance(args)
@@ -79,7 +82,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = report.to_dict()
     out["crossover_batch"] = None if not math.isfinite(crossover) else float(crossover)
     if args.plot:
-        save_roofline(args)
+        dtyped = args.weight_dtype or args.draft_weight_dtype or args.kv_dtype
+        save_roofline(args, *((target, draft) if dtyped else ()))
     if args.json:
         print_json(out)
         return 0

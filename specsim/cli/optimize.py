@@ -21,7 +21,9 @@ from ._args import (
     add_speculation_overhead_argument,
     build_acceptance,
     hardware_label,
+    load_target,
     model_label,
+    model_reference,
     non_negative,
     positive,
     print_json,
@@ -33,8 +35,9 @@ __all__ = ["OPTIMIZE_JSON_KEYS", "add_optimize_arguments", "run_optimize"]
 # Top-level keys of `specsim optimize --json`, in order (stable; new keys are only appended).
 OPTIMIZE_JSON_KEYS = {
     "schema": "format version, 'specsim.optimize/1'",
-    "scenario": "target, hardware, tp, draft_tp, batch, prompt_tokens, generate_tokens, "
-    "speculation_overhead_s",
+    "scenario": "target, hardware, tp, draft_tp, target_reference (as typed for --target, "
+    "or the catalogue name), weight_dtype, draft_weight_dtype, kv_dtype (null: the "
+    "checkpoint's), batch, prompt_tokens, generate_tokens, speculation_overhead_s",
     "acceptance": "model ('sdsl' or 'constant'), alpha (constant) or train tokens (sdsl), "
     "size_sensitive (whether draft size changes acceptance)",
     "bounds": "the search region (DraftBounds: min/max layers, d_model, aspect, gamma, tokens)",
@@ -252,6 +255,7 @@ def _notes(result, bounds, acceptance_info, gamma: int) -> list[str]:
 
 def _optimize_payload(args, result, bounds, acceptance, wall_s, steps, restarts, lr, certificate):
     target, chip = model_label(args.target), hardware_label(args.hardware)
+    reference = model_reference(args.target)
     out = result.to_dict()
     report = out["report"]
     acceptance_info = _acceptance_summary(acceptance)
@@ -263,6 +267,10 @@ def _optimize_payload(args, result, bounds, acceptance, wall_s, steps, restarts,
             "hardware": chip,
             "tp": args.tp,
             "draft_tp": draft_tp,
+            "target_reference": reference,
+            "weight_dtype": args.weight_dtype,
+            "draft_weight_dtype": args.draft_weight_dtype,
+            "kv_dtype": args.kv_dtype,
             "batch": args.batch,
             "prompt_tokens": args.prompt,
             "generate_tokens": args.generate,
@@ -395,7 +403,10 @@ def _print_optimize(payload: dict[str, Any]) -> None:
     for note in payload["notes"]:
         print(f"note: {note}")
     if payload["gamma"] > 0:
-        flags = f"--target {s['target']} --hardware '{s['hardware']}' --tp {s['tp']}"
+        flags = f"--target {s['target_reference']} --hardware '{s['hardware']}' --tp {s['tp']}"
+        for flag in ("weight_dtype", "draft_weight_dtype", "kv_dtype"):
+            if s[flag] is not None:
+                flags += f" --{flag.replace('_', '-')} {s[flag]}"
         print(
             f"per-batch gamma for serving: specsim schedule {flags} "
             f"--draft {d['n_layers']}x{d['d_model']} {_alpha_flags(acc)}".rstrip()
@@ -454,7 +465,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     )
 
     started = time.perf_counter()
-    target = models.get(args.target)
+    target = load_target(args)
     chip = hardware.get(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     acceptance = _acceptance_for_optimize(args)
@@ -463,6 +474,10 @@ def run_optimize(args: argparse.Namespace) -> int:
         overrides["width_step"] = args.width_step
     if args.draft_ffn_ratio is not None:
         overrides["ffn_ratio"] = args.draft_ffn_ratio
+    if args.draft_weight_dtype is not None:
+        overrides["weight_bytes"] = models.load(
+            target, weight_dtype=args.draft_weight_dtype
+        ).weight_bytes
     template = DraftTemplate.from_target(target, **overrides)
     given = {
         "min_layers": args.min_layers,

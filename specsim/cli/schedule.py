@@ -16,6 +16,8 @@ from ._args import (
     add_speculation_overhead_argument,
     build_acceptance,
     hardware_label,
+    load_draft,
+    load_target,
     model_label,
     non_negative,
     positive,
@@ -76,7 +78,7 @@ def _schedule_draft(args, target):
 
     shape = _DRAFT_SHAPE.match(str(args.draft))
     if shape is None:
-        return models.get(args.draft), models.info(args.draft)["name"]
+        return load_draft(args), model_label(args.draft)
     n_layers, d_model = (int(g) for g in shape.groups())
     template = DraftTemplate.from_target(target)
     if n_layers < 1 or d_model % round(float(template.width_step)) or d_model < 1:
@@ -86,6 +88,8 @@ def _schedule_draft(args, target):
         )
     params = DraftParams(jnp.float32(n_layers), jnp.float32(d_model), jnp.float32(1))
     spec = jax.tree.map(float, buildable_draft(params, template))
+    if args.draft_weight_dtype is not None:
+        spec = models.load(spec, weight_dtype=args.draft_weight_dtype)
     return spec, f"draft-{n_layers}x{d_model}"
 
 
@@ -104,9 +108,9 @@ def run_schedule(args: argparse.Namespace) -> int:
     Raises:
         ValueError: bad input (the CLI prints one line and exits 2).
     """
-    from specsim import Workload, hardware, models, speculation_schedule
+    from specsim import Workload, hardware, speculation_schedule
 
-    target = models.get(args.target)
+    target = load_target(args)
     draft, draft_name = _schedule_draft(args, target)
     chip = hardware.get(args.hardware)
     acceptance = build_acceptance(args)

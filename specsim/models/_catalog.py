@@ -68,6 +68,17 @@ def names() -> list[str]:
     return _REGISTRY.names()
 
 
+def canonical_name(name: str) -> str:
+    """The catalogue's canonical name for ``name`` or an alias (``ValueError`` if unknown).
+
+    Examples:
+        >>> from specsim import models
+        >>> models.canonical_name("llama3-8b")
+        'Llama-3-8B'
+    """
+    return _REGISTRY.canonical(name)
+
+
 def get(name: str, **dtypes: str) -> TransformerSpec:
     """Returns the preset ``TransformerSpec`` called ``name`` (case/punctuation-insensitive).
 

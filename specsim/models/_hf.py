@@ -32,7 +32,6 @@ _OPT = {
     "vocab": "vocab_size",
 }
 _NEOX = {k: v for k, v in _LLAMA_LIKE.items() if k != "n_kv_heads"}
-_TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 # transformers' Gemma3TextConfig defaults (the released 4B config relies on them).
 _GEMMA3_TEXT_DEFAULTS = {
     "vocab_size": 262_208,
@@ -44,6 +43,14 @@ _GEMMA3_TEXT_DEFAULTS = {
     "head_dim": 256,
     "sliding_window_pattern": 6,
 }
+# transformers' LlamaConfig defaults (llava-1.5's text_config gives only vocab_size).
+_LLAMA_DEFAULTS = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+}
 # transformers' Llama4TextConfig: every 4th layer is global (no RoPE), the others chunked.
 _LLAMA4_NO_ROPE_INTERVAL = 4
 
@@ -51,20 +58,32 @@ _LLAMA4_NO_ROPE_INTERVAL = 4
 def from_hf_config(config: str | os.PathLike | Mapping[str, Any], **dtypes: str) -> TransformerSpec:
     """Builds a ``TransformerSpec`` from a Hugging Face ``config.json``.
 
-    Supports dense Llama, Mistral, Qwen2/2.5, Qwen3, Gemma (1-3), OPT and GPT-NeoX/Pythia,
-    and the mixture-of-experts and attention variants of Mixtral, Qwen1.5/2-MoE
-    (``qwen2_moe``), Qwen3-MoE, DeepSeek-V2/V3 (multi-head latent attention, shared
-    experts, leading dense layers, multi-token prediction), gpt-oss (sliding-window
-    layers, MXFP4 experts), Llama 4 (shared expert, interleaved MoE, chunked attention)
-    and Gemma 3 (5 sliding-window layers per global one). Multimodal wrappers
-    (``gemma3``, ``llama4``) are read through their ``text_config``. The weight dtype
-    follows ``torch_dtype`` (and ``quantization_config``: DeepSeek's 128 x 128 block FP8,
-    gpt-oss's MXFP4 experts) unless given in ``dtypes``.
+    Supports dense Llama, Mistral, Qwen2/2.5, Qwen3, Gemma (1-3), Phi-3/Phi-4 (``phi3``:
+    fused QKV and gate-up projections, the same weights as Llama's), OPT and
+    GPT-NeoX/Pythia, and the mixture-of-experts and attention variants of Mixtral,
+    Phi-3.5-MoE (``phimoe``), Qwen1.5/2-MoE (``qwen2_moe``), Qwen3-MoE, DeepSeek-V2/V3
+    (multi-head latent attention, shared experts, leading dense layers, multi-token
+    prediction), gpt-oss (sliding-window layers, MXFP4 experts), Llama 4 (shared expert,
+    interleaved MoE, chunked attention) and Gemma 3 (5 sliding-window layers per global
+    one). Multimodal wrappers (``gemma3``, ``llama4``, ``mistral3``, ``llava``,
+    ``llava_next``, ``qwen2_vl``, ``qwen2_5_vl``, and any config whose ``text_config``
+    names a supported ``model_type``) are read through their language model; the vision
+    encoder, which a decode step does not run, is left out.
+
+    Storage formats: the weight dtype follows ``dtype`` (transformers >= 4.56) or
+    ``torch_dtype``, and ``quantization_config`` where present: ``fp8`` (DeepSeek's
+    128 x 128 block FP8), ``mxfp4`` (gpt-oss's experts), ``gptq``, ``awq``,
+    ``bitsandbytes``, ``compressed-tensors`` (weights, and FP8/INT8 activations and KV
+    cache when its scheme quantises them), ``modelopt`` (FP8, NVFP4, INT4-AWQ),
+    ``fbgemm_fp8`` and ``eetq``. Anything passed in ``dtypes`` wins; an unknown
+    ``quant_method`` is an error unless ``weight_dtype`` is given.
 
     Not modelled, and left out like biases and norms: Qwen2-MoE's shared-expert gate
-    (``d_model`` weights per layer) and gpt-oss's per-head attention-sink logits.
-    Mistral-7B-v0.1's ``sliding_window = 4096`` is not applied (it reads as the
-    catalogue's all-global Mistral); set ``n_local_layers`` to price it.
+    (``d_model`` weights per layer), gpt-oss's per-head attention-sink logits and the
+    scales and zero points of grouped integer quantisers (GPTQ/AWQ ``int4`` is counted at
+    0.5 bytes per weight). Mistral-7B-v0.1's ``sliding_window = 4096`` (and Phi-3-mini's
+    2047) is not applied (it reads as an all-global model); set ``n_local_layers`` to
+    price it.
 
     Args:
         config: path to ``config.json`` (or its folder), or the parsed dict.
@@ -73,7 +92,8 @@ def from_hf_config(config: str | os.PathLike | Mapping[str, Any], **dtypes: str)
 
     Raises:
         ValueError: unreadable or malformed file, unsupported ``model_type`` (the
-            message lists the supported ones) or a missing or malformed field.
+            message lists the supported ones), a missing or malformed field, or a
+            ``quantization_config`` that cannot be read.
 
     Examples:
         >>> cfg = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
@@ -84,22 +104,47 @@ def from_hf_config(config: str | os.PathLike | Mapping[str, Any], **dtypes: str)
         ...        "num_experts_per_tok": 2}
         >>> int(from_hf_config(moe).n_experts)
         8
+        >>> awq = {**cfg, "quantization_config": {"quant_method": "awq", "bits": 4}}
+        >>> float(from_hf_config(awq).weight_bytes)
+        0.5
     """
-    cfg = _read(config)
+    cfg = _language_model(_read(config))
     model_type = cfg.get("model_type")
-    if model_type in _WRAPPERS:  # multimodal wrapper: the language model sits in text_config
-        outer = cfg
-        cfg = {**cfg.get("text_config", {})}
-        model_type = _WRAPPERS[model_type]
-        for key in ("torch_dtype", "dtype", "quantization_config"):
-            if key not in cfg and key in outer:
-                cfg[key] = outer[key]
     if model_type not in _READERS:
         raise ValueError(
             f"unsupported model_type {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     kwargs = _READERS[model_type](_Config(cfg, model_type))
-    return TransformerSpec.create(**{**kwargs, **_dtypes(cfg), **dtypes})
+    return TransformerSpec.create(**{**kwargs, **_dtypes(cfg, dtypes), **dtypes})
+
+
+def _language_model(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The language model's config of a multimodal wrapper (else ``cfg`` itself).
+
+    The wrapper's ``dtype``/``torch_dtype`` and ``quantization_config`` apply to the
+    language model unless its own config repeats them.
+    """
+    model_type = cfg.get("model_type")
+    text = cfg.get("text_config")
+    if model_type in _READERS:
+        return cfg
+    if not isinstance(text, Mapping):
+        if model_type in _TOP_LEVEL_WRAPPERS:  # older Qwen2-VL configs: sizes at the top
+            return {**cfg, "model_type": _TOP_LEVEL_WRAPPERS[model_type]}
+        return cfg
+    inner = dict(text)
+    inner_type = inner.get("model_type") or _WRAPPERS.get(model_type)
+    if inner_type not in _READERS:
+        inner_type = _WRAPPERS.get(inner_type, inner_type)
+    if inner_type not in _READERS:
+        return cfg  # reported as the wrapper's unsupported model_type
+    inner["model_type"] = inner_type
+    if inner_type == "llama":  # llava-1.5's text_config relies on LlamaConfig's defaults
+        inner = {**_LLAMA_DEFAULTS, **inner}
+    for key in ("torch_dtype", "dtype", "quantization_config"):
+        if key not in inner and key in cfg:
+            inner[key] = cfg[key]
+    return inner
 
 
 class _Config:
@@ -292,19 +337,134 @@ def _llama4_text(c: _Config) -> dict[str, Any]:
     }
 
 
-def _dtypes(cfg: Mapping[str, Any]) -> dict[str, str]:
-    """Storage dtypes from ``torch_dtype``/``dtype`` and ``quantization_config``."""
-    torch_dtype = cfg.get("torch_dtype", cfg.get("dtype", "bfloat16"))
-    weight_dtype = _TORCH_DTYPES.get(str(torch_dtype), "bf16")
-    kwargs = {"weight_dtype": weight_dtype, "activation_dtype": "bf16"}
-    quant = cfg.get("quantization_config") or {}
-    method = quant.get("quant_method") if isinstance(quant, Mapping) else None
-    if method == "fp8":
-        kwargs["weight_dtype"] = "fp8_block" if quant.get("weight_block_size") else "fp8"
-        kwargs["kv_dtype"] = "bf16"
-    elif method == "mxfp4":  # gpt-oss: only the routed experts (attention, router, embeddings bf16)
-        kwargs["expert_weight_dtype"] = "mxfp4"
-    return kwargs
+# Checkpoint dtype names (``torch_dtype``/``dtype``) -> specsim formats.
+_TORCH_DTYPES = {
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "float32": "fp32",
+    "float": "fp32",
+    "float8_e4m3fn": "fp8",
+    "float8_e5m2": "fp8",
+}
+# GPTQ/AWQ-style integer weights: bits -> format.
+_INT_BITS = {4: "int4", 8: "int8"}
+QUANT_METHODS = (
+    "awq",
+    "bitsandbytes",
+    "compressed-tensors",
+    "eetq",
+    "fbgemm_fp8",
+    "fp8",
+    "gptq",
+    "modelopt",
+    "mxfp4",
+)
+
+
+def _dtypes(cfg: Mapping[str, Any], given: Mapping[str, str]) -> dict[str, str]:
+    """Storage dtypes from ``dtype``/``torch_dtype`` and ``quantization_config``."""
+    kwargs = {"weight_dtype": "bf16", "activation_dtype": "bf16"}
+    stored = cfg.get("dtype", cfg.get("torch_dtype"))  # transformers >= 4.56 writes "dtype"
+    if stored not in (None, "auto"):
+        if str(stored) not in _TORCH_DTYPES and "weight_dtype" not in given:
+            raise ValueError(
+                f"config dtype {stored!r} is not understood (valid: "
+                f"{', '.join(_TORCH_DTYPES)}); pass weight_dtype (--weight-dtype)"
+            )
+        kwargs["weight_dtype"] = _TORCH_DTYPES.get(str(stored), "bf16")
+    quant = cfg.get("quantization_config")
+    if quant is None or "weight_dtype" in given:
+        return kwargs
+    if not isinstance(quant, Mapping):
+        raise ValueError(f"config field 'quantization_config' must be an object, got {quant!r}")
+    return {**kwargs, **_quantized(quant)}
+
+
+def _quantized(quant: Mapping[str, Any]) -> dict[str, str]:
+    """Storage (and, where activations are quantised, compute) formats of a
+    ``quantization_config``; KV cache stays 16-bit unless the config quantises it."""
+    method = str(quant.get("quant_method", "")).lower().replace("_", "-")
+    fp8_kv = {"kv_dtype": "bf16"}
+    if method == "fp8":  # DeepSeek-V3, Qwen3-FP8: weights only, block-scaled when stated
+        return {"weight_dtype": "fp8_block" if quant.get("weight_block_size") else "fp8", **fp8_kv}
+    if method == "mxfp4":  # gpt-oss: only the routed experts (attention, router, embeddings bf16)
+        return {"expert_weight_dtype": "mxfp4"}
+    if method in ("gptq", "awq", "gptq-marlin", "awq-marlin", "auto-round"):
+        bits = quant.get("bits", quant.get("w_bit"))
+        if bits not in _INT_BITS:
+            raise ValueError(
+                f"{method} quantization with bits={bits!r} is not modelled (4 or 8); pass "
+                "weight_dtype (--weight-dtype)"
+            )
+        return {"weight_dtype": _INT_BITS[bits], **fp8_kv}
+    if method == "bitsandbytes":
+        if quant.get("load_in_4bit"):
+            return {"weight_dtype": "int4", **fp8_kv}
+        if quant.get("load_in_8bit"):
+            return {"weight_dtype": "int8", **fp8_kv}
+        raise ValueError("bitsandbytes quantization_config sets neither load_in_4bit nor 8bit")
+    if method == "fbgemm-fp8":  # FP8 weights, activations quantised per row at run time
+        return {"weight_dtype": "fp8", "compute_dtype": "fp8", **fp8_kv}
+    if method == "eetq":  # int8 weight-only
+        return {"weight_dtype": "int8", **fp8_kv}
+    if method == "compressed-tensors":
+        return _compressed_tensors(quant)
+    if method == "modelopt":
+        return _modelopt(quant)
+    raise ValueError(
+        f"quantization_config quant_method {quant.get('quant_method')!r} is not understood "
+        f"(known: {', '.join(QUANT_METHODS)}); pass weight_dtype (--weight-dtype) to say how "
+        "the weights are stored"
+    )
+
+
+def _scheme_format(scheme: Any, what: str) -> str | None:
+    """``{"num_bits": 8, "type": "float", ...}`` -> a storage format (None if absent)."""
+    if not isinstance(scheme, Mapping):
+        return None
+    bits, kind = scheme.get("num_bits"), scheme.get("type", "int")
+    formats = {(8, "float"): "fp8", (8, "int"): "int8", (4, "int"): "int4"}
+    if (bits, kind) in formats:
+        return formats[bits, kind]
+    if (bits, kind) == (4, "float") and scheme.get("group_size") == 16:
+        return "nvfp4"
+    raise ValueError(
+        f"compressed-tensors {what} scheme {bits}-bit {kind} is not modelled; pass "
+        "weight_dtype (--weight-dtype) and kv_dtype (--kv-dtype)"
+    )
+
+
+def _compressed_tensors(quant: Mapping[str, Any]) -> dict[str, str]:
+    groups = quant.get("config_groups")
+    schemes = list(groups.values()) if isinstance(groups, Mapping) else []
+    if not schemes or not isinstance(schemes[0], Mapping):
+        raise ValueError("compressed-tensors quantization_config has no config_groups")
+    scheme = schemes[0]  # one group covers the Linear layers in published checkpoints
+    out = {"weight_dtype": _scheme_format(scheme.get("weights"), "weights") or "bf16"}
+    activations = scheme.get("input_activations")
+    if isinstance(activations, Mapping) and activations.get("num_bits") == 8:
+        # W8A8: the matmuls run at the 8-bit peak (4-bit activations: left at bf16).
+        out["compute_dtype"] = "fp8" if activations.get("type") == "float" else "int8"
+    out["kv_dtype"] = _scheme_format(quant.get("kv_cache_scheme"), "kv_cache") or "bf16"
+    return out
+
+
+def _modelopt(quant: Mapping[str, Any]) -> dict[str, str]:
+    algo = str(quant.get("quant_algo", "")).upper()
+    formats = {
+        "FP8": {"weight_dtype": "fp8", "compute_dtype": "fp8"},
+        "NVFP4": {"weight_dtype": "nvfp4"},
+        "W4A16_AWQ": {"weight_dtype": "int4"},
+        "W4A8_AWQ": {"weight_dtype": "int4"},
+    }
+    if algo not in formats:
+        raise ValueError(
+            f"modelopt quant_algo {quant.get('quant_algo')!r} is not modelled (known: "
+            f"{', '.join(formats)}); pass weight_dtype (--weight-dtype)"
+        )
+    kv = str(quant.get("kv_cache_quant_algo") or "").upper()
+    return {**formats[algo], "kv_dtype": "fp8" if kv == "FP8" else "bf16"}
 
 
 _READERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
@@ -317,7 +477,11 @@ _READERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
     "gemma3_text": _gemma3_text,
     "opt": _dense(_OPT, False, True),
     "gpt_neox": _dense(_NEOX, False, False),
+    "phi3": _dense(_LLAMA_LIKE, True, False),
+    "qwen2_vl_text": _dense(_LLAMA_LIKE, True, False),
+    "qwen2_5_vl_text": _dense(_LLAMA_LIKE, True, False),
     "mixtral": _mixtral,
+    "phimoe": _mixtral,
     "qwen2_moe": _qwen_moe(shared=True),
     "qwen3_moe": _qwen_moe(shared=False),
     "deepseek_v2": _deepseek,
@@ -325,7 +489,19 @@ _READERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
     "gpt_oss": _gpt_oss,
     "llama4_text": _llama4_text,
 }
-_WRAPPERS = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
+# Multimodal wrappers -> the model_type of their text_config when it names none (the
+# default language model of the wrapper's transformers config class).
+_WRAPPERS = {
+    "gemma3": "gemma3_text",
+    "llama4": "llama4_text",
+    "mistral3": "mistral",
+    "llava": "llama",
+    "llava_next": "llama",
+    "qwen2_vl": "qwen2_vl_text",
+    "qwen2_5_vl": "qwen2_5_vl_text",
+}
+# Wrappers whose older configs put the language model's sizes at the top level.
+_TOP_LEVEL_WRAPPERS = {"qwen2_vl": "qwen2_vl_text", "qwen2_5_vl": "qwen2_5_vl_text"}
 SUPPORTED_MODEL_TYPES = tuple(sorted([*_READERS, *_WRAPPERS]))
 
 
