@@ -74,7 +74,9 @@ class Deployment:
         """A validated deployment.
 
         Args:
-            target: a ``TransformerSpec`` or a model catalogue name (``"llama-3-8b"``).
+            target: a ``TransformerSpec``, a model catalogue name (``"llama-3-8b"``), a
+                ``config.json`` path or folder, or a Hub id in the local Hugging Face cache
+                (see ``specsim.models.load``).
             hardware: a ``HardwareSpec``, a hardware catalogue name (``"h100"``) or the
                 path of a hardware TOML file.
             workload: defaults to ``Workload.create()`` (batch 1, 128 + 128 tokens).
@@ -89,7 +91,7 @@ class Deployment:
                 or a negative overhead.
         """
         if isinstance(target, str | os.PathLike):
-            target = _models.get(target)
+            target = _models.load(target)
         if isinstance(hardware, str | os.PathLike):
             hardware = _hardware.get(hardware)
         if acceptance is None:

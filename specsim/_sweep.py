@@ -184,8 +184,14 @@ def _named_items(name: str, value) -> list[tuple[str, Any]]:
     return items
 
 
-@functools.cache
 def _catalogue_model(name: str) -> TransformerSpec:
+    if _models.locate(name).kind != "catalogue":
+        return _models.load(name)  # a config file may change between sweeps
+    return _cached_model(name)
+
+
+@functools.cache
+def _cached_model(name: str) -> TransformerSpec:
     # Specs are immutable and building one validates every leaf: look each name up once.
     return _models.get(name)
 
@@ -249,8 +255,9 @@ def _model_axis(name: str, value) -> tuple[_Axis, list[str | None], str]:
                 spec = _catalogue_model(item)
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
-            key = item
-            label = label or _models.info(item)["name"]
+            source = _models.locate(item)
+            key = source.catalogue_name
+            label = label or source.label
         else:
             raise ValueError(f"{name}: expected a model name or a TransformerSpec, got {item!r}")
         labels.append(label)

@@ -476,3 +476,22 @@ def test_cli_uncached_hub_id_is_one_line_exit_2(hub_cache, capsys):
     assert main(["evaluate", "--target", "meta-llama/Llama-3.1-405B"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hf download meta-llama/Llama-3.1-405B" in err
+
+
+def test_sweep_and_deployment_take_files_and_hub_ids(hub_cache, tmp_path):
+    import specsim
+
+    cache_repo(hub_cache, "microsoft/Phi-3-mini-4k-instruct", PHI3_MINI)
+    path = write_config(tmp_path / "local-llama", LLAMA_3_8B)
+    frame = specsim.sweep(target=["microsoft/Phi-3-mini-4k-instruct", path, "llama-3-8b"])
+    assert list(frame["target"]) == [
+        "microsoft/Phi-3-mini-4k-instruct",
+        "local-llama",
+        "Llama-3-8B",
+    ]
+    # The local copy of Llama-3-8B's config predicts what the catalogue entry does.
+    assert frame["tokens_per_s"][1] == pytest.approx(frame["tokens_per_s"][2], rel=1e-6)
+    deployment = specsim.Deployment.create(
+        "microsoft/Phi-3-mini-4k-instruct", "h100", acceptance=0.8
+    )
+    assert deployment.target == from_hf_config(PHI3_MINI)

@@ -47,8 +47,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         default="h100",
         help="accelerators (catalogue names or .toml files), comma list",
     )
-    grid.add_argument("--target", default="llama-3-8b", help="target models, comma list")
-    grid.add_argument("--draft", default="llama-68m", help="draft models, comma list")
+    models = "catalogue names, config.json paths, model folders or cached Hub ids, comma list"
+    grid.add_argument("--target", default="llama-3-8b", help=f"target models: {models}")
+    grid.add_argument("--draft", default="llama-68m", help=f"draft models: {models}")
     grid.add_argument("--tp", default="1", help=f"target tensor parallelism: {axis}")
     grid.add_argument("--batch", default="1", help=f"sequences: {axis}")
     grid.add_argument("--prompt", default="512", help=f"prompt tokens: {axis}")
