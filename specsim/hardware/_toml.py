@@ -252,6 +252,8 @@ def _toml_number(value: Decimal) -> str:
     """A TOML float for an exact decimal (``inf``, ``3.35``, ``4.0``, ``1.5e-07``)."""
     if value.is_infinite():
         return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0.0"
     text = str(value).lower()
     return text if any(c in text for c in ".e") else f"{text}.0"
 
