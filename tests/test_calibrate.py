@@ -49,6 +49,7 @@ def _synthetic(true_hardware, smooth=None):
     return data.replace(time_s=predict_step_times(data, true_hardware, smooth))
 
 
+@pytest.mark.slow
 def test_calibration_recovers_efficiencies_and_overheads(truth):
     start = hardware.get("a100")  # nominal peaks, catalogue guesses for the rest
     result = calibrate(_synthetic(truth), start)
@@ -87,6 +88,7 @@ def test_calibration_recovers_the_attention_efficiency(truth):
     assert float(result.hardware.attention_efficiency) <= 1.0  # a fraction by construction
 
 
+@pytest.mark.slow
 def test_calibration_accepts_a_measurement_table():
     truth = hardware.get("h100").replace(compute_efficiency=0.5, step_overhead_s=1e-4)
     config = ModelConfig.from_spec(tiny_spec(d_model=256, n_heads=4, n_kv_heads=2, d_ff=1024))

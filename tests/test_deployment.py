@@ -106,6 +106,7 @@ def test_deployments_stack_and_vmap_like_a_loop():
     assert_close(np.asarray(batched), loop, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_gradient_with_respect_to_the_whole_deployment_is_finite():
     d = Deployment.create(TARGET, A100, WORKLOAD, 0.8)
     grad = jax.grad(lambda dep: specsim.predict(dep, DRAFT, 4.0, smooth=16.0).tokens_per_s)(d)

@@ -406,6 +406,7 @@ def _run_cli(argv):
     return code, out.getvalue()
 
 
+@pytest.mark.slow
 def test_cli_default_prints_a_readable_answer():
     code, text = _run_cli([])
     assert code == 0
