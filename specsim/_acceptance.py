@@ -47,7 +47,7 @@ class ConstantAcceptance:
         alpha: per-token acceptance probability, in (0, 1).
 
     Examples:
-        >>> from specsim._acceptance import ConstantAcceptance
+        >>> from specsim import ConstantAcceptance
         >>> print(f"{float(ConstantAcceptance.create(0.8).alpha):.2f}")
         0.80
     """
@@ -69,7 +69,7 @@ class PositionalAcceptance:
             each in [0, 1]. Positions beyond K are never accepted.
 
     Examples:
-        >>> from specsim._acceptance import PositionalAcceptance
+        >>> from specsim import PositionalAcceptance
         >>> print(PositionalAcceptance.create([0.9, 0.8, 0.7]).alphas.shape)
         (3,)
     """
@@ -96,7 +96,7 @@ class SDSLAcceptance:
         coefficients: A, B, C of the affine acceptance law.
 
     Examples:
-        >>> from specsim._acceptance import SDSLAcceptance
+        >>> from specsim import SDSLAcceptance
         >>> acc = SDSLAcceptance.create(draft_train_tokens=180e9, target_train_tokens=180e9)
         >>> print(float(acc.law.irreducible_loss))
         1.82
@@ -172,7 +172,8 @@ def validate_acceptance(acceptance):
         TypeError: an object of another type.
 
     Examples:
-        >>> from specsim._acceptance import ConstantAcceptance, validate_acceptance
+        >>> from specsim import ConstantAcceptance
+        >>> from specsim._acceptance import validate_acceptance
         >>> validate_acceptance(ConstantAcceptance(alpha=1.2))
         Traceback (most recent call last):
         ...
@@ -264,7 +265,7 @@ def acceptance_rate(acceptance, draft_params=None, target_params=None):
         alpha in [0, 1] (scalar for a single model).
 
     Examples:
-        >>> from specsim._acceptance import PositionalAcceptance, acceptance_rate
+        >>> from specsim import PositionalAcceptance, acceptance_rate
         >>> print(f"{float(acceptance_rate(PositionalAcceptance.create([0.9, 0.4]))):.2f}")
         0.60
     """
@@ -304,7 +305,7 @@ def expected_tokens_per_step(acceptance, gamma, draft_params=None, target_params
         Expected tokens per iteration, >= 1.
 
     Examples:
-        >>> from specsim._acceptance import PositionalAcceptance, expected_tokens_per_step
+        >>> from specsim import PositionalAcceptance, expected_tokens_per_step
         >>> acc = PositionalAcceptance.create([0.9, 0.5])
         >>> print(f"{float(expected_tokens_per_step(acc, 2.0)):.2f}")
         2.35

@@ -79,7 +79,7 @@ class DraftParams:
             acceptance model's own ``draft_train_tokens`` apply).
 
     Examples:
-        >>> from specsim._draft import DraftParams
+        >>> from specsim import DraftParams
         >>> p = DraftParams(n_layers=4.0, d_model=1024.0, gamma=5.0)
         >>> float(p.aspect_ratio)
         256.0
@@ -119,7 +119,7 @@ class DraftTemplate:
 
     Examples:
         >>> from specsim import models
-        >>> from specsim._draft import DraftTemplate
+        >>> from specsim import DraftTemplate
         >>> t = DraftTemplate.from_target(models.get("llama-3-8b"))
         >>> float(t.head_dim), float(t.kv_group), float(t.ffn_ratio)
         (128.0, 4.0, 3.5)
@@ -214,7 +214,7 @@ class DraftBounds:
 
     Examples:
         >>> from specsim import models
-        >>> from specsim._draft import DraftBounds
+        >>> from specsim import DraftBounds
         >>> b = DraftBounds.create(models.get("llama-3-8b"), max_gamma=8)
         >>> float(b.max_d_model), float(b.max_aspect), float(b.max_gamma)
         (4096.0, 512.0, 8.0)
@@ -340,7 +340,8 @@ def build_draft(params: DraftParams, template: DraftTemplate) -> TransformerSpec
 
     Examples:
         >>> from specsim import models
-        >>> from specsim._draft import DraftParams, DraftTemplate, build_draft
+        >>> from specsim import DraftParams, DraftTemplate
+        >>> from specsim._draft import build_draft
         >>> t = DraftTemplate.from_target(models.get("llama-3-8b"))
         >>> spec = build_draft(DraftParams(n_layers=2.5, d_model=700.0, gamma=4.0), t)
         >>> round(float(spec.n_heads), 3), float(spec.d_ff)
@@ -379,7 +380,8 @@ def buildable_draft(params: DraftParams, template: DraftTemplate, xp=jnp) -> Tra
 
     Examples:
         >>> from specsim import models
-        >>> from specsim._draft import DraftParams, DraftTemplate, buildable_draft
+        >>> from specsim import DraftParams, DraftTemplate
+        >>> from specsim._draft import buildable_draft
         >>> t = DraftTemplate.from_target(models.get("llama-3-8b"))
         >>> spec = buildable_draft(DraftParams(n_layers=2.0, d_model=768.0, gamma=4.0), t)
         >>> int(spec.n_heads), int(spec.n_kv_heads), int(spec.d_ff)
@@ -430,7 +432,8 @@ def buildable_points(bounds: DraftBounds, template: DraftTemplate) -> np.ndarray
 
     Examples:
         >>> from specsim import models
-        >>> from specsim._draft import DraftBounds, DraftTemplate, buildable_points
+        >>> from specsim import DraftBounds, DraftTemplate
+        >>> from specsim._draft import buildable_points
         >>> target = models.get("llama-3-8b")
         >>> b = DraftBounds.create(target, max_layers=3, max_d_model=512)
         >>> buildable_points(b, DraftTemplate.from_target(target)).tolist()

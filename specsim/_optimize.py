@@ -237,7 +237,7 @@ class OptimizeResult:
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._optimize import optimize_draft
+        >>> from specsim import optimize_draft
         >>> r = optimize_draft(models.get("llama-3-8b"), hardware.get("h100"),
         ...                    specsim.Workload.create(1, 512, 256),
         ...                    specsim.ConstantAcceptance.create(0.8))
@@ -391,7 +391,7 @@ def decode(z, bounds: DraftBounds) -> DraftParams:
     Examples:
         >>> import jax.numpy as jnp
         >>> from specsim import models
-        >>> from specsim._draft import DraftBounds
+        >>> from specsim import DraftBounds
         >>> from specsim._optimize import decode
         >>> p = decode(jnp.zeros(3), DraftBounds.create(models.get("llama-3-8b")))
         >>> 32 <= float(p.aspect_ratio) <= 512, float(p.gamma)
@@ -657,7 +657,7 @@ def optimize_scenarios(
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._optimize import Scenario, optimize_scenarios
+        >>> from specsim import Scenario, optimize_scenarios
         >>> target, acc = models.get("llama-3-8b"), specsim.ConstantAcceptance.create(0.8)
         >>> scenarios = [Scenario.create(target, hardware.get(h), specsim.Workload.create(b),
         ...                              acc) for h in ("h100", "a100-80gb") for b in (1, 64)]
@@ -744,7 +744,7 @@ def optimize_draft(
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._optimize import optimize_draft
+        >>> from specsim import optimize_draft
         >>> target = models.get("llama-3-8b")
         >>> acc = specsim.SDSLAcceptance.create(15e12, 15e12)
         >>> r = optimize_draft(target, hardware.get("h100"), specsim.Workload.create(1, 512, 256),
@@ -823,8 +823,8 @@ def grid_search_scenarios(scenarios: Sequence[Scenario]) -> list[GridResult]:
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._draft import DraftBounds
-        >>> from specsim._optimize import Scenario, grid_search_scenarios
+        >>> from specsim import DraftBounds
+        >>> from specsim import Scenario, grid_search_scenarios
         >>> target = models.get("llama-3-8b")
         >>> s = Scenario.create(target, hardware.get("h100"), specsim.Workload.create(),
         ...                     specsim.ConstantAcceptance.create(0.8),
@@ -908,8 +908,8 @@ def grid_search(
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._draft import DraftBounds
-        >>> from specsim._optimize import grid_search
+        >>> from specsim import DraftBounds
+        >>> from specsim import grid_search
         >>> target = models.get("llama-3-8b")
         >>> g = grid_search(target, hardware.get("h100"), specsim.Workload.create(),
         ...                 specsim.ConstantAcceptance.create(0.8),

@@ -51,7 +51,7 @@ class Schedule:
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._schedule import speculation_schedule
+        >>> from specsim import speculation_schedule
         >>> s = speculation_schedule(models.get("llama-3-8b"), models.get("llama-68m"),
         ...                          hardware.get("h100"), specsim.ConstantAcceptance.create(0.8))
         >>> int(s.gamma[0]) > 0, s.switch_off_batch is None or s.switch_off_batch > 1
@@ -211,7 +211,7 @@ def speculation_schedule(
     Examples:
         >>> import specsim
         >>> from specsim import hardware, models
-        >>> from specsim._schedule import speculation_schedule
+        >>> from specsim import speculation_schedule
         >>> s = speculation_schedule(models.get("llama-3-8b"), models.get("llama-68m"),
         ...                          hardware.get("h100"), specsim.ConstantAcceptance.create(0.8),
         ...                          max_batch=64)
