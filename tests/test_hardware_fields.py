@@ -237,6 +237,7 @@ def test_decimals_undo_the_conversion_where_floats_would_not():
 # --------------------------------------------------------------------------- sharpness
 
 
+# About 9 s on a 2-core machine: the tests that use it are in the slow tier.
 @pytest.fixture(scope="module")
 def calibrated():
     """A spec with a fitted roofline sharpness (synthetic timings at p = 2)."""
@@ -254,6 +255,7 @@ def calibrated():
     return result, data
 
 
+@pytest.mark.slow
 def test_calibrated_spec_saved_to_toml_predicts_exactly_what_it_predicts_in_memory(
     tmp_path, monkeypatch, calibrated
 ):
@@ -369,6 +371,7 @@ def test_bad_smooth_is_refused_by_every_prediction(smooth):
             call()
 
 
+@pytest.mark.slow
 def test_small_but_valid_smooth_stays_finite():
     target, draft = models.get("llama-2-7b"), models.get("llama-68m")
     for smooth in (0.1, 0.5, 1, 16, 1e6):
@@ -378,6 +381,7 @@ def test_small_but_valid_smooth_stays_finite():
         assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(report)), smooth
 
 
+@pytest.mark.slow
 def test_calibration_result_smooth_is_an_alias(calibrated):
     result, _ = calibrated
     assert result.smooth == float(result.hardware.roofline_sharpness)

@@ -424,6 +424,7 @@ def test_cli_default_prints_a_readable_answer():
         assert expected in text
 
 
+@pytest.mark.slow
 def test_cli_json_has_the_documented_keys_and_certifies():
     code, text = _run_cli(["--json", "--certify", "--batch", "4"])
     assert code == 0
