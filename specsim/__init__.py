@@ -3,7 +3,9 @@
 The front doors:
 
 * ``specsim.throughput(target, draft, hardware, workload, gamma, acceptance)``, or
-  ``specsim.predict(deployment, draft, gamma)`` with a ``specsim.Deployment``
+  ``specsim.predict(deployment, speculator, gamma_or_tree)`` with a ``specsim.Deployment``
+  and any method of ``specsim.speculators`` (draft model, EAGLE, Medusa, MTP, n-gram,
+  self-speculation), drafting a chain or a ``TokenTree`` / ``DynamicTree``
 * ``specsim.optimize_draft(...)`` for the best draft and lookahead, by gradient descent
 * ``specsim.hardware.get(name)`` / ``specsim.models.get(name)``
 * ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass
@@ -25,10 +27,12 @@ _EXPORTS = {
     "hardware": ".hardware",
     "models": ".models",
     "plot": ".plot",
+    "speculators": ".speculators",
     "theory": ".theory",
     "ConstantAcceptance": "._acceptance",
     "PositionalAcceptance": "._acceptance",
     "SDSLAcceptance": "._acceptance",
+    "TreeAcceptance": "._acceptance",
     "acceptance_rate": "._acceptance",
     "expected_tokens_per_step": "._acceptance",
     "CalibrationResult": "._calibrate",
@@ -65,6 +69,10 @@ _EXPORTS = {
     "crossover_batch": "._throughput",
     "predict": "._throughput",
     "throughput": "._throughput",
+    "DynamicTree": "._tree",
+    "TokenTree": "._tree",
+    "best_tree": "._tree",
+    "tree_expected_tokens": "._tree",
     "Workload": "._workload",
     "HardwareSpec": ".hardware",
     "TransformerSpec": ".models",
@@ -95,6 +103,7 @@ __all__ = [
     "DraftBounds",
     "DraftParams",
     "DraftTemplate",
+    "DynamicTree",
     "ForwardCost",
     "GridResult",
     "HardwareSpec",
@@ -108,9 +117,12 @@ __all__ = [
     "StepTime",
     "StepTimeData",
     "ThroughputReport",
+    "TokenTree",
     "TransformerSpec",
+    "TreeAcceptance",
     "Workload",
     "acceptance_rate",
+    "best_tree",
     "calibrate",
     "crossover_batch",
     "expected_tokens_per_step",
@@ -130,8 +142,10 @@ __all__ = [
     "predict_step_times",
     "save_hardware",
     "speculation_schedule",
+    "speculators",
     "step_time",
     "sweep",
     "theory",
     "throughput",
+    "tree_expected_tokens",
 ]

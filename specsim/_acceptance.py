@@ -9,6 +9,10 @@ Three models, each a frozen pytree with float leaves, so it can be traced, stack
 * `SDSLAcceptance`: alpha from the draft's and target's perplexities, predicted by a
   pre-training scaling law from parameter count and training tokens (SDSL, 2026); the
   only model in which the draft's size changes alpha.
+* `TreeAcceptance`: per-depth, per-rank probabilities r[d, k] that the target's token at
+  depth d + 1 is the draft's (k + 1)-th most likely candidate: what a token tree needs.
+  In a chain only the top-ranked candidate is drafted, so it acts as the per-position
+  vector r[:, 0].
 
 Functions dispatch on the Python type of the model (static under `jit`).
 """
@@ -32,6 +36,7 @@ __all__ = [
     "ConstantAcceptance",
     "PositionalAcceptance",
     "SDSLAcceptance",
+    "TreeAcceptance",
     "acceptance_rate",
     "as_acceptance",
     "expected_tokens_per_step",
@@ -129,7 +134,80 @@ class SDSLAcceptance:
         )
 
 
-_ACCEPTANCE_TYPES = (ConstantAcceptance, PositionalAcceptance, SDSLAcceptance)
+@struct.dataclass
+class TreeAcceptance:
+    """Per-depth, per-rank acceptance probabilities: what a token tree's value depends on.
+
+    ``rank_probs[d, k]`` is the probability that the target's token at depth ``d + 1`` is
+    the draft's ``(k + 1)``-th most likely candidate, given that the path to its parent
+    was accepted. These are disjoint events (the target's token has one rank), so each
+    row sums to at most 1; ranks are ordered, so each row is non-increasing. A node at
+    depth ``d`` reached by ranks ``k_1..k_d`` is accepted with probability
+    ``prod_i rank_probs[i - 1, k_i]`` (Sequoia's positional acceptance, per depth). Depths
+    beyond ``D`` and ranks beyond ``K`` are never accepted. In a chain only rank 0 is
+    drafted, so the model acts as `PositionalAcceptance` of ``rank_probs[:, 0]``.
+
+    Attributes:
+        rank_probs: shape ``(D, K)``, entries in [0, 1], rows summing to <= 1 and
+            non-increasing along ranks.
+
+    Examples:
+        >>> from specsim._acceptance import TreeAcceptance
+        >>> acc = TreeAcceptance.from_top1([0.8, 0.7], ranks=3)
+        >>> [round(float(x), 3) for x in acc.rank_probs[0]]
+        [0.8, 0.16, 0.032]
+
+    References:
+        Chen et al. (2024), "Sequoia", arXiv 2402.12374 (positional acceptance vector).
+    """
+
+    rank_probs: jax.Array
+
+    @classmethod
+    def create(cls, rank_probs):
+        """Validated constructor (see the class docstring for the constraints)."""
+        return validate_acceptance(cls(rank_probs=as_float(rank_probs)))
+
+    @classmethod
+    def from_top1(cls, alphas, ranks: int = 8, decay: float = 1.0):
+        """Rank probabilities from top-1 acceptance rates and a rank decay.
+
+        The chance that the target's token is the draft's rank ``k`` candidate, given it
+        is none of ranks ``0..k-1``, is ``alpha_d * decay**k``: ``decay = 1`` makes the
+        rank geometric (top-k coverage ``1 - (1 - alpha)**k``), smaller values make lower
+        ranks less useful. Rows stay non-increasing and sum to at most 1.
+
+        Args:
+            alphas: top-1 acceptance per depth, shape ``(D,)`` (a number means one depth),
+                in [0, 1].
+            ranks: candidates per depth, ``K >= 1``.
+            decay: in [0, 1].
+
+        Raises:
+            ValueError: alphas outside [0, 1], ``ranks < 1`` or ``decay`` outside [0, 1].
+        """
+        alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+        if alphas.ndim != 1 or alphas.size == 0 or not np.all((alphas >= 0) & (alphas <= 1)):
+            raise ValueError(f"alphas must be a non-empty vector in [0, 1], got {alphas.tolist()}")
+        if isinstance(ranks, bool) or int(ranks) != ranks or ranks < 1:
+            raise ValueError(f"ranks must be a whole number >= 1, got {ranks!r}")
+        if not 0.0 <= float(decay) <= 1.0:
+            raise ValueError(f"decay must be in [0, 1], got {decay!r}")
+        conditional = alphas[:, None] * float(decay) ** np.arange(int(ranks))[None, :]
+        missed = np.cumprod(1.0 - conditional, axis=1)
+        before = np.concatenate([np.ones((alphas.size, 1)), missed[:, :-1]], axis=1)
+        return cls.create(np.asarray(conditional * before, np.float32))
+
+    @property
+    def top1(self):
+        """Per-depth acceptance of the top-ranked candidate, ``rank_probs[..., 0]``."""
+        return self.rank_probs[..., 0]
+
+
+_ACCEPTANCE_TYPES = (ConstantAcceptance, PositionalAcceptance, SDSLAcceptance, TreeAcceptance)
+# Row sums and rank order are checked to this slack (probabilities read from files or
+# computed in float32 may exceed 1 or tie by a rounding error).
+_PROBABILITY_SLACK = 1e-5
 
 
 def _show(value):
@@ -160,7 +238,8 @@ def validate_acceptance(acceptance):
     so this is meant for the public boundary, before tracing.
 
     Args:
-        acceptance: a `ConstantAcceptance`, `PositionalAcceptance` or `SDSLAcceptance`.
+        acceptance: a `ConstantAcceptance`, `PositionalAcceptance`, `SDSLAcceptance` or
+            `TreeAcceptance`.
 
     Returns:
         `acceptance`, unchanged.
@@ -199,12 +278,47 @@ def validate_acceptance(acceptance):
                 raise ValueError(
                     f"alphas must be in [0, 1], got alphas[{bad[0]}] = {_show(alphas[bad[0]])}"
                 )
+    elif isinstance(acceptance, TreeAcceptance):
+        _check_rank_probs(acceptance.rank_probs)
     else:
         _check_positive_finite("draft_train_tokens", acceptance.draft_train_tokens)
         _check_positive_finite("target_train_tokens", acceptance.target_train_tokens)
         for name in ("param_coef", "data_coef", "param_exponent", "data_exponent"):
             _check_positive_finite(f"law.{name}", getattr(acceptance.law, name))
     return acceptance
+
+
+def _check_rank_probs(rank_probs) -> None:
+    probs = concrete(rank_probs)
+    if probs is None:
+        return
+    if probs.ndim != 2 or probs.size == 0:
+        raise ValueError(
+            "rank_probs must be a non-empty (depth, rank) matrix of probabilities, got shape "
+            f"{probs.shape}"
+        )
+    bad = np.argwhere(~((probs >= 0.0) & (probs <= 1.0)))
+    if bad.size:
+        d, k = bad[0]
+        raise ValueError(
+            f"rank_probs must be in [0, 1], got rank_probs[{d}, {k}] = {_show(probs[d, k])}"
+        )
+    sums = probs.sum(axis=1)
+    over = np.flatnonzero(sums > 1.0 + _PROBABILITY_SLACK)
+    if over.size:
+        d = over[0]
+        raise ValueError(
+            f"rank_probs[{d}] sums to {sums[d]:.4g} > 1: the ranks of one depth are disjoint "
+            "events (the target's token has one rank), so their probabilities sum to <= 1"
+        )
+    rising = np.argwhere(np.diff(probs, axis=1) > _PROBABILITY_SLACK)
+    if rising.size:
+        d, k = rising[0]
+        raise ValueError(
+            f"rank_probs[{d}] must be non-increasing along ranks (rank k is the draft's "
+            f"k-th most likely candidate), got {_show(probs[d, k])} then "
+            f"{_show(probs[d, k + 1])}; sort each row in decreasing order"
+        )
 
 
 def as_acceptance(value):
@@ -238,7 +352,8 @@ def as_acceptance(value):
 
 _AS_ACCEPTANCE_HELP = (
     "acceptance must be a number in (0, 1), a 1-D sequence of per-position rates in [0, 1], "
-    "or a ConstantAcceptance, PositionalAcceptance or SDSLAcceptance; got {value!r}"
+    "or a ConstantAcceptance, PositionalAcceptance, SDSLAcceptance or TreeAcceptance; "
+    "got {value!r}"
 )
 
 
@@ -254,10 +369,11 @@ def acceptance_rate(acceptance, draft_params=None, target_params=None):
     Constant: its alpha. SDSL: `sdsl_alpha` of the given sizes and the stored token
     counts. Positional: the geometric mean of a_1..a_K, the constant alpha whose
     K-token acceptance probability prod a_k is the same; a display number only (it is
-    0, with undefined gradient, if any a_k = 0).
+    0, with undefined gradient, if any a_k = 0). Tree: the same of its top-1 rates.
 
     Args:
-        acceptance: a `ConstantAcceptance`, `PositionalAcceptance` or `SDSLAcceptance`.
+        acceptance: a `ConstantAcceptance`, `PositionalAcceptance`, `SDSLAcceptance` or
+            `TreeAcceptance`.
         draft_params: N, draft parameter count (needed by SDSL only).
         target_params: M, target parameter count (needed by SDSL only).
 
@@ -274,6 +390,8 @@ def acceptance_rate(acceptance, draft_params=None, target_params=None):
         return as_float(acceptance.alpha)
     if isinstance(acceptance, PositionalAcceptance):
         return jnp.exp(jnp.mean(jnp.log(acceptance.alphas), axis=-1))
+    if isinstance(acceptance, TreeAcceptance):
+        return jnp.exp(jnp.mean(jnp.log(acceptance.top1), axis=-1))
     _require_sizes(draft_params, target_params)
     return sdsl_alpha(
         draft_params,
@@ -293,10 +411,12 @@ def expected_tokens_per_step(acceptance, gamma, draft_params=None, target_params
     1 + sum_k w_k prod_{i<=k} a_i with w_k = clip(gamma - (k - 1), 0, 1), i.e. the exact
     1 + sum_{k<=gamma} prod_{i<=k} a_i at integer gamma, interpolated linearly between
     integers so gamma stays a differentiable real. Draft positions beyond K contribute
-    nothing (the vector says nothing about them), so E saturates at gamma = K.
+    nothing (the vector says nothing about them), so E saturates at gamma = K. Tree: the
+    same with its top-1 rates (a chain drafts only the top-ranked candidate).
 
     Args:
-        acceptance: a `ConstantAcceptance`, `PositionalAcceptance` or `SDSLAcceptance`.
+        acceptance: a `ConstantAcceptance`, `PositionalAcceptance`, `SDSLAcceptance` or
+            `TreeAcceptance`.
         gamma: lookahead, real >= 0 (scalar for the positional model; vmap for several).
         draft_params: N, draft parameter count (needed by SDSL only).
         target_params: M, target parameter count (needed by SDSL only).
@@ -315,8 +435,10 @@ def expected_tokens_per_step(acceptance, gamma, draft_params=None, target_params
     """
     _check_type(acceptance)
     gamma = as_float(gamma)
-    if isinstance(acceptance, PositionalAcceptance):
-        alphas = acceptance.alphas
+    if isinstance(acceptance, PositionalAcceptance | TreeAcceptance):
+        alphas = (
+            acceptance.alphas if isinstance(acceptance, PositionalAcceptance) else (acceptance.top1)
+        )
         position = jnp.arange(alphas.shape[-1], dtype=alphas.dtype)  # k - 1
         weights = jnp.clip(gamma - position, 0.0, 1.0)
         return 1.0 + jnp.sum(weights * jnp.cumprod(alphas, axis=-1), axis=-1)

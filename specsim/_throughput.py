@@ -1,8 +1,10 @@
 """Throughput of speculative decoding: one differentiable function of pytrees.
 
-One iteration = ``gamma`` draft decode steps + one target pass over ``gamma + 1``
-new tokens + a fixed speculation overhead; it yields ``E(alpha, gamma)`` tokens
-per sequence on average. Step times depend on the KV-cache length, which grows
+One iteration = the speculator's proposal (``gamma`` draft decode steps for a draft
+model's chain; one pass per depth for a tree; one pass of Medusa heads; a host-side
+n-gram lookup) + one target pass over the verified tokens (``gamma + 1``, or a tree's
+nodes + 1 under a tree mask) + a fixed speculation overhead; it yields the speculator's
+expected tokens per sequence. Step times depend on the KV-cache length, which grows
 over the generation, so they are averaged over the context with Gauss-Legendre
 quadrature (exact for the piecewise-linear dependence inside each regime).
 """
@@ -17,19 +19,27 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ._acceptance import acceptance_rate, expected_tokens_per_step
-from ._cost import STEP_BOUND_NAMES, StepTime, binding_bound, memory_footprint, step_time
-from ._deployment import Deployment, check_draft, check_gamma
+from ._cost import STEP_BOUND_NAMES, memory_footprint, step_time
+from ._deployment import Deployment
+from ._quadrature import gauss_legendre, mean_step
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .hardware._roofline import check_smooth
-from .models import TransformerSpec, parameter_count
+from .models import TransformerSpec
+from .speculators import _protocol as _speculators
 
 QUADRATURE_NODES = 8
 # Beyond a few dozen nodes the quadrature is exact to float32 anyway; more only costs memory.
 MAX_QUADRATURE_NODES = 64
 
-__all__ = ["STEP_BOUND_NAMES", "ThroughputReport", "crossover_batch", "predict", "throughput"]
+__all__ = [
+    "STEP_BOUND_NAMES",
+    "ThroughputReport",
+    "check_speculation",
+    "crossover_batch",
+    "predict",
+    "throughput",
+]
 
 
 @struct.dataclass
@@ -43,20 +53,25 @@ class ThroughputReport:
         baseline_tokens_per_s: plain target decoding, tokens/s.
         speedup: ``tokens_per_s / baseline_tokens_per_s``.
         expected_tokens_per_step: tokens emitted per sequence per iteration.
-        acceptance_rate: per-token acceptance alpha.
-        gamma: draft tokens proposed per iteration.
-        draft_step_s: one draft decode step, s.
-        verify_step_s: one target pass over ``gamma + 1`` tokens, s.
+        acceptance_rate: per-token acceptance alpha (top-1 rate for trees).
+        gamma: draft tokens proposed per iteration (a tree's node count).
+        draft_step_s: one proposal pass over one token per sequence (a draft model's
+            decode step), s.
+        verify_step_s: one target pass over the verified tokens, s.
         target_step_s: one plain target decode step, s.
-        iteration_s: ``gamma * draft_step_s + verify_step_s + speculation_overhead_s``.
+        iteration_s: ``proposal_s + verify_step_s + speculation_overhead_s``
+            (``proposal_s = gamma * draft_step_s`` for a draft model's chain).
         speculation_overhead_s: fixed per-iteration cost of speculating, s.
         cost_ratio: ``draft_step_s / target_step_s`` (Leviathan et al.'s c).
         draft_bound, verify_bound, target_bound: index into ``STEP_BOUND_NAMES``.
         prefill_s: prompt prefill by the target (and the draft when speculating), s.
         request_latency_s: prefill plus generation with speculation, s.
         baseline_request_latency_s: the same with plain decoding, s.
-        memory_per_chip_bytes: weights and KV caches of both models on one chip.
+        memory_per_chip_bytes: weights and KV caches of the target and the speculator
+            on one chip.
         fits: whether that fits in one chip's HBM.
+        proposal_s: drafting time per iteration (all proposal passes), s.
+        verified_tokens: tokens per sequence in the verification pass (``gamma + 1``).
     """
 
     tokens_per_s: Any
@@ -79,6 +94,8 @@ class ThroughputReport:
     baseline_request_latency_s: Any
     memory_per_chip_bytes: Any
     fits: Any
+    proposal_s: Any
+    verified_tokens: Any
 
     def bound_names(self) -> dict[str, str]:
         """The binding bound of each phase as text (for a single, unbatched report)."""
@@ -101,72 +118,59 @@ class ThroughputReport:
         return out
 
 
-def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes in [0, 1] and weights summing to 1."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    return (x + 1.0) / 2.0, w / 2.0
-
-
-def _mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth) -> StepTime:
-    """Quadrature-weighted mean of ``step_time`` over ``contexts``; bound from the means."""
-    steps = jax.vmap(lambda c: step_time(model, hardware, batch, new_tokens, c, tp, smooth))(
-        contexts
-    )
-    mean = jax.tree.map(lambda x: jnp.tensordot(weights, x.astype(jnp.float32), axes=1), steps)
-    return mean.replace(bound=binding_bound(mean))
-
-
 @functools.partial(jax.jit, static_argnames=("smooth", "quadrature_nodes"))
 def _throughput(
     deployment: Deployment,
-    draft: TransformerSpec,
-    gamma,
+    speculator,
+    shape,
     smooth: float | None = None,
     quadrature_nodes: int = QUADRATURE_NODES,
 ) -> ThroughputReport:
     """The jitted core: one call path for throughput, optimiser, schedule and sweep.
 
-    Nothing is validated here (inputs may be traced); public entry points validate
-    concrete inputs first.
+    ``speculator`` is any registered speculator (a `TransformerSpec` is a draft model);
+    ``shape`` is a chain's real-valued gamma or a token tree. Nothing is validated here
+    (inputs may be traced); public entry points validate concrete inputs first.
     """
     d = deployment
     target, hardware, workload = d.target, d.hardware, d.workload
-    nodes, weights = _gauss_legendre(quadrature_nodes)
+    nodes, weights = gauss_legendre(quadrature_nodes)
     nodes = jnp.asarray(nodes, jnp.float32)
     weights = jnp.asarray(weights, jnp.float32)
     batch = workload.batch
     contexts = workload.prompt_tokens + nodes * workload.generate_tokens
-    gamma = jnp.asarray(gamma, jnp.float32)
-    tp, draft_tp = d.tp, d.draft_tp
+    gamma = _speculators.draft_tokens(shape)
+    tp = d.tp
 
-    draft_step = _mean_step(draft, hardware, batch, 1.0, contexts, weights, draft_tp, smooth)
-    verify_step = _mean_step(target, hardware, batch, gamma + 1.0, contexts, weights, tp, smooth)
-    target_step = _mean_step(target, hardware, batch, 1.0, contexts, weights, tp, smooth)
+    proposal = _speculators.proposal(speculator, d, shape, contexts, weights, smooth)
+    verify_tokens, extra_context = _speculators.verification(speculator, shape)
+    verify_contexts = contexts if extra_context is None else contexts + extra_context
+    verify_step = mean_step(
+        target, hardware, batch, verify_tokens, verify_contexts, weights, tp, smooth
+    )
+    target_step = mean_step(target, hardware, batch, 1.0, contexts, weights, tp, smooth)
 
     # Speculation costs nothing at gamma = 0 (plain decoding); its fixed overhead ramps in.
     speculating = jnp.clip(gamma, 0.0, 1.0)
     overhead_s = d.speculation_overhead_s * speculating
-    iteration_s = gamma * draft_step.time_s + verify_step.time_s + overhead_s
+    iteration_s = proposal.time_s + verify_step.time_s + overhead_s
 
-    n_draft = parameter_count(draft)
-    n_target = parameter_count(target)
-    tokens_per_step = expected_tokens_per_step(d.acceptance, gamma, n_draft, n_target)
-    alpha = acceptance_rate(d.acceptance, n_draft, n_target)
+    tokens_per_step = _speculators.emitted_tokens(speculator, d, shape)
+    alpha = _speculators.report_acceptance_rate(speculator, d)
 
     tokens_per_s = batch * tokens_per_step / iteration_s
     baseline_tokens_per_s = batch / target_step.time_s
 
     target_prefill = step_time(target, hardware, batch, workload.prompt_tokens, 0.0, tp, smooth)
-    draft_prefill = step_time(draft, hardware, batch, workload.prompt_tokens, 0.0, draft_tp, smooth)
-    prefill_s = target_prefill.time_s + speculating * draft_prefill.time_s
+    prefill_s = target_prefill.time_s + speculating * _speculators.prefill_s(speculator, d, smooth)
     generate = workload.generate_tokens
     request_latency_s = prefill_s + generate / tokens_per_step * iteration_s
     baseline_request_latency_s = target_prefill.time_s + generate * target_step.time_s
 
     final_context = workload.final_context + gamma
     target_memory = memory_footprint(target, batch, final_context).total_bytes / tp
-    draft_memory = memory_footprint(draft, batch, final_context).total_bytes / draft_tp
-    memory = target_memory + speculating * draft_memory
+    speculator_memory = _speculators.memory_bytes(speculator, d, batch, final_context)
+    memory = target_memory + speculating * speculator_memory
     return ThroughputReport(
         tokens_per_s=tokens_per_s,
         baseline_tokens_per_s=baseline_tokens_per_s,
@@ -174,13 +178,13 @@ def _throughput(
         expected_tokens_per_step=tokens_per_step,
         acceptance_rate=alpha,
         gamma=gamma,
-        draft_step_s=draft_step.time_s,
+        draft_step_s=proposal.step_s,
         verify_step_s=verify_step.time_s,
         target_step_s=target_step.time_s,
         iteration_s=iteration_s,
         speculation_overhead_s=overhead_s,
-        cost_ratio=draft_step.time_s / target_step.time_s,
-        draft_bound=draft_step.bound,
+        cost_ratio=proposal.step_s / target_step.time_s,
+        draft_bound=proposal.bound,
         verify_bound=verify_step.bound,
         target_bound=target_step.bound,
         prefill_s=prefill_s,
@@ -188,28 +192,33 @@ def _throughput(
         baseline_request_latency_s=baseline_request_latency_s,
         memory_per_chip_bytes=memory,
         fits=memory <= hardware.hbm_capacity_bytes,
+        proposal_s=proposal.time_s,
+        verified_tokens=verify_tokens,
     )
 
 
 def predict(
     deployment: Deployment,
-    draft: TransformerSpec,
+    speculator,
     gamma,
     *,
     smooth: float | None = None,
     quadrature_nodes: int = QUADRATURE_NODES,
 ) -> ThroughputReport:
-    """Tokens per second of ``draft`` proposing ``gamma`` tokens in a ``deployment``.
+    """Tokens per second of ``speculator`` proposing ``gamma`` tokens in a ``deployment``.
 
     The deployment-first form of `throughput`: what is fixed (target, chip, workload,
-    acceptance, parallelism) in one pytree, what is chosen (the draft and the lookahead)
-    beside it. Jitted; every leaf is traced, so nothing recompiles when values change,
-    and the report is differentiable in all of them.
+    acceptance, parallelism) in one pytree, what is chosen (the speculator and the
+    lookahead or tree) beside it. Jitted; every leaf is traced, so nothing recompiles
+    when values change, and the report is differentiable in all of them.
 
     Args:
         deployment: a `Deployment`.
-        draft: the draft model proposing tokens.
-        gamma: draft tokens per iteration, a real number >= 0 (0 = plain decoding).
+        speculator: what proposes tokens: a draft model (`TransformerSpec`) or a
+            speculator of `specsim.speculators` (EAGLE, Medusa, MTP, n-gram,
+            self-speculation).
+        gamma: a chain's draft tokens per iteration, a real number >= 0 (0 = plain
+            decoding), or a `TokenTree` / `DynamicTree` (needs `TreeAcceptance`).
         smooth: ``None`` for the spec's roofline (the hard max unless calibrated), or a
             roofline sharpness p (e.g. 16) to smooth at least this much for gradients:
             p = min(``hardware.roofline_sharpness``, ``smooth``).
@@ -219,7 +228,8 @@ def predict(
         ``ThroughputReport``.
 
     Raises:
-        ValueError: an invalid deployment or draft, or gamma < 0.
+        ValueError: an invalid deployment, speculator or tree, gamma < 0, or a tree without
+            `TreeAcceptance`.
 
     Examples:
         >>> import specsim
@@ -227,15 +237,25 @@ def predict(
         >>> report = specsim.predict(d, specsim.models.get("llama-68m"), gamma=4)
         >>> bool(report.speedup > 1)
         True
+        >>> tree_acc = specsim.TreeAcceptance.from_top1([0.8, 0.75, 0.7, 0.7], ranks=4)
+        >>> d = d.replace(acceptance=tree_acc)
+        >>> eagle = specsim.speculators.Eagle.create()
+        >>> report = specsim.predict(d, eagle, specsim.DynamicTree.create([3, 4, 4, 2]))
+        >>> float(report.gamma), bool(report.speedup > 2)
+        (13.0, True)
     """
     if not isinstance(deployment, Deployment):
         raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
     deployment.validate()
-    check_draft(draft)
-    check_gamma(gamma)
+    check_speculation(deployment, speculator, gamma)
     return _throughput(
-        deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
+        deployment, speculator, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
     )
+
+
+def check_speculation(deployment: Deployment, speculator, gamma) -> None:
+    """Validates a speculator and its chain or tree against a validated deployment."""
+    _speculators.validate_speculation(speculator, deployment, gamma)
 
 
 def throughput(
@@ -261,12 +281,14 @@ def throughput(
 
     Args:
         target: the model being served.
-        draft: the draft model proposing tokens.
+        draft: the draft model proposing tokens, or any speculator (see `predict`).
         hardware: one chip (both models share the ``tp`` chips).
         workload: batch, prompt and generation lengths.
-        gamma: draft tokens per iteration, a real number >= 0 (0 = plain decoding).
-        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``;
-            a number in (0, 1) means a constant rate, a 1-D sequence per-position rates.
+        gamma: draft tokens per iteration, a real number >= 0 (0 = plain decoding), or a
+            token tree (see `predict`).
+        acceptance: ``ConstantAcceptance``, ``PositionalAcceptance``, ``SDSLAcceptance`` or
+            ``TreeAcceptance``; a number in (0, 1) means a constant rate, a 1-D sequence
+            per-position rates.
         tp: tensor-parallel degree of the target.
         draft_tp: tensor-parallel degree of the draft (defaults to ``tp``).
         speculation_overhead_s: fixed cost per iteration (sampling, bookkeeping), s.
@@ -294,8 +316,7 @@ def throughput(
     deployment = _deployment(
         target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s
     )
-    check_draft(draft)
-    check_gamma(gamma)
+    check_speculation(deployment, draft, gamma)
     return _throughput(
         deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
     )
@@ -381,8 +402,7 @@ def crossover_batch(
     deployment = _deployment(
         target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s
     )
-    check_draft(draft)
-    check_gamma(gamma)
+    check_speculation(deployment, draft, gamma)
     batches = jnp.asarray(_CROSSOVER_BATCHES, jnp.float32)
     speedup = np.asarray(_speedup_over_batches(deployment, draft, gamma, batches))
     below = np.nonzero(speedup < 1.0)[0]

@@ -1,0 +1,31 @@
+"""Step times averaged over a growing context (Gauss-Legendre quadrature).
+
+The KV cache grows from the prompt to the prompt plus the generation, so every step
+time of a speculative iteration is averaged over that range. Shared by the throughput
+core and the speculators' proposal costs.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._cost import StepTime, binding_bound, step_time
+
+__all__ = ["gauss_legendre", "mean_step"]
+
+
+def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes in [0, 1] and weights summing to 1."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+def mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth) -> StepTime:
+    """Quadrature-weighted mean of ``step_time`` over ``contexts``; bound from the means."""
+    steps = jax.vmap(lambda c: step_time(model, hardware, batch, new_tokens, c, tp, smooth))(
+        contexts
+    )
+    mean = jax.tree.map(lambda x: jnp.tensordot(weights, x.astype(jnp.float32), axes=1), steps)
+    return mean.replace(bound=binding_bound(mean))

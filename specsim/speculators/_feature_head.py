@@ -1,0 +1,79 @@
+"""Cost of a draft head that runs on the target's features (EAGLE, MTP modules).
+
+Such a head is a few decoder layers at the target's width, fed with the target's hidden
+states through a fusion matmul (EAGLE's FC, an MTP module's projection), ending in an LM
+head (the target's, shared, or its own over a reduced vocabulary). One pass over
+``new_tokens`` tokens per sequence costs the layers as a `TransformerSpec` of the
+target's shape (attention over the context, its own KV cache, embedding and LM head)
+plus the fusion matmul as one more roofline kernel.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .._cost import step_time
+from .._quadrature import mean_step
+from ..hardware import roofline_time
+from ..models import layer_weight_count
+
+__all__: list[str] = []
+
+
+def head_model(target, n_layers, vocab):
+    """The head's layers as a `TransformerSpec`: the target's block shape, ``n_layers``
+    of them, LM head over ``vocab`` (0 = the target's vocabulary)."""
+    own = jnp.where(vocab > 0, jnp.minimum(vocab, target.vocab), target.vocab)
+    return target.replace(n_layers=n_layers, vocab=own)
+
+
+def fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth):
+    """The fusion matmul over ``tokens`` tokens (all sequences): one kernel, s."""
+    io = tokens * (fusion_inputs + 1.0) * target.d_model * target.activation_bytes
+    fusion = roofline_time(
+        2.0 * tokens * fusion_weights / tp,
+        (fusion_weights * target.weight_bytes + io) / tp,
+        hardware,
+        target.compute_dtype,
+        smooth,
+    )
+    return fusion.time_s + hardware.kernel_launch_s
+
+
+def head_pass(
+    deployment, contexts, weights, smooth, n_layers, vocab, fusion_weights, fusion_inputs
+):
+    """``new_tokens -> StepTime``: one pass of the head, averaged over the contexts."""
+    target, hardware = deployment.target, deployment.hardware
+    batch, tp = deployment.workload.batch, deployment.draft_tp
+    model = head_model(target, n_layers, vocab)
+
+    def pass_step(new_tokens):
+        step = mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth)
+        extra = fusion_time(
+            target, hardware, batch * new_tokens, fusion_weights, fusion_inputs, tp, smooth
+        )
+        return step.replace(time_s=step.time_s + extra)
+
+    return pass_step
+
+
+def head_prefill_s(deployment, smooth, n_layers, vocab, fusion_weights, fusion_inputs):
+    """The head's pass over the prompt, s."""
+    target, hardware, workload = deployment.target, deployment.hardware, deployment.workload
+    tp = deployment.draft_tp
+    model = head_model(target, n_layers, vocab)
+    layers = step_time(
+        model, hardware, workload.batch, workload.prompt_tokens, 0.0, tp, smooth
+    ).time_s
+    tokens = workload.batch * workload.prompt_tokens
+    return layers + fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth)
+
+
+def head_memory_bytes(deployment, batch, context, n_layers, fusion_weights, own_head_weights):
+    """Weights (layers, fusion, own LM head) and the head's KV cache, per chip."""
+    target = deployment.target
+    weights = n_layers * layer_weight_count(target) + fusion_weights + own_head_weights
+    kv_per_token = n_layers * 2.0 * target.n_kv_heads * target.head_dim * target.kv_bytes
+    total = weights * target.weight_bytes + batch * context * kv_per_token
+    return total / deployment.draft_tp
