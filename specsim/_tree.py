@@ -34,8 +34,11 @@ expected accepted length.
 
 from __future__ import annotations
 
+import functools
 import math
+import tomllib
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 import jax.numpy as jnp
@@ -160,6 +163,19 @@ class TokenTree:
             level = [(*p, k) for p in level for k in range(b)]
             paths += level
         return cls.from_paths(paths)
+
+    @classmethod
+    def preset(cls, name: str) -> TokenTree:
+        """A published tree by name (``specsim/data/trees.toml``, each with its source):
+        ``"eagle"`` (EAGLE-1's 25-node default) or ``"medusa"`` (Medusa's 63-node tree).
+
+        Raises:
+            ValueError: an unknown name (the message lists the valid ones).
+        """
+        presets = _presets()
+        if name not in presets:
+            raise ValueError(f"unknown tree {name!r}; valid: {', '.join(sorted(presets))}")
+        return cls.from_paths([tuple(p) for p in presets[name]["paths"]])
 
     @classmethod
     def chain(cls, length: int) -> TokenTree:
@@ -483,6 +499,12 @@ def best_tree(acceptance: TreeAcceptance, nodes: int, max_depth: int) -> tuple[f
     if not paths:  # nothing is ever accepted: one node is as good as none
         paths = [(0,)]
     return 1.0 + float(f[0][nodes]), TokenTree.from_paths(paths)
+
+
+@functools.cache
+def _presets() -> dict:
+    text = (resources.files("specsim") / "data" / "trees.toml").read_text()
+    return tomllib.loads(text)["tree"]
 
 
 def _whole_numbers(name: str, values) -> list[int]:
