@@ -241,3 +241,32 @@ def test_bad_speculation_inputs_raise_one_line_errors(speculator, shape, accepta
 def test_constructors_reject_bad_values(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize(
+    "target, published",
+    # EAGLE (arXiv 2401.15077) Section 4: trainable parameters of the head (FC + one
+    # decoder layer). Vicuna-33B's head (0.56B) is smaller than a full layer of its
+    # shape and is left out.
+    [("llama-2-7b", 0.24e9), ("llama-2-13b", 0.37e9), ("llama-2-70b", 0.99e9)],
+)
+def test_eagle_head_size_matches_the_paper(target, published):
+    from specsim.speculators._protocol import memory_bytes
+
+    d = Deployment.create(target, "a100-80gb", Workload.create(1, 0, 1), 0.7)
+    head_bytes = float(memory_bytes(Eagle.create(version=1), d, 1.0, 0.0))
+    assert_close(head_bytes / 2.0, published, rtol=0.02)  # bf16: 2 bytes per weight
+
+
+def test_mtp_module_on_an_moe_target_is_an_moe_block():
+    from specsim.speculators._protocol import memory_bytes
+
+    target = models.get("deepseek-v3")
+    d = Deployment.create(target, "h200", Workload.create(1, 0, 1), 0.8, tp=8)
+    module_bytes = float(memory_bytes(MTP.create(), d, 1.0, 0.0)) * 8
+    # The checkpoint's module minus the embedding and head copies engines share.
+    checkpoint = float(models.mtp_parameter_count(target.replace(n_mtp_layers=1.0)))
+    shared = 2.0 * float(target.vocab) * float(target.d_model)
+    assert_close(module_bytes, (checkpoint - shared) * float(target.weight_bytes), rtol=1e-5)
+    report = specsim.predict(d, MTP.create(), 1.0)
+    assert float(report.speedup) > 1.0

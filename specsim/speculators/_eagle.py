@@ -22,7 +22,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
-from ._feature_head import head_memory_bytes, head_pass, head_prefill_s
+from ._feature_head import head_memory_bytes, head_model, head_pass, head_prefill_s
 from ._protocol import Method, chain_or_tree_tokens, check_leaf, register, sequential_proposal
 
 __all__ = ["EAGLE3_DRAFT_VOCAB", "Eagle"]
@@ -91,6 +91,10 @@ def _vocab(head: Eagle, target):
     return jnp.where(head.vocab > 0, jnp.minimum(head.vocab, target.vocab), 0.0)
 
 
+def _model(head: Eagle, target):
+    return head_model(target, head.n_layers, head.vocab)
+
+
 def _proposal(head: Eagle, deployment, shape, contexts, weights, smooth):
     target = deployment.target
     pass_step = head_pass(
@@ -98,8 +102,7 @@ def _proposal(head: Eagle, deployment, shape, contexts, weights, smooth):
         contexts,
         weights,
         smooth,
-        head.n_layers,
-        head.vocab,
+        _model(head, target),
         _fusion_weights(head, target),
         head.fusion_inputs,
     )
@@ -114,18 +117,14 @@ def _memory_bytes(head: Eagle, deployment, batch, context):
     target = deployment.target
     own_head = _vocab(head, target) * target.d_model
     return head_memory_bytes(
-        deployment, batch, context, head.n_layers, _fusion_weights(head, target), own_head
+        deployment, _model(head, target), batch, context, _fusion_weights(head, target), own_head
     )
 
 
 def _prefill_s(head: Eagle, deployment, smooth):
+    target = deployment.target
     return head_prefill_s(
-        deployment,
-        smooth,
-        head.n_layers,
-        head.vocab,
-        _fusion_weights(head, deployment.target),
-        head.fusion_inputs,
+        deployment, smooth, _model(head, target), _fusion_weights(head, target), head.fusion_inputs
     )
 
 

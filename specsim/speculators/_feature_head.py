@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .._cost import step_time
+from .._cost import memory_footprint, step_time
 from .._quadrature import mean_step
 from ..hardware import roofline_time
-from ..models import layer_weight_count
 
 __all__: list[str] = []
 
 
-def head_model(target, n_layers, vocab):
-    """The head's layers as a `TransformerSpec`: the target's block shape, ``n_layers``
-    of them, LM head over ``vocab`` (0 = the target's vocabulary)."""
+def head_model(target, n_layers, vocab, mixture: bool = False):
+    """The head's layers as a `TransformerSpec`: ``n_layers`` blocks of the target's
+    width and attention, dense (EAGLE heads are dense decoder layers, also on MoE
+    targets) or, with ``mixture``, of the target's MLP kind (an MTP module's block is
+    an MoE block on an MoE target); global attention; LM head over ``vocab`` (0 = the
+    target's vocabulary)."""
     own = jnp.where(vocab > 0, jnp.minimum(vocab, target.vocab), target.vocab)
-    return target.replace(n_layers=n_layers, vocab=own)
+    moe_layers = jnp.where(target.n_moe_layers > 0, n_layers, 0.0) if mixture else 0.0
+    return target.replace(
+        n_layers=n_layers,
+        vocab=own,
+        n_moe_layers=moe_layers,
+        n_local_layers=0.0,
+        n_mtp_layers=0.0,
+    )
 
 
 def fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth):
@@ -40,13 +49,11 @@ def fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smo
     return fusion.time_s + hardware.kernel_launch_s
 
 
-def head_pass(
-    deployment, contexts, weights, smooth, n_layers, vocab, fusion_weights, fusion_inputs
-):
-    """``new_tokens -> StepTime``: one pass of the head, averaged over the contexts."""
+def head_pass(deployment, contexts, weights, smooth, model, fusion_weights, fusion_inputs):
+    """``new_tokens -> StepTime``: one pass of the head ``model`` (`head_model`) plus
+    its fusion matmul, averaged over the contexts."""
     target, hardware = deployment.target, deployment.hardware
     batch, tp = deployment.workload.batch, deployment.draft_tp
-    model = head_model(target, n_layers, vocab)
 
     def pass_step(new_tokens):
         step = mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth)
@@ -58,11 +65,10 @@ def head_pass(
     return pass_step
 
 
-def head_prefill_s(deployment, smooth, n_layers, vocab, fusion_weights, fusion_inputs):
+def head_prefill_s(deployment, smooth, model, fusion_weights, fusion_inputs):
     """The head's pass over the prompt, s."""
     target, hardware, workload = deployment.target, deployment.hardware, deployment.workload
     tp = deployment.draft_tp
-    model = head_model(target, n_layers, vocab)
     layers = step_time(
         model, hardware, workload.batch, workload.prompt_tokens, 0.0, tp, smooth
     ).time_s
@@ -70,10 +76,11 @@ def head_prefill_s(deployment, smooth, n_layers, vocab, fusion_weights, fusion_i
     return layers + fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth)
 
 
-def head_memory_bytes(deployment, batch, context, n_layers, fusion_weights, own_head_weights):
-    """Weights (layers, fusion, own LM head) and the head's KV cache, per chip."""
-    target = deployment.target
-    weights = n_layers * layer_weight_count(target) + fusion_weights + own_head_weights
-    kv_per_token = n_layers * 2.0 * target.n_kv_heads * target.head_dim * target.kv_bytes
-    total = weights * target.weight_bytes + batch * context * kv_per_token
+def head_memory_bytes(deployment, model, batch, context, fusion_weights, own_head_weights):
+    """Weights (blocks, fusion, own LM head; the embedding is the target's) and the
+    head's KV cache, per chip."""
+    footprint = memory_footprint(model, batch, context)
+    embedding = model.vocab * model.d_model * (2.0 - model.tied_embeddings) * model.weight_bytes
+    extra = (fusion_weights + own_head_weights) * model.weight_bytes
+    total = footprint.weight_bytes - embedding + extra + footprint.kv_cache_bytes
     return total / deployment.draft_tp

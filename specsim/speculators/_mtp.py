@@ -5,7 +5,10 @@ depth's hidden state and the next token's embedding through a ``2 d -> d`` proje
 sharing the target's embedding and LM head. Serving engines draft with the modules in
 sequence, one pass per draft token, and reuse the last module when the lookahead
 exceeds the number of modules; structurally one pass is an EAGLE-1 pass whose layer is
-the target's own block (an MoE block on an MoE target).
+the target's own block (an MoE block on an MoE target). The modules' weights are not
+part of the target's footprint (`specsim.models.mtp_parameter_count` counts them as
+checkpointed); they are added here, without the embedding and head, which engines
+share with the target.
 
 References:
     DeepSeek-AI (2024), "DeepSeek-V3 Technical Report", arXiv 2412.19437, Section 2.2.
@@ -18,7 +21,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
-from ._feature_head import head_memory_bytes, head_pass, head_prefill_s
+from ._feature_head import head_memory_bytes, head_model, head_pass, head_prefill_s
 from ._protocol import Method, chain_or_tree_tokens, check_leaf, register, sequential_proposal
 
 __all__ = ["MTP"]
@@ -54,15 +57,19 @@ def _fusion_weights(target):
     return _FUSION_INPUTS * target.d_model**2
 
 
+def _block(target):
+    return head_model(target, 1.0, 0.0, mixture=True)
+
+
 def _proposal(mtp: MTP, deployment, shape, contexts, weights, smooth):
+    target = deployment.target
     pass_step = head_pass(
         deployment,
         contexts,
         weights,
         smooth,
-        1.0,
-        0.0,
-        _fusion_weights(deployment.target),
+        _block(target),
+        _fusion_weights(target),
         _FUSION_INPUTS,
     )
     return sequential_proposal(pass_step, shape)
@@ -73,14 +80,19 @@ def _emitted_tokens(mtp: MTP, deployment, shape):
 
 
 def _memory_bytes(mtp: MTP, deployment, batch, context):
-    fusion = mtp.n_modules * _fusion_weights(deployment.target)
-    return head_memory_bytes(deployment, batch, context, mtp.n_modules, fusion, 0.0)
+    # Engines share the target's embedding and LM head with the modules.
+    target = deployment.target
+    one = head_memory_bytes(
+        deployment, _block(target), batch, context, _fusion_weights(target), 0.0
+    )
+    return mtp.n_modules * one
 
 
 def _prefill_s(mtp: MTP, deployment, smooth):
     # Every module sees the prompt once to fill its KV cache.
+    target = deployment.target
     return mtp.n_modules * head_prefill_s(
-        deployment, smooth, 1.0, 0.0, _fusion_weights(deployment.target), _FUSION_INPUTS
+        deployment, smooth, _block(target), _fusion_weights(target), _FUSION_INPUTS
     )
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .._cost import memory_footprint
 from .._numerics import concrete
 from .._quadrature import mean_step
 from ._protocol import Method, chain_or_tree_tokens, check_leaf, register, sequential_proposal
@@ -58,7 +59,13 @@ class SelfSpeculation:
 
 
 def _draft(spec: SelfSpeculation, target):
-    return target.replace(n_layers=spec.draft_layers)
+    # A layer subset keeps the target's mix of MoE and sliding-window layers.
+    share = spec.draft_layers / target.n_layers
+    return target.replace(
+        n_layers=spec.draft_layers,
+        n_moe_layers=target.n_moe_layers * share,
+        n_local_layers=target.n_local_layers * share,
+    )
 
 
 def _proposal(spec: SelfSpeculation, deployment, shape, contexts, weights, smooth):
@@ -77,11 +84,10 @@ def _emitted_tokens(spec: SelfSpeculation, deployment, shape):
 
 
 def _memory_bytes(spec: SelfSpeculation, deployment, batch, context):
-    target = deployment.target
-    kv_per_token = spec.draft_layers * 2.0 * target.n_kv_heads * target.head_dim * target.kv_bytes
+    draft = _draft(spec, deployment.target)
     bounded = spec.kv_budget_tokens < context
     budget = jnp.where(bounded, spec.kv_budget_tokens, 0.0)
-    return batch * budget * kv_per_token / deployment.tp
+    return memory_footprint(draft, batch, budget).kv_cache_bytes / deployment.tp
 
 
 def _prefill_s(spec: SelfSpeculation, deployment, smooth):
