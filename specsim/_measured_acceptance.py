@@ -44,7 +44,7 @@ import numpy as np
 
 from . import theory
 from ._acceptance import ConstantAcceptance, PositionalAcceptance, TreeAcceptance
-from ._tree import TokenTree
+from ._tree import DynamicTree, TokenTree, tree_expected_tokens
 
 __all__ = [
     "DEFAULT_RANK_DECAY",
@@ -130,7 +130,8 @@ class AcceptanceStats:
 
         Args:
             tree: the `TokenTree` the statistics were measured with (a chain for a
-                chain measurement: ``TokenTree.chain(lookahead)``).
+                chain measurement: ``TokenTree.chain(lookahead)``), or a `DynamicTree`
+                when only tau is known.
             ranks: candidates per depth of the fitted acceptance.
             decay: rank decay (``DEFAULT_RANK_DECAY`` from EAGLE's chain/tree results).
 
@@ -138,8 +139,20 @@ class AcceptanceStats:
             ValueError: a tree shallower than the measured survival, or a survival the
                 tree cannot reach even with every top-1 rate at 1.
         """
+        if isinstance(tree, DynamicTree) and self.survival is None:
+            depth = int(np.count_nonzero(np.asarray(tree.widths) > 0))
+
+            def tau_of(alpha: float) -> float:
+                acc = TreeAcceptance.from_top1([alpha] * depth, ranks=ranks, decay=decay)
+                return float(tree_expected_tokens(acc, tree))
+
+            alpha = _bisect(tau_of, self.tau)
+            return TreeAcceptance.from_top1([alpha] * depth, ranks=ranks, decay=decay)
         if not isinstance(tree, TokenTree):
-            raise ValueError(f"tree must be a TokenTree, got {type(tree).__name__}")
+            raise ValueError(
+                "tree must be a TokenTree (or a DynamicTree when only tau is known), got "
+                f"{type(tree).__name__}"
+            )
         depth = tree.max_depth
         paths = tree.paths()
         if self.survival is None:

@@ -172,13 +172,13 @@ def _objective(z, deployment, speculator, max_nodes, max_width, ranks, smooth):
 def _roundings(widths):
     """Whole-width candidates around real widths: nearest, floor, ceil, nearest +- 1."""
     depth = widths.shape[-1]
-    nearest = jnp.round(widths)
+    nearest = jnp.round(widths)[None, :]
     eye = jnp.eye(depth, dtype=widths.dtype)
     return jnp.concatenate(
         [
-            nearest[None],
-            jnp.floor(widths)[None],
-            jnp.ceil(widths)[None],
+            nearest,
+            jnp.floor(widths)[None, :],
+            jnp.ceil(widths)[None, :],
             nearest + eye,
             jnp.maximum(nearest - eye, 0.0),
         ]
@@ -226,7 +226,7 @@ def _gradient_search(
     def improve(carry, _):
         widths, value = carry
         eye = jnp.eye(depth, dtype=widths.dtype)
-        moves = jnp.concatenate([widths + eye, jnp.maximum(widths - eye, 0.0)])
+        moves = jnp.concatenate([widths[None, :] + eye, jnp.maximum(widths[None, :] - eye, 0.0)])
         s, b = score(moves)
         i = jnp.argmax(s)
         better = s[i] > value

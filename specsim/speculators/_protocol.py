@@ -198,8 +198,8 @@ def shape_verification(shape):
 def sequential_proposal(pass_step: Callable, shape) -> Proposal:
     """Drafting by sequential passes: a chain runs ``gamma`` passes of one token; a tree
     runs one pass per depth, pass ``d`` over the ``w_{d-1}`` nodes of the previous depth
-    (``w_0 = 1``, the root), counted with weight ``min(w_d, 1)`` so a fractional last
-    depth is a fractional pass.
+    (``w_0 = 1``, the root; at least one token), counted with weight ``min(w_d, 1)`` so a
+    fractional last depth is a fractional pass.
 
     Args:
         pass_step: ``new_tokens -> StepTime`` (mean over the contexts) of one pass.
@@ -213,7 +213,9 @@ def sequential_proposal(pass_step: Callable, shape) -> Proposal:
             bound=step.bound,
         )
     widths = tree_level_widths(shape)
-    tokens_in = jnp.concatenate([jnp.ones(1, jnp.float32), widths[:-1]])
+    # A pass processes at least one token per sequence (and a missing depth none: its
+    # weight is 0; the floor keeps its unused cost finite).
+    tokens_in = jnp.maximum(jnp.concatenate([jnp.ones(1, jnp.float32), widths[:-1]]), 1.0)
     steps = jax.vmap(pass_step)(tokens_in)
     time_s = jnp.sum(jnp.clip(widths, 0.0, 1.0) * steps.time_s)
     return Proposal(time_s=time_s, step_s=steps.time_s[0], bound=steps.bound[0])
