@@ -152,7 +152,7 @@ class TreeAcceptance:
             non-increasing along ranks.
 
     Examples:
-        >>> from specsim._acceptance import TreeAcceptance
+        >>> from specsim import TreeAcceptance
         >>> acc = TreeAcceptance.from_top1([0.8, 0.7], ranks=3)
         >>> [round(float(x), 3) for x in acc.rank_probs[0]]
         [0.8, 0.16, 0.032]

@@ -316,7 +316,7 @@ def optimize_tree(
         >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=acc)
         >>> r = optimize_tree(d, specsim.speculators.Eagle.create(), max_nodes=12, max_depth=4,
         ...                   steps=40, restarts=2)
-        >>> sum(r.widths) <= 12 and len(r.widths) <= 4 and r.report.speedup > 1.5
+        >>> sum(r.widths) <= 12 and len(r.widths) <= 4 and bool(r.report.speedup > 1.5)
         True
     """
     max_nodes, max_depth, max_width = _check(
@@ -421,7 +421,7 @@ def exact_tree_search(
         >>> r = exact_tree_search(d, specsim.speculators.Eagle.create(), max_nodes=6,
         ...                       max_depth=3)
         >>> r.evaluations, sum(r.widths) <= 6
-        (40, True)
+        (31, True)
     """
     max_nodes, max_depth, max_width = _check(
         deployment, speculator, max_nodes, max_depth, max_width

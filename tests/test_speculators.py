@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, compilations
 
 import specsim
 from specsim import (
@@ -183,16 +183,15 @@ def test_tree_verification_costs_more_at_large_batch():
 
 def test_jit_does_not_recompile_when_values_change():
     d = _deployment()
-    tree = DynamicTree.create([3, 4, 2])
-    specsim.predict(d, Eagle.create(), tree)
-    size = specsim._throughput._throughput._cache_size()
-    for chip, layers in (("a100", 2.0), ("v5e", 1.5)):
-        specsim.predict(
-            d.replace(hardware=hardware.get(chip)),
-            Eagle.create(n_layers=layers),
-            DynamicTree.create([2.0, 3.5, 1.0], max_width=4),
-        )
-    assert specsim._throughput._throughput._cache_size() == size
+    specsim.predict(d, Eagle.create(), DynamicTree.create([3, 4, 2]))
+    with compilations() as compiled:
+        for chip, layers in (("a100", 2.0), ("v5e", 1.5)):
+            specsim.predict(
+                d.replace(hardware=hardware.get(chip)),
+                Eagle.create(n_layers=layers),
+                DynamicTree.create([2.0, 3.5, 1.0], max_width=4),
+            )
+    assert "_throughput" not in compiled, compiled
 
 
 def test_speculators_stack_and_vmap_like_a_loop():
