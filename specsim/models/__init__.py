@@ -8,6 +8,7 @@ from ._catalog import train_tokens as train_tokens
 from ._formats import BYTES_PER_ELEMENT as BYTES_PER_ELEMENT
 from ._hf import SUPPORTED_MODEL_TYPES as SUPPORTED_MODEL_TYPES
 from ._hf import from_hf_config as from_hf_config
+from ._hub_ids import hub_id as hub_id
 from ._lookup import ModelSource as ModelSource
 from ._lookup import hub_cache_dir as hub_cache_dir
 from ._lookup import load as load
@@ -30,6 +31,7 @@ __all__ = [
     "from_hf_config",
     "get",
     "hub_cache_dir",
+    "hub_id",
     "info",
     "layer_weight_count",
     "load",
