@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it (relative to this package).
 _EXPORTS = {
+    "engines": ".engines",
     "hardware": ".hardware",
     "models": ".models",
     "plot": ".plot",
@@ -134,6 +135,7 @@ __all__ = [
     "best_tree",
     "calibrate",
     "crossover_batch",
+    "engines",
     "expected_tokens_per_step",
     "fits",
     "forward_cost",

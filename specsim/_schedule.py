@@ -1,19 +1,18 @@
-"""Deployable lookahead schedules: the best whole gamma for every batch size, and snippets.
+"""Deployable lookahead schedules: the best whole gamma for every batch size.
 
 Speculation pays at small batch (decoding is memory-bound, verifying ``gamma + 1`` tokens
 costs about as much as one) and stops paying as the batch grows and verification turns
-compute-bound. Serving engines expose this as a per-batch-size setting: TensorRT-LLM's
-``draft_len_schedule`` (batch size -> draft length) and vLLM's ``disable_by_batch_size``
-(speculation off from a batch size on). `speculation_schedule` evaluates every whole batch
-size from 1 to ``max_batch`` and every whole gamma from 0 to ``max_gamma`` on the exact
-roofline (512 x 17 points by default: milliseconds once compiled) and returns the best gamma
-per batch size, the batch size from which speculation should be off, and ready-to-paste
-snippets for both engines.
+compute-bound. `speculation_schedule` evaluates every whole batch size from 1 to
+``max_batch`` and every whole gamma from 0 to ``max_gamma`` on the exact roofline (512 x
+17 points by default: milliseconds once compiled) and returns the best gamma per batch
+size and the batch size from which speculation should be off. `specsim.engines` turns a
+schedule into serving files that load: vLLM's per-batch-size table
+(``num_speculative_tokens_per_batch_size``), SGLang's adaptive slots and TensorRT-LLM's
+``draft_len_schedule``, each in the semantics of a named release.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jax
@@ -86,62 +85,78 @@ class Schedule:
         return int(self.gamma[i])
 
     def draft_len_schedule(self) -> dict[int, int]:
-        """TensorRT-LLM's ``draft_len_schedule``: largest batch of each run -> draft length.
+        """TensorRT-LLM's ``draft_len_schedule`` as releases from 1.3.0rc27 read it.
 
-        Batch sizes above the largest key run without speculation, so a final run of
-        gamma 0 is left implicit.
+        Keys are the largest batch size of each run (upper bounds) and batch sizes above
+        the largest key run without speculation, so a final run of gamma 0 is left
+        implicit. Release 1.2 reads keys as lower bounds instead: use
+        ``specsim.engines.tensorrt_llm_schedule(schedule.runs(), "lower_bounds")`` or
+        ``specsim.engines.emit(..., "tensorrt-llm", "1.2.1")``.
         """
-        runs = self.runs()
-        while runs and runs[-1][2] == 0:
-            runs.pop()
-        return {last: gamma for _, last, gamma in runs}
+        from .engines import tensorrt_llm_schedule
 
-    def vllm_snippet(self, target: str, draft: str, batch: int = 1) -> str:
-        """A vLLM ``speculative_config`` for the gamma at ``batch`` and the switch-off batch."""
-        gamma = self.gamma_at(batch)
-        lines = [
-            "# vLLM: one lookahead for every batch size, speculation off from a batch size on.",
-            "# Assumed keys of vLLM's SpeculativeConfig: num_speculative_tokens and",
-            "# disable_by_batch_size (speculation is disabled once the number of running",
-            "# requests reaches it); older releases spell them --num-speculative-tokens and",
-            "# --speculative-disable-by-batch-size. Replace model names with checkpoint paths.",
-        ]
-        if gamma == 0:
-            lines.append(
-                f"# Speculation does not pay at batch {batch}: serve {target} without a draft."
-            )
-            return "\n".join(lines)
-        config: dict[str, Any] = {"model": draft, "num_speculative_tokens": gamma}
-        if self.switch_off_batch is not None:
-            config["disable_by_batch_size"] = self.switch_off_batch
-        lines.append(f"# gamma {gamma} is the best lookahead at batch {batch}.")
-        lines.append("from vllm import LLM")
-        lines.append(f"llm = LLM(model={target!r}, speculative_config={json.dumps(config)})")
-        lines.append(f"# vllm serve {target} --speculative-config '{json.dumps(config)}'")
-        return "\n".join(lines)
+        return tensorrt_llm_schedule(self.runs(), "upper_bounds")
 
-    def tensorrt_llm_snippet(self, draft: str) -> str:
-        """A TensorRT-LLM LLM-API speculative config with the batch-size draft-length schedule."""
-        schedule = self.draft_len_schedule()
-        lines = [
-            "# TensorRT-LLM (LLM API): draft length by batch size. draft_len_schedule maps the",
-            "# largest batch size of each range to its draft length; larger batches run without",
-            "# speculation (dynamic draft length, TensorRT-LLM PR #10860). Assumed class and",
-            "# field names: DraftTargetDecodingConfig(max_draft_len, speculative_model_dir,",
-            "# draft_len_schedule); check them against your release.",
-        ]
-        if not schedule:
-            lines.append("# Speculation does not pay at any batch size: serve without a draft.")
-            return "\n".join(lines)
-        lines += [
-            "from tensorrt_llm.llmapi import DraftTargetDecodingConfig",
-            "speculative_config = DraftTargetDecodingConfig(",
-            f"    max_draft_len={max(schedule.values())},",
-            f"    speculative_model_dir={draft!r},",
-            f"    draft_len_schedule={schedule!r},",
-            ")",
-        ]
-        return "\n".join(lines)
+    def _plan(self, target: str, draft: str, batch: int, tp: int, draft_tp: int | None):
+        from .engines import ServingPlan
+
+        return ServingPlan.from_schedule(
+            self, target, draft_id=draft, batch=batch, tp=tp, draft_tp=draft_tp
+        )
+
+    def vllm_snippet(
+        self,
+        target: str,
+        draft: str,
+        batch: int = 1,
+        *,
+        tp: int = 1,
+        draft_tp: int | None = None,
+        version: str | None = None,
+    ) -> str:
+        """A ``vllm serve`` script with this schedule (``specsim.engines.emit`` for all files).
+
+        Args:
+            target: the target as vLLM loads it (Hub id or path; see
+                ``specsim.engines.model_id``).
+            draft: the draft model, likewise.
+            batch: the batch size whose gamma releases before 0.24.0 use for every batch.
+            tp: tensor parallelism of the target (``--tensor-parallel-size``).
+            draft_tp: of the draft (``draft_tensor_parallel_size``; default ``tp``).
+            version: the vLLM release (default: the newest whose source specsim read);
+                from 0.24.0 on the whole per-batch-size table is written.
+        """
+        from .engines import emit
+
+        return emit(self._plan(target, draft, batch, tp, draft_tp), "vllm", version).main
+
+    def tensorrt_llm_snippet(
+        self,
+        draft: str,
+        target: str | None = None,
+        batch: int = 1,
+        *,
+        tp: int = 1,
+        version: str | None = None,
+    ) -> str:
+        """A TensorRT-LLM LLM-API snippet with this schedule as ``draft_len_schedule``.
+
+        Args:
+            draft: the draft model as TensorRT-LLM loads it (Hub id or path).
+            target: the target, likewise (a placeholder to fill in if ``None``).
+            batch: the batch size whose gamma is used where no schedule applies.
+            tp: tensor parallelism (``tensor_parallel_size``).
+            version: the TensorRT-LLM release (default: the newest whose source specsim
+                read): the keys of ``draft_len_schedule`` are lower bounds in 1.2 and
+                upper bounds from 1.3.0rc27.
+        """
+        from .engines import emit
+        from .engines._plan import placeholder
+
+        if target is None:
+            target = placeholder("target", "the target", "not given to tensorrt_llm_snippet")
+        plan = self._plan(target, draft, batch, tp, None)
+        return emit(plan, "tensorrt-llm", version).files["llm_api.py"]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values for JSON."""

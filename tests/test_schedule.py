@@ -94,25 +94,28 @@ def _manual(gamma: list[int]) -> Schedule:
 
 
 def test_draft_len_schedule_follows_tensorrt_llm_semantics():
-    # Keys are the largest batch of each range; larger batches implicitly get 0.
+    # Upper bounds (TensorRT-LLM from 1.3.0rc27): keys are the largest batch of each range;
+    # larger batches implicitly get 0.
     assert _manual([4, 4, 2, 2, 1, 0, 0]).draft_len_schedule() == {2: 4, 4: 2, 5: 1}
     # A gap inside the range must be explicit; speculation up to the end keeps the last key.
     assert _manual([2, 0, 1, 1]).draft_len_schedule() == {1: 2, 2: 0, 4: 1}
     assert _manual([0, 0]).draft_len_schedule() == {}
 
 
-def test_snippets_are_valid_python_with_the_schedule(low_alpha_schedule):
+def test_snippets_are_the_engine_files_of_the_schedule(low_alpha_schedule):
     s = low_alpha_schedule
-    vllm = s.vllm_snippet("Llama-3-8B", "llama-160m", batch=1)
-    trt = s.tensorrt_llm_snippet("llama-160m")
-    compile(vllm, "<vllm>", "exec")
+    vllm = s.vllm_snippet("meta-llama/Meta-Llama-3-8B", "JackFram/llama-160m", batch=1, tp=2)
+    table = [[a, b, g] for a, b, g in s.runs()]
+    assert f'"num_speculative_tokens_per_batch_size": {json.dumps(table)}' in vllm
+    assert "--tensor-parallel-size 2" in vllm and "disable_by_batch_size" not in vllm
+    old = s.vllm_snippet("meta-llama/Meta-Llama-3-8B", "JackFram/llama-160m", version="0.23.0")
+    assert f'"num_speculative_tokens": {s.gamma_at(1)}' in old and "per_batch_size" not in old
+    trt = s.tensorrt_llm_snippet("JackFram/llama-160m", "meta-llama/Meta-Llama-3-8B")
     compile(trt, "<trt>", "exec")
-    assert f'"num_speculative_tokens": {s.gamma_at(1)}' in vllm
-    assert f'"disable_by_batch_size": {s.switch_off_batch}' in vllm
     assert f"draft_len_schedule={s.draft_len_schedule()!r}" in trt
     assert f"max_draft_len={max(s.draft_len_schedule().values())}" in trt
-    late = s.vllm_snippet("Llama-3-8B", "llama-160m", batch=MAX_BATCH)
-    assert "does not pay at batch" in late and "LLM(" not in late
+    lower = s.tensorrt_llm_snippet("JackFram/llama-160m", version="1.2.1")
+    assert "draft_len_schedule={1: " in lower and "<set --target-id" in lower
 
 
 def test_target_that_does_not_fit_is_a_clear_error(low_alpha):
@@ -141,7 +144,7 @@ def _run(argv):
     return code, out.getvalue()
 
 
-def test_cli_json_keys_and_optimised_draft_shape():
+def test_cli_json_keys_and_optimised_draft_shape(capsys):
     code, text = _run(
         [
             "--json",
@@ -159,13 +162,28 @@ def test_cli_json_keys_and_optimised_draft_shape():
     payload = json.loads(text)
     assert list(payload) == list(SCHEDULE_JSON_KEYS)
     assert payload["scenario"]["draft"] == "draft-2x512"
+    assert payload["scenario"]["target_id"] == "meta-llama/Meta-Llama-3-8B"
+    assert payload["scenario"]["draft_id"].startswith("<set --draft-id: 2x512")
     assert len(payload["gamma"]) == MAX_BATCH
-    assert set(payload["snippets"]) == {"vllm", "tensorrt_llm"}
+    assert (
+        set(payload["snippets"])
+        == set(payload["engines"])
+        == {
+            "vllm",
+            "sglang",
+            "tensorrt-llm",
+        }
+    )
+    assert payload["engines"]["vllm"]["version"] == "0.34.0"
+    assert payload["engines"]["vllm"]["loadable"] is False
+    assert "not loadable until set: <set --draft-id: 2x512" in capsys.readouterr().err
 
 
-def test_cli_text_shows_runs_and_snippets():
+def test_cli_text_shows_runs_and_one_file_per_engine():
     code, text = _run(
         [
+            "--target",
+            "llama-2-7b",
             "--draft",
             "llama-160m",
             "--hardware",
@@ -180,7 +198,76 @@ def test_cli_text_shows_runs_and_snippets():
     )
     assert code == 0
     assert "switch speculation off from batch" in text
-    assert "num_speculative_tokens" in text and "draft_len_schedule" in text
+    assert "vllm 0.34.0: serve.sh (also speculative_config.json" in text
+    assert "sglang 0.5.23: launch.sh" in text and "tensorrt-llm 1.3.0rc27: llm_api.py" in text
+    assert "num_speculative_tokens_per_batch_size" in text and "draft_len_schedule" in text
+    assert "vllm serve meta-llama/Llama-2-7b-hf" in text and "JackFram/llama-160m" in text
+    code, text = _run(["--max-batch", "16", "--max-gamma", "4", "--engine", "vllm"])
+    assert "vllm: not written: vLLM 0.34.0 refuses a draft model whose vocabulary" in text
+
+
+def test_cli_out_dir_engine_versions_and_ids(tmp_path):
+    out = tmp_path / "serve"
+    argv = [
+        "--target",
+        "llama-2-7b",
+        "--draft",
+        "llama-160m",
+        "--max-batch",
+        "64",
+        "--max-gamma",
+        "6",
+        "--engine",
+        "vllm,tensorrt-llm",
+        "--engine-version",
+        "vllm=0.23.0",
+        "--engine-version",
+        "trtllm=1.2.1",
+        "--target-id",
+        "/models/llama3",
+        "--draft-id",
+        "org/draft",
+        "--tp",
+        "2",
+        "--out-dir",
+        str(out),
+    ]
+    code, text = _run(argv)
+    assert code == 0 and "wrote " in text
+    assert sorted(p.name for p in (out / "vllm").iterdir()) == [
+        "serve.sh",
+        "speculative_config.json",
+    ]
+    serve = (out / "vllm" / "serve.sh").read_text()
+    assert "vLLM 0.23.0" in serve and "vllm serve /models/llama3" in serve
+    assert "--tensor-parallel-size 2" in serve
+    yaml_text = (out / "tensorrt-llm" / "extra_llm_api_options.yaml").read_text()
+    assert "TensorRT-LLM 1.2.0" in yaml_text and "org/draft" in yaml_text
+    assert not (out / "sglang").exists()
+    with pytest.raises(ValueError, match="already holds files; pass --overwrite"):
+        _run(argv)
+    assert _run([*argv, "--overwrite"])[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--engine-version", "vllm=0.14.0"], "vLLM 0.14.0: no schema for this release"),
+        (["--engine-version", "0.34.0"], "say which engine"),
+        (["--engine", "vllm", "--engine-version", "sglang=0.5.23"], "sglang is not among"),
+        (["--engine", "tgi"], "unknown serving engine 'tgi'"),
+    ],
+)
+def test_cli_refuses_bad_engine_flags_before_computing(argv, message):
+    with pytest.raises(ValueError, match=message):
+        _run(argv)
+
+
+def test_cli_lists_engine_versions():
+    code, text = _run(["--engine-version", "list"])
+    assert code == 0
+    assert "vllm          0.34.0     covers 0.33.0 to before 0.35.0" in text
+    assert "tensorrt-llm  1.2.0" in text and "lower_bounds" in text
 
 
 def test_cli_rejects_a_draft_shape_off_the_head_grid():

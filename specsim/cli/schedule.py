@@ -1,14 +1,18 @@
-"""``specsim schedule``: best gamma per batch size, switch-off batch and serving snippets.
+"""``specsim schedule``: best gamma per batch size, switch-off batch and serving files.
 
 Turns a (target, draft, chip, acceptance) into the best whole lookahead gamma for every
-batch size, the batch size from which speculation stops paying, and vLLM and
-TensorRT-LLM configuration snippets.
+batch size and the batch size from which speculation stops paying, and writes what vLLM,
+SGLang and TensorRT-LLM load to use it (`specsim.engines`): for each engine, the settings
+of a named release, every key checked against a schema written from that release's
+source.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 
 from ._args import (
     add_json_argument,
@@ -29,20 +33,25 @@ __all__ = ["SCHEDULE_JSON_KEYS", "add_schedule_arguments", "run_schedule"]
 
 # Top-level keys of `specsim schedule --json`, in order.
 SCHEDULE_JSON_KEYS = {
-    "schema": "format version, 'specsim.schedule/1'",
-    "scenario": "target, draft, hardware, tp, draft_tp, prompt_tokens, generate_tokens",
+    "schema": "format version, 'specsim.schedule/2'",
+    "scenario": "target, draft, hardware, tp, draft_tp, prompt_tokens, generate_tokens, "
+    "target_id, draft_id (the ids the engines load)",
     "switch_off_batch": "smallest batch size from which speculation never pays (null: pays "
     "up to max_batch)",
     "max_gamma": "largest gamma considered",
     "runs": "list of {first_batch, last_batch, gamma}",
-    "draft_len_schedule": "TensorRT-LLM draft_len_schedule (batch upper bound -> gamma)",
+    "draft_len_schedule": "TensorRT-LLM draft_len_schedule from 1.3.0rc27 (batch upper bound "
+    "-> gamma)",
     "batch_sizes": "1 .. max_batch",
     "gamma": "best gamma per batch size",
     "tokens_per_s": "tokens/s at that gamma",
     "speedup": "speedup at that gamma",
     "fits": "memory fit per batch size",
-    "snippets": "{vllm, tensorrt_llm}: ready-to-paste configuration",
+    "snippets": "{engine: the text of its first file}",
+    "engines": "{engine: {version, covers, loadable, files: {name: text}, notes} or "
+    "{unsupported: why}}",
 }
+ENGINE_CHOICES = ("vllm", "sglang", "tensorrt-llm")
 
 _DRAFT_SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
@@ -51,12 +60,15 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``specsim schedule``."""
     parser.description = (
         "The best whole lookahead gamma for every batch size from 1 to --max-batch (exact "
-        "roofline), the batch size from which speculation stops paying, and vLLM and "
-        "TensorRT-LLM configuration snippets. --draft takes a catalogue name or LAYERSxWIDTH, "
-        "a draft built on the target's template as specsim optimize recommends."
+        "roofline), the batch size from which speculation stops paying, and the settings "
+        "vLLM, SGLang and TensorRT-LLM load to serve it, for a named release of each "
+        "(--engine-version), every key checked against that release's source. --draft takes "
+        "a model (as --target) or LAYERSxWIDTH, a draft built on the target's template as "
+        "specsim optimize recommends."
     )
     add_scenario_arguments(
-        parser, draft_help="draft model: catalogue name, or LAYERSxWIDTH on the target's template"
+        parser,
+        draft_help="draft model: a model as for --target, or LAYERSxWIDTH on the target's template",
     )
     add_speculation_overhead_argument(parser)
     parser.add_argument(
@@ -65,7 +77,87 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-batch", type=positive(int), default=512, help="largest batch size scheduled"
     )
+    parser.add_argument(
+        "--engine",
+        default="all",
+        help="serving engines to write for, comma-separated: vllm, sglang, tensorrt-llm or "
+        "all (default: all)",
+    )
+    parser.add_argument(
+        "--engine-version",
+        action="append",
+        default=[],
+        metavar="ENGINE=RELEASE",
+        help="the engine release whose settings to write, e.g. vllm=0.23.0 or "
+        "tensorrt-llm=1.2.1 (repeatable; a bare RELEASE with a single --engine; default: the "
+        "newest release specsim read for each engine; `specsim schedule --engine-version "
+        "list` shows them)",
+    )
+    parser.add_argument(
+        "--target-id",
+        default=None,
+        help="the target as the engines load it: a Hugging Face id or a path (default: the "
+        "catalogue's Hub id, the cached Hub id or the model folder given to --target)",
+    )
+    parser.add_argument(
+        "--draft-id",
+        default=None,
+        help="the draft as the engines load it (default: as for --target-id; a LAYERSxWIDTH "
+        "draft has none until trained)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="write each engine's files into OUT_DIR/<engine>/ (default: print the first "
+        "file of each)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files already in --out-dir (default: refuse)",
+    )
     add_json_argument(parser)
+
+
+def _engine_versions(args) -> dict[str, str | None]:
+    """``{engine: release or None}`` from ``--engine`` and ``--engine-version``."""
+    from specsim.engines import engine_name, resolve_version
+
+    wanted = (
+        list(ENGINE_CHOICES)
+        if args.engine.strip().lower() == "all"
+        else [engine_name(e) for e in args.engine.split(",") if e.strip()]
+    )
+    if not wanted:
+        raise ValueError("--engine: name at least one of vllm, sglang, tensorrt-llm or all")
+    releases: dict[str, str | None] = dict.fromkeys(dict.fromkeys(wanted))
+    for item in args.engine_version:
+        engine, sep, release = item.partition("=")
+        if not sep:
+            if len(releases) != 1:
+                raise ValueError(
+                    f"--engine-version {item}: say which engine (ENGINE=RELEASE, e.g. "
+                    "vllm=0.34.0) or pick one with --engine"
+                )
+            engine, release = next(iter(releases)), item
+        engine = engine_name(engine)
+        if engine not in releases:
+            raise ValueError(f"--engine-version {item}: {engine} is not among --engine")
+        resolve_version(engine, release.strip())  # refuse an unchecked release up front
+        releases[engine] = release.strip()
+    return releases
+
+
+def _list_versions() -> int:
+    from specsim.engines import versions
+
+    for engine in ENGINE_CHOICES:
+        for entry in versions(engine):
+            print(
+                f"{engine:<13s} {entry.name:<10s} covers {entry.span:<28s} "
+                f"per-batch lookahead: {entry.schedule}"
+            )
+    return 0
 
 
 def _schedule_draft(args, target):
@@ -93,13 +185,57 @@ def _schedule_draft(args, target):
     return spec, f"draft-{n_layers}x{d_model}"
 
 
-def run_schedule(args: argparse.Namespace) -> int:
-    """Runs ``specsim schedule``: best gamma per batch size, switch-off batch and snippets.
+def _check_out_dir(args, releases) -> None:
+    """Refuses an --out-dir that cannot be written, before the schedule is computed."""
+    if args.out_dir is None:
+        return
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise ValueError(f"--out-dir {args.out_dir}: is a file; valid: a folder")
+    if args.overwrite:
+        return
+    for engine in releases:
+        folder = os.path.join(args.out_dir, engine)
+        if os.path.isdir(folder) and os.listdir(folder):
+            raise ValueError(
+                f"--out-dir {args.out_dir}: {folder} already holds files; pass --overwrite "
+                "to replace them or choose another folder"
+            )
 
-    ``--draft`` takes a catalogue name or ``LAYERSxWIDTH`` (a draft built on the target's
-    template, as ``specsim optimize`` recommends). Acceptance: ``--alpha A`` (default 0.8)
-    or ``--alpha-model sdsl``. Every whole batch size from 1 to ``--max-batch`` (512) and
-    every whole gamma from 0 to ``--max-gamma`` (16) is evaluated on the exact roofline.
+
+def _engine_files(schedule, args, target_id, draft_id, releases, vocab):
+    """``{engine: EngineFiles or the reason it cannot serve the plan}``."""
+    from specsim.engines import ServingPlan, UnsupportedPlan, emit
+
+    plan = ServingPlan.from_schedule(
+        schedule,
+        target_id,
+        draft_id=draft_id,
+        batch=args.batch,
+        tp=args.tp,
+        draft_tp=args.draft_tp,
+        target_vocab=vocab[0],
+        draft_vocab=vocab[1],
+    )
+    out: dict = {}
+    for engine, release in releases.items():
+        try:
+            out[engine] = emit(plan, engine, release)
+        except UnsupportedPlan as why:
+            out[engine] = str(why)
+    return out
+
+
+def run_schedule(args: argparse.Namespace) -> int:
+    """Runs ``specsim schedule``: best gamma per batch size and serving files per engine.
+
+    ``--draft`` takes a model (as ``--target``) or ``LAYERSxWIDTH`` (a draft built on the
+    target's template, as ``specsim optimize`` recommends). Acceptance: ``--alpha A``
+    (default 0.8) or ``--alpha-model sdsl``. Every whole batch size from 1 to
+    ``--max-batch`` (512) and every whole gamma from 0 to ``--max-gamma`` (16) is evaluated
+    on the exact roofline. For each ``--engine`` the settings of one release
+    (``--engine-version``) are emitted by `specsim.engines` and checked against its schema;
+    models are named by ``--target-id`` / ``--draft-id``, else resolved with
+    `specsim.engines.model_id` (a marked placeholder, reported on stderr, when unknown).
     ``--json`` prints one object with the keys of ``SCHEDULE_JSON_KEYS``.
 
     Returns:
@@ -108,7 +244,11 @@ def run_schedule(args: argparse.Namespace) -> int:
     Raises:
         ValueError: bad input (the CLI prints one line and exits 2).
     """
-    from specsim import Workload, hardware, speculation_schedule
+    if args.engine_version == ["list"]:
+        return _list_versions()
+    releases = _engine_versions(args)
+    _check_out_dir(args, releases)
+    from specsim import Workload, engines, hardware, speculation_schedule
 
     target = load_target(args)
     draft, draft_name = _schedule_draft(args, target)
@@ -117,6 +257,8 @@ def run_schedule(args: argparse.Namespace) -> int:
     workload = Workload.create(1, args.prompt, args.generate)
     if int(args.max_gamma) != args.max_gamma:
         raise ValueError(f"--max-gamma must be a whole number, got {args.max_gamma:g}")
+    target_id = args.target_id or engines.model_id(args.target, "target")
+    draft_id = args.draft_id or engines.model_id(args.draft, "draft")
     progress = StageProgress(["evaluating every batch size and gamma"], enabled=not args.json)
     try:
         schedule = speculation_schedule(
@@ -135,14 +277,16 @@ def run_schedule(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     target_name, chip_name = model_label(args.target), hardware_label(args.hardware)
-    snippets = {
-        "vllm": schedule.vllm_snippet(target_name, draft_name, args.batch),
-        "tensorrt_llm": schedule.tensorrt_llm_snippet(draft_name),
-    }
+    vocab = (round(float(target.vocab)), round(float(draft.vocab)))
+    outputs = _engine_files(schedule, args, target_id, draft_id, releases, vocab)
+    produced = [o for o in outputs.values() if not isinstance(o, str)]
+    written = engines.write(produced, args.out_dir) if args.out_dir is not None else []
+    for unresolved in sorted({v for v in (target_id, draft_id) if engines.is_placeholder(v)}):
+        print(f"specsim: warning: files not loadable until set: {unresolved}", file=sys.stderr)
     if args.json:
         print_json(
             {
-                "schema": "specsim.schedule/1",
+                "schema": "specsim.schedule/2",
                 "scenario": {
                     "target": target_name,
                     "draft": draft_name,
@@ -151,9 +295,23 @@ def run_schedule(args: argparse.Namespace) -> int:
                     "draft_tp": args.draft_tp or args.tp,
                     "prompt_tokens": args.prompt,
                     "generate_tokens": args.generate,
+                    "target_id": target_id,
+                    "draft_id": draft_id,
                 },
                 **schedule.to_dict(),
-                "snippets": snippets,
+                "snippets": {e: o.main for e, o in outputs.items() if not isinstance(o, str)},
+                "engines": {
+                    e: {"unsupported": o}
+                    if isinstance(o, str)
+                    else {
+                        "version": o.version.name,
+                        "covers": o.version.span,
+                        "loadable": o.loadable,
+                        "files": dict(o.files),
+                        "notes": list(o.notes),
+                    }
+                    for e, o in outputs.items()
+                },
             }
         )
         return 0
@@ -174,8 +332,15 @@ def run_schedule(args: argparse.Namespace) -> int:
         print(f"\nspeculation pays at every batch size up to {args.max_batch}")
     else:
         print(f"\nswitch speculation off from batch {schedule.switch_off_batch} on")
-    print()
-    print(snippets["vllm"])
-    print()
-    print(snippets["tensorrt_llm"])
+    if written:
+        print("\nwrote " + ", ".join(written))
+    for engine, output in outputs.items():
+        if isinstance(output, str):
+            print(f"\n{engine}: not written: {output}")
+        elif not written:
+            print()
+            others = [name for name in output.files][1:]
+            more = f" (also {', '.join(others)}: write them with --out-dir)" if others else ""
+            print(f"{engine} {output.version.name}: {next(iter(output.files))}{more}")
+            print(output.main, end="")
     return 0

@@ -72,16 +72,16 @@ def model_id(reference: str, role: str = "target") -> str:
         >>> model_id("Chinchilla-70B")
         '<set --target-id: Chinchilla-70B is a catalogue model without a public checkpoint>'
     """
-    from specsim import models
+    from ..models import hub_id, locate
 
     if re.fullmatch(r"\s*\d+\s*[xX]\s*\d+\s*", str(reference)):
         return placeholder(role, str(reference), "a draft shape still to be trained")
     try:
-        source = models.locate(reference)
+        source = locate(reference)
     except ValueError:
         return placeholder(role, str(reference), "not a catalogue model, file or cached Hub id")
     if source.kind == "catalogue":
-        repo = models.hub_id(str(reference))
+        repo = hub_id(str(reference))
         if repo is None:
             return placeholder(role, source.label, "a catalogue model without a public checkpoint")
         return repo
@@ -123,6 +123,9 @@ class ServingPlan:
             nodes, root excluded); ``None`` for a chain (the lookahead).
         ngram_min: shortest suffix matched by n-gram lookup, tokens.
         ngram_max: longest suffix matched by n-gram lookup, tokens.
+        target_vocab: the target's vocabulary size, if known (engines that need a draft
+            model with the target's vocabulary check it).
+        draft_vocab: the draft model's vocabulary size, if known.
 
     Examples:
         >>> from specsim.engines import ServingPlan
@@ -144,6 +147,8 @@ class ServingPlan:
     tree_tokens: int | None = None
     ngram_min: int = 1
     ngram_max: int = 4
+    target_vocab: int | None = None
+    draft_vocab: int | None = None
 
     @classmethod
     def create(
@@ -160,6 +165,8 @@ class ServingPlan:
         tree_tokens: int | None = None,
         ngram_min: int = 1,
         ngram_max: int = 4,
+        target_vocab: int | None = None,
+        draft_vocab: int | None = None,
     ) -> ServingPlan:
         """A checked plan (``draft_tp`` defaults to ``tp``).
 
@@ -217,6 +224,8 @@ class ServingPlan:
             tree_tokens=None if tree_tokens is None else int(tree_tokens),
             ngram_min=low,
             ngram_max=int(ngram_max),
+            target_vocab=None if target_vocab is None else _whole("target_vocab", target_vocab, 1),
+            draft_vocab=None if draft_vocab is None else _whole("draft_vocab", draft_vocab, 1),
         )
 
     @classmethod
@@ -267,6 +276,15 @@ class ServingPlan:
             if first <= batch <= last:
                 return k
         return self.ranges[-1][2]
+
+    @property
+    def vocab_mismatch(self) -> bool:
+        """Whether a draft model's vocabulary is known to differ from the target's."""
+        return (
+            self.method == "draft"
+            and None not in (self.target_vocab, self.draft_vocab)
+            and self.target_vocab != self.draft_vocab
+        )
 
     @property
     def is_tree(self) -> bool:

@@ -61,6 +61,12 @@ def emit_sglang(plan: ServingPlan, version: EngineVersion) -> EngineFiles:
             f"algorithms: {', '.join(choices)})"
         )
     notes: list[str] = []
+    if plan.vocab_mismatch:
+        notes.append(
+            f"the draft's vocabulary ({plan.draft_vocab}) differs from the target's "
+            f"({plan.target_vocab}): SGLang verifies draft token ids against the target's, "
+            "so use a draft with the target's tokenizer"
+        )
     if plan.draft_id is not None and plan.draft_tp != plan.tp:
         notes.append(
             f"SGLang runs the draft at the target's TP ({plan.tp}); the schedule assumed "

@@ -99,6 +99,12 @@ def emit_tensorrt_llm(plan: ServingPlan, version: EngineVersion) -> EngineFiles:
         )
     decoding_type, class_name = _DECODING[plan.method]
     notes: list[str] = []
+    if plan.vocab_mismatch:
+        notes.append(
+            f"the draft's vocabulary ({plan.draft_vocab}) differs from the target's "
+            f"({plan.target_vocab}): TensorRT-LLM verifies draft token ids against the target's, "
+            "so use a draft with the target's tokenizer"
+        )
     if plan.draft_id is not None and plan.draft_tp != plan.tp:
         notes.append(
             f"TensorRT-LLM runs the draft at the target's TP ({plan.tp}); the schedule "
@@ -119,9 +125,15 @@ def emit_tensorrt_llm(plan: ServingPlan, version: EngineVersion) -> EngineFiles:
         max_draft_len = first_k
         schedule = tensorrt_llm_schedule(ranges, version.schedule) if len(ranges) > 1 else None
         if version.schedule == "upper_bounds":
+            beyond = (
+                f" (specsim evaluated up to batch {plan.last_batch}: raise --max-batch to "
+                "cover more)"
+                if ranges[-1][2] > 0
+                else ""
+            )
             notes.append(
                 f"draft_len_schedule keys are upper bounds ({version.name}): batch sizes "
-                "above the largest key run without speculation"
+                f"above the largest key run without speculation{beyond}"
             )
         else:
             notes.append(

@@ -85,8 +85,15 @@ def emit_vllm(plan: ServingPlan, version: EngineVersion) -> EngineFiles:
 
     Raises:
         UnsupportedPlan: a method the release does not have (self-speculation; Medusa
-            from 0.33.0).
+            from 0.33.0), or a draft model whose vocabulary size differs from the target's.
     """
+    if plan.vocab_mismatch:
+        raise UnsupportedPlan(
+            f"{version.label} refuses a draft model whose vocabulary size differs from the "
+            f"target's ({plan.draft_vocab} vs {plan.target_vocab}; "
+            "SpeculativeConfig.verify_equal_vocab_size_if_draft_model): choose a draft with "
+            "the target's tokenizer"
+        )
     notes: list[str] = []
     spec = _speculative_config(plan, version, notes)
     if spec is None:
