@@ -1,7 +1,9 @@
 """Shared test configuration: strict JAX semantics and one place for tolerances."""
 
 import contextlib
+import os
 import re
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -13,6 +15,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # Four CPU devices, so that sweeps run sharded as on a multi-chip host (test_sharding.py
 # compares them with one device). Must precede the backend's start, hence here.
 jax.config.update("jax_num_cpu_devices", 4)
+
+# Compiled programs persist between runs (JAX keys them by program, backend, devices and
+# flags), so a second run of the suite compiles little; a hit still counts in
+# `compilations()` below. One folder per xdist worker, so no worker reads a file another
+# is writing. Delete .pytest_cache/jax for a cold run.
+_JAX_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"
+jax.config.update(
+    "jax_compilation_cache_dir", str(_JAX_CACHE / os.environ.get("PYTEST_XDIST_WORKER", "main"))
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 # float32 is the library default; tests that need float64 say so with `x64()` below.
 RTOL_F32 = 1e-5
