@@ -429,6 +429,7 @@ def test_hf_config_errors():
 # --------------------------------------------------------------------------- experts touched
 
 
+@pytest.mark.slow
 def test_experts_touched_against_simulated_routing():
     rng = np.random.default_rng(0)
     spec = models.get("qwen3-30b-a3b")  # 128 experts, top-8

@@ -152,6 +152,7 @@ def test_mixed_radix_index_addition_does_not_overflow():
     np.testing.assert_array_equal(digits, expected)
 
 
+@pytest.mark.slow
 def test_sdsl_alpha_depends_on_draft_and_target_sizes():
     frame = sweep(
         target=["opt-13b", "opt-30b"],
