@@ -26,6 +26,7 @@ from ._throughput import _throughput
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
+from .speculators._protocol import validate_speculation
 
 __all__ = ["DEFAULT_MAX_BATCH", "Schedule", "speculation_schedule"]
 
@@ -187,7 +188,7 @@ def _schedule_grid(deployment: Deployment, draft, batches, gammas):
 
 def speculation_schedule(
     target: TransformerSpec,
-    draft: TransformerSpec,
+    draft,
     hardware: HardwareSpec,
     acceptance,
     *,
@@ -207,7 +208,9 @@ def speculation_schedule(
 
     Args:
         target: the model being served.
-        draft: the draft model.
+        draft: what proposes the tokens: a draft model (`TransformerSpec`) or a speculator
+            of `specsim.speculators` (EAGLE heads, Medusa, MTP, n-gram lookup,
+            self-speculation), drafting a chain of gamma tokens.
         hardware: one chip.
         acceptance: ``ConstantAcceptance``, ``PositionalAcceptance`` or ``SDSLAcceptance``.
         workload: prompt and generation lengths (its batch is ignored; default 512 / 256).
@@ -246,7 +249,10 @@ def speculation_schedule(
         draft_tp=draft_tp,
         speculation_overhead_s=speculation_overhead_s,
     )
-    check_draft(draft)
+    if isinstance(draft, TransformerSpec):
+        check_draft(draft)
+    else:
+        validate_speculation(draft, deployment.validate(), float(max_gamma))
     batches = np.arange(1, int(max_batch) + 1, dtype=np.float32)
     gammas = np.arange(0, int(max_gamma) + 1, dtype=np.float32)
     tokens, speedup, fits = (

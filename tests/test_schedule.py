@@ -273,3 +273,61 @@ def test_cli_lists_engine_versions():
 def test_cli_rejects_a_draft_shape_off_the_head_grid():
     with pytest.raises(ValueError, match="multiple of the head dim"):
         _run(["--draft", "2x100"])
+
+
+def test_cli_method_eagle3_writes_each_engines_per_batch_form(tmp_path):
+    out = tmp_path / "serve"
+    code, text = _run(
+        [
+            "--method",
+            "eagle3",
+            "--target",
+            "llama-3.1-8b",
+            "--draft-id",
+            "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B",
+            "--max-batch",
+            "128",
+            "--max-gamma",
+            "8",
+            "--out-dir",
+            str(out),
+        ]
+    )
+    assert code == 0 and "Llama-3-8B + EAGLE-3 head" in text
+    vllm = json.loads((out / "vllm" / "speculative_config.json").read_text())
+    assert vllm["method"] == "eagle3"
+    assert vllm["model"] == "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"
+    slots = json.loads((out / "sglang" / "adaptive_config.json").read_text())
+    table = vllm["num_speculative_tokens_per_batch_size"]
+    assert {k: v for k, v in slots.items() if k.isdigit()} == {
+        str(a): {"candidate_steps": [k]} for a, _, k in table
+    }
+    assert "Eagle3DecodingConfig" in (out / "tensorrt-llm" / "llm_api.py").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--method", "eagle3", "--draft", "llama-68m"], "--draft applies to --method draft"),
+        (["--method", "draft", "--medusa-heads", "4"], "applies to --method medusa, not"),
+        (["--method", "ngram", "--draft-id", "o/d"], "--draft-id applies to a method"),
+        (["--method", "self"], "--method self needs --self-layers"),
+        (["--method", "ngram", "--ngram-match", "1.5"], r"--ngram-match must be in \(0, 1\]"),
+        (["--method", "ngram", "--ngram-min", "5", "--ngram-max", "3"], "below --ngram-min"),
+    ],
+)
+def test_cli_method_flags_belong_to_their_method(argv, message):
+    with pytest.raises(ValueError, match=message):
+        _run(argv)
+
+
+def test_cli_method_without_engine_support_says_why():
+    code, text = _run(["--method", "self", "--self-layers", "8", "--max-batch", "8"])
+    assert code == 0 and "self-speculation (8 layers)" in text
+    assert "vllm: not written: vLLM 0.34.0 has no speculation method for 'self'" in text
+    code, text = _run(["--method", "medusa", "--max-batch", "8", "--max-gamma", "9"])
+    assert "gamma searched up to 5: Medusa drafts one token per head" in text
+    assert "vllm: not written" in text  # vLLM dropped Medusa in 0.33.0
+    code, text = _run(["--method", "medusa", "--max-batch", "8", "--engine", "vllm",
+                       "--engine-version", "0.32.0", "--draft-id", "o/medusa"])  # fmt: skip
+    assert '"method": "medusa"' in text

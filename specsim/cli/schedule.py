@@ -34,8 +34,8 @@ __all__ = ["SCHEDULE_JSON_KEYS", "add_schedule_arguments", "run_schedule"]
 # Top-level keys of `specsim schedule --json`, in order.
 SCHEDULE_JSON_KEYS = {
     "schema": "format version, 'specsim.schedule/2'",
-    "scenario": "target, draft, hardware, tp, draft_tp, prompt_tokens, generate_tokens, "
-    "target_id, draft_id (the ids the engines load)",
+    "scenario": "method, target, draft (the draft model or the method's label), hardware, tp, "
+    "draft_tp, prompt_tokens, generate_tokens, target_id, draft_id (the ids the engines load)",
     "switch_off_batch": "smallest batch size from which speculation never pays (null: pays "
     "up to max_batch)",
     "max_gamma": "largest gamma considered",
@@ -52,6 +52,17 @@ SCHEDULE_JSON_KEYS = {
     "{unsupported: why}}",
 }
 ENGINE_CHOICES = ("vllm", "sglang", "tensorrt-llm")
+METHODS = ("draft", "eagle", "eagle3", "medusa", "mtp", "ngram", "self")
+# Flags that belong to one method, and the methods that load a checkpoint named by --draft-id.
+_METHOD_FLAGS = {
+    "--medusa-heads": "medusa",
+    "--mtp-modules": "mtp",
+    "--ngram-match": "ngram",
+    "--ngram-min": "ngram",
+    "--ngram-max": "ngram",
+    "--self-layers": "self",
+}
+_LOADS_CHECKPOINT = ("draft", "eagle", "eagle3", "medusa")
 
 _DRAFT_SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
@@ -69,6 +80,52 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     add_scenario_arguments(
         parser,
         draft_help="draft model: a model as for --target, or LAYERSxWIDTH on the target's template",
+    )
+    parser.set_defaults(draft=None)  # resolved per --method (llama-68m for draft models)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="draft",
+        help="what proposes the tokens: a draft model (--draft), EAGLE-2 or EAGLE-3 heads, "
+        "Medusa heads, the target's MTP modules, n-gram prompt lookup or self-speculation "
+        "(default: draft)",
+    )
+    parser.add_argument(
+        "--medusa-heads",
+        type=positive(int),
+        default=None,
+        help="Medusa heads (--method medusa; default 5); gamma is at most this",
+    )
+    parser.add_argument(
+        "--mtp-modules",
+        type=positive(int),
+        default=None,
+        help="MTP modules shipped with the target (--method mtp; default 1)",
+    )
+    parser.add_argument(
+        "--ngram-match",
+        type=float,
+        default=None,
+        help="probability that n-gram lookup finds a match (--method ngram; default 1)",
+    )
+    parser.add_argument(
+        "--ngram-min",
+        type=positive(int),
+        default=None,
+        help="shortest context suffix n-gram lookup matches, tokens (--method ngram; written "
+        "to the engines; default 1)",
+    )
+    parser.add_argument(
+        "--ngram-max",
+        type=positive(int),
+        default=None,
+        help="longest context suffix matched, tokens (--method ngram; default 4)",
+    )
+    parser.add_argument(
+        "--self-layers",
+        type=positive(int),
+        default=None,
+        help="target layers the self-speculating draft runs (--method self; required there)",
     )
     add_speculation_overhead_argument(parser)
     parser.add_argument(
@@ -185,6 +242,62 @@ def _schedule_draft(args, target):
     return spec, f"draft-{n_layers}x{d_model}"
 
 
+def _speculator(args, target):
+    """``(speculator, label, draft_id, plan settings)`` of ``--method`` and its flags."""
+    method = args.method
+    for flag, owner in _METHOD_FLAGS.items():
+        if getattr(args, flag[2:].replace("-", "_")) is not None and owner != method:
+            raise ValueError(f"{flag} applies to --method {owner}, not --method {method}")
+    if method != "draft" and args.draft is not None:
+        raise ValueError(
+            f"--draft applies to --method draft; --method {method} "
+            + ("names its heads with --draft-id" if method in _LOADS_CHECKPOINT else "has none")
+        )
+    if method not in _LOADS_CHECKPOINT and args.draft_id is not None:
+        raise ValueError(f"--draft-id applies to a method that loads a checkpoint, not {method}")
+    if method == "draft":
+        args.draft = args.draft or "llama-68m"
+        speculator, label = _schedule_draft(args, target)
+        from specsim import engines
+
+        draft_id = args.draft_id or engines.model_id(args.draft, "draft")
+        return speculator, label, draft_id, {}
+    from specsim import speculators
+    from specsim.engines._plan import placeholder
+
+    if method in ("eagle", "eagle3"):
+        version = 3 if method == "eagle3" else 2
+        speculator, label = speculators.Eagle.create(version), f"EAGLE-{version} head"
+    elif method == "medusa":
+        heads = args.medusa_heads or 5
+        speculator, label = speculators.Medusa.create(heads), f"Medusa ({heads} heads)"
+    elif method == "mtp":
+        modules = args.mtp_modules or 1
+        speculator = speculators.MTP.create(modules)
+        label = f"MTP ({modules} module{'s' if modules > 1 else ''})"
+    elif method == "ngram":
+        match = 1.0 if args.ngram_match is None else args.ngram_match
+        if not 0 < match <= 1:
+            raise ValueError(f"--ngram-match must be in (0, 1], got {match:g}")
+        speculator, label = speculators.Ngram.create(match), f"n-gram lookup (match {match:g})"
+        low = args.ngram_min or 1
+        high = args.ngram_max or max(4, low)
+        if high < low:
+            raise ValueError(f"--ngram-max {high} is below --ngram-min {low}")
+        return speculator, label, None, {"ngram_min": low, "ngram_max": high}
+    else:
+        if args.self_layers is None:
+            raise ValueError("--method self needs --self-layers, the target layers it drafts with")
+        speculator = speculators.SelfSpeculation.create(args.self_layers)
+        label = f"self-speculation ({args.self_layers} layers)"
+    draft_id = None
+    if method in _LOADS_CHECKPOINT:
+        draft_id = args.draft_id or placeholder(
+            "draft", f"the {label} of {model_label(args.target)}", "not known to specsim"
+        )
+    return speculator, label, draft_id, {}
+
+
 def _check_out_dir(args, releases) -> None:
     """Refuses an --out-dir that cannot be written, before the schedule is computed."""
     if args.out_dir is None:
@@ -202,19 +315,21 @@ def _check_out_dir(args, releases) -> None:
             )
 
 
-def _engine_files(schedule, args, target_id, draft_id, releases, vocab):
+def _engine_files(schedule, args, target_id, draft_id, releases, vocab, settings):
     """``{engine: EngineFiles or the reason it cannot serve the plan}``."""
     from specsim.engines import ServingPlan, UnsupportedPlan, emit
 
     plan = ServingPlan.from_schedule(
         schedule,
         target_id,
+        method=args.method,
         draft_id=draft_id,
+        **settings,
         batch=args.batch,
         tp=args.tp,
         draft_tp=args.draft_tp,
-        target_vocab=vocab[0],
-        draft_vocab=vocab[1],
+        target_vocab=vocab[0] if args.method == "draft" else None,
+        draft_vocab=vocab[1] if args.method == "draft" else None,
     )
     out: dict = {}
     for engine, release in releases.items():
@@ -251,14 +366,16 @@ def run_schedule(args: argparse.Namespace) -> int:
     from specsim import Workload, engines, hardware, speculation_schedule
 
     target = load_target(args)
-    draft, draft_name = _schedule_draft(args, target)
+    draft, draft_name, draft_id, settings = _speculator(args, target)
     chip = hardware.get(args.hardware)
     acceptance = build_acceptance(args)
     workload = Workload.create(1, args.prompt, args.generate)
     if int(args.max_gamma) != args.max_gamma:
         raise ValueError(f"--max-gamma must be a whole number, got {args.max_gamma:g}")
     target_id = args.target_id or engines.model_id(args.target, "target")
-    draft_id = args.draft_id or engines.model_id(args.draft, "draft")
+    max_gamma = int(args.max_gamma)
+    if args.method == "medusa":
+        max_gamma = min(max_gamma, int(float(draft.n_heads)))
     progress = StageProgress(["evaluating every batch size and gamma"], enabled=not args.json)
     try:
         schedule = speculation_schedule(
@@ -270,15 +387,15 @@ def run_schedule(args: argparse.Namespace) -> int:
             tp=args.tp,
             draft_tp=args.draft_tp,
             speculation_overhead_s=args.speculation_overhead_us * 1e-6,
-            max_gamma=int(args.max_gamma),
+            max_gamma=max_gamma,
             max_batch=args.max_batch,
         )
         progress.advance()
     finally:
         progress.close()
     target_name, chip_name = model_label(args.target), hardware_label(args.hardware)
-    vocab = (round(float(target.vocab)), round(float(draft.vocab)))
-    outputs = _engine_files(schedule, args, target_id, draft_id, releases, vocab)
+    vocab = (round(float(target.vocab)), round(float(getattr(draft, "vocab", target.vocab))))
+    outputs = _engine_files(schedule, args, target_id, draft_id, releases, vocab, settings)
     produced = [o for o in outputs.values() if not isinstance(o, str)]
     written = engines.write(produced, args.out_dir) if args.out_dir is not None else []
     for unresolved in sorted({v for v in (target_id, draft_id) if engines.is_placeholder(v)}):
@@ -288,6 +405,7 @@ def run_schedule(args: argparse.Namespace) -> int:
             {
                 "schema": "specsim.schedule/2",
                 "scenario": {
+                    "method": args.method,
                     "target": target_name,
                     "draft": draft_name,
                     "hardware": chip_name,
@@ -319,6 +437,8 @@ def run_schedule(args: argparse.Namespace) -> int:
         f"specsim schedule: {target_name} + {draft_name} on {args.tp} x {chip_name}, prompt "
         f"{args.prompt:g}, generate {args.generate:g} tokens, batch 1-{args.max_batch}"
     )
+    if max_gamma < int(args.max_gamma):
+        print(f"gamma searched up to {max_gamma}: Medusa drafts one token per head")
     print()
     print(f"{'batch sizes':>14s}  {'gamma':>5s}  {'speedup':>12s}")
     for first, last, gamma in schedule.runs():
