@@ -331,3 +331,22 @@ def test_cli_method_without_engine_support_says_why():
     code, text = _run(["--method", "medusa", "--max-batch", "8", "--engine", "vllm",
                        "--engine-version", "0.32.0", "--draft-id", "o/medusa"])  # fmt: skip
     assert '"method": "medusa"' in text
+
+
+def test_schedule_takes_any_speculator():
+    from specsim import speculators
+
+    target, chip = models.get("llama-3-8b"), hardware.get("h100")
+    acceptance = specsim.ConstantAcceptance.create(0.7)
+    head = speculators.Eagle.create(3)
+    s = speculation_schedule(target, head, chip, acceptance, max_batch=32, max_gamma=6)
+    for batch in (1, 32):
+        deployment = specsim.Deployment.create(
+            target, chip, specsim.Workload.create(batch, 512, 256), acceptance
+        )
+        tokens = [float(specsim.predict(deployment, head, g).tokens_per_s) for g in range(7)]
+        assert s.gamma[batch - 1] == int(np.argmax(tokens))
+    with pytest.raises(ValueError, match="SDSL"):
+        speculation_schedule(
+            target, head, chip, specsim.SDSLAcceptance.create(1.5e13, 1.5e13), max_batch=4
+        )
