@@ -45,8 +45,10 @@ from ._throughput import ThroughputReport, _throughput, check_speculation
 from ._tree import DynamicTree, TokenTree
 
 __all__ = [
+    "ChainSearchResult",
     "TreeSearchResult",
     "exact_tree_search",
+    "optimize_chain",
     "optimize_tree",
     "random_tree_search",
     "tree_profiles",
@@ -495,3 +497,74 @@ def _count_profiles(max_nodes: int, max_depth: int, max_width: int, ranks: int) 
         return total
 
     return 1 + count(max_depth, 1, max_nodes)
+
+
+@struct.dataclass
+class ChainSearchResult:
+    """The best whole lookahead of a chain, and what it delivers.
+
+    Attributes:
+        gamma: best whole gamma (0 = plain decoding pays best).
+        report: its exact-roofline `ThroughputReport`.
+        evaluations: gammas scored.
+    """
+
+    gamma: int = struct.field(pytree_node=False, default=0)
+    report: Any = None
+    evaluations: int = struct.field(pytree_node=False, default=0)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Predicted tokens/s at the best gamma."""
+        return float(self.report.tokens_per_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values."""
+        return {
+            "method": "chain",
+            "gamma": self.gamma,
+            "tokens_per_s": self.tokens_per_s,
+            "speedup": float(self.report.speedup),
+            "expected_tokens_per_step": float(self.report.expected_tokens_per_step),
+            "evaluations": self.evaluations,
+        }
+
+
+@_backend_jit
+def _chain_scores(deployment, speculator, gammas):
+    def one(gamma):
+        report = _throughput(deployment, speculator, gamma)
+        return jnp.where(report.fits, report.tokens_per_s, -jnp.inf)
+
+    return jax.vmap(one)(gammas)
+
+
+def optimize_chain(deployment: Deployment, speculator, *, max_gamma: int = 16) -> ChainSearchResult:
+    """The best whole lookahead ``0..max_gamma`` of a chain, by scoring every one.
+
+    Exact and cheap (a chain has one integer to choose); the answer for methods that
+    draft chains (n-gram lookup, or any method whose acceptance has no ranks).
+
+    Raises:
+        ValueError: an invalid deployment or speculator, or ``max_gamma`` that the
+            speculator cannot draft (Medusa: at most its heads).
+
+    Examples:
+        >>> import specsim
+        >>> from specsim._tree_search import optimize_chain
+        >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7)
+        >>> r = optimize_chain(d, specsim.speculators.Ngram.create(0.5), max_gamma=8)
+        >>> 1 <= r.gamma <= 8, r.evaluations
+        (True, 9)
+    """
+    if not isinstance(deployment, Deployment):
+        raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
+    deployment.validate()
+    if isinstance(max_gamma, bool) or not float(max_gamma).is_integer() or max_gamma < 0:
+        raise ValueError(f"max_gamma must be a whole number >= 0, got {max_gamma!r}")
+    check_speculation(deployment, speculator, float(max_gamma))
+    gammas = jnp.arange(0.0, float(max_gamma) + 1.0)
+    scores = np.asarray(_chain_scores(deployment, speculator, gammas))
+    best = int(np.argmax(scores))
+    report = jax.device_get(_throughput(deployment, speculator, float(best)))
+    return ChainSearchResult(gamma=best, report=report, evaluations=len(gammas))

@@ -311,8 +311,8 @@ def test_cli_method_eagle3_writes_each_engines_per_batch_form(tmp_path):
         (["--method", "eagle3", "--draft", "llama-68m"], "--draft applies to --method draft"),
         (["--method", "draft", "--medusa-heads", "4"], "applies to --method medusa, not"),
         (["--method", "ngram", "--draft-id", "o/d"], "--draft-id applies to a method"),
-        (["--method", "self"], "--method self needs --self-layers"),
-        (["--method", "ngram", "--ngram-match", "1.5"], r"--ngram-match must be in \(0, 1\]"),
+        (["--method", "self"], "--method self needs --draft-layers"),
+        (["--method", "ngram", "--ngram-match", "1.5"], r"--match-probability must be in \(0, 1\]"),
         (["--method", "ngram", "--ngram-min", "5", "--ngram-max", "3"], "below --ngram-min"),
     ],
 )

@@ -18,6 +18,7 @@ from ._args import (
     non_negative,
     print_json,
 )
+from ._methods import add_method_arguments, build_speculation, describe_shape, method_requested
 
 __all__ = ["add_evaluate_arguments", "run_evaluate", "save_roofline"]
 
@@ -34,6 +35,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gamma", type=non_negative, default=4, help="lookahead: draft tokens per iteration"
     )
+    add_method_arguments(parser, command="evaluate")
     add_json_argument(parser)
     add_plot_argument(parser)
 
@@ -66,6 +68,8 @@ def save_roofline(args: argparse.Namespace, target=None, draft=None) -> str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Runs ``specsim evaluate``."""
+    if method_requested(args):
+        return _run_method(args)
     from specsim import Workload, crossover_batch, hardware, throughput
 
     target = load_target(args)
@@ -109,6 +113,66 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"  request latency {out['request_latency_s']:.3f} s "
         f"(plain {out['baseline_request_latency_s']:.3f} s), "
         f"prefill {out['prefill_s'] * 1e3:.2f} ms"
+    )
+    if out["crossover_batch"] is None:
+        print("  speculation pays at every batch size up to 4096")
+    else:
+        print(f"  speculation stops paying above batch ~{out['crossover_batch']:.0f}")
+    memory = out["memory_per_chip_bytes"] / 1e9
+    print(f"  memory per chip {memory:.2f} GB: {'fits' if out['fits'] else 'DOES NOT FIT'}")
+    return 0
+
+
+def _run_method(args: argparse.Namespace) -> int:
+    """``evaluate`` for any speculation method (``--method`` and its flags)."""
+    from specsim import Workload, crossover_batch, hardware, speculators, throughput
+
+    if args.plot:
+        raise ValueError("--plot draws a draft model's roofline; drop --method and its flags")
+    target = load_target(args)
+    speculator, shape, acceptance = build_speculation(args, target)
+    chip = hardware.get(args.hardware)
+    workload = Workload.create(args.batch, args.prompt, args.generate)
+    report = throughput(
+        target, speculator, chip, workload, shape, acceptance, args.tp, args.draft_tp
+    )
+    crossover = crossover_batch(
+        target, speculator, chip, workload, shape, acceptance, args.tp, args.draft_tp
+    )
+    out = {
+        "method": speculators.method_name(speculator),
+        "shape": describe_shape(shape),
+        **report.to_dict(),
+        "crossover_batch": None if not math.isfinite(crossover) else float(crossover),
+    }
+    if args.json:
+        print_json(out)
+        return 0
+    s = out["shape"]
+    drafted = (
+        f"gamma {s['gamma']:g}"
+        if s["kind"] == "chain"
+        else f"a {s['nodes']:g}-node tree of depth {s['depth']}"
+    )
+    print(
+        f"{model_label(args.target)} with {out['method']} drafting {drafted} on {args.tp} x "
+        f"{hardware_label(args.hardware)}, batch {args.batch}, prompt {args.prompt:g}, "
+        f"generate {args.generate:g}"
+    )
+    print(
+        f"  acceptance (top-1) {out['acceptance_rate']:.3f} -> "
+        f"{out['expected_tokens_per_step']:.2f} tokens per iteration, "
+        f"{out['verified_tokens']:g} verified"
+    )
+    print(
+        f"  speculative {out['tokens_per_s']:.1f} tokens/s vs plain "
+        f"{out['baseline_tokens_per_s']:.1f} tokens/s: speedup {out['speedup']:.2f}x"
+    )
+    print(
+        f"  drafting {out['proposal_s'] * 1e3:.3f} ms per iteration (one pass "
+        f"{out['draft_step_s'] * 1e3:.3f} ms, {out['draft_bound']}-bound), verify "
+        f"{out['verify_step_s'] * 1e3:.3f} ms ({out['verify_bound']}-bound), plain step "
+        f"{out['target_step_s'] * 1e3:.3f} ms"
     )
     if out["crossover_batch"] is None:
         print("  speculation pays at every batch size up to 4096")

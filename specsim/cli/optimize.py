@@ -28,6 +28,7 @@ from ._args import (
     positive,
     print_json,
 )
+from ._methods import add_method_arguments, method_requested
 from ._progress import StageProgress
 
 __all__ = ["OPTIMIZE_JSON_KEYS", "add_optimize_arguments", "run_optimize"]
@@ -161,6 +162,7 @@ def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the exhaustive grid over the same bounds and report the gap",
     )
+    add_method_arguments(parser, command="optimize")
     add_json_argument(parser)
 
 
@@ -445,6 +447,15 @@ def run_optimize(args: argparse.Namespace) -> int:
         ValueError: bad input or an infeasible request (nothing fits in memory, bounds that
             exclude every buildable draft); the CLI prints it as one line and exits 2.
     """
+    if args.method != "draft":
+        from ._method_commands import run_method_optimize
+
+        return run_method_optimize(args)
+    if method_requested(args):
+        raise ValueError(
+            "--method draft searches the draft's architecture; --alphas, --acceptance-file, "
+            "--max-nodes, --max-depth and the other method flags apply to the other methods"
+        )
     import optax
 
     from specsim import (

@@ -54,13 +54,14 @@ SCHEDULE_JSON_KEYS = {
 ENGINE_CHOICES = ("vllm", "sglang", "tensorrt-llm")
 METHODS = ("draft", "eagle", "eagle3", "medusa", "mtp", "ngram", "self")
 # Flags that belong to one method, and the methods that load a checkpoint named by --draft-id.
+# Flag names as evaluate, optimize and sweep spell them (the old spellings stay as aliases).
 _METHOD_FLAGS = {
-    "--medusa-heads": "medusa",
-    "--mtp-modules": "mtp",
-    "--ngram-match": "ngram",
-    "--ngram-min": "ngram",
-    "--ngram-max": "ngram",
-    "--self-layers": "self",
+    "medusa_heads": ("--medusa-heads", "medusa"),
+    "mtp_modules": ("--mtp-modules", "mtp"),
+    "ngram_match": ("--match-probability", "ngram"),
+    "ngram_min": ("--ngram-min", "ngram"),
+    "ngram_max": ("--ngram-max", "ngram"),
+    "self_layers": ("--draft-layers", "self"),
 }
 _LOADS_CHECKPOINT = ("draft", "eagle", "eagle3", "medusa")
 
@@ -103,7 +104,9 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
         help="MTP modules shipped with the target (--method mtp; default 1)",
     )
     parser.add_argument(
+        "--match-probability",
         "--ngram-match",
+        dest="ngram_match",
         type=float,
         default=None,
         help="probability that n-gram lookup finds a match (--method ngram; default 1)",
@@ -122,7 +125,9 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest context suffix matched, tokens (--method ngram; default 4)",
     )
     parser.add_argument(
+        "--draft-layers",
         "--self-layers",
+        dest="self_layers",
         type=positive(int),
         default=None,
         help="target layers the self-speculating draft runs (--method self; required there)",
@@ -245,8 +250,8 @@ def _schedule_draft(args, target):
 def _speculator(args, target):
     """``(speculator, label, draft_id, plan settings)`` of ``--method`` and its flags."""
     method = args.method
-    for flag, owner in _METHOD_FLAGS.items():
-        if getattr(args, flag[2:].replace("-", "_")) is not None and owner != method:
+    for dest, (flag, owner) in _METHOD_FLAGS.items():
+        if getattr(args, dest) is not None and owner != method:
             raise ValueError(f"{flag} applies to --method {owner}, not --method {method}")
     if method != "draft" and args.draft is not None:
         raise ValueError(
@@ -278,7 +283,7 @@ def _speculator(args, target):
     elif method == "ngram":
         match = 1.0 if args.ngram_match is None else args.ngram_match
         if not 0 < match <= 1:
-            raise ValueError(f"--ngram-match must be in (0, 1], got {match:g}")
+            raise ValueError(f"--match-probability must be in (0, 1], got {match:g}")
         speculator, label = speculators.Ngram.create(match), f"n-gram lookup (match {match:g})"
         low = args.ngram_min or 1
         high = args.ngram_max or max(4, low)
@@ -287,7 +292,7 @@ def _speculator(args, target):
         return speculator, label, None, {"ngram_min": low, "ngram_max": high}
     else:
         if args.self_layers is None:
-            raise ValueError("--method self needs --self-layers, the target layers it drafts with")
+            raise ValueError("--method self needs --draft-layers, the target layers it drafts with")
         speculator = speculators.SelfSpeculation.create(args.self_layers)
         label = f"self-speculation ({args.self_layers} layers)"
     draft_id = None

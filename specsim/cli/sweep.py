@@ -22,6 +22,7 @@ import re
 import time
 
 from ._args import add_plot_argument, check_plot_path
+from ._methods import add_method_arguments
 
 __all__ = ["add_sweep_arguments", "parse_axis", "run_sweep"]
 
@@ -123,6 +124,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         "--quadrature-nodes", type=int, default=8, help="Gauss-Legendre nodes over the context"
     )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_method_arguments(parser, command="sweep")
 
 
 def _names(text: str, flag: str) -> list[str]:
@@ -226,6 +228,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     from specsim._sweep import AXES
 
     kwargs = _grid_arguments(args)
+    if args.method is not None:
+        from ._method_commands import run_method_sweep
+
+        return run_method_sweep(args, kwargs)
     if args.top < 0:
         raise ValueError(f"--top must be >= 0, got {args.top}")
     kind = None

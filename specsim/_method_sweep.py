@@ -1,0 +1,158 @@
+"""What-if grids across speculation methods: the method as one more axis.
+
+`specsim.sweep` evaluates huge Cartesian grids of draft models; `sweep_methods` puts
+speculation methods side by side: for every method, every point of the (hardware,
+target, tp, batch, prompt, generate, acceptance, gamma) product is evaluated by one
+``jit(vmap(predict))`` call (one compilation per method and grid shape), and the rows of
+all methods are concatenated with a ``method`` column. Chains are swept over ``gamma``;
+a method's trees can be listed instead (``trees``, level widths under a ``TreeAcceptance``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from . import hardware as _hardware
+from . import models as _models
+from ._deployment import Deployment
+from ._throughput import ThroughputReport, check_speculation, predict
+from ._tree import DynamicTree
+from ._workload import Workload
+from .speculators import METHODS, create
+
+__all__ = ["sweep_methods"]
+
+_COLUMNS = tuple(f for f in ThroughputReport.__dataclass_fields__ if not f.endswith("_bound"))
+_MAX_POINTS = 200_000
+
+
+def _as_list(value) -> list:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [value]
+    return list(value)
+
+
+def sweep_methods(
+    method: str | Sequence[str] = METHODS,
+    *,
+    hardware: Any = "h100",
+    target: Any = "llama-3-8b",
+    tp: Any = 1,
+    batch: Any = 1,
+    prompt_tokens: Any = 512,
+    generate_tokens: Any = 256,
+    gamma: Any = 4,
+    acceptance: Any = 0.8,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    trees: Mapping[str, Sequence[Sequence[float]]] | None = None,
+) -> pd.DataFrame:
+    """Every method at every grid point, one row each (a tidy DataFrame).
+
+    Args:
+        method: method names (`specsim.speculators.METHODS`).
+        hardware, target: catalogue names (lists for several).
+        tp, batch, prompt_tokens, generate_tokens: numbers or lists of numbers.
+        gamma: chain lengths (whole or real numbers >= 0).
+        acceptance: one acceptance for every method (a rate, per-position rates or an
+            acceptance model), or a mapping ``method -> acceptance``.
+        options: ``method -> options`` for `specsim.speculators.create` (e.g.
+            ``{"draft": {"draft": "llama-68m"}, "ngram": {"match_probability": 0.5}}``;
+            the draft model defaults to ``llama-68m``).
+        trees: ``method -> list of level widths``: sweep these trees for that method
+            instead of ``gamma`` (its acceptance must be a `TreeAcceptance`).
+
+    Returns:
+        Columns ``method``, ``hardware``, ``target``, ``tp``, ``batch``,
+        ``prompt_tokens``, ``generate_tokens``, ``shape`` (gamma, or the tree's widths as
+        text) and the report fields.
+
+    Raises:
+        ValueError: unknown methods or names, invalid values, an option that does not
+            belong to its method, or more than 200,000 points (use `specsim.sweep`).
+
+    Examples:
+        >>> import specsim
+        >>> frame = specsim.sweep_methods(["draft", "ngram"], batch=[1, 64], gamma=[2, 4])
+        >>> len(frame), sorted(frame.method.unique())
+        (8, ['draft', 'ngram'])
+    """
+    methods = _as_list(method)
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError("method: each method once")
+    options = dict(options or {})
+    trees = dict(trees or {})
+    for name in [*options, *trees]:
+        if name not in methods:
+            raise ValueError(f"options or trees given for {name!r}, which is not swept")
+    axes = {
+        "hardware": _as_list(hardware),
+        "target": _as_list(target),
+        "tp": [float(v) for v in _as_list(tp)],
+        "batch": [float(v) for v in _as_list(batch)],
+        "prompt_tokens": [float(v) for v in _as_list(prompt_tokens)],
+        "generate_tokens": [float(v) for v in _as_list(generate_tokens)],
+    }
+    chips = {name: _hardware.get(name) for name in axes["hardware"]}
+    models = {name: _models.get(name) for name in axes["target"]}
+    grid = list(itertools.product(*axes.values()))
+    frames = []
+    for name in methods:
+        acc = acceptance.get(name, 0.8) if isinstance(acceptance, Mapping) else acceptance
+        method_options = dict(options.get(name, {}))
+        if name == "draft":
+            method_options.setdefault("draft", "llama-68m")
+        deployments = [
+            Deployment.create(models[t], chips[h], Workload.create(b, p, g), acc, tp=tp_)
+            for h, t, tp_, b, p, g in grid
+        ]
+        speculator = create(name, deployments[0].target, **method_options)
+        if name in trees:
+            max_width = max(1, int(np.ceil(max(max(w) for w in trees[name]))))
+            depth = max(len(w) for w in trees[name])
+            shapes = [
+                DynamicTree.create(list(w) + [0.0] * (depth - len(w)), max_width)
+                for w in trees[name]
+            ]
+            labels = [",".join(f"{v:g}" for v in w) for w in trees[name]]
+        else:
+            shapes = [float(v) for v in _as_list(gamma)]
+            labels = shapes
+        points = len(deployments) * len(shapes)
+        if points > _MAX_POINTS:
+            raise ValueError(
+                f"{points} points for {name!r} exceed {_MAX_POINTS}; use specsim.sweep"
+            )
+        for d in deployments:
+            for shape in shapes:
+                check_speculation(d, speculator, shape)
+        stacked = jax.tree.map(lambda *x: jnp.stack(x), *deployments)
+        shape_stack = jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *shapes)
+        reports = _evaluate(stacked, speculator, shape_stack)
+        fields = {c: np.asarray(getattr(reports, c)).reshape(-1) for c in _COLUMNS}
+        rows = pd.DataFrame(
+            [(*point, label) for point in grid for label in labels],
+            columns=[*axes, "shape"],
+        )
+        rows.insert(0, "method", name)
+        for column, values in fields.items():
+            rows[column] = values
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
+
+
+@jax.jit
+def _evaluate(deployments, speculator, shapes):
+    def one(d, s):
+        return predict(d, speculator, s)
+
+    return jax.vmap(lambda d: jax.vmap(lambda s: one(d, s))(shapes))(deployments)

@@ -1,0 +1,112 @@
+"""``--method`` on the command line: evaluate, optimize, schedule and sweep for every method."""
+
+import json
+from importlib import resources
+
+import pytest
+from conftest import assert_close
+from test_cli import assert_usage_error, run
+
+import specsim
+from specsim import Deployment, DynamicTree, TreeAcceptance, Workload
+from specsim.speculators import Eagle
+
+FILES = resources.files("specsim") / "data" / "acceptance"
+
+
+def test_evaluate_a_tree_matches_the_library(capsys):
+    code, out, err = run(
+        capsys, "evaluate", "--method", "eagle3", "--tree", "4,8,8,4",
+        "--alphas", "0.8,0.75,0.7,0.7", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["method"] == "eagle3" and got["shape"]["widths"] == [4, 8, 8, 4]
+    acc = TreeAcceptance.from_top1([0.8, 0.75, 0.7, 0.7], ranks=8, decay=0.55)
+    d = Deployment.create("llama-3-8b", "h100", Workload.create(1, 512, 256), acc)
+    want = specsim.predict(d, Eagle.create(version=3), DynamicTree.create([4, 8, 8, 4]))
+    assert_close(got["tokens_per_s"], float(want.tokens_per_s), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--method", "ngram", "--match-probability", "0.5", "--gamma", "5"),
+        ("--method", "self", "--draft-layers", "8", "--kv-budget", "256"),
+        ("--method", "medusa", "--medusa-heads", "4", "--gamma", "3"),
+        ("--method", "eagle", "--tree", "eagle", "--acceptance-file",
+         str(FILES / "vllm_metrics.prom")),
+        ("--method", "draft", "--alphas", "0.9,0.8,0.7", "--gamma", "3"),
+    ],
+)  # fmt: skip
+def test_evaluate_every_method(capsys, argv):
+    code, out, err = run(capsys, "evaluate", *argv, "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["method"] == argv[1] and got["speedup"] > 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (("--method", "ngram", "--medusa-heads", "3"), ("--medusa-heads", "medusa")),
+        (("--method", "eagle", "--match-probability", "0.5"), ("--match-probability",)),
+        (("--method", "ngram", "--tree", "2,2"), ("--tree", "does not apply")),
+        (("--method", "eagle", "--tree", "2,0,1"), ("not a tree",)),
+        (("--method", "eagle", "--tree", "oak"), ("unknown tree", "eagle, medusa")),
+        (("--method", "eagle", "--alpha", "0.7", "--alphas", "0.8"), ("one acceptance",)),
+        (("--method", "eagle", "--tau", "9", "--gamma", "3"), ("tau",)),
+        (("--method", "medusa", "--gamma", "7"), ("at most that many positions",)),
+        (("--method", "eagle", "--alpha-model", "sdsl"), ("SDSLAcceptance",)),
+        (("--method", "ngram", "--match-probability", "1.5"), ("[0, 1]",)),
+    ],
+)
+def test_bad_method_flags_are_one_line_errors(capsys, argv, fragments):
+    assert_usage_error(*run(capsys, "evaluate", *argv), *fragments)
+
+
+def test_optimize_rejects_method_flags_for_the_draft_search(capsys):
+    assert_usage_error(*run(capsys, "optimize", "--alphas", "0.8,0.7"), "--method draft")
+
+
+def test_schedule_takes_the_method_flags_of_the_other_commands(capsys):
+    # schedule writes engine files through specsim.engines (tests/test_schedule.py checks
+    # them against each release's schema); here only the shared flag spelling is checked.
+    code, out, err = run(
+        capsys, "schedule", "--method", "ngram", "--match-probability", "0.9", "--alpha", "0.7",
+        "--max-batch", "32", "--max-gamma", "6", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["scenario"]["method"] == "ngram" and len(got["gamma"]) == 32
+    assert set(got["engines"]) == {"vllm", "sglang", "tensorrt-llm"}
+    assert "speculative_config.json" in got["engines"]["vllm"]["files"]
+
+
+@pytest.mark.slow
+def test_optimize_eagle3_returns_the_best_tree(capsys):
+    code, out, err = run(
+        capsys, "optimize", "--method", "eagle3", "--max-nodes", "10", "--max-depth", "4",
+        "--alphas", "0.85,0.8,0.75,0.7", "--steps", "60", "--restarts", "4", "--certify",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["kind"] == "tree" and got["lookahead"] == len(got["widths"]) <= 4
+    assert sum(got["widths"]) <= 10 and got["speedup"] > 1.5
+    assert got["certificate"]["gap"] <= 0.005
+
+
+@pytest.mark.slow
+def test_sweep_with_methods_as_an_axis(capsys, tmp_path):
+    out_file = tmp_path / "methods.csv"
+    code, out, err = run(
+        capsys, "sweep", "--method", "draft,ngram", "--batch", "1,8", "--gamma", "1:2",
+        "--out", str(out_file), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["points"] == 8
+    import pandas as pd
+
+    frame = pd.read_csv(out_file)
+    assert sorted(frame.method.unique()) == ["draft", "ngram"]
