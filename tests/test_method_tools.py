@@ -1,0 +1,69 @@
+"""Method tooling: speculators.create, optimize_chain, sweep_methods and engine settings."""
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import specsim
+from specsim import Deployment, TokenTree, Workload, speculators
+from specsim._engines import engine_settings
+from specsim._tree_search import optimize_chain
+
+
+@pytest.mark.parametrize("method", speculators.METHODS)
+def test_create_builds_every_method(method):
+    options = {"draft": "llama-68m"} if method == "draft" else {}
+    spec = speculators.create(method, specsim.models.get("llama-3-8b"), **options)
+    assert speculators.method_name(spec) == method
+
+
+def test_create_rejects_options_of_other_methods():
+    with pytest.raises(ValueError, match="n_heads does not apply to method 'ngram'"):
+        speculators.create("ngram", n_heads=3)
+    with pytest.raises(ValueError, match="unknown method"):
+        speculators.create("lookahead")
+    with pytest.raises(ValueError, match="needs a draft model"):
+        speculators.create("draft")
+    mtp = speculators.create("mtp", specsim.models.get("deepseek-v3"))
+    assert float(mtp.n_modules) == 1.0  # DeepSeek-V3 ships one module
+
+
+def test_optimize_chain_is_the_argmax_over_every_gamma():
+    d = Deployment.create("llama-3-8b", "h100", Workload.create(16, 512, 256), 0.7)
+    spec = speculators.Ngram.create(match_probability=0.6)
+    result = optimize_chain(d, spec, max_gamma=10)
+    loop = [float(specsim.predict(d, spec, float(g)).tokens_per_s) for g in range(11)]
+    assert result.gamma == int(np.argmax(loop)) and result.evaluations == 11
+    assert_close(result.tokens_per_s, max(loop), rtol=1e-6)
+
+
+def test_sweep_methods_matches_predict_point_by_point():
+    frame = specsim.sweep_methods(
+        ["eagle", "medusa"], batch=[1, 32], gamma=[2.0, 3.0], acceptance=0.75
+    )
+    assert len(frame) == 8
+    row = frame[(frame.method == "medusa") & (frame.batch == 32) & (frame["shape"] == 3.0)]
+    d = Deployment.create("llama-3-8b", "h100", Workload.create(32, 512, 256), 0.75)
+    want = specsim.predict(d, speculators.Medusa.create(), 3.0)
+    assert_close(float(row.tokens_per_s.iloc[0]), float(want.tokens_per_s), rtol=1e-6)
+    with pytest.raises(ValueError, match="not swept"):
+        specsim.sweep_methods(["eagle"], options={"ngram": {"match_probability": 0.5}})
+
+
+def test_engine_settings_use_each_engines_own_keys():
+    tree = TokenTree.preset("eagle")
+    s = engine_settings("eagle3", target="T", draft="D", paths=tree.paths())
+    # vLLM SpeculativeConfig keys; SGLang ServerArgs flags; TensorRT-LLM config fields.
+    assert '"method": "eagle3"' in s["vllm"] and '"num_speculative_tokens": 5' in s["vllm"]
+    assert "--speculative-num-steps 5 --speculative-eagle-topk 8" in s["sglang"]
+    assert "--speculative-num-draft-tokens 26" in s["sglang"]
+    assert "Eagle3DecodingConfig" in s["tensorrt_llm"] and "eagle_choices" in s["tensorrt_llm"]
+    chain = engine_settings("draft", target="T", draft="D", gamma=4, runs=[(1, 8, 4), (9, 32, 2)])
+    assert "draft_len_schedule={8: 4, 32: 2}" in chain["tensorrt_llm"]
+    assert "num_speculative_tokens_per_batch_size" in chain["vllm"]
+    assert "STANDALONE" in chain["sglang"]
+    assert "no setting" in engine_settings("self", target="T", gamma=3)["vllm"]
+    with pytest.raises(ValueError, match="apply to chains"):
+        engine_settings("eagle", target="T", paths=tree.paths(), runs=[(1, 4, 2)])
+    with pytest.raises(ValueError, match="unknown method"):
+        engine_settings("lookahead", target="T", gamma=2)
