@@ -1,12 +1,11 @@
-"""Method tooling: speculators.create, optimize_chain, sweep_methods and engine settings."""
+"""Method tooling: speculators.create, optimize_chain and sweep_methods."""
 
 import numpy as np
 import pytest
 from conftest import assert_close
 
 import specsim
-from specsim import Deployment, TokenTree, Workload, speculators
-from specsim._engines import engine_settings
+from specsim import Deployment, Workload, speculators
 from specsim._tree_search import optimize_chain
 
 
@@ -48,22 +47,3 @@ def test_sweep_methods_matches_predict_point_by_point():
     assert_close(float(row.tokens_per_s.iloc[0]), float(want.tokens_per_s), rtol=1e-6)
     with pytest.raises(ValueError, match="not swept"):
         specsim.sweep_methods(["eagle"], options={"ngram": {"match_probability": 0.5}})
-
-
-def test_engine_settings_use_each_engines_own_keys():
-    tree = TokenTree.preset("eagle")
-    s = engine_settings("eagle3", target="T", draft="D", paths=tree.paths())
-    # vLLM SpeculativeConfig keys; SGLang ServerArgs flags; TensorRT-LLM config fields.
-    assert '"method": "eagle3"' in s["vllm"] and '"num_speculative_tokens": 5' in s["vllm"]
-    assert "--speculative-num-steps 5 --speculative-eagle-topk 8" in s["sglang"]
-    assert "--speculative-num-draft-tokens 26" in s["sglang"]
-    assert "Eagle3DecodingConfig" in s["tensorrt_llm"] and "eagle_choices" in s["tensorrt_llm"]
-    chain = engine_settings("draft", target="T", draft="D", gamma=4, runs=[(1, 8, 4), (9, 32, 2)])
-    assert "draft_len_schedule={8: 4, 32: 2}" in chain["tensorrt_llm"]
-    assert "num_speculative_tokens_per_batch_size" in chain["vllm"]
-    assert "STANDALONE" in chain["sglang"]
-    assert "no setting" in engine_settings("self", target="T", gamma=3)["vllm"]
-    with pytest.raises(ValueError, match="apply to chains"):
-        engine_settings("eagle", target="T", paths=tree.paths(), runs=[(1, 4, 2)])
-    with pytest.raises(ValueError, match="unknown method"):
-        engine_settings("lookahead", target="T", gamma=2)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from ._args import hardware_label, load_target, model_label, print_json
-from ._methods import acceptance_for, check_method_flags, describe_shape
+from ._methods import acceptance_for, check_method_flags
 
 __all__ = ["run_method_optimize", "run_method_sweep"]
 
@@ -126,7 +126,7 @@ def run_method_optimize(args: argparse.Namespace) -> int:
             }
     out = result.to_dict(acceptance) if kind == "tree" else result.to_dict()
     report = result.report
-    target_name, draft_name = _names(args, args.method)
+    target_name, _ = _names(args, args.method)
     lookahead = len(result.widths) if kind == "tree" else result.gamma
     payload: dict[str, Any] = {
         "schema": "specsim.optimize-method/1",
