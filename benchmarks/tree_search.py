@@ -22,7 +22,7 @@ import pandas as pd
 import specsim
 from specsim import Deployment, TreeAcceptance, Workload
 from specsim._tree_search import (
-    _count_profiles,
+    count_tree_profiles,
     exact_tree_search,
     optimize_tree,
     random_tree_search,
@@ -84,7 +84,9 @@ def main() -> None:
 
     large_rows = []
     ranks = RANKS
-    profiles = _count_profiles(LARGE["max_nodes"], LARGE["max_depth"], LARGE["max_nodes"], ranks)
+    profiles = count_tree_profiles(
+        LARGE["max_nodes"], LARGE["max_depth"], LARGE["max_nodes"], ranks
+    )
     for name, chip, batch in (
         ("eagle", "h100", 1),
         ("eagle", "l4", 8),

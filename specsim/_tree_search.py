@@ -47,6 +47,7 @@ from ._tree import DynamicTree, TokenTree
 __all__ = [
     "ChainSearchResult",
     "TreeSearchResult",
+    "count_tree_profiles",
     "exact_tree_search",
     "optimize_chain",
     "optimize_tree",
@@ -313,7 +314,7 @@ def optimize_tree(
 
     Examples:
         >>> import specsim
-        >>> from specsim._tree_search import optimize_tree
+        >>> from specsim import optimize_tree
         >>> acc = specsim.TreeAcceptance.from_top1([0.8, 0.75, 0.7, 0.65], ranks=4, decay=0.55)
         >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=acc)
         >>> r = optimize_tree(d, specsim.speculators.Eagle.create(), max_nodes=12, max_depth=4,
@@ -417,7 +418,7 @@ def exact_tree_search(
 
     Examples:
         >>> import specsim
-        >>> from specsim._tree_search import exact_tree_search
+        >>> from specsim import exact_tree_search
         >>> acc = specsim.TreeAcceptance.from_top1([0.8, 0.75, 0.7], ranks=3, decay=0.55)
         >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=acc)
         >>> r = exact_tree_search(d, specsim.speculators.Eagle.create(), max_nodes=6,
@@ -429,7 +430,7 @@ def exact_tree_search(
         deployment, speculator, max_nodes, max_depth, max_width
     )
     ranks = int(np.shape(deployment.acceptance.rank_probs)[-1])
-    count = _count_profiles(max_nodes, max_depth, max_width, ranks)
+    count = count_tree_profiles(max_nodes, max_depth, max_width, ranks)
     if count > max_profiles:
         raise ValueError(
             f"{count:.3g} tree profiles within {max_nodes} nodes and depth {max_depth} exceed "
@@ -484,8 +485,16 @@ def random_tree_search(
     )
 
 
-def _count_profiles(max_nodes: int, max_depth: int, max_width: int, ranks: int) -> int:
-    """Number of profiles `tree_profiles` would list (memoised count, no listing)."""
+def count_tree_profiles(max_nodes: int, max_depth: int, max_width: int, ranks: int) -> int:
+    """Number of profiles `tree_profiles` would list (memoised count, no listing).
+
+    What `exact_tree_search` would score: use it to decide whether the certificate is
+    affordable.
+
+    Examples:
+        >>> count_tree_profiles(4, 2, 4, 8)  # the empty tree, 4 one-level and 6 two-level
+        11
+    """
 
     @functools.cache
     def count(depth_left: int, previous: int, left: int) -> int:
@@ -551,7 +560,7 @@ def optimize_chain(deployment: Deployment, speculator, *, max_gamma: int = 16) -
 
     Examples:
         >>> import specsim
-        >>> from specsim._tree_search import optimize_chain
+        >>> from specsim import optimize_chain
         >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7)
         >>> r = optimize_chain(d, specsim.speculators.Ngram.create(0.5), max_gamma=8)
         >>> 1 <= r.gamma <= 8, r.evaluations

@@ -5,8 +5,7 @@ import pytest
 from conftest import assert_close
 
 import specsim
-from specsim import Deployment, Workload, speculators
-from specsim._tree_search import optimize_chain
+from specsim import Deployment, Workload, optimize_chain, speculators
 
 
 @pytest.mark.parametrize("method", speculators.METHODS)

@@ -6,7 +6,7 @@ import pytest
 import specsim
 from specsim import Deployment, TreeAcceptance, Workload
 from specsim._tree_search import (
-    _count_profiles,
+    count_tree_profiles,
     exact_tree_search,
     optimize_tree,
     random_tree_search,
@@ -23,7 +23,7 @@ def _deployment(chip="h100", batch=1, acceptance=ACC):
 
 def test_profiles_are_every_buildable_tree_once():
     table = tree_profiles(5, 3, 5, 2)
-    assert len(table) == _count_profiles(5, 3, 5, 2)
+    assert len(table) == count_tree_profiles(5, 3, 5, 2)
     assert not table[0].any()  # the empty tree: plain decoding
     rows = {tuple(r) for r in table.astype(int).tolist()}
     assert len(rows) == len(table)
@@ -54,7 +54,7 @@ def test_gradient_search_matches_the_exact_certificate(chip, batch):
     assert found.tokens_per_s >= 0.995 * exact.tokens_per_s
     assert found.tokens_per_s <= exact.tokens_per_s * (1 + 1e-6)
     assert sum(found.widths) <= 10 and len(found.widths) <= 5
-    assert exact.evaluations == _count_profiles(10, 5, 10, 4)
+    assert exact.evaluations == count_tree_profiles(10, 5, 10, 4)
 
 
 def test_search_declines_to_speculate_where_it_cannot_pay():

@@ -54,8 +54,7 @@ def _budget(args, speculator) -> tuple[int, int]:
 
 def _search(args, deployment_for, speculator, *, steps=None, restarts=None, seed=0):
     """Best tree (tree methods) or chain: ``(kind, result, acceptance)``."""
-    from specsim import TokenTree, speculators
-    from specsim._tree_search import optimize_chain, optimize_tree
+    from specsim import TokenTree, optimize_chain, optimize_tree, speculators
 
     if args.method in speculators.TREE_METHODS:
         max_nodes, max_depth = _budget(args, speculator)
@@ -88,8 +87,7 @@ def _names(args, method: str) -> tuple[str, str | None]:
 
 def run_method_optimize(args: argparse.Namespace) -> int:
     """``specsim optimize --method M``: best tree (or chain) and lookahead, tokens/s."""
-    from specsim import Deployment, Workload, hardware
-    from specsim._tree_search import _count_profiles, exact_tree_search
+    from specsim import Deployment, Workload, count_tree_profiles, exact_tree_search, hardware
 
     started = time.perf_counter()
     target = load_target(args)
@@ -111,7 +109,7 @@ def run_method_optimize(args: argparse.Namespace) -> int:
     if kind == "tree" and args.certify:
         max_nodes, max_depth = _budget(args, speculator)
         ranks = int(acceptance.rank_probs.shape[-1])
-        if _count_profiles(max_nodes, max_depth, max_nodes, ranks) > 2_000_000:
+        if count_tree_profiles(max_nodes, max_depth, max_nodes, ranks) > 2_000_000:
             certificate = {"feasible": False, "reason": "too many trees for the exact search"}
         else:
             exact = exact_tree_search(
