@@ -94,6 +94,15 @@ class SDSLAcceptance:
     The draft and target sizes are not stored: they come from the models being
     simulated (see `acceptance_rate`), so a draft's size can be optimised.
 
+    Mixture-of-experts targets enter with their *total* parameter count
+    (``models.parameter_count``, every expert). The law was fitted on dense models only
+    (SDSL lists MoE as future work), so this is an extrapolation, chosen because an MoE's
+    quality tracks its total size more closely than its active size: Mixtral 8x7B (46.7B
+    total, 12.9B active) "outperforms or matches Llama 2 70B on all evaluated benchmarks"
+    (Jiang et al. 2024, arXiv 2401.04088), i.e. even the total under-states it. The target
+    enters only through ``B ppl_target`` with ``B = 0.013``: for Qwen3-30B-A3B the choice
+    between total (30.5B) and active (3.3B) moves alpha by about 0.01.
+
     Attributes:
         draft_train_tokens: draft pre-training tokens, > 0.
         target_train_tokens: target pre-training tokens, > 0.

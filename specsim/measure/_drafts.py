@@ -23,8 +23,6 @@ sampled acceptance, as in Leviathan et al.'s Table 3).
 
 from __future__ import annotations
 
-import dataclasses
-
 from ..models import TransformerSpec
 from ._model import Model
 
@@ -60,7 +58,7 @@ def layer_skip_draft(target: Model, n_layers: int) -> Model:
         for name, value in target.params.items()
         if not name.startswith("block_") or name in keep
     }
-    return Model(params=params, config=dataclasses.replace(target.config, n_layers=int(n_layers)))
+    return Model(params=params, config=target.config.with_layers(n_layers))
 
 
 def tiny_spec(

@@ -2,7 +2,9 @@
 
 The network has every feature the cost model prices: grouped-query attention
 (``n_kv_heads < n_heads``), a gated (SwiGLU) or plain (GELU) MLP, any vocabulary,
-tied or separate embeddings, and the storage dtype of the spec (fp32 or bf16). It
+tied or separate embeddings, the storage dtype of the spec (fp32 or bf16) and
+mixture-of-experts MLPs (``n_moe_layers`` blocks with a router and ``n_experts``
+experts, top-``experts_per_token`` routing with softmax gates over the chosen ones). It
 adds what a real decoder needs and the cost model ignores as negligible: RMSNorm,
 rotary position embeddings and a causal mask.
 
@@ -14,6 +16,13 @@ pass writes the new tokens' keys and values at ``positions`` and attends, under 
 causal mask, over the whole buffer. Sequences of one batch may hold different
 numbers of tokens (speculative decoding accepts a different number per sequence),
 so writes are per-sequence scatters.
+
+An MoE MLP runs each expert that at least one of the pass's tokens routed to, and
+skips the others (a ``lax.cond`` per expert), so a pass reads the weights of the
+distinct experts its tokens touch, as the cost model prices. A touched expert is
+applied to all the pass's tokens with the non-routed ones weighted by zero (static
+shapes): its FLOPs are ``touched / experts_per_token`` times the routed ones, which
+matters only where a pass is compute-bound (large prefills).
 
 Weights are random from a fixed seed: enough for timing, and made to behave like
 a language model where acceptance matters (see ``specsim.measure._drafts``):
@@ -56,6 +65,10 @@ class ModelConfig:
             distributions for larger values).
         residual_scale: multiplies the output projections of every block at
             initialisation (how far each block moves the residual stream).
+        n_moe_layers: blocks (the first ones) whose MLP is a mixture of experts.
+        n_experts: experts per MoE block.
+        experts_per_token: experts each token is routed to (top-k).
+        d_ff_expert: FFN width of one expert.
     """
 
     n_layers: int
@@ -72,6 +85,22 @@ class ModelConfig:
     activation_dtype: Any = jnp.float32
     logit_scale: float = 1.0
     residual_scale: float = 1.0
+    n_moe_layers: int = 0
+    n_experts: int = 0
+    experts_per_token: int = 0
+    d_ff_expert: int = 0
+
+    def __post_init__(self):
+        if self.n_moe_layers and not (
+            0 < self.n_moe_layers <= self.n_layers
+            and 0 < self.experts_per_token <= self.n_experts
+            and self.d_ff_expert > 0
+        ):
+            raise ValueError(
+                "MoE blocks need 0 < n_moe_layers <= n_layers, 0 < experts_per_token <= "
+                f"n_experts and d_ff_expert > 0; got {self.n_moe_layers}, "
+                f"{self.experts_per_token}, {self.n_experts}, {self.d_ff_expert}"
+            )
 
     @classmethod
     def from_spec(
@@ -100,6 +129,21 @@ class ModelConfig:
         mlp = _scalar(spec.mlp_matrices, "mlp_matrices")
         if mlp not in (2.0, 3.0):
             raise ValueError(f"mlp_matrices must be 2 or 3, got {mlp}")
+        for name in _UNBUILT:
+            if _scalar(getattr(spec, name), name) != 0:
+                raise ValueError(
+                    f"measure builds dense and MoE networks with grouped-query attention; "
+                    f"TransformerSpec.{name} must be 0, got {_scalar(getattr(spec, name), name)}"
+                )
+        expert_bytes = _scalar(spec.expert_weight_bytes, "expert_weight_bytes")
+        if expert_bytes not in (0.0, _scalar(spec.weight_bytes, "weight_bytes")):
+            raise ValueError("measure stores experts like the other weights (expert_weight_bytes)")
+        moe = {}
+        for name in ("n_moe_layers", "n_experts", "experts_per_token", "d_ff_expert"):
+            value = _scalar(getattr(spec, name), name)
+            if value != round(value) or value < 0:
+                raise ValueError(f"TransformerSpec.{name} must be a whole number, got {value}")
+            moe[name] = round(value)
         dtypes = {}
         for name in ("weight_bytes", "kv_bytes", "activation_bytes"):
             nbytes = _scalar(getattr(spec, name), name)
@@ -118,6 +162,7 @@ class ModelConfig:
             activation_dtype=dtypes["activation_bytes"],
             logit_scale=float(logit_scale),
             residual_scale=float(residual_scale),
+            **moe,
         )
 
     def to_spec(self) -> TransformerSpec:
@@ -138,21 +183,32 @@ class ModelConfig:
             kv_dtype=names[jnp.dtype(self.kv_dtype)],
             activation_dtype=activation,
             compute_dtype=activation,
+            n_moe_layers=self.n_moe_layers,
+            n_experts=self.n_experts,
+            experts_per_token=self.experts_per_token,
+            d_ff_expert=self.d_ff_expert,
         )
 
     def with_layers(self, n_layers: int) -> ModelConfig:
-        """The same network truncated (or extended) to ``n_layers`` blocks."""
-        return dataclasses.replace(self, n_layers=int(n_layers))
+        """The same network truncated (or extended) to ``n_layers`` blocks (MoE blocks
+        come first, so a truncated network keeps as many of them as fit)."""
+        n_layers = int(n_layers)
+        return dataclasses.replace(
+            self, n_layers=n_layers, n_moe_layers=min(self.n_moe_layers, n_layers)
+        )
 
     @property
     def parameter_bytes(self) -> int:
         """Bytes of all weights (norm scales included)."""
         q = self.n_heads * self.head_dim
         kv = self.n_kv_heads * self.head_dim
-        mlp = (3 if self.gated_mlp else 2) * self.d_model * self.d_ff
+        matrices = 3 if self.gated_mlp else 2
+        mlp = matrices * self.d_model * self.d_ff
         block = self.d_model * (q + 2 * kv) + q * self.d_model + mlp + 2 * self.d_model
+        moe_mlp = self.n_experts * (self.d_model + matrices * self.d_model * self.d_ff_expert)
         embeddings = self.vocab * self.d_model * (1 if self.tied_embeddings else 2)
-        count = self.n_layers * block + embeddings + self.d_model
+        count = self.n_layers * block + self.n_moe_layers * (moe_mlp - mlp)
+        count += embeddings + self.d_model
         return count * jnp.dtype(self.param_dtype).itemsize
 
     def cache_bytes(self, batch: int, max_len: int) -> int:
@@ -238,10 +294,65 @@ def _write(cache, new, positions):
     )
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: GQA attention over the KV cache, then the MLP."""
+class MixtureOfExperts(nn.Module):
+    """Top-k routed experts: a router, softmax gates over each token's chosen experts, and
+    every expert some token chose applied (untouched experts are skipped, not read)."""
 
     config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        cfg = self.config
+        batch, tokens, _ = h.shape
+        x = h.reshape(batch * tokens, cfg.d_model)
+        router = nn.Dense(
+            cfg.n_experts,
+            use_bias=False,
+            dtype=cfg.activation_dtype,
+            param_dtype=cfg.param_dtype,
+            name="router",
+        )
+        top_logits, chosen = jax.lax.top_k(router(x).astype(jnp.float32), cfg.experts_per_token)
+        gates = jax.nn.softmax(top_logits, axis=-1)  # (tokens, k)
+        # (tokens, experts): each token's gate for each expert, 0 where not chosen.
+        weights = jnp.einsum("tk,tke->te", gates, jax.nn.one_hot(chosen, cfg.n_experts))
+        in_init = nn.initializers.variance_scaling(
+            1.0, "fan_in", "truncated_normal", in_axis=-2, out_axis=-1
+        )
+        out_init = nn.initializers.variance_scaling(
+            cfg.residual_scale**2, "fan_in", "normal", in_axis=-2, out_axis=-1
+        )
+        shape_in = (cfg.n_experts, cfg.d_model, cfg.d_ff_expert)
+        shape_out = (cfg.n_experts, cfg.d_ff_expert, cfg.d_model)
+        names = ("experts_gate", "experts_up") if cfg.gated_mlp else ("experts_in",)
+        inputs = [self.param(n, in_init, shape_in, cfg.param_dtype) for n in names]
+        outputs = self.param("experts_out", out_init, shape_out, cfg.param_dtype)
+        x = x.astype(cfg.activation_dtype)
+
+        def expert(e):
+            def run(total):
+                projected = [x @ w[e].astype(cfg.activation_dtype) for w in inputs]
+                if cfg.gated_mlp:
+                    inner = jax.nn.silu(projected[0]) * projected[1]
+                else:
+                    inner = jax.nn.gelu(projected[0])
+                out = inner @ outputs[e].astype(cfg.activation_dtype)
+                return total + out.astype(jnp.float32) * weights[:, e : e + 1]
+
+            return run
+
+        total = jnp.zeros((batch * tokens, cfg.d_model), jnp.float32)
+        for e in range(cfg.n_experts):
+            total = jax.lax.cond(jnp.any(chosen == e), expert(e), lambda t: t, total)
+        return total.astype(h.dtype).reshape(batch, tokens, cfg.d_model)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: GQA attention over the KV cache, then the MLP (a
+    mixture of experts if ``moe``)."""
+
+    config: ModelConfig
+    moe: bool = False
 
     @nn.compact
     def __call__(self, x, keys, values, positions):
@@ -282,6 +393,8 @@ class Block(nn.Module):
         x = x + dense(cfg.d_model, axis=(-2, -1), kernel_init=out_init, name="wo")(attended)
 
         h = RMSNorm(cfg.param_dtype, name="mlp_norm")(x)
+        if self.moe:
+            return x + MixtureOfExperts(cfg, name="moe")(h), keys, values
         if cfg.gated_mlp:
             gate = dense(cfg.d_ff, name="w_gate")(h)
             up = dense(cfg.d_ff, name="w_up")(h)
@@ -322,7 +435,8 @@ class Transformer(nn.Module):
         x = embedding(tokens)
         keys, values = list(cache.keys), list(cache.values)
         for layer in range(cfg.n_layers):
-            x, keys[layer], values[layer] = Block(cfg, name=f"block_{layer}")(
+            moe = layer < cfg.n_moe_layers
+            x, keys[layer], values[layer] = Block(cfg, moe, name=f"block_{layer}")(
                 x, keys[layer], values[layer], cache.positions
             )
         x = RMSNorm(cfg.param_dtype, name="final_norm")(x)
@@ -413,6 +527,10 @@ def build_model(
     tokens = jnp.zeros((1, 1), jnp.int32)
     params = jax.jit(Transformer(config).init)(jax.random.key(seed), tokens, cache)["params"]
     return Model(params=params, config=config)
+
+
+# Architecture fields measure does not build (MLA, sliding windows, shared experts).
+_UNBUILT = ("kv_lora_rank", "n_local_layers", "d_ff_shared")
 
 
 def _scalar(value, name: str) -> float:

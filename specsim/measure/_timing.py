@@ -431,18 +431,23 @@ ARCHITECTURE_COLUMNS = (
     "tied_embeddings",
     "dtype",
 )
+# Mixture-of-experts columns: written for every network, 0 (absent in older tables) = dense.
+MOE_COLUMNS = ("n_moe_layers", "n_experts", "experts_per_token", "d_ff_expert")
 
 
 def config_columns(config: ModelConfig) -> dict[str, Any]:
-    """The architecture of ``config`` as table columns (``ARCHITECTURE_COLUMNS``)."""
+    """The architecture of ``config`` as table columns (``ARCHITECTURE_COLUMNS`` and
+    ``MOE_COLUMNS``)."""
     columns = {name: getattr(config, name) for name in ARCHITECTURE_COLUMNS[:-1]}
     columns["dtype"] = "bf16" if jnp.dtype(config.param_dtype) == jnp.bfloat16 else "fp32"
+    columns.update({name: getattr(config, name) for name in MOE_COLUMNS})
     return columns
 
 
 def config_from_columns(row) -> ModelConfig:
     """Inverse of `config_columns` (for a DataFrame row or mapping)."""
     dtype = jnp.bfloat16 if row["dtype"] == "bf16" else jnp.float32
+    moe = {name: int(row[name]) for name in MOE_COLUMNS if name in row and row[name] == row[name]}
     return ModelConfig(
         **{name: int(row[name]) for name in ARCHITECTURE_COLUMNS[:7]},
         gated_mlp=bool(row["gated_mlp"]),
@@ -450,6 +455,7 @@ def config_from_columns(row) -> ModelConfig:
         param_dtype=dtype,
         kv_dtype=dtype,
         activation_dtype=dtype,
+        **moe,
     )
 
 
