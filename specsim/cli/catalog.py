@@ -77,6 +77,10 @@ def run_models(args: argparse.Namespace) -> int:
             {
                 "name": name,
                 "params_b": float(spec.parameter_count) / 1e9,
+                "active_b": float(models.active_parameter_count(spec)) / 1e9,
+                "experts": f"{info['n_experts']} top-{info['experts_per_token']}"
+                if info.get("n_moe_layers")
+                else "",
                 "layers": info["n_layers"],
                 "d_model": info["d_model"],
                 "heads": info["n_heads"],

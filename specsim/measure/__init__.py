@@ -21,6 +21,8 @@ from ._drafts import tiny_spec as tiny_spec
 from ._grids import SpeculativeConfig as SpeculativeConfig
 from ._grids import calibration_points as calibration_points
 from ._grids import model_presets as model_presets
+from ._grids import moe_calibration_points as moe_calibration_points
+from ._grids import moe_presets as moe_presets
 from ._grids import speculative_configs as speculative_configs
 from ._model import KVCache as KVCache
 from ._model import Model as Model
@@ -68,6 +70,8 @@ __all__ = [
     "measure_speculative",
     "measure_step_times",
     "model_presets",
+    "moe_calibration_points",
+    "moe_presets",
     "speculative_configs",
     "speculative_generate",
     "speculative_models",

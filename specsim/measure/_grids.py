@@ -31,6 +31,8 @@ __all__ = [
     "default_repeats",
     "default_rounds",
     "model_presets",
+    "moe_calibration_points",
+    "moe_presets",
     "speculative_configs",
 ]
 
@@ -157,6 +159,48 @@ def calibration_points(size: str = "full", platform: str | None = None) -> list[
                 points.append(point)
         for batch in batches[:2]:
             points.append(MeasurementPoint(config, batch, prompt, 0, "prefill"))
+    return points
+
+
+def moe_presets(platform: str | None = None) -> dict[str, ModelConfig]:
+    """A small mixture-of-experts network (8 experts, top-2, every block MoE) and its dense
+    twin (the same network with one dense MLP as wide as a token's two experts).
+
+    Examples:
+        >>> presets = moe_presets("cpu")
+        >>> presets["moe"].n_experts, presets["moe"].experts_per_token, presets["moe-dense"].d_ff
+        (8, 2, 768)
+    """
+    if _on_cpu(platform):
+        moe = _config(4, 128, 4, 2, 384, 2048)
+    else:
+        moe = _config(4, 1024, 8, 2, 2048, 32000, dtype=jnp.bfloat16)
+    moe = dataclasses.replace(
+        moe, n_moe_layers=moe.n_layers, n_experts=8, experts_per_token=2, d_ff_expert=moe.d_ff
+    )
+    dense = dataclasses.replace(
+        moe, n_moe_layers=0, n_experts=0, experts_per_token=0, d_ff_expert=0, d_ff=2 * moe.d_ff
+    )
+    return {"moe": moe, "moe-dense": dense}
+
+
+def moe_calibration_points(platform: str | None = None) -> list[MeasurementPoint]:
+    """Decode passes at batch 1-8 (a decode step touches more experts as the batch grows),
+    verification passes (gamma = 4) at batch 1-4 and small prefills, of both networks of
+    `moe_presets`.
+
+    Examples:
+        >>> len(moe_calibration_points("cpu"))
+        18
+    """
+    context, prompt = (64, 32) if _on_cpu(platform) else (512, 256)
+    points = []
+    for config in moe_presets(platform).values():
+        points += [MeasurementPoint(config, b, 1, context, "decode") for b in (1, 2, 4, 8)]
+        points += [
+            MeasurementPoint(config, b, VERIFY_GAMMA + 1, context, "verify") for b in (1, 2, 4)
+        ]
+        points += [MeasurementPoint(config, b, prompt, 0, "prefill") for b in (1, 2)]
     return points
 
 

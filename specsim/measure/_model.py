@@ -17,12 +17,10 @@ causal mask, over the whole buffer. Sequences of one batch may hold different
 numbers of tokens (speculative decoding accepts a different number per sequence),
 so writes are per-sequence scatters.
 
-An MoE MLP runs each expert that at least one of the pass's tokens routed to, and
-skips the others (a ``lax.cond`` per expert), so a pass reads the weights of the
-distinct experts its tokens touch, as the cost model prices. A touched expert is
-applied to all the pass's tokens with the non-routed ones weighted by zero (static
-shapes): its FLOPs are ``touched / experts_per_token`` times the routed ones, which
-matters only where a pass is compute-bound (large prefills).
+An MoE MLP groups the pass's (token, expert) pairs by expert and runs each expert
+that some pair chose on its own rows (padded to a power of two), skipping the others,
+so a pass reads the weights of the distinct experts its tokens touch and does at most
+twice the routed FLOPs, as the cost model prices (see `MixtureOfExperts`).
 
 Weights are random from a fixed seed: enough for timing, and made to behave like
 a language model where acceptance matters (see ``specsim.measure._drafts``):
@@ -295,8 +293,15 @@ def _write(cache, new, positions):
 
 
 class MixtureOfExperts(nn.Module):
-    """Top-k routed experts: a router, softmax gates over each token's chosen experts, and
-    every expert some token chose applied (untouched experts are skipped, not read)."""
+    """Top-k routed experts, grouped as a serving kernel groups them.
+
+    The router picks each token's ``experts_per_token`` experts (softmax gates over the
+    chosen ones). The ``tokens x k`` (token, expert) pairs are sorted by expert; each
+    expert then multiplies only its own contiguous rows, padded up to a power of two
+    (a ``lax.switch`` over the static sizes), and an expert no pair chose is skipped
+    without reading its weights. So a pass reads the distinct experts its tokens touch
+    and does at most twice the routed FLOPs, as the cost model prices a grouped GEMM.
+    """
 
     config: ModelConfig
 
@@ -304,7 +309,9 @@ class MixtureOfExperts(nn.Module):
     def __call__(self, h):
         cfg = self.config
         batch, tokens, _ = h.shape
-        x = h.reshape(batch * tokens, cfg.d_model)
+        n_tokens, k = batch * tokens, cfg.experts_per_token
+        pairs = n_tokens * k
+        x = h.reshape(n_tokens, cfg.d_model)
         router = nn.Dense(
             cfg.n_experts,
             use_bias=False,
@@ -312,10 +319,20 @@ class MixtureOfExperts(nn.Module):
             param_dtype=cfg.param_dtype,
             name="router",
         )
-        top_logits, chosen = jax.lax.top_k(router(x).astype(jnp.float32), cfg.experts_per_token)
-        gates = jax.nn.softmax(top_logits, axis=-1)  # (tokens, k)
-        # (tokens, experts): each token's gate for each expert, 0 where not chosen.
-        weights = jnp.einsum("tk,tke->te", gates, jax.nn.one_hot(chosen, cfg.n_experts))
+        top_logits, chosen = jax.lax.top_k(router(x).astype(jnp.float32), k)
+        gates = jax.nn.softmax(top_logits, axis=-1).reshape(pairs)
+        expert_of_pair = chosen.reshape(pairs)
+        order = jnp.argsort(expert_of_pair, stable=True)
+        token_of_pair = (jnp.arange(pairs, dtype=jnp.int32) // k)[order]
+        counts = jnp.bincount(expert_of_pair, length=cfg.n_experts)
+        starts = jnp.cumsum(counts) - counts
+        sizes = [1]
+        while sizes[-1] < pairs:
+            sizes.append(2 * sizes[-1])
+        # Rows in expert order, with room for the largest padded slice at any start.
+        rows = jnp.zeros((pairs + sizes[-1], cfg.d_model), cfg.activation_dtype)
+        rows = rows.at[:pairs].set(x[token_of_pair].astype(cfg.activation_dtype))
+
         in_init = nn.initializers.variance_scaling(
             1.0, "fan_in", "truncated_normal", in_axis=-2, out_axis=-1
         )
@@ -327,23 +344,39 @@ class MixtureOfExperts(nn.Module):
         names = ("experts_gate", "experts_up") if cfg.gated_mlp else ("experts_in",)
         inputs = [self.param(n, in_init, shape_in, cfg.param_dtype) for n in names]
         outputs = self.param("experts_out", out_init, shape_out, cfg.param_dtype)
-        x = x.astype(cfg.activation_dtype)
 
-        def expert(e):
-            def run(total):
-                projected = [x @ w[e].astype(cfg.activation_dtype) for w in inputs]
+        def run(size):
+            def apply(operands):
+                e, out = operands
+                start, count = starts[e], counts[e]
+                block = jax.lax.dynamic_slice_in_dim(rows, start, size)
+                projected = [block @ w[e].astype(cfg.activation_dtype) for w in inputs]
                 if cfg.gated_mlp:
                     inner = jax.nn.silu(projected[0]) * projected[1]
                 else:
                     inner = jax.nn.gelu(projected[0])
-                out = inner @ outputs[e].astype(cfg.activation_dtype)
-                return total + out.astype(jnp.float32) * weights[:, e : e + 1]
+                result = (inner @ outputs[e].astype(cfg.activation_dtype)).astype(jnp.float32)
+                mine = (jnp.arange(size) < count)[:, None]  # rows past count are other experts'
+                done = jax.lax.dynamic_slice_in_dim(out, start, size)
+                return jax.lax.dynamic_update_slice_in_dim(
+                    out, done + jnp.where(mine, result, 0.0), start, axis=0
+                )
 
-            return run
+            return apply
 
-        total = jnp.zeros((batch * tokens, cfg.d_model), jnp.float32)
-        for e in range(cfg.n_experts):
-            total = jax.lax.cond(jnp.any(chosen == e), expert(e), lambda t: t, total)
+        # Branch 0 skips an expert; branch i >= 1 runs it on sizes[i - 1] >= count rows.
+        branches = [lambda operands: operands[1]] + [run(size) for size in sizes]
+
+        def one_expert(e, out):
+            count = counts[e]
+            need = jnp.ceil(jnp.log2(jnp.maximum(count, 1).astype(jnp.float32))).astype(jnp.int32)
+            index = jnp.clip(jnp.where(count == 0, 0, 1 + need), 0, len(sizes))
+            return jax.lax.switch(index, branches, (e, out))
+
+        out = jnp.zeros((pairs + sizes[-1], cfg.d_model), jnp.float32)
+        out = jax.lax.fori_loop(0, cfg.n_experts, one_expert, out)
+        weighted = out[:pairs] * gates[order][:, None]
+        total = jnp.zeros((n_tokens, cfg.d_model), jnp.float32).at[token_of_pair].add(weighted)
         return total.astype(h.dtype).reshape(batch, tokens, cfg.d_model)
 
 
