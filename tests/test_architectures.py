@@ -434,7 +434,7 @@ def test_experts_touched_against_simulated_routing():
     rng = np.random.default_rng(0)
     spec = models.get("qwen3-30b-a3b")  # 128 experts, top-8
     for tokens in (1, 5, 40, 300):
-        picks = np.argsort(rng.random((2000, tokens, 128)), axis=-1)[..., :8]
+        picks = np.argsort(rng.random((400, tokens, 128)), axis=-1)[..., :8]
         distinct = [len(np.unique(trial)) for trial in picks]
         # Monte Carlo of uniform top-8 routing: mean distinct experts within 3 standard errors
         # (plus 1e-3 experts, for 300 tokens where every trial touches all 128).
@@ -624,6 +624,7 @@ def test_speculative_speedup_on_moe_versus_dense_of_the_same_active_size(name, t
 # --------------------------------------------------------------------------- pytrees
 
 
+@pytest.mark.slow
 def test_dense_and_moe_specs_stack_into_one_grid(x64):
     names = ["llama-3-8b", "mixtral-8x7b", "deepseek-v3", "gemma-3-4b", "gpt-oss-20b"]
     specs = [models.get(n, weight_dtype="bf16", expert_weight_dtype="bf16") for n in names]
@@ -647,6 +648,7 @@ def test_no_recompile_across_architectures():
     assert compiled.count("<lambda>") == 1
 
 
+@pytest.mark.slow
 def test_gradients_through_moe_and_attention_fields(x64):
     chip = hardware.get("h100")
 
@@ -699,6 +701,7 @@ def test_invalid_architecture_fields(override, message):
 # --------------------------------------------------------------------------- acceptance, CLI
 
 
+@pytest.mark.slow
 def test_sdsl_takes_the_total_parameter_count_of_an_moe_target():
     target, draft = models.get("qwen3-30b-a3b"), models.get("qwen3-0.6b")
     acceptance = specsim.SDSLAcceptance.create(draft_train_tokens=36e12, target_train_tokens=36e12)

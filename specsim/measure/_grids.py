@@ -169,10 +169,10 @@ def moe_presets(platform: str | None = None) -> dict[str, ModelConfig]:
     Examples:
         >>> presets = moe_presets("cpu")
         >>> presets["moe"].n_experts, presets["moe"].experts_per_token, presets["moe-dense"].d_ff
-        (8, 2, 768)
+        (8, 2, 1024)
     """
     if _on_cpu(platform):
-        moe = _config(4, 128, 4, 2, 384, 2048)
+        moe = _config(4, 256, 4, 2, 512, 2048)
     else:
         moe = _config(4, 1024, 8, 2, 2048, 32000, dtype=jnp.bfloat16)
     moe = dataclasses.replace(
@@ -191,14 +191,15 @@ def moe_calibration_points(platform: str | None = None) -> list[MeasurementPoint
 
     Examples:
         >>> len(moe_calibration_points("cpu"))
-        18
+        26
     """
-    context, prompt = (64, 32) if _on_cpu(platform) else (512, 256)
+    contexts, prompt = ((32, 128), 32) if _on_cpu(platform) else ((128, 1024), 256)
     points = []
     for config in moe_presets(platform).values():
-        points += [MeasurementPoint(config, b, 1, context, "decode") for b in (1, 2, 4, 8)]
+        for context in contexts:
+            points += [MeasurementPoint(config, b, 1, context, "decode") for b in (1, 2, 4, 8)]
         points += [
-            MeasurementPoint(config, b, VERIFY_GAMMA + 1, context, "verify") for b in (1, 2, 4)
+            MeasurementPoint(config, b, VERIFY_GAMMA + 1, contexts[0], "verify") for b in (1, 2, 4)
         ]
         points += [MeasurementPoint(config, b, prompt, 0, "prefill") for b in (1, 2)]
     return points
