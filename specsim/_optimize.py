@@ -44,6 +44,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from . import _executable_cache
 from ._acceptance import SDSLAcceptance
 from ._cost import memory_footprint
 from ._deployment import DEPLOYMENT_FIELDS, Deployment, check_draft, check_gamma
@@ -676,8 +677,16 @@ def optimize_scenarios(
     evaluations = _search_evaluations(steps, restarts)
     for group in _group_by_structure(scenarios):
         stacked = _stack([scenarios[i] for i in group])
-        batch = _optimize_batch(
-            stacked, keys[np.asarray(group)], optimizer, steps, restarts, float(smooth)
+        on_cpu = jax.default_backend() == "cpu"
+        batch = _executable_cache.call(
+            _optimize_batch.on_cpu if on_cpu else _optimize_batch.elsewhere,
+            (stacked, keys[np.asarray(group)]),
+            {"optimizer": optimizer, "steps": steps, "restarts": restarts, "smooth": float(smooth)},
+            name="optimize",
+            # Only the default optimizer is known across processes (any other is an object).
+            static_key=f"adam-default,{steps},{restarts},{float(smooth)!r}"
+            if optimizer is DEFAULT_OPTIMIZER
+            else None,
         )
         for i, result in zip(group, _unstack(batch, len(group)), strict=True):
             feasible = bool(result.feasible) and not messages[i]

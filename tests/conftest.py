@@ -9,6 +9,10 @@ import jax
 import numpy as np
 import pytest
 
+# Commands run in-process must not write the user's compilation cache (nor read a stale
+# one); tests/test_compilation_cache.py turns it on in a temporary folder.
+os.environ["SPECSIM_JAX_CACHE"] = "off"
+
 # Silent broadcasting between arrays of different rank is a bug in a cost model.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

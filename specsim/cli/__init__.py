@@ -36,6 +36,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Commands that compile JAX programs: they take --no-jax-cache and, without it, use the
+# persistent compilation cache (specsim._compilation_cache).
+JAX_CACHE_COMMANDS = ("cost", "evaluate", "optimize", "schedule", "sweep", "calibrate", "validate")
+
+
 class HelpFormatter(argparse.HelpFormatter):
     """Appends ``(default: X)`` to a flag's help unless the help already states a default."""
 
@@ -87,6 +92,14 @@ class _Parser(argparse.ArgumentParser):
         name, self._command = self._command, None
         module = importlib.import_module(COMMANDS[name][0], __name__)
         getattr(module, f"add_{name}_arguments")(self)
+        if name in JAX_CACHE_COMMANDS:
+            self.add_argument(
+                "--no-jax-cache",
+                action="store_true",
+                help="do not read or write the persistent JAX compilation cache (default: on, "
+                "in the user cache directory, e.g. ~/.cache/specsim/jax; the environment "
+                "variable SPECSIM_JAX_CACHE=off turns it off, SPECSIM_JAX_CACHE=DIR moves it)",
+            )
         self.set_defaults(func=getattr(module, f"run_{name}"))
 
     def parse_known_args(self, args=None, namespace=None):
@@ -121,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``specsim`` console script."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "no_jax_cache", True) is False:
+        from specsim._compilation_cache import cache_dir_from_environment, enable_compilation_cache
+
+        folder = cache_dir_from_environment()
+        if folder is not None:
+            enable_compilation_cache(folder)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and closed: not an error

@@ -1,0 +1,118 @@
+"""The persistent compilation cache and the on-disk executables of the optimiser's search.
+
+Speed is a benchmark figure (benchmarks/repeat_optimize.py); here: where the cache lives,
+how it is turned off, that a stored search is loaded instead of compiled and gives the
+same answer bit for bit, and that a damaged entry is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import optax
+import pytest
+
+import specsim
+from specsim import _compilation_cache, _executable_cache, _optimize, hardware, models
+
+
+def test_cache_folder_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("SPECSIM_JAX_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert _compilation_cache.default_cache_dir() == str(tmp_path / "xdg" / "specsim" / "jax")
+    assert _compilation_cache.cache_dir_from_environment() == (
+        _compilation_cache.default_cache_dir()
+    )
+    for off in ("0", "off", "OFF", "false", "no", "none", ""):
+        monkeypatch.setenv("SPECSIM_JAX_CACHE", off)
+        assert _compilation_cache.cache_dir_from_environment() is None
+    monkeypatch.setenv("SPECSIM_JAX_CACHE", "~/elsewhere")
+    assert _compilation_cache.cache_dir_from_environment() == os.path.expanduser("~/elsewhere")
+
+
+@pytest.fixture
+def executable_folder(tmp_path):
+    folder = tmp_path / "executables"
+    _executable_cache.set_folder(folder)
+    yield folder
+    _executable_cache.set_folder(None)
+
+
+def _search(optimizer=_optimize.DEFAULT_OPTIMIZER):
+    return specsim.optimize_draft(
+        models.get("llama-3-8b"),
+        hardware.get("h100"),
+        specsim.Workload.create(4),
+        specsim.ConstantAcceptance.create(0.7),
+        steps=3,
+        restarts=2,
+        optimizer=optimizer,
+    )
+
+
+def _same(a, b) -> None:
+    for x, y in zip(
+        __import__("jax").tree.leaves(a), __import__("jax").tree.leaves(b), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_stored_search_is_loaded_not_compiled(executable_folder, monkeypatch):
+    first = _search()
+    (entry,) = os.listdir(executable_folder)
+    assert entry.startswith("optimize-") and entry.endswith(".bin")
+    # A new process: nothing in memory. Loading must not lower (trace) the program again.
+    _executable_cache._loaded.clear()
+    reads = []
+    read = _executable_cache._read
+    monkeypatch.setattr(_executable_cache, "_read", lambda p: reads.append(read(p)) or reads[-1])
+
+    def no_lowering(*args, **kwargs):
+        raise AssertionError("the stored executable should have been used")
+
+    monkeypatch.setattr(_executable_cache, "_lower", no_lowering)
+    second = _search()
+    assert reads and reads[0] is not None
+    _same(first, second)
+
+
+def test_a_damaged_entry_is_replaced(executable_folder):
+    first = _search()
+    (entry,) = os.listdir(executable_folder)
+    (executable_folder / entry).write_bytes(b"not an executable")
+    _executable_cache._loaded.clear()
+    second = _search()
+    _same(first, second)
+    assert (executable_folder / entry).stat().st_size > 1000  # written again
+
+
+def test_an_optimizer_unknown_across_processes_is_not_stored(executable_folder):
+    _search(optimizer=optax.adam(0.05))
+    assert not executable_folder.exists() or not os.listdir(executable_folder)
+
+
+def test_folder_is_capped(executable_folder, monkeypatch):
+    monkeypatch.setattr(_executable_cache, "MAX_FOLDER_BYTES", 10)
+    _search()
+    assert not os.listdir(executable_folder)  # larger than the cap: evicted at once
+
+
+@pytest.mark.slow
+def test_cli_writes_the_cache_and_the_opt_outs_do_not(tmp_path):
+    def run(*flags, cache):
+        env = {**os.environ, "SPECSIM_JAX_CACHE": str(cache)}
+        command = [sys.executable, "-m", "specsim.cli", "optimize", "--steps", "3", "--json"]
+        subprocess.run([*command, *flags], env=env, check=True, capture_output=True)
+
+    run(cache=tmp_path / "on")
+    names = os.listdir(tmp_path / "on")
+    assert "specsim-executables" in names and len(names) > 1  # plus JAX's own entries
+    assert os.listdir(tmp_path / "on" / "specsim-executables")
+    run("--no-jax-cache", cache=tmp_path / "flag")
+    assert not (tmp_path / "flag").exists()
+    run(cache="off")
+    assert not (tmp_path / "off").exists()
