@@ -19,11 +19,18 @@ import numpy as np
 
 from . import measure
 from ._calibrate import LOCAL_FIT, CalibrationResult, calibrate
+from ._plausibility import implausible_rates
 from .hardware import HardwareSpec
 from .measure import _grids
 from .measure._timing import measure_step_times
 
-__all__ = ["STATISTICS", "LocalCalibration", "measure_and_calibrate", "split_train_test"]
+__all__ = [
+    "STATISTICS",
+    "LocalCalibration",
+    "local_compute_dtype",
+    "measure_and_calibrate",
+    "split_train_test",
+]
 
 # Statistics of a point's repeated samples that can be fitted: the lower decile (robust to
 # other programs on a shared machine, which only ever slow a run down) or the median.
@@ -57,9 +64,21 @@ class LocalCalibration:
     rounds: int
 
     @property
+    def implausible(self) -> list[str]:
+        """Fitted rates far above the micro-benchmarks (see ``specsim._plausibility``)."""
+        return implausible_rates(
+            self.calibration.hardware, self.nominal, compute_dtype=local_compute_dtype()
+        )
+
+    @property
     def time_column(self) -> str:
         """The column of ``steps`` that was fitted (``"p10_s"`` or ``"median_s"``)."""
         return f"{self.statistic}_s"
+
+
+def local_compute_dtype() -> str:
+    """The dtype the local grid computes in (as ``measure.local_hardware``): fp32 on a CPU."""
+    return "fp32" if jax.devices()[0].platform == "cpu" else "bf16"
 
 
 def network_label(config) -> str:

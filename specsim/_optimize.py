@@ -687,6 +687,7 @@ def optimize_scenarios(
             static_key=f"adam-default,{steps},{restarts},{float(smooth)!r}"
             if optimizer is DEFAULT_OPTIMIZER
             else None,
+            compiler_options=_CPU_COMPILER_OPTIONS if on_cpu else None,
         )
         for i, result in zip(group, _unstack(batch, len(group)), strict=True):
             feasible = bool(result.feasible) and not messages[i]

@@ -64,17 +64,17 @@ def _same(a, b) -> None:
 def test_a_stored_search_is_loaded_not_compiled(executable_folder, monkeypatch):
     first = _search()
     (entry,) = os.listdir(executable_folder)
-    assert entry.startswith("optimize-") and entry.endswith(".bin")
-    # A new process: nothing in memory. Loading must not lower (trace) the program again.
+    assert entry.startswith("optimize-") and entry.endswith(".jaxexport")
+    # A new process: nothing in memory. Loading must not trace the program again.
     _executable_cache._loaded.clear()
     reads = []
     read = _executable_cache._read
-    monkeypatch.setattr(_executable_cache, "_read", lambda p: reads.append(read(p)) or reads[-1])
+    monkeypatch.setattr(_executable_cache, "_read", lambda *a: reads.append(read(*a)) or reads[-1])
 
-    def no_lowering(*args, **kwargs):
-        raise AssertionError("the stored executable should have been used")
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("the stored program should have been used")
 
-    monkeypatch.setattr(_executable_cache, "_lower", no_lowering)
+    monkeypatch.setattr(_executable_cache, "_trace", no_tracing)
     second = _search()
     assert reads and reads[0] is not None
     _same(first, second)

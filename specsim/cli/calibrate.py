@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ._args import positive
 
-__all__ = ["add_calibrate_arguments", "run_calibrate"]
+__all__ = ["add_calibrate_arguments", "plausibility_metadata", "run_calibrate"]
+
+
+def plausibility_metadata(implausible: list[str]) -> dict[str, object]:
+    """Keys of a hardware file's ``calibration`` table that say whether the fit is plausible."""
+    if not implausible:
+        return {"plausible": True}
+    return {"plausible": False, "implausible": "; ".join(implausible)}
 
 
 def add_measurement_arguments(parser: argparse.ArgumentParser, *, size_help: str) -> None:
@@ -50,6 +58,12 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
         size_help="grid: tiny (12 passes), quick (40), full (91, a few minutes)",
     )
     parser.add_argument("--steps", type=positive(int), default=1500, help="Adam steps of the fit")
+    parser.add_argument(
+        "--accept-implausible",
+        action="store_true",
+        help="write the file even when a fitted rate is over 3x its micro-benchmark (the file "
+        "is then flagged plausible = false); without it such a fit is refused, exit code 1",
+    )
     return parser
 
 
@@ -80,6 +94,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     result, device = local.calibration, measure.device_kind()
+    implausible = local.implausible
+    for line in implausible:
+        print(f"specsim: warning: {line}", file=sys.stderr)
+    if implausible and not args.accept_implausible:
+        print(
+            "specsim: error: implausible calibration, nothing written; measure a larger grid "
+            "(--size quick or full) or pass --accept-implausible to keep it, flagged",
+            file=sys.stderr,
+        )
+        return 1
     path = save_hardware(
         result.hardware,
         output,
@@ -91,6 +115,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             "jax_version": jax.__version__,
             "device": device,
             "clock": local.clock,
+            **plausibility_metadata(implausible),
         },
     )
     print(f"fitted {len(local.steps)} measured step times; fit error (MAPE) {result.mape:.1f}%")

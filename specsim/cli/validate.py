@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .calibrate import add_measurement_arguments
+from .calibrate import add_measurement_arguments, plausibility_metadata
 
 __all__ = ["RESULTS_DIR_ENV", "add_validate_arguments", "run_validate"]
 
@@ -170,6 +170,7 @@ def run_validate(args: argparse.Namespace) -> int:
                         "command": command,
                         "clock": clock,
                         "statistic": local.statistic,
+                        **plausibility_metadata(local.implausible),
                     },
                 )
             )

@@ -12,7 +12,13 @@ import pandas as pd
 from .. import measure
 from .._acceptance import ConstantAcceptance
 from .._calibrate import StepTimeData, predict_step_times
-from .._local_calibration import STATISTICS, measure_and_calibrate, network_label
+from .._local_calibration import (
+    STATISTICS,
+    local_compute_dtype,
+    measure_and_calibrate,
+    network_label,
+)
+from .._plausibility import implausible_rates
 from .._throughput import throughput
 from .._workload import Workload
 from ..measure import _grids
@@ -44,6 +50,13 @@ class LocalValidation:
     clock: str
     statistic: str
     elapsed_s: float
+
+    @property
+    def implausible(self) -> list[str]:
+        """Fitted rates far above the micro-benchmarks (see ``specsim._plausibility``)."""
+        return implausible_rates(
+            self.calibration.hardware, self.nominal, compute_dtype=local_compute_dtype()
+        )
 
     @property
     def step_mape(self) -> float:

@@ -114,6 +114,13 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
         f"{fitted['hbm_tb_per_s'] * 1e3:.1f} GB/s).",
         "",
     ]
+    implausible = local.implausible
+    if implausible:
+        lines += [
+            "**Implausible calibration** (the fitted hardware file is flagged; do not use it "
+            "as --hardware): " + "; ".join(implausible) + ".",
+            "",
+        ]
     summary: dict[str, Any] = {
         "statistic": local.statistic,
         "step_time_mape_pct": local.step_mape,
@@ -122,6 +129,8 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
         "step_points": len(steps),
         "fitted": fitted,
         "roofline_sharpness": sharpness,
+        "plausible": not implausible,
+        "implausible": implausible,
         "clock": local.clock,
         "local_elapsed_s": local.elapsed_s,
     }

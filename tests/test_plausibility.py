@@ -1,0 +1,131 @@
+"""Calibration sanity: fitted rates far above the device's micro-benchmarks are refused or
+flagged (the report, the JSON summary and the hardware file say so)."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import specsim
+from specsim import hardware, models
+from specsim._calibrate import StepTimeData, _fold_into_peaks, calibrate
+from specsim._local_calibration import LocalCalibration
+from specsim._plausibility import MAX_RATIO, implausible_rates
+from specsim.cli.calibrate import add_calibrate_arguments, run_calibrate
+
+# What a 2-core CPU's micro-benchmarks give (issue 12: the CPU whose tiny-grid fit was
+# saved at 9.7 EFLOP/s and 12.4 TB/s): ~100 GFLOP/s fp32 matmul, ~20 GB/s copy.
+CPU = hardware.get("h100").replace(
+    fp32_flops_per_s=1e11,
+    bf16_flops_per_s=1e11,
+    fp8_flops_per_s=1e11,
+    int8_flops_per_s=1e11,
+    hbm_bytes_per_s=2e10,
+    compute_efficiency=1.0,
+    memory_efficiency=1.0,
+)
+
+
+def test_rates_within_the_bound_pass_and_beyond_it_are_named():
+    assert implausible_rates(CPU, CPU, compute_dtype="fp32") == []
+    # An efficiency fitted at 2.9 is folded into the peak: still plausible.
+    assert implausible_rates(_fold_into_peaks(CPU.replace(compute_efficiency=2.9)), CPU) == []
+    # The issue's file: 9.7e18 FLOP/s and 1.24e13 B/s against these benchmarks.
+    wild = _fold_into_peaks(CPU.replace(compute_efficiency=9.7e7, memory_efficiency=620.0))
+    assert float(wild.compute_efficiency) == 1.0  # what the file showed: pinned at 1
+    messages = implausible_rates(wild, CPU, compute_dtype="fp32")
+    assert len(messages) == 2
+    assert messages[0].startswith("fitted fp32 matmul rate 9.7e+18 FLOP/s is 9.7e+07x")
+    assert messages[1].startswith("fitted memory bandwidth 1.24e+13 B/s is 620x")
+    # Slower than the benchmark is plausible (small kernels do not reach the peak).
+    assert implausible_rates(CPU.replace(compute_efficiency=0.01), CPU) == []
+    assert MAX_RATIO == 3.0
+
+
+def _local(fitted) -> LocalCalibration:
+    spec = models.get("llama-68m")
+    data = StepTimeData.from_points([(spec, 1, 1, 0, 1e-3), (spec, 4, 1, 64, 2e-3)])
+    result = calibrate(data, CPU, fit=["step_overhead_s"], steps=5, polish_steps=0, restarts=1)
+    steps = pd.DataFrame({"model": ["a", "b"], "median_s": [1e-3, 2e-3]})
+    return LocalCalibration(
+        steps=steps,
+        calibration=result.replace(hardware=fitted),
+        nominal=CPU,
+        clock="wall",
+        statistic="median",
+        repeats=1,
+        rounds=1,
+    )
+
+
+@pytest.fixture
+def fake_measurement(monkeypatch):
+    def use(fitted):
+        monkeypatch.setattr(specsim, "measure_and_calibrate", lambda *a, **k: _local(fitted))
+
+    return use
+
+
+def test_calibrate_refuses_an_implausible_fit(tmp_path, fake_measurement, capsys):
+    fake_measurement(_fold_into_peaks(CPU.replace(compute_efficiency=1e6)))
+    parser = add_calibrate_arguments(argparse.ArgumentParser())
+    output = tmp_path / "local.toml"
+    assert run_calibrate(parser.parse_args(["--output", str(output), "--size", "tiny"])) == 1
+    err = capsys.readouterr().err
+    assert "warning: fitted fp32 matmul rate" in err and "nothing written" in err
+    assert not output.exists()
+    # Kept on request, and flagged in the file, which still loads.
+    args = parser.parse_args(["--output", str(output), "--size", "tiny", "--accept-implausible"])
+    assert run_calibrate(args) == 0
+    table = tomllib.loads(output.read_text())["hardware"]["local"]["calibration"]
+    assert table["plausible"] is False and "fp32 matmul rate" in table["implausible"]
+    assert float(hardware.get(str(output)).bf16_flops_per_s) == pytest.approx(1e17, rel=1e-6)
+
+
+def test_calibrate_marks_a_plausible_fit(tmp_path, fake_measurement):
+    fake_measurement(CPU.replace(compute_efficiency=0.5))
+    parser = add_calibrate_arguments(argparse.ArgumentParser())
+    output = tmp_path / "local.toml"
+    assert run_calibrate(parser.parse_args(["--output", str(output), "--size", "tiny"])) == 0
+    table = tomllib.loads(output.read_text())["hardware"]["local"]["calibration"]
+    assert table["plausible"] is True and "implausible" not in table
+
+
+def test_validate_report_flags_an_implausible_fit():
+    from specsim.validate import report_local
+    from specsim.validate._local import LocalValidation
+
+    local = _local(_fold_into_peaks(CPU.replace(memory_efficiency=50.0, roofline_sharpness=4.0)))
+    steps = pd.DataFrame(
+        {
+            "split": ["train", "test"],
+            "model": ["a", "a"],
+            "phase": ["decode", "decode"],
+            "batch": [1, 1],
+            "new_tokens": [1, 1],
+            "context": [0, 8],
+            "measured_ms": [1.0, 1.0],
+            "median_ms": [1.0, 1.0],
+            "p90_ms": [1.0, 1.0],
+            "predicted_ms": [1.0, 1.1],
+            "error_pct": [0.0, 10.0],
+            "error_vs_median_pct": [0.0, 10.0],
+        }
+    )
+    validation = LocalValidation(
+        steps=steps,
+        speculative=pd.DataFrame(),
+        calibration=local.calibration,
+        nominal=CPU,
+        clock="wall",
+        statistic="median",
+        elapsed_s=1.0,
+    )
+    text, summary = report_local(validation)
+    assert "**Implausible calibration**" in text and "memory bandwidth 1e+12 B/s is 50x" in text
+    assert summary["plausible"] is False and len(summary["implausible"]) == 1
+    assert np.isfinite(summary["step_time_mape_pct"])
