@@ -149,21 +149,24 @@ def add_method_arguments(parser, *, command: str) -> None:
         "--alphas",
         type=_numbers,
         default=None,
-        help="top-1 acceptance per draft position, comma list (e.g. 0.8,0.75,0.7)",
+        help="top-1 acceptance per draft position, comma list (e.g. 0.8,0.75,0.7; default: "
+        "from --alpha)",
     )
     if command == "evaluate":
         acc.add_argument(
             "--tau",
             type=positive(float),
             default=None,
-            help="measured mean accepted length, bonus token included, with this chain or tree",
+            help="measured mean accepted length, bonus token included, with this chain or tree "
+            "(default: none, acceptance from --alpha or --alphas)",
         )
     else:
         parser.set_defaults(tau=None)
     acc.add_argument(
         "--acceptance-file",
         default=None,
-        help="measured acceptance: histogram or per-position counts (CSV, JSON, vLLM /metrics)",
+        help="measured acceptance: histogram or per-position counts (CSV, JSON, vLLM /metrics; "
+        "default: none)",
     )
     acc.add_argument(
         "--ranks", type=positive(int), default=8, help="candidates per depth of a tree's acceptance"

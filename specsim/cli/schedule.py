@@ -80,7 +80,8 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_scenario_arguments(
         parser,
-        draft_help="draft model: a model as for --target, or LAYERSxWIDTH on the target's template",
+        draft_help="draft model: a model as for --target, or LAYERSxWIDTH on the target's template "
+        "(default: llama-68m with --method draft)",
     )
     parser.set_defaults(draft=None)  # resolved per --method (llama-68m for draft models)
     parser.add_argument(
@@ -130,7 +131,8 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
         dest="self_layers",
         type=positive(int),
         default=None,
-        help="target layers the self-speculating draft runs (--method self; required there)",
+        help="target layers the self-speculating draft runs (--method self; required there, "
+        "no default)",
     )
     add_speculation_overhead_argument(parser)
     parser.add_argument(
