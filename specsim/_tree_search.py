@@ -221,7 +221,14 @@ def _gradient_search(
     best_continuous = continuous[jnp.argmax(final)]
 
     score = jax.vmap(lambda w: _score(deployment, speculator, w, max_nodes, max_width, ranks))
-    candidates = jax.vmap(_roundings)(continuous).reshape(-1, depth)
+    # Plain decoding (the empty tree) is always a candidate: when no rounding fits in
+    # memory, the answer is not to speculate rather than a tree that does not fit.
+    candidates = jnp.concatenate(
+        [
+            jnp.zeros((1, depth), continuous.dtype),
+            jax.vmap(_roundings)(continuous).reshape(-1, depth),
+        ]
+    )
     scores, built = score(candidates)
     best = jnp.argmax(scores)
     widths, value = built[best], scores[best]
@@ -340,7 +347,7 @@ def optimize_tree(
         max_width,
         max_depth,
     )
-    candidates = restarts * (2 * max_depth + 3)
+    candidates = 1 + restarts * (2 * max_depth + 3)
     evaluations = steps * restarts + restarts + candidates + _LOCAL_SEARCH_ROUNDS * 2 * max_depth
     return TreeSearchResult(
         tree=DynamicTree(np.asarray(widths), max_width),

@@ -64,6 +64,19 @@ def test_search_declines_to_speculate_where_it_cannot_pay():
     assert exact.token_tree(ACC) is None
 
 
+def test_gradient_search_never_returns_a_tree_that_does_not_fit():
+    # Llama-3-8B with five Medusa heads (each its own LM head, ~1 GB) at batch 32 on a
+    # 24 GB L4: no tree fits, plain decoding does. The certificate says so; the gradient
+    # search once returned a tree over the memory with its (unreachable) tokens/s.
+    medusa = TreeAcceptance.from_top1([0.60, 0.45, 0.35, 0.28, 0.22], ranks=8, decay=0.75)
+    d = _deployment("l4", 32, medusa)
+    exact = exact_tree_search(d, Medusa.create(), max_nodes=12, max_depth=5)
+    found = optimize_tree(d, Medusa.create(), max_nodes=12, max_depth=5, steps=20, restarts=2)
+    assert exact.widths == [] and bool(exact.report.fits)
+    assert found.widths == [] and bool(found.report.fits)
+    assert found.tokens_per_s == pytest.approx(exact.tokens_per_s, rel=1e-6)
+
+
 def test_result_builds_the_tree_it_reports():
     d = _deployment()
     r = exact_tree_search(d, Eagle.create(), max_nodes=8, max_depth=4)
