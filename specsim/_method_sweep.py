@@ -39,6 +39,17 @@ def _as_list(value) -> list:
     return list(value)
 
 
+def _counts(value) -> list[float] | list[int]:
+    """An axis of counts: Python ints when every value is whole, else floats.
+
+    Examples:
+        >>> _counts([1, 8.0]), _counts(2.5)
+        ([1, 8], [2.5])
+    """
+    values = [float(v) for v in _as_list(value)]
+    return [int(v) for v in values] if all(v.is_integer() for v in values) else values
+
+
 def sweep_methods(
     method: str | Sequence[str] = METHODS,
     *,
@@ -97,10 +108,10 @@ def sweep_methods(
     axes = {
         "hardware": _as_list(hardware),
         "target": _as_list(target),
-        "tp": [float(v) for v in _as_list(tp)],
-        "batch": [float(v) for v in _as_list(batch)],
-        "prompt_tokens": [float(v) for v in _as_list(prompt_tokens)],
-        "generate_tokens": [float(v) for v in _as_list(generate_tokens)],
+        "tp": _counts(tp),
+        "batch": _counts(batch),
+        "prompt_tokens": _counts(prompt_tokens),
+        "generate_tokens": _counts(generate_tokens),
     }
     chips = {name: _hardware.get(name) for name in axes["hardware"]}
     models = {name: _models.get(name) for name in axes["target"]}
@@ -126,7 +137,7 @@ def sweep_methods(
             labels = [",".join(f"{v:g}" for v in w) for w in trees[name]]
         else:
             shapes = [float(v) for v in _as_list(gamma)]
-            labels = shapes
+            labels = _counts(gamma)
         points = len(deployments) * len(shapes)
         if points > _MAX_POINTS:
             raise ValueError(

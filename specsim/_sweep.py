@@ -87,6 +87,8 @@ AXES = (
     "gamma",
 )
 _NAMED_AXES = ("hardware", "target", "draft")
+# Counts: their columns are integers (int64) when every value given is whole.
+_COUNT_AXES = ("tp", "batch", "prompt_tokens", "generate_tokens", "gamma")
 
 # Report fields that can be columns (gamma is an axis column already).
 REPORT_COLUMNS = tuple(f for f in ThroughputReport.__dataclass_fields__ if f != "gamma")
@@ -122,6 +124,14 @@ class _Axis:
     @property
     def named(self) -> bool:
         return self.name in _NAMED_AXES
+
+    @property
+    def values(self) -> np.ndarray:
+        """A numeric axis's entries: int64 for whole counts, float64 otherwise."""
+        values = np.asarray(self.labels, np.float64)
+        if self.name in _COUNT_AXES and np.all(values == np.round(values)):
+            return values.astype(np.int64)
+        return values
 
 
 def _as_list(name: str, value) -> list:
@@ -589,7 +599,7 @@ class _Columns:
         """Codes for a named axis (categorical), values for a numeric one."""
         if axis.named:
             return codes.astype(_code_dtype(axis.size), copy=False)
-        return np.asarray(axis.labels, np.float64)[codes]
+        return axis.values[codes]
 
     def chunk(self, lo: int, hi: int, fields: dict) -> dict[str, np.ndarray]:
         """Flat columns of outer points ``[lo, hi)``: axis codes or values, report fields.
@@ -770,7 +780,8 @@ def sweep(
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per point (this process's points): the
-        axis columns (names as categoricals; numbers as float64 exactly as given; no
+        axis columns (names as categoricals; counts (tp, batch, tokens, gamma) as int64
+        when every value is whole, other numbers as float64 exactly as given; no
         ``alpha`` column unless alpha is an axis), then the report fields (float32;
         ``*_bound`` categorical over ``STEP_BOUND_NAMES``; ``fits`` bool). ``None``
         when ``out`` is given.
@@ -941,7 +952,7 @@ def _check_host_memory(grid: _Grid, fields: Sequence[str], rows: int) -> None:
 
 
 def _empty_chunk(assembler: _Columns) -> dict[str, np.ndarray]:
-    out = {a.name: np.zeros(0, np.int8 if a.named else np.float64) for a in assembler.grid.axes}
+    out = {a.name: np.zeros(0, np.int8) if a.named else a.values[:0] for a in assembler.grid.axes}
     for name in assembler.plan.fields:
         dtype = np.int8 if name in _BOUND_COLUMNS else bool if name == "fits" else np.float32
         out[name] = np.zeros(0, dtype)

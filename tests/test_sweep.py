@@ -79,7 +79,7 @@ def test_rows_are_in_cartesian_order_with_gamma_fastest(full_frame):
     for name in AXES:
         assert full_frame[name].astype(object).tolist() == expected[name].tolist(), name
     assert isinstance(full_frame.hardware.dtype, pd.CategoricalDtype)
-    assert full_frame.batch.dtype == np.float64 and full_frame.tokens_per_s.dtype == np.float32
+    assert full_frame.batch.dtype == np.int64 and full_frame.tokens_per_s.dtype == np.float32
 
 
 @pytest.mark.parametrize("chunk_size", [1, 24])
