@@ -9,6 +9,8 @@
 * `simulate`: the discrete-event reference, replaying requests step by step.
 """
 
+from ._des import SimulationResult as SimulationResult
+from ._des import simulate as simulate
 from ._engine import DEFAULT_BATCH_BUCKETS as DEFAULT_BATCH_BUCKETS
 from ._engine import EngineConfig as EngineConfig
 from ._engine import SpecPolicy as SpecPolicy
@@ -29,6 +31,7 @@ __all__ = [
     "TRACE_COLUMNS",
     "EngineConfig",
     "LengthDistribution",
+    "SimulationResult",
     "SpecPolicy",
     "StepTimeModel",
     "Trace",
@@ -37,4 +40,5 @@ __all__ = [
     "engine_step_time",
     "kv_bytes_per_token",
     "load_trace",
+    "simulate",
 ]

@@ -321,10 +321,10 @@ class StepTimeModel:
         ``decode_seqs`` and ``prefill_tokens`` are clamped to the grid; ``context`` beyond
         the grid is extrapolated linearly; ``lookahead`` is a whole number 0..K.
         """
-        ib, wb = _locate(self._batch, decode_seqs, clamp=True)
-        ic, wc = _locate(self._context, context, clamp=False)
-        ip, wp = _locate(self._prefill, prefill_tokens, clamp=True)
-        t = self.time_s[lookahead]
+        ib, wb = _locate(self.batch_grid.tolist(), float(decode_seqs), clamp=True)
+        ic, wc = _locate(self._context, float(context), clamp=False)
+        ip, wp = _locate(self.prefill_grid.tolist(), float(prefill_tokens), clamp=True)
+        t = self.time_s[int(lookahead)]
         c00 = t[ib, ic, ip] + wp * (t[ib, ic, ip + 1] - t[ib, ic, ip])
         c01 = t[ib, ic + 1, ip] + wp * (t[ib, ic + 1, ip + 1] - t[ib, ic + 1, ip])
         c10 = t[ib + 1, ic, ip] + wp * (t[ib + 1, ic, ip + 1] - t[ib + 1, ic, ip])
@@ -351,19 +351,44 @@ class StepTimeModel:
             out[index] = low
         return out
 
-    # Grids as Python lists: `bisect` on a list is several times faster than a NumPy call
-    # for one scalar.
-    @functools.cached_property
-    def _batch(self) -> list[float]:
-        return self.batch_grid.tolist()
-
+    # The simulator's hot path: grids and table as Python lists (`bisect` and list indexing
+    # are several times faster than NumPy calls on one scalar), and the interpolation
+    # segment of every whole batch size and prefill count precomputed.
     @functools.cached_property
     def _context(self) -> list[float]:
         return self.context_grid.tolist()
 
     @functools.cached_property
-    def _prefill(self) -> list[float]:
-        return self.prefill_grid.tolist()
+    def _table_lists(self) -> list:
+        return self.time_s.tolist()
+
+    @functools.cached_property
+    def _batch_segments(self) -> list[tuple[int, float]]:
+        grid = self.batch_grid.tolist()
+        return [_locate(grid, float(b), clamp=True) for b in range(int(grid[-1]) + 1)]
+
+    @functools.cached_property
+    def _prefill_segments(self) -> list[tuple[int, float]]:
+        grid = self.prefill_grid.tolist()
+        return [_locate(grid, float(p), clamp=True) for p in range(int(grid[-1]) + 1)]
+
+    def _step_whole(self, decode_seqs: int, context: float, prefill_tokens: int, k: int) -> float:
+        """`step_s` for whole ``decode_seqs`` and ``prefill_tokens`` within the grid."""
+        ib, wb = self._batch_segments[decode_seqs]
+        ip, wp = self._prefill_segments[prefill_tokens]
+        ic, wc = _locate(self._context, context, clamp=False)
+        t = self._table_lists[k]
+        b0, b1 = t[ib], t[ib + 1]
+        r = b0[ic]
+        c00 = r[ip] + wp * (r[ip + 1] - r[ip])
+        r = b0[ic + 1]
+        c01 = r[ip] + wp * (r[ip + 1] - r[ip])
+        r = b1[ic]
+        c10 = r[ip] + wp * (r[ip + 1] - r[ip])
+        r = b1[ic + 1]
+        c11 = r[ip] + wp * (r[ip + 1] - r[ip])
+        c0 = c00 + wc * (c01 - c00)
+        return c0 + wb * (c10 + wc * (c11 - c10) - c0)
 
 
 def _locate(grid: list[float], x: float, clamp: bool) -> tuple[int, float]:
