@@ -1,13 +1,17 @@
-"""Every notebook in ``notebooks/`` runs green, top to bottom, in a fresh kernel.
+"""Every notebook in ``notebooks/`` is stored executed, and its outputs are current.
 
-The notebooks are committed without outputs and carry their own ``assert`` s (the SDSL
-law within a few percent of the paper, the gradient search matching the exhaustive
-grid), so executing them is the test. They run concurrently, each in its own kernel
-started in the repository root (so ``import specsim`` finds this checkout), with a
-per-cell limit of ten minutes.
+The notebooks are committed with their outputs (so the repository's web view shows
+results and charts), built by ``python notebooks/build.py``, which records a digest of
+the code cells in the notebook's metadata. The quick tests fail when a code cell was
+edited without rebuilding, when a cell has no stored run, or when an output leaks a path
+of the machine that built it. The slow tier re-executes every notebook (they carry
+their own ``assert`` s: the SDSL law within a few percent of the paper, the gradient
+search matching the exhaustive grid), concurrently, each in its own kernel started in
+the repository root (so ``import specsim`` finds this checkout).
 """
 
 import asyncio
+import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -43,18 +47,52 @@ def executed():
     return asyncio.run(_execute_all())
 
 
-def test_notebooks_are_committed_without_outputs():
+def _build_module():
+    spec = importlib.util.spec_from_file_location(
+        "notebooks_build", ROOT / "notebooks" / "build.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_notebooks_are_the_ones_the_builder_builds():
     assert {p.name for p in NOTEBOOKS} >= {
         "quickstart.ipynb",
         "sdsl_reproduction.ipynb",
         "gpu_vs_tpu.ipynb",
+        "calibration.ipynb",
+        "gradient_search.ipynb",
+        "methods.ipynb",
+        "moe.ipynb",
     }
-    for path in NOTEBOOKS:
-        notebook = nbformat.read(path, as_version=4)
-        nbformat.validate(notebook)
-        for cell in notebook.cells:
-            if cell.cell_type == "code":
-                assert not cell.outputs and cell.execution_count is None, path.name
+    assert _build_module().notebooks() == NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_stored_with_current_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    rebuild = f"rebuild it: python notebooks/build.py {path.stem}"
+    stored = notebook.metadata.get("specsim", {}).get("code_sha256")
+    assert stored == _build_module().code_digest(notebook), f"{path.name}: code changed; {rebuild}"
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    # Run top to bottom in one kernel: execution counts 1, 2, 3, ...
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), rebuild
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"], f"{path.name} stored an error"
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} shows no figure"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_refers_to_nothing_outside_the_repository(path):
+    text = path.read_text()
+    # Folders of this project's workspace (outside the repository), and absolute paths of
+    # the machine that built the outputs.
+    for outside in ("shared/", "reference/", "/work/", "/tmp/", "/home/", str(ROOT)):
+        assert outside not in text, f"{path.name} mentions {outside!r}"
+    # Relative paths go up at most to the repository root (notebooks/ is one level down).
+    assert "../../" not in text, path.name
 
 
 @pytest.mark.slow
