@@ -5,7 +5,8 @@ The front doors:
 * ``specsim.throughput(target, draft, hardware, workload, gamma, acceptance)``, or
   ``specsim.predict(deployment, speculator, gamma_or_tree)`` with a ``specsim.Deployment``
   and any method of ``specsim.speculators`` (draft model, EAGLE, Medusa, MTP, n-gram,
-  self-speculation), drafting a chain or a ``TokenTree`` / ``DynamicTree``
+  self-speculation), drafting a chain or a ``TokenTree`` / ``DynamicTree``;
+  ``specsim.Evaluator(deployment, speculator)`` compiles it once for many single calls
 * ``specsim.optimize_draft(...)`` for the best draft and lookahead, by gradient descent
 * ``specsim.hardware.get(name)`` / ``specsim.models.get(name)``
 * ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass
@@ -63,6 +64,7 @@ _EXPORTS = {
     "DraftBounds": "._draft",
     "DraftParams": "._draft",
     "DraftTemplate": "._draft",
+    "Evaluator": "._evaluator",
     "GridResult": "._optimize",
     "OptimizeResult": "._optimize",
     "Scenario": "._optimize",
@@ -123,6 +125,7 @@ __all__ = [
     "DraftParams",
     "DraftTemplate",
     "DynamicTree",
+    "Evaluator",
     "ForwardCost",
     "GridResult",
     "HardwareSpec",

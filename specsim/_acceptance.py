@@ -23,7 +23,7 @@ import numpy as np
 from flax import struct
 
 from . import theory
-from ._numerics import as_float, concrete
+from ._numerics import as_float, concrete, concrete_values, host_float
 from ._scaling import (
     DEFAULT_SCALING_LAW,
     SDSL_2026,
@@ -62,7 +62,7 @@ class ConstantAcceptance:
     @classmethod
     def create(cls, alpha):
         """Validated constructor: raises ValueError unless alpha is in (0, 1)."""
-        return validate_acceptance(cls(alpha=as_float(alpha)))
+        return validate_acceptance(cls(alpha=host_float(alpha)))
 
 
 @struct.dataclass
@@ -84,7 +84,7 @@ class PositionalAcceptance:
     @classmethod
     def create(cls, alphas):
         """Validated constructor: a non-empty 1-D vector with entries in [0, 1]."""
-        return validate_acceptance(cls(alphas=as_float(alphas)))
+        return validate_acceptance(cls(alphas=host_float(alphas)))
 
 
 @struct.dataclass
@@ -135,8 +135,8 @@ class SDSLAcceptance:
         """Validated constructor: token counts must be positive and finite."""
         return validate_acceptance(
             cls(
-                draft_train_tokens=as_float(draft_train_tokens),
-                target_train_tokens=as_float(target_train_tokens),
+                draft_train_tokens=host_float(draft_train_tokens),
+                target_train_tokens=host_float(target_train_tokens),
                 law=law,
                 coefficients=coefficients,
             )
@@ -269,11 +269,9 @@ def validate_acceptance(acceptance):
     """
     _check_type(acceptance)
     if isinstance(acceptance, ConstantAcceptance):
-        alpha = concrete(acceptance.alpha)
-        if alpha is not None:
-            bad = np.flatnonzero(~((alpha > 0.0) & (alpha < 1.0)))
-            if bad.size:
-                raise ValueError(f"alpha must be in (0, 1), got {_show(alpha.ravel()[bad[0]])}")
+        for alpha in concrete_values(acceptance.alpha):
+            if not 0.0 < alpha < 1.0:
+                raise ValueError(f"alpha must be in (0, 1), got {_show(alpha)}")
     elif isinstance(acceptance, PositionalAcceptance):
         alphas = concrete(acceptance.alphas)
         if alphas is not None:
@@ -346,6 +344,8 @@ def as_acceptance(value):
     """
     if isinstance(value, _ACCEPTANCE_TYPES):
         return value
+    if type(value) is float:
+        return ConstantAcceptance.create(value)
     if isinstance(value, bool) or value is None or isinstance(value, str):
         raise ValueError(_AS_ACCEPTANCE_HELP.format(value=value))
     try:

@@ -12,17 +12,17 @@ stack into one vmapped grid without recompiling.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
 from . import hardware as _hardware
 from . import models as _models
 from ._acceptance import as_acceptance, validate_acceptance
-from ._numerics import concrete
+from ._numerics import concrete_values, host_float
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
@@ -146,10 +146,10 @@ def check_gamma(gamma):
 
 
 def _check(name: str, value, ok, text: str) -> None:
-    array = concrete(value)
-    if array is not None and not np.all(np.isfinite(array) & ok(array)):
-        raise ValueError(f"{name} must be {text}, got {value}")
+    for v in concrete_values(value):
+        if not (math.isfinite(v) and ok(v)):
+            raise ValueError(f"{name} must be {text}, got {value}")
 
 
 def _f32(value):
-    return jnp.asarray(value, jnp.float32)
+    return host_float(value, np.float32)

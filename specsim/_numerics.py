@@ -13,6 +13,30 @@ def as_float(value):
     return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(float)
 
 
+def host_float(value, dtype=None):
+    """A concrete leaf as a NumPy float array; a tracer (inside ``jit``/``vmap``/``grad``) as JAX's.
+
+    Constructors store concrete numbers on the host: validating them and packing them
+    into the argument of a jitted call then costs no device round trip. ``dtype=None``
+    keeps a floating dtype and promotes integers, as ``as_float`` does.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return as_float(value) if dtype is None else jnp.asarray(value, dtype)
+    array = np.asarray(value, dtype)
+    if dtype is None:
+        if array.dtype.kind in "biu":
+            array = array.astype(_default_float())
+        elif array.dtype.kind != "f":
+            raise TypeError(f"expected a number or an array of numbers, got {value!r}")
+        elif array.dtype == np.float64 and not jax.config.jax_enable_x64:
+            array = array.astype(np.float32)
+    return array
+
+
+def _default_float():
+    return np.float64 if jax.config.jax_enable_x64 else np.float32
+
+
 def concrete(value) -> np.ndarray | None:
     """``value`` as a float64 NumPy array, or ``None`` while it is being traced.
 
@@ -22,6 +46,17 @@ def concrete(value) -> np.ndarray | None:
     if isinstance(value, jax.core.Tracer):
         return None
     return np.asarray(value, dtype=np.float64)
+
+
+def concrete_values(value) -> tuple[float, ...]:
+    """The values of a concrete leaf as Python floats; nothing for a tracer."""
+    kind = type(value)
+    if kind is float:  # catalogue specs hold Python floats: skip NumPy
+        return (value,)
+    if kind is np.ndarray and value.ndim == 0:
+        return (float(value),)
+    array = concrete(value)
+    return () if array is None else tuple(array.ravel().tolist())
 
 
 def where(condition, if_true, if_false):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
-from ._numerics import concrete
+from ._numerics import concrete_values, host_float
 
 
 @struct.dataclass
@@ -39,9 +39,9 @@ class Workload:
     ) -> Workload:
         """A validated workload (``ValueError`` on non-positive or non-finite sizes)."""
         workload = cls(
-            batch=jnp.asarray(batch, jnp.float32),
-            prompt_tokens=jnp.asarray(prompt_tokens, jnp.float32),
-            generate_tokens=jnp.asarray(generate_tokens, jnp.float32),
+            batch=host_float(batch, np.float32),
+            prompt_tokens=host_float(prompt_tokens, np.float32),
+            generate_tokens=host_float(generate_tokens, np.float32),
         )
         return workload.validate()
 
@@ -58,8 +58,7 @@ class Workload:
             "generate_tokens": (lambda v: v > 0, "> 0"),
         }
         for name, (ok, text) in rules.items():
-            array = concrete(getattr(self, name))
-            for v in [] if array is None else array.ravel().tolist():
+            for v in concrete_values(getattr(self, name)):
                 if not (math.isfinite(v) and ok(v)):
                     raise ValueError(f"Workload.{name} must be finite and {text}, got {v}")
         return self

@@ -7,10 +7,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from flax import struct
 
-from .._numerics import concrete
+from .._numerics import concrete_values
 from . import _fields
 from ._fields import GIB as GIB
 from ._fields import GIGA as GIGA
@@ -148,9 +147,8 @@ class HardwareSpec:
         values = {}
         for field in _fields.FIELDS:
             value = getattr(self, field.name)
-            array = None if value is None else concrete(value)
-            if array is not None:
-                values[field.name] = np.ravel(array).tolist()
+            if value is not None:
+                values[field.name] = concrete_values(value)  # nothing for a tracer
         _fields.check_values(values, name)
         return self
 

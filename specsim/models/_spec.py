@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from flax import struct
 
-from .._numerics import concrete, where
+from .._numerics import concrete, concrete_values, where
 from . import _attention, _moe
 from ._formats import BYTES_PER_ELEMENT as BYTES_PER_ELEMENT
 from ._formats import WEIGHT_ONLY_FORMATS, dtype_bytes
@@ -414,7 +414,6 @@ def mtp_parameter_count(spec: TransformerSpec):
     return spec.n_mtp_layers * module
 
 
-def _concrete_values(value) -> list[float]:
+def _concrete_values(value) -> tuple[float, ...]:
     """The values of a concrete leaf; nothing for a tracer (checked where it was concrete)."""
-    array = concrete(value)
-    return [] if array is None else array.ravel().tolist()
+    return concrete_values(value)
