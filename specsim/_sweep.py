@@ -51,7 +51,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -64,15 +63,16 @@ from ._acceptance import (
     SDSLAcceptance,
     validate_acceptance,
 )
-from ._cost import STEP_BOUND_NAMES
-from ._deployment import Deployment
-from ._throughput import QUADRATURE_NODES, ThroughputReport, _throughput
-from ._workload import Workload
+from ._reduce import Histogram, Quantiles, Reduction, TopK
+from ._sweep_kernel import BOUND_COLUMNS, Plan, field_dependence
+from ._sweep_kernel import evaluate_chunk as _evaluate_chunk
+from ._sweep_result import FileSink, SweepResult
+from ._throughput import QUADRATURE_NODES, ThroughputReport
 from .hardware import HardwareSpec
 from .hardware._roofline import check_smooth
 from .models import TransformerSpec
 
-__all__ = ["AXES", "REPORT_COLUMNS", "sweep"]
+__all__ = ["AXES", "REPORT_COLUMNS", "SweepResult", "default_chunk_size", "sweep"]
 
 # Grid axes in row order: the last varies fastest.
 AXES = (
@@ -92,8 +92,9 @@ _COUNT_AXES = ("tp", "batch", "prompt_tokens", "generate_tokens", "gamma")
 
 # Report fields that can be columns (gamma is an axis column already).
 REPORT_COLUMNS = tuple(f for f in ThroughputReport.__dataclass_fields__ if f != "gamma")
-_BOUND_COLUMNS = ("draft_bound", "verify_bound", "target_bound")
-
+# Points per call on a CPU (see `default_chunk_size`); the former default, 2**20, is
+# kept as a name for callers that pass it explicitly.
+CPU_CHUNK_SIZE = 2**22
 DEFAULT_CHUNK_SIZE = 2**20
 
 _NUMERIC_RULES = {
@@ -319,7 +320,8 @@ def _build_grid(
     speculation_overhead_s,
     target_train_tokens,
     draft_train_tokens,
-    best_over,
+    over: Sequence[str],
+    over_name: str,
 ) -> _Grid:
     axes: dict[str, _Axis] = {"hardware": _hardware_axis(hardware)}
     axes["target"], target_keys, _ = _model_axis("target", target)
@@ -387,7 +389,7 @@ def _build_grid(
         raise ValueError(f"speculation_overhead_s must be finite and >= 0, got {overhead!r}")
     constants["speculation_overhead_s"] = np.float32(overhead)
 
-    reduce_axes = _reduce_axes(best_over, axes)
+    reduce_axes = _reduce_axes(over, axes, over_name)
     order = [a for a in AXES if a in axes and a not in reduce_axes] + list(reduce_axes)
     return _Grid(tuple(axes[a] for a in order), reduce_axes, kind, constants)
 
@@ -401,25 +403,46 @@ def _scalar(name: str, value) -> float:
     return number
 
 
-def _reduce_axes(best_over, axes: Mapping[str, _Axis]) -> tuple[str, ...]:
-    if best_over is None:
-        return ()
-    names = [best_over] if isinstance(best_over, str) else list(best_over)
-    if not names:
-        raise ValueError("best_over: give at least one axis name")
-    for name in names:
+def _reduce_axes(over: Sequence[str], axes: Mapping[str, _Axis], what: str) -> tuple[str, ...]:
+    """The reduced axes in grid order (``ValueError`` for an unknown or repeated name)."""
+    for name in over:
         if name not in axes:
             valid = ", ".join(a for a in AXES if a in axes)
-            raise ValueError(f"best_over: unknown axis {name!r}; valid: {valid}")
-    _check_unique("best_over", names)
-    return tuple(a for a in AXES if a in names)
+            raise ValueError(f"{what}: unknown axis {name!r}; valid: {valid}")
+    _check_unique(what, list(over))
+    return tuple(a for a in AXES if a in over)
 
 
-def _columns(columns, objective: str, best_over) -> tuple[tuple[str, ...], str | None]:
-    """Report columns to return, and the objective when reducing."""
+_NUMERIC_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in (*BOUND_COLUMNS, "fits"))
+
+
+def _reduction(reduce, best_over, objective, maximize) -> tuple[Reduction | None, str]:
+    """The reduction asked for, and the argument name to quote in errors about it."""
+    if reduce is not None and best_over is not None:
+        raise ValueError("give either reduce= or best_over=, not both")
+    if best_over is not None:
+        names = [best_over] if isinstance(best_over, str) else list(best_over)
+        if not names:
+            raise ValueError("best_over: give at least one axis name")
+        if not all(isinstance(n, str) for n in names):
+            raise ValueError(f"best_over: expected axis names, got {best_over!r}")
+        return TopK(tuple(names), 1, objective, maximize), "best_over"
+    if reduce is None:
+        return None, ""
+    if not isinstance(reduce, TopK | Quantiles | Histogram):
+        raise ValueError(
+            f"reduce: expected specsim.TopK, specsim.Quantiles or specsim.Histogram, got {reduce!r}"
+        )
+    return reduce, "reduce"
+
+
+def _columns(columns, reduction: Reduction | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(columns returned, fields computed)``, in report order."""
     if columns is None:
-        selected = list(REPORT_COLUMNS)
+        selected = list(_NUMERIC_COLUMNS if isinstance(reduction, Quantiles) else REPORT_COLUMNS)
     else:
+        if isinstance(reduction, Histogram):
+            raise ValueError("columns: a Histogram returns counts of its field; drop columns=")
         selected = [columns] if isinstance(columns, str) else list(columns)
         for name in selected:
             if name not in REPORT_COLUMNS and name not in AXES:
@@ -427,139 +450,23 @@ def _columns(columns, objective: str, best_over) -> tuple[tuple[str, ...], str |
                     f"columns: unknown column {name!r}; valid: {', '.join(REPORT_COLUMNS)}"
                 )
         selected = [c for c in REPORT_COLUMNS if c in selected]
-    if best_over is None:
-        return tuple(selected), None
-    if objective not in REPORT_COLUMNS or objective in (*_BOUND_COLUMNS, "fits"):
-        numeric = [c for c in REPORT_COLUMNS if c not in (*_BOUND_COLUMNS, "fits")]
-        raise ValueError(f"objective: expected one of {', '.join(numeric)}, got {objective!r}")
-    return tuple(selected), objective
+    needed = set(selected)
+    if isinstance(reduction, TopK):
+        _check_numeric("objective", reduction.objective)
+        needed.add(reduction.objective)
+    elif isinstance(reduction, Quantiles):
+        other = [c for c in selected if c not in _NUMERIC_COLUMNS]
+        if other:
+            raise ValueError(f"columns: quantiles need numeric fields; drop {', '.join(other)}")
+    elif isinstance(reduction, Histogram):
+        _check_numeric("field", reduction.field)
+        selected, needed = [], {reduction.field}
+    return tuple(selected), tuple(c for c in REPORT_COLUMNS if c in needed)
 
 
-# --------------------------------------------------------------------------- kernel
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    """Static description of one compiled chunk kernel (hashable)."""
-
-    outer_sizes: tuple[int, ...]
-    outer_axes: tuple[str, ...]
-    inner_axes: tuple[str, ...]
-    n_reduced: int  # trailing inner axes reduced by argmax/argmin of the objective
-    fields: tuple[str, ...]
-    objective: str | None
-    maximize: bool
-    acceptance_kind: str
-    smooth: float | None
-    quadrature_nodes: int
-    sharding: NamedSharding | None
-
-
-def _point(values: dict, constants: dict, plan: _Plan) -> dict:
-    """The selected report fields of one grid point (values: one entry per axis)."""
-    target = values["target"]
-    if plan.acceptance_kind == "constant":
-        acceptance = ConstantAcceptance(alpha=values["alpha"])
-    elif plan.acceptance_kind == "sdsl":
-        target_tokens = target["train_tokens"]
-        acceptance = SDSLAcceptance(
-            draft_train_tokens=constants.get("draft_train_tokens", target_tokens),
-            target_train_tokens=target_tokens,
-        )
-    else:
-        acceptance = constants["acceptance"]
-    tp = values["tp"]
-    deployment = Deployment(
-        target=target["spec"],
-        hardware=values["hardware"],
-        workload=Workload(
-            batch=values["batch"],
-            prompt_tokens=values["prompt_tokens"],
-            generate_tokens=values["generate_tokens"],
-        ),
-        acceptance=acceptance,
-        tp=tp,
-        draft_tp=constants.get("draft_tp", tp),
-        speculation_overhead_s=constants["speculation_overhead_s"],
-    )
-    report = _throughput(
-        deployment, values["draft"]["spec"], values["gamma"], plan.smooth, plan.quadrature_nodes
-    )
-    out = {}
-    for name in set(plan.fields) | ({plan.objective} - {None}):
-        value = getattr(report, name)
-        out[name] = value.astype(jnp.int8) if name in _BOUND_COLUMNS else value
-    return out
-
-
-def _vmap_over(fn, name: str, table):
-    """``fn(values)`` vmapped over the full table of axis ``name``."""
-
-    def batched(values):
-        return jax.vmap(lambda entry: fn({**values, name: entry}))(table)
-
-    return batched
-
-
-def _outer_digits(offsets, start_digits, sizes: tuple[int, ...]) -> list:
-    """Per-axis indices of ``start + offsets`` by mixed-radix addition (no int overflow).
-
-    The flat outer index may exceed int32 for huge grids; each digit stays below its
-    axis length. Padding past the end wraps around to valid (discarded) points.
-    """
-    offset_digits = []
-    rest = offsets
-    for n in reversed(sizes):
-        offset_digits.append(rest % n)
-        rest = rest // n
-    offset_digits.reverse()
-    digits = [None] * len(sizes)
-    carry = jnp.zeros_like(offsets)
-    for k in reversed(range(len(sizes))):
-        total = start_digits[k] + offset_digits[k] + carry
-        digits[k] = total % sizes[k]
-        carry = total // sizes[k]
-    return digits
-
-
-@functools.partial(jax.jit, static_argnames=("plan",))
-def _evaluate_chunk(offsets, start_digits, tables, constants, plan: _Plan):
-    """Report fields of ``len(offsets)`` outer points times the full inner box.
-
-    Returns a dict of arrays of shape ``(len(offsets), *kept_inner_shape)``; when
-    reducing, ``"_best"`` holds the flat index of the optimum over the reduced axes.
-    """
-    digits = _outer_digits(offsets, start_digits, plan.outer_sizes)
-    outer = {
-        name: jax.tree.map(lambda t, d=d: t[d], tables[name])
-        for name, d in zip(plan.outer_axes, digits, strict=True)
-    }
-    fn = functools.partial(_point, constants=constants, plan=plan)
-    for name in reversed(plan.inner_axes):
-        fn = _vmap_over(fn, name, tables[name])
-    fields = jax.vmap(fn, axis_size=offsets.shape[0])(outer)
-    if plan.n_reduced:
-        fields = _reduce(fields, plan)
-    if plan.sharding is not None:
-        fields = jax.lax.with_sharding_constraint(fields, plan.sharding)
-    return fields
-
-
-def _reduce(fields: dict, plan: _Plan) -> dict:
-    """Keep, for every kept point, the fields at the optimum of the objective over the
-    trailing ``plan.n_reduced`` axes (first optimum on ties)."""
-    objective = fields[plan.objective]
-    kept_shape = objective.shape[: objective.ndim - plan.n_reduced]
-    flat = lambda x: x.reshape((*kept_shape, -1))
-    score = flat(objective)
-    best = jnp.argmax(score, axis=-1) if plan.maximize else jnp.argmin(score, axis=-1)
-    out = {
-        name: jnp.take_along_axis(flat(value), best[..., None], axis=-1)[..., 0]
-        for name, value in fields.items()
-        if name in plan.fields
-    }
-    out["_best"] = best.astype(jnp.int32)
-    return out
+def _check_numeric(what: str, name: str) -> None:
+    if name not in _NUMERIC_COLUMNS:
+        raise ValueError(f"{what}: expected one of {', '.join(_NUMERIC_COLUMNS)}, got {name!r}")
 
 
 # --------------------------------------------------------------------------- host loop
@@ -573,116 +480,6 @@ def _process_slice(total: int, index: int, count: int) -> tuple[int, int]:
         [(0, 3), (3, 6), (6, 10)]
     """
     return total * index // count, total * (index + 1) // count
-
-
-def _unravel(index, shape: tuple[int, ...]) -> tuple:
-    """``np.unravel_index`` that also accepts an empty shape (no outer axes)."""
-    return np.unravel_index(index, shape) if shape else ()
-
-
-def _code_dtype(n: int):
-    return np.int8 if n <= 127 else np.int16 if n <= 32767 else np.int32
-
-
-class _Columns:
-    """Host-side assembly of one process's rows: axis codes plus report fields."""
-
-    def __init__(self, grid: _Grid, plan: _Plan, kept_inner: int):
-        self.grid, self.plan, self.kept_inner = grid, plan, kept_inner
-        n_outer = len(plan.outer_axes)
-        self.outer = grid.axes[:n_outer]
-        inner = grid.axes[n_outer:]
-        self.kept = inner[: len(inner) - plan.n_reduced]
-        self.reduced = inner[len(inner) - plan.n_reduced :]
-
-    def _entries(self, axis: _Axis, codes: np.ndarray) -> np.ndarray:
-        """Codes for a named axis (categorical), values for a numeric one."""
-        if axis.named:
-            return codes.astype(_code_dtype(axis.size), copy=False)
-        return axis.values[codes]
-
-    def chunk(self, lo: int, hi: int, fields: dict) -> dict[str, np.ndarray]:
-        """Flat columns of outer points ``[lo, hi)``: axis codes or values, report fields.
-
-        Axis columns are built by ``repeat``/``tile`` of per-axis entries (never a
-        per-row gather), since on the host they cost as much as the kernel itself.
-        """
-        rows = (hi - lo) * self.kept_inner
-        out: dict[str, np.ndarray] = {}
-        outer_codes = _unravel(np.arange(lo, hi), self.plan.outer_sizes)
-        for axis, codes in zip(self.outer, outer_codes, strict=True):
-            out[axis.name] = np.repeat(self._entries(axis, codes), self.kept_inner)
-        stride = self.kept_inner
-        for axis in self.kept:
-            stride //= axis.size
-            block = np.repeat(self._entries(axis, np.arange(axis.size)), stride)
-            out[axis.name] = np.tile(block, rows // block.size)
-        if self.reduced:
-            best = np.asarray(fields["_best"]).reshape(-1)[:rows]
-            shape = tuple(a.size for a in self.reduced)
-            for axis, codes in zip(self.reduced, np.unravel_index(best, shape), strict=True):
-                out[axis.name] = self._entries(axis, codes)
-        for name in self.plan.fields:
-            out[name] = np.asarray(fields[name]).reshape(-1)[:rows]
-        return out
-
-    def frame(self, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
-        """A DataFrame of ``chunk`` columns: axes in ``AXES`` order, then report fields."""
-        data: dict[str, Any] = {}
-        by_name = {a.name: a for a in self.grid.axes}
-        for name in AXES:
-            if name not in by_name:
-                continue
-            axis = by_name[name]
-            if axis.named:
-                codes = columns[name]
-                data[name] = pd.Categorical.from_codes(codes, categories=list(axis.labels))
-            else:
-                data[name] = columns[name]
-        for name in self.plan.fields:
-            values = columns[name]
-            if name in _BOUND_COLUMNS:
-                data[name] = pd.Categorical.from_codes(values, categories=list(STEP_BOUND_NAMES))
-            else:
-                data[name] = values
-        return pd.DataFrame(data, copy=False)
-
-
-class _FileSink:
-    """Streams chunks to ``.parquet`` (one row group per chunk) or ``.csv``."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.parquet = path.lower().endswith(".parquet")
-        self.writer = None
-        self.rows = 0
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.parquet:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.writer is None:
-                self.writer = pq.ParquetWriter(self.path, table.schema)
-            self.writer.write_table(table)
-        else:
-            frame.to_csv(
-                self.path, mode="w" if self.rows == 0 else "a", header=self.rows == 0, index=False
-            )
-        self.rows += len(frame)
-
-    def close(self, empty: pd.DataFrame) -> None:
-        if self.rows == 0:  # still write a header / schema
-            self.rows = -1
-            if self.parquet:
-                self.write(empty)
-                self.writer.close()
-            else:
-                empty.to_csv(self.path, index=False)
-            return
-        if self.writer is not None:
-            self.writer.close()
 
 
 def _check_out(out, process_count: int) -> str | None:
@@ -704,6 +501,31 @@ def _check_out(out, process_count: int) -> str | None:
     return path
 
 
+def default_chunk_size(devices: Sequence[jax.Device], fields: int) -> int:
+    """Grid points per device call, from the devices' memory.
+
+    On an accelerator a chunk may use an eighth of the devices' memory (two chunks are
+    in flight, and XLA needs room for temporaries), at about ``4 (fields + 8)`` bytes
+    per point; on a CPU, 2^22 points: larger chunks only add page faults.
+
+    Examples:
+        >>> import jax
+        >>> default_chunk_size(jax.devices("cpu")[:1], fields=19)
+        4194304
+    """
+    stats = {}
+    try:
+        stats = devices[0].memory_stats() or {}
+    except Exception:  # backends without memory statistics
+        stats = {}
+    limit = stats.get("bytes_limit")
+    if devices[0].platform == "cpu" or not limit:
+        return CPU_CHUNK_SIZE
+    per_point = 4 * (fields + 8)
+    budget = limit * len(devices) // 8
+    return int(min(max(budget // per_point, 2**16), 2**28))
+
+
 def sweep(
     *,
     hardware="h100",
@@ -723,22 +545,26 @@ def sweep(
     best_over: str | Sequence[str] | None = None,
     objective: str = "tokens_per_s",
     maximize: bool = True,
+    reduce: Reduction | None = None,
+    as_frame: bool = True,
     out: str | os.PathLike | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     quadrature_nodes: int = QUADRATURE_NODES,
     smooth: float | None = None,
     devices: Sequence[jax.Device] | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
     progress: bool | None = None,
-) -> pd.DataFrame | None:
+) -> pd.DataFrame | SweepResult | None:
     """Throughput of every point of a Cartesian grid of what-if scenarios.
 
     Every axis takes one value or a sequence; the grid is their Cartesian product
     in the order of ``AXES`` (gamma varies fastest). All inputs are validated
     before anything is compiled. The grid is evaluated in chunks of
     ``chunk_size`` points by one jitted kernel, sharded over ``devices``; changing
-    axis values (not lengths) never recompiles.
+    axis values (not lengths) never recompiles. Each report field is computed once
+    per combination of the axes it depends on, and reductions (``best_over``,
+    ``reduce``) run on the device: only the reduced rows reach the host.
 
     Args:
         hardware: accelerator names or aliases (``"h100"``, ``"tpu-v5p"``), ``.toml``
@@ -761,15 +587,21 @@ def sweep(
         target_train_tokens: with ``alpha="sdsl"``, pre-training tokens of every target.
         draft_train_tokens: with ``alpha="sdsl"``, pre-training tokens of every draft.
         columns: report fields to return (default all of ``REPORT_COLUMNS``); axis
-            columns are always returned. Fewer columns also means less work.
+            columns are always returned. Fields not asked for are not computed.
         best_over: axis name(s) to optimise over: one row per point of the other axes,
             holding the optimal value of each such axis and the report there (the first
             optimum on ties). E.g. ``best_over="gamma"`` gives the best lookahead.
+            Short for ``reduce=TopK(best_over, 1, objective, maximize)``.
         objective: report field optimised by ``best_over``.
         maximize: maximise (default) or minimise ``objective``.
+        reduce: a reduction over some axes computed on the device: `TopK` (the k best
+            points of every group), `Quantiles` or `Histogram`.
+        as_frame: return a pandas DataFrame (default), or a `SweepResult` holding every
+            field at its own shape, whose rows are built only when asked for.
         out: stream rows to this ``.parquet`` or ``.csv`` file chunk by chunk (bounded
             host memory) and return ``None``.
-        chunk_size: grid points per device call, across all devices (bounds memory).
+        chunk_size: grid points per device call, across all devices (bounds memory);
+            ``None`` chooses from the devices' memory (`default_chunk_size`).
         quadrature_nodes: Gauss-Legendre nodes over the growing context (static).
         smooth: ``None`` for each chip's roofline (the hard max unless calibrated), or a
             roofline sharpness p to smooth at least this much (see ``specsim.throughput``).
@@ -783,13 +615,14 @@ def sweep(
         axis columns (names as categoricals; counts (tp, batch, tokens, gamma) as int64
         when every value is whole, other numbers as float64 exactly as given; no
         ``alpha`` column unless alpha is an axis), then the report fields (float32;
-        ``*_bound`` categorical over ``STEP_BOUND_NAMES``; ``fits`` bool). ``None``
-        when ``out`` is given.
+        ``*_bound`` categorical over ``STEP_BOUND_NAMES``; ``fits`` bool). A reduction
+        gives its rows instead (see `TopK`, `Quantiles`, `Histogram`). A `SweepResult`
+        with ``as_frame=False``; ``None`` when ``out`` is given.
 
     Raises:
         ValueError: an empty axis, an unknown name, a value out of range (negative
             gamma, alpha outside (0, 1), tp < 1, ...), a duplicate, an unknown column,
-            or a bad ``out`` path; all before anything is compiled.
+            a bad reduction or ``out`` path; all before anything is compiled.
 
     Examples:
         >>> import specsim
@@ -797,8 +630,8 @@ def sweep(
         ...                       gamma=range(9), columns=["tokens_per_s", "speedup"])
         >>> len(frame), list(frame.columns)[:4]
         (36, ['hardware', 'target', 'draft', 'tp'])
-        >>> best = frame.loc[frame.groupby(["hardware", "batch"], observed=True)
-        ...                  .tokens_per_s.idxmax()]
+        >>> best = specsim.sweep(hardware=["h100", "tpu-v5p"], batch=[1, 64],
+        ...                      gamma=range(9), columns=["speedup"], best_over="gamma")
         >>> bool((best.speedup >= 1).all())
         True
     """
@@ -808,9 +641,12 @@ def sweep(
         or (quadrature_nodes < 1)
     ):
         raise ValueError(f"quadrature_nodes must be an integer >= 1, got {quadrature_nodes!r}")
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if chunk_size is not None and (
+        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
     smooth = check_smooth(smooth)
+    reduction, reduce_name = _reduction(reduce, best_over, objective, maximize)
     grid = _build_grid(
         hardware=hardware,
         target=target,
@@ -825,9 +661,14 @@ def sweep(
         speculation_overhead_s=speculation_overhead_s,
         target_train_tokens=target_train_tokens,
         draft_train_tokens=draft_train_tokens,
-        best_over=best_over,
+        over=reduction.over if reduction is not None else (),
+        over_name=reduce_name,
     )
-    fields, objective = _columns(columns, objective, best_over)
+    fields, computed = _columns(columns, reduction)
+    n_over = len(grid.reduce_axes)
+    group = math.prod(a.size for a in grid.axes[len(grid.axes) - n_over :])
+    if isinstance(reduction, TopK) and reduction.k > group:
+        raise ValueError(f"reduce: k = {reduction.k} exceeds the {group} points of a group")
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
@@ -836,124 +677,174 @@ def sweep(
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices: give at least one device")
+    if chunk_size is None:
+        chunk_size = default_chunk_size(devices, len(computed))
 
-    # Inner axes: the longest suffix of the evaluation order that fits in a chunk
-    # (always including the reduced axes, which must be evaluated together).
+    # Outer axes: the leading kept axes that do not fit in a chunk with the rest; the
+    # reduced axes are always inner (a group is evaluated together).
     sizes = grid.sizes
-    n_axes = len(sizes)
-    split = n_axes - len(grid.reduce_axes)
+    n_kept = len(sizes) - n_over
+    split = n_kept
     while split > 0 and math.prod(sizes[split - 1 :]) <= chunk_size:
         split -= 1
     inner_size = math.prod(sizes[split:])
-    reduced_size = math.prod(a.size for a in grid.axes[n_axes - len(grid.reduce_axes) :])
-    kept_inner = inner_size // reduced_size
     outer_sizes = sizes[:split]
     outer_total = math.prod(outer_sizes)
     lo, hi = _process_slice(outer_total, process_index, process_count)
+    outer_axes = tuple(a.name for a in grid.axes[:split])
+    kept_inner = tuple(a.name for a in grid.axes[split:n_kept])
 
     n_dev = len(devices)
     per_call = -(-max(1, chunk_size // inner_size) // n_dev) * n_dev
     per_call = min(per_call, -(-max(hi - lo, 1) // n_dev) * n_dev)
     mesh = Mesh(np.asarray(devices), ("points",)) if n_dev > 1 else None
-    points_sharding = NamedSharding(mesh, PartitionSpec("points")) if mesh else None
-    plan = _Plan(
+    host_tables = {a.name: a.table for a in grid.axes}
+    dependence = field_dependence(
+        host_tables, grid.constants, grid.acceptance_kind, computed, smooth, quadrature_nodes
+    )
+    plan = Plan(
         outer_sizes=outer_sizes,
-        outer_axes=tuple(a.name for a in grid.axes[:split]),
-        inner_axes=tuple(a.name for a in grid.axes[split:]),
-        n_reduced=len(grid.reduce_axes),
-        fields=fields,
-        objective=objective,
-        maximize=bool(maximize),
+        outer_axes=outer_axes,
+        inner_axes=tuple(grid.reduce_axes) + kept_inner,
+        n_over=n_over,
+        fields=computed,
+        dependence=dependence,
+        reduction=reduction,
         acceptance_kind=grid.acceptance_kind,
         smooth=smooth,
         quadrature_nodes=quadrature_nodes,
-        sharding=points_sharding,
+        sharding=NamedSharding(mesh, PartitionSpec("points")) if mesh else None,
     )
-    assembler = _Columns(grid, plan, kept_inner)
+    result_of = functools.partial(
+        SweepResult,
+        axes=[a for name in AXES for a in grid.axes if a.name == name],
+        outer_axes=outer_axes,
+        outer_sizes=outer_sizes,
+        kept_inner=kept_inner,
+        over=grid.reduce_axes,
+        reduction=reduction,
+        fields=fields,
+    )
     if path is None:
-        _check_host_memory(grid, fields, (hi - lo) * kept_inner)
-    if path is not None:
+        _check_host_memory(grid, plan, fields, (hi - lo) * (inner_size // group), as_frame)
+    else:
         path = path.replace("{process}", str(process_index))
 
     # Everything above is validation and bookkeeping; devices are touched from here on.
     if mesh is not None:
         replicated = NamedSharding(mesh, PartitionSpec())
-        tables = jax.device_put({a.name: a.table for a in grid.axes}, replicated)
+        tables = jax.device_put(host_tables, replicated)
         constants = jax.device_put(grid.constants, replicated)
-        offsets = jax.device_put(np.arange(per_call, dtype=np.int32), points_sharding)
+        offsets = jax.device_put(np.arange(per_call, dtype=np.int32), plan.sharding)
     else:
-        tables = jax.device_put({a.name: a.table for a in grid.axes}, devices[0])
+        tables = jax.device_put(host_tables, devices[0])
         constants = jax.device_put(grid.constants, devices[0])
         offsets = jax.device_put(np.arange(per_call, dtype=np.int32), devices[0])
 
     starts = list(range(lo, hi, per_call))
-    rows_total = (hi - lo) * kept_inner
     show = progress if progress is not None else len(starts) > 4
     from tqdm import tqdm
 
     bar = tqdm(total=(hi - lo) * inner_size, unit="pt", unit_scale=True, disable=not show)
-    sink = _FileSink(path) if path is not None else None
-    buffers: dict[str, np.ndarray] = {}
-    row = 0
+    sink = FileSink(path) if path is not None else None
+    collected = _Collector(hi - lo, per_call)
 
     def launch(start: int):
         digits = np.asarray(_unravel(start, outer_sizes), np.int32).reshape(-1)
         return _evaluate_chunk(offsets, digits, tables, constants, plan=plan)
 
     try:
-        # Accelerators compute the next chunk while the host copies this one out; on a
-        # CPU both would fight for the same cores, so there it is strictly one at a time.
-        overlap = devices[0].platform != "cpu"
+        # Double buffering: the next chunk is dispatched (and computes) while the host
+        # copies this one out and builds its rows.
         pending = launch(starts[0]) if starts else None
         for k, start in enumerate(starts):
-            result = pending if overlap else jax.block_until_ready(pending)
-            following = starts[k + 1] if k + 1 < len(starts) else None
-            pending = launch(following) if overlap and following is not None else None
+            result = pending
+            pending = launch(starts[k + 1]) if k + 1 < len(starts) else None
             stop = min(start + per_call, hi)
-            chunk = assembler.chunk(start, stop, result)
-            n_rows = (stop - start) * kept_inner
+            chunk = {name: np.asarray(value) for name, value in result.items()}
+            del result
             if sink is not None:
-                sink.write(assembler.frame(chunk))
-            elif len(starts) == 1:
-                buffers = chunk
+                rows = result_of(outer_range=(start, stop), data=_points(chunk, stop - start))
+                sink.write(rows.to_frame())
             else:
-                for name, values in chunk.items():
-                    if name not in buffers:
-                        buffers[name] = np.empty(rows_total, values.dtype)
-                    buffers[name][row : row + n_rows] = values
-            row += n_rows
+                collected.add(chunk, start - lo, stop - start)
             bar.update((stop - start) * inner_size)
-            if not overlap and following is not None:
-                pending = launch(following)
     finally:
         bar.close()
     if sink is not None:
-        sink.close(assembler.frame(_empty_chunk(assembler)))
+        empty = result_of(outer_range=(lo, lo), data=_empty_data(plan, reduction))
+        sink.close(empty.to_frame())
         return None
-    if not buffers:
-        buffers = _empty_chunk(assembler)
-    return assembler.frame(buffers)
+    data = collected.data if starts else _empty_data(plan, reduction)
+    result = result_of(outer_range=(lo, hi), data=data)
+    return result.to_frame() if as_frame else result
 
 
-def _check_host_memory(grid: _Grid, fields: Sequence[str], rows: int) -> None:
-    """Refuse, before computing, a DataFrame that cannot fit in this machine's memory."""
+def _points(chunk: dict, n: int) -> dict:
+    """The arrays of a chunk's first ``n`` outer points (the rest is padding)."""
+    return {name: value[:n] if value.shape[0] > 1 else value for name, value in chunk.items()}
+
+
+class _Collector:
+    """Gathers chunk arrays into arrays over all of this process's outer points."""
+
+    def __init__(self, points: int, per_call: int):
+        self.points, self.per_call = points, per_call
+        self.data: dict[str, np.ndarray] = {}
+
+    def add(self, chunk: dict, offset: int, n: int) -> None:
+        for name, value in chunk.items():
+            per_point = value.shape[0] > 1 or self.per_call == 1
+            if not per_point:
+                self.data.setdefault(name, value)
+            elif n == self.points:  # one chunk: keep the device's buffer
+                self.data[name] = value[:n]
+            else:
+                if name not in self.data:
+                    self.data[name] = np.empty((self.points, *value.shape[1:]), value.dtype)
+                self.data[name][offset : offset + n] = value[:n]
+
+
+def _empty_data(plan: Plan, reduction) -> dict[str, np.ndarray]:
+    """Arrays of no outer point, shaped like the kernel's output."""
+    inner = [1] * (len(plan.inner_axes) - plan.n_over)
+    extra = [reduction.extra()] if reduction is not None else []
+    data = {}
+    for name in plan.fields:
+        dtype = np.int8 if name in BOUND_COLUMNS else bool if name == "fits" else np.float32
+        data[name] = np.zeros((0, *inner, *extra), dtype)
+    if isinstance(reduction, TopK):
+        data["_best"] = np.zeros((0, *inner, *extra), np.int32)
+    if isinstance(reduction, Histogram):
+        data = {"count": np.zeros((0, *inner, *extra), np.int32)}
+    return data
+
+
+def _unravel(index, shape: tuple[int, ...]) -> tuple:
+    """``np.unravel_index`` that also accepts an empty shape (no outer axes)."""
+    return np.unravel_index(index, shape) if shape else ()
+
+
+def _check_host_memory(grid: _Grid, plan: Plan, fields, rows: int, as_frame: bool) -> None:
+    """Refuse, before computing, a result that cannot fit in this machine's memory."""
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, OSError, ValueError):  # not a POSIX system: no guard
         return
-    per_row = sum(1 if a.named else 8 for a in grid.axes) + 4 * len(fields)
-    need = rows * per_row
+    extra = plan.reduction.extra() if plan.reduction is not None else 1
+    if as_frame:
+        per_row = sum(1 if a.named else 8 for a in grid.axes) + 4 * max(len(fields), 1)
+        need = rows * extra * per_row
+    else:  # every field at its own size: the full-size ones dominate
+        kept = [a for a in grid.axes[: len(grid.axes) - plan.n_over]]
+        need = 0
+        for name in plan.fields:
+            axes = plan.depends(name)
+            need += 4 * extra * math.prod(a.size for a in kept if a.name in axes)
+        need = need * rows // max(math.prod(a.size for a in kept), 1)
     if need > 0.8 * physical:
         raise ValueError(
-            f"the result would need {need / 2**30:.1f} GiB for {rows:,} rows, more than this "
-            f"machine's {physical / 2**30:.1f} GiB: select fewer columns=, reduce with "
-            "best_over=, or stream to a file with out='sweep.parquet'"
+            f"the result would need {need / 2**30:.1f} GiB for {rows * extra:,} rows, more "
+            f"than this machine's {physical / 2**30:.1f} GiB: select fewer columns=, reduce "
+            "with best_over= or reduce=, or stream to a file with out='sweep.parquet'"
         )
-
-
-def _empty_chunk(assembler: _Columns) -> dict[str, np.ndarray]:
-    out = {a.name: np.zeros(0, np.int8) if a.named else a.values[:0] for a in assembler.grid.axes}
-    for name in assembler.plan.fields:
-        dtype = np.int8 if name in _BOUND_COLUMNS else bool if name == "fits" else np.float32
-        out[name] = np.zeros(0, dtype)
-    return out

@@ -17,10 +17,10 @@ from specsim import hardware as hw
 from specsim._sweep import (
     AXES,
     REPORT_COLUMNS,
-    _outer_digits,
     _process_slice,
     sweep,
 )
+from specsim._sweep_kernel import outer_digits as _outer_digits
 from specsim.cli.sweep import add_sweep_arguments, parse_axis, run_sweep
 
 # One small grid reused by several tests, so each kernel compiles once per module.
