@@ -78,8 +78,7 @@ class TopK:
         n_over, size = len(over_shape), math.prod(over_shape)
         score = _flat_over(fields[self.objective], over_shape)  # (P, R, *kept)
         if self.k == 1:
-            best = jnp.argmax(score, axis=1) if self.maximize else jnp.argmin(score, axis=1)
-            best = best[..., None]  # (P, *kept, 1)
+            return self._best(fields, score, over_shape)
         else:
             ranked = jnp.moveaxis(score, 1, -1)
             _, best = jax.lax.top_k(ranked if self.maximize else -ranked, self.k)
@@ -99,6 +98,57 @@ class TopK:
 
     def extra(self) -> int:
         return self.k
+
+    def _best(self, fields: dict, score, over_shape: tuple[int, ...]) -> dict:
+        """``k = 1``: one pass over the group keeping the running best and the fields
+        there (a variadic arg-max reduction and a gather are several times slower on a
+        CPU, and the objective's best value needs no gather)."""
+        n_over, size = len(over_shape), math.prod(over_shape)
+        others = {
+            name: _flat_over(value, over_shape)
+            for name, value in fields.items()
+            if not name.startswith("_")
+            and name != self.objective
+            and _depends_on_over(value, n_over)
+        }
+        better = jnp.greater if self.maximize else jnp.less
+
+        def step(carry, r):
+            best, index, values = carry
+            candidate = jax.lax.dynamic_index_in_dim(score, r, axis=1, keepdims=False)
+            wins = better(candidate, best)
+            values = {
+                name: jnp.where(
+                    wins,
+                    jax.lax.dynamic_index_in_dim(flat, r, axis=1, keepdims=False),
+                    values[name],
+                )
+                for name, flat in others.items()
+            }
+            return (jnp.where(wins, candidate, best), jnp.where(wins, r, index), values), None
+
+        first = {
+            name: jnp.broadcast_to(flat[:, 0], _result_shape(flat, score))
+            for name, flat in others.items()
+        }
+        carry = (score[:, 0], jnp.zeros(score[:, 0].shape, jnp.int32), first)
+        if size <= _UNROLL:  # straight-line code: XLA fuses the whole pass
+            for r in range(1, size):
+                carry, _ = step(carry, r)
+        else:
+            carry, _ = jax.lax.scan(step, carry, jnp.arange(1, size, dtype=jnp.int32))
+        best, index, values = carry
+        out = {"_best": index[..., None]}
+        for name, value in fields.items():
+            if name.startswith("_"):
+                continue
+            if name == self.objective:
+                out[name] = best[..., None]
+            elif name in values:
+                out[name] = values[name][..., None]
+            else:
+                out[name] = _drop_over(value, n_over)[..., None]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +258,15 @@ class Histogram:
 
 
 Reduction = TopK | Quantiles | Histogram
+
+
+# Groups up to this size are reduced by unrolled code, larger ones by a scan.
+_UNROLL = 64
+
+
+def _result_shape(flat, score) -> tuple[int, ...]:
+    """Shape of one slice of ``flat`` broadcast against one slice of ``score``."""
+    return jnp.broadcast_shapes(flat[:, 0].shape, score[:, 0].shape)
 
 
 def _flat_over(value, over_shape: tuple[int, ...]):
