@@ -249,7 +249,7 @@ class Histogram:
         index = jnp.searchsorted(edges, flat, side="right") - 1
         index = jnp.where(flat == edges[-1], n_bins - 1, index)  # the last bin is closed
         inside = (flat >= edges[0]) & (flat <= edges[-1])
-        bins = jnp.arange(n_bins, dtype=index.dtype)
+        bins = jnp.arange(n_bins, dtype=index.dtype).reshape((1,) * index.ndim + (n_bins,))
         hits = inside[..., None] & (index[..., None] == bins)  # (P, R, *kept, B)
         return {"count": jnp.sum(hits, axis=1, dtype=jnp.int32)}
 

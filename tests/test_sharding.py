@@ -55,3 +55,38 @@ def test_sharded_sweep_equals_unsharded_on_four_fake_devices(monkeypatch):
     # Two "hosts" of 4 devices each: their slices concatenate to the whole grid.
     parts = [sweeps.sweep(**GRID, process_index=i, process_count=2) for i in range(2)]
     _same(pd.concat(parts, ignore_index=True), sharded)
+
+
+@pytest.mark.parametrize("n_devices", [4, 1])
+def test_reductions_equal_host_reductions_on_one_and_four_devices(n_devices):
+    """Reduced on the device, sharded or not, equals the full grid reduced on the host."""
+    from host_reductions import histogram, quantiles, top_k
+
+    from specsim import Histogram, Quantiles, TopK
+
+    devices = jax.devices()[:n_devices]
+    # No gamma = 0 (see test_reduce.py); chunks of 70 points do not divide by 4 devices.
+    grid = dict(GRID, gamma=range(1, 7), columns=None, devices=devices)
+    full = sweeps.sweep(**grid)
+    fields = ["tokens_per_s", "speedup", "verify_bound", "request_latency_s", "fits"]
+    numeric = ["tokens_per_s", "speedup", "iteration_s"]
+    edges = [0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 8.0]
+
+    def same(got, expected, **kwargs):
+        expected = expected.reset_index(drop=True)
+        for name in expected.columns:
+            if isinstance(got[name].dtype, pd.CategoricalDtype):
+                expected[name] = expected[name].astype(object).astype(got[name].dtype)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, **kwargs)
+
+    for over, k in (("gamma", 1), ("gamma", 3), (("alpha", "gamma"), 2)):
+        got = sweeps.sweep(**{**grid, "columns": fields}, reduce=TopK(over, k))
+        names = (over,) if isinstance(over, str) else over
+        same(got, top_k(full, names, k, fields=fields))
+    for over in ("gamma", ("hardware", "gamma")):
+        names = (over,) if isinstance(over, str) else over
+        got = sweeps.sweep(**{**grid, "columns": numeric}, reduce=Quantiles(over, (0.1, 0.5, 1)))
+        # float32 interpolation on the device, NumPy's on the host: a last-bit difference
+        same(got, quantiles(full, names, (0.1, 0.5, 1.0), numeric), rtol=1e-6)
+        got = sweeps.sweep(**grid, reduce=Histogram(over, edges, "speedup"))
+        same(got, histogram(full, names, edges, "speedup"))
