@@ -143,6 +143,6 @@ def test_one_call_path_into_the_jitted_core():
         "_throughput.py",
         "_optimize.py",
         "_schedule.py",
-        "_sweep.py",
+        "_sweep_kernel.py",
         "_tree_search.py",
     }, callers
