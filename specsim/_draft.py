@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -439,6 +440,7 @@ def buildable_points(bounds: DraftBounds, template: DraftTemplate) -> np.ndarray
         >>> buildable_points(b, DraftTemplate.from_target(target)).tolist()
         [[2.0, 256.0], [2.0, 384.0], [2.0, 512.0], [3.0, 256.0], [3.0, 384.0], [3.0, 512.0]]
     """
+    bounds = jax.device_get(bounds)  # one transfer, not one per number read below
     step = float(template.width_step)
     points = []
     for n_layers in range(

@@ -100,9 +100,9 @@ _WIDTHS_PER_LAYER_COUNT = 8
 _GAMMA_OFFSETS = (-1.0, 0.0, 1.0, 2.0)
 CANDIDATES_PER_RESTART = len(_LAYER_OFFSETS) * _WIDTHS_PER_LAYER_COUNT * len(_GAMMA_OFFSETS)
 # Grid certificate: throughput evaluations per jitted chunk (bounds memory, not results).
-# Accelerators get bigger chunks: a GPU finishes 2^15 evaluations faster than it launches them.
-_GRID_CHUNK_EVALUATIONS = {"cpu": 1 << 15}
-_GRID_CHUNK_EVALUATIONS_ACCELERATOR = 1 << 19
+# Accelerators get bigger chunks: a GPU finishes 2^20 evaluations faster than it launches them.
+_GRID_CHUNK_EVALUATIONS = {"cpu": 1 << 20}
+_GRID_CHUNK_EVALUATIONS_ACCELERATOR = 1 << 24
 
 
 @struct.dataclass
@@ -612,7 +612,15 @@ def _group_by_structure(items: Sequence[Any]) -> list[list[int]]:
 
 
 def _stack(items: Sequence[Any]):
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x, jnp.float32) for x in xs]), *items)
+    """Leaves of ``items`` stacked as float32 (on the host: one array per leaf, not one
+    device operation per item and leaf)."""
+
+    def stack(*leaves):
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return jnp.stack([jnp.asarray(x, jnp.float32) for x in leaves])
+        return np.asarray(jax.device_get(list(leaves)), np.float32)
+
+    return jax.tree.map(stack, *items)
 
 
 def _unstack(tree, n: int) -> list[Any]:
@@ -787,24 +795,39 @@ def optimize_draft(
 # --------------------------------------------------------------------------- certificate
 
 
-def _grid_points(scenario: Scenario) -> np.ndarray:
-    """Every buildable (layers, width, gamma) in the bounds, shape ``(P, 3)``."""
-    points = buildable_points(scenario.bounds, scenario.template)
+def _grid_axes(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """Every buildable ``(layers, width)``, shape ``(P, 2)``, and every whole gamma ``(G,)``."""
+    shapes = buildable_points(scenario.bounds, scenario.template)
     gammas = gamma_values(scenario.bounds)
-    if points.shape[0] == 0 or gammas.size == 0:
-        return np.zeros((0, 3))
-    grid = np.repeat(points, gammas.size, axis=0)
-    return np.column_stack([grid, np.tile(gammas, points.shape[0])])
+    if shapes.shape[0] == 0 or gammas.size == 0:
+        return np.zeros((0, 2)), np.zeros(0)
+    return shapes, gammas
 
 
-@_backend_jit
-def _grid_chunk(scenarios: Scenario, layers, widths, gammas, valid):
-    """Exact scores of a ``(scenarios, points)`` chunk of the grid."""
+@jax.jit
+def _grid_best(scenarios: Scenario, layers, widths, shape_valid, gammas, gamma_valid):
+    """Best score and its flat index ``p * G + g`` per scenario over a chunk of shapes.
 
-    def one(scenario, n, d, g, v):
-        return jax.vmap(lambda *p: _score_buildable(scenario, *p)[0])(n, d, g, v)
+    Nested ``vmap`` s (scenarios, then draft shapes, then gammas) evaluate what does not
+    depend on an axis once for all of it: the target step once per scenario, the draft
+    step once per shape, the verification once per gamma. The arg-max is taken on the
+    device; only one score and one index per scenario leave it.
+    """
 
-    return jax.vmap(one)(scenarios, layers, widths, gammas, valid)
+    def scenario_best(scenario, n, d, n_valid, g, g_valid):
+        def shape_scores(n_i, d_i, ok):
+            return jax.vmap(
+                lambda g_j, ok_j: _score_buildable(scenario, n_i, d_i, g_j, ok & ok_j)[0]
+            )(g, g_valid)
+
+        scores = jax.vmap(shape_scores)(n, d, n_valid).reshape(-1)
+        # The first maximum, as max then min of the matching indices: two plain reductions
+        # vectorise on a CPU, where a fused (value, index) arg-max runs ~2x slower.
+        best = jnp.max(scores)
+        positions = jnp.arange(scores.size, dtype=jnp.int32)
+        return best, jnp.min(jnp.where(scores == best, positions, scores.size))
+
+    return jax.vmap(scenario_best)(scenarios, layers, widths, shape_valid, gammas, gamma_valid)
 
 
 @_backend_jit
@@ -821,8 +844,10 @@ def grid_search_scenarios(scenarios: Sequence[Scenario]) -> list[GridResult]:
 
     Every whole layer count, every width that is a multiple of the width step inside the
     aspect range, and every whole gamma, scored with the exact roofline (memory-infeasible
-    points excluded). Scenarios of one pytree structure are evaluated together, ``vmap``-ed
-    over scenarios and points, in chunks (2^15 evaluations on a CPU, 2^19 elsewhere).
+    points excluded). Scenarios of one pytree structure are evaluated together: ``vmap``-ed
+    over scenarios, draft shapes and gammas in one jitted call per chunk of shapes (2^20
+    evaluations on a CPU, 2^24 elsewhere), the best point of each scenario found on the
+    device. The first best point in (layers, width, gamma) order wins ties.
 
     Args:
         scenarios: `Scenario` objects.
@@ -847,54 +872,70 @@ def grid_search_scenarios(scenarios: Sequence[Scenario]) -> list[GridResult]:
     results: list[GridResult | None] = [None] * len(scenarios)
     for group in _group_by_structure(scenarios):
         members = [scenarios[i] for i in group]
-        grids = [_grid_points(s) for s in members]
-        longest = max(g.shape[0] for g in grids)
-        # A chunk shape that depends only on the group size, so grids of any extent share
-        # one compiled function; padding a small grid costs microseconds per point.
+        n = len(members)
+        axes = [_grid_axes(s) for s in members]
+        n_gammas = max(1, max(g.size for _, g in axes))
+        n_shapes = max(1, max(p.shape[0] for p, _ in axes))
         budget = _GRID_CHUNK_EVALUATIONS.get(
             jax.default_backend(), _GRID_CHUNK_EVALUATIONS_ACCELERATOR
         )
-        chunk = 1 << max(0, (budget // len(members)).bit_length() - 1)
-        n_chunks = max(1, math.ceil(longest / chunk))
-        padded = np.ones((len(members), n_chunks * chunk, 3))
-        valid = np.zeros((len(members), n_chunks * chunk), dtype=bool)
-        for row, grid in enumerate(grids):
-            padded[row, : grid.shape[0]] = grid
-            valid[row, : grid.shape[0]] = True
+        # A chunk shape that depends only on the group and on the longest gamma range, so
+        # grids of any extent share one compiled function.
+        per_chunk = 1 << max(0, (max(1, budget // (n * n_gammas))).bit_length() - 1)
+        per_chunk = min(per_chunk, 1 << (n_shapes - 1).bit_length())
+        n_chunks = math.ceil(n_shapes / per_chunk)
+        shapes = np.ones((n, n_chunks * per_chunk, 2))
+        shape_valid = np.zeros((n, n_chunks * per_chunk), dtype=bool)
+        gammas = np.ones((n, n_gammas))
+        gamma_valid = np.zeros((n, n_gammas), dtype=bool)
+        for row, (points, values) in enumerate(axes):
+            if points.shape[0]:
+                shapes[row] = points[0]  # padding: a buildable point, masked out
+                shapes[row, : points.shape[0]] = points
+                shape_valid[row, : points.shape[0]] = True
+                gammas[row] = values[0]
+                gammas[row, : values.size] = values
+                gamma_valid[row, : values.size] = True
         stacked = _stack(members)
-        best_score = np.full(len(members), -np.inf)
-        best_index = np.zeros(len(members), dtype=np.int64)
-        for c in range(n_chunks):
-            part = slice(c * chunk, (c + 1) * chunk)
-            scores = np.asarray(
-                _grid_chunk(
+        g_dev = jnp.asarray(gammas, jnp.float32)
+        gv_dev = jnp.asarray(gamma_valid)
+        pending = []
+        for c in range(n_chunks):  # dispatched back to back; reduced on the host after
+            part = slice(c * per_chunk, (c + 1) * per_chunk)
+            pending.append(
+                _grid_best(
                     stacked,
-                    jnp.asarray(padded[:, part, 0], jnp.float32),
-                    jnp.asarray(padded[:, part, 1], jnp.float32),
-                    jnp.asarray(padded[:, part, 2], jnp.float32),
-                    jnp.asarray(valid[:, part]),
+                    jnp.asarray(shapes[:, part, 0], jnp.float32),
+                    jnp.asarray(shapes[:, part, 1], jnp.float32),
+                    jnp.asarray(shape_valid[:, part]),
+                    g_dev,
+                    gv_dev,
                 )
             )
-            arg = np.argmax(scores, axis=1)
-            top = scores[np.arange(len(members)), arg]
-            better = top > best_score
-            best_score = np.where(better, top, best_score)
-            best_index = np.where(better, c * chunk + arg, best_index)
-        chosen = padded[np.arange(len(members)), best_index]
+        best_score = np.full(n, -np.inf)
+        best_index = np.zeros(n, dtype=np.int64)
+        for c, (score, index) in enumerate(pending):
+            score, index = np.asarray(score), np.asarray(index)
+            better = score > best_score
+            best_score = np.where(better, score, best_score)
+            best_index = np.where(better, c * per_chunk * n_gammas + index, best_index)
+        shape_index, gamma_index = np.divmod(best_index, n_gammas)
+        rows = np.arange(n)
+        chosen_shapes = shapes[rows, shape_index]
         params, reports = _grid_report(
             stacked,
-            jnp.asarray(chosen[:, 0], jnp.float32),
-            jnp.asarray(chosen[:, 1], jnp.float32),
-            jnp.asarray(chosen[:, 2], jnp.float32),
+            jnp.asarray(chosen_shapes[:, 0], jnp.float32),
+            jnp.asarray(chosen_shapes[:, 1], jnp.float32),
+            jnp.asarray(gammas[rows, gamma_index], jnp.float32),
         )
-        per = _unstack((params, reports), len(members))
+        per = _unstack((params, reports), n)
         for row, i in enumerate(group):
             p, report = per[row]
             results[i] = GridResult(
                 draft=p,
                 report=report,
                 feasible=np.asarray(np.isfinite(best_score[row])),
-                evaluations=int(grids[row].shape[0]),
+                evaluations=int(axes[row][0].shape[0] * axes[row][1].size),
             )
     return results  # type: ignore[return-value]
 
