@@ -10,8 +10,11 @@ Two workloads, both SDSL acceptance with the catalogue's training tokens:
 
 For each it prints the compile time of the jitted search, the time from compiled function
 to optimum (median of repeated runs), the throughput evaluations used by the gradient
-search and by the exhaustive grid over the same bounds, the grid's wall time, and the gap
-between the two answers. Runs on whatever device JAX has (CPU, GPU or TPU).
+search and by the exhaustive grid over the same bounds, the grid's wall time (median), its
+device time (the compiled chunks back to back) against the host's, the FLOPs per grid
+evaluation (XLA's cost analysis) and the share of the device's arithmetic limit (float32
+matmul FLOP/s, measured) that reaches, and the gap between the two answers. Runs on
+whatever device JAX has (CPU, GPU or TPU).
 
 Usage: ``python benchmarks/optimize.py [--repeats N]``.
 """
@@ -27,8 +30,10 @@ import time
 
 import jax
 import numpy as np
+from device_info import arithmetic_limit, cost, load_average
 
 import specsim
+import specsim._optimize as optimize_module
 from specsim import hardware, models
 from specsim._optimize import (
     DEFAULT_OPTIMIZER,
@@ -104,12 +109,35 @@ def measure(scenarios: list[Scenario], repeats: int) -> dict[str, float]:
         runs.append(time.perf_counter() - start)
     results = _unstack(batch, len(scenarios))
 
-    start = time.perf_counter()
-    grids = grid_search_scenarios(scenarios)
-    grid_first_s = time.perf_counter() - start
-    start = time.perf_counter()
-    grid_search_scenarios(scenarios)
-    grid_s = time.perf_counter() - start
+    calls = []
+
+    def recording(*args):
+        calls.append(args)
+        return grid_kernel(*args)
+
+    grid_kernel = optimize_module._grid_best
+    optimize_module._grid_best = recording
+    try:
+        start = time.perf_counter()
+        grids = grid_search_scenarios(scenarios)
+        grid_first_s = time.perf_counter() - start
+    finally:
+        optimize_module._grid_best = grid_kernel
+    grid_runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        grid_search_scenarios(scenarios)
+        grid_runs.append(time.perf_counter() - start)
+    grid_s = statistics.median(grid_runs)
+    # Device time: the certificate's compiled chunks back to back, nothing else.
+    compiled = grid_kernel.lower(*calls[0]).compile()
+    device_runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready([compiled(*args) for args in calls])
+        device_runs.append(time.perf_counter() - start)
+    grid_device_s = statistics.median(device_runs)
+    grid_flops = cost(compiled)["flops"] * len(calls)
 
     feasible = [bool(r.feasible) and bool(g.feasible) for r, g in zip(results, grids, strict=True)]
     gaps = np.array(
@@ -133,12 +161,15 @@ def measure(scenarios: list[Scenario], repeats: int) -> dict[str, float]:
         "min_ratio": min(g.evaluations for g in grids) / per_search,
         "grid_first_s": grid_first_s,
         "grid_s": grid_s,
+        "grid_device_s": grid_device_s,
+        "grid_chunks": len(calls),
+        "grid_flops_per_evaluation": grid_flops / grid_evaluations,
         "max_gap": float(gaps.max()),
         "mean_gap": float(gaps.mean()),
     }
 
 
-def report(title: str, m: dict[str, float]) -> None:
+def report(title: str, m: dict[str, float], limit: dict) -> None:
     print(f"\n{title}")
     print(f"  scenarios                 {m['scenarios']} ({m['feasible']} feasible)")
     print(f"  compile (search)          {m['compile_s']:.2f} s")
@@ -153,7 +184,16 @@ def report(title: str, m: dict[str, float]) -> None:
     )
     print(
         f"  exhaustive grid           {m['grid_s']:.2f} s after compile "
-        f"({m['grid_first_s']:.2f} s with compile)"
+        f"({m['grid_first_s']:.2f} s with compile): "
+        f"{m['grid_evaluations'] / m['grid_s']:.3g} evaluations/s"
+    )
+    share = m["grid_evaluations"] * m["grid_flops_per_evaluation"] / m["grid_s"] / limit["measured"]
+    print(
+        f"  grid, device vs host      device {m['grid_device_s'] * 1e3:.1f} ms "
+        f"({m['grid_chunks']} chunk(s) back to back), host "
+        f"{max(m['grid_s'] - m['grid_device_s'], 0.0) * 1e3:.1f} ms; "
+        f"{m['grid_flops_per_evaluation']:.0f} FLOPs/evaluation -> {share:.2%} of the "
+        "arithmetic limit"
     )
     print(
         f"  relative gap to grid      max {m['max_gap']:.2e}, mean {m['mean_gap']:.2e} "
@@ -175,11 +215,24 @@ def main() -> None:
         f"  search: adam, {DEFAULT_RESTARTS} restarts x {DEFAULT_STEPS} steps, "
         f"smooth roofline p={DEFAULT_SMOOTH:g}; evaluations count a value+gradient as one"
     )
-    report("one scenario (specsim optimize default)", measure([default_scenario()], args.repeats))
+    limit = arithmetic_limit()
+    nominal = limit["nominal"]
+    print(
+        f"  arithmetic limit {limit['measured']:.3g} FLOP/s (float32 matmul, measured)"
+        + (f", {nominal:.3g} nominal" if nominal else "")
+        + f"; load average {load_average():.1f}"
+    )
+    report(
+        "one scenario (specsim optimize default)",
+        measure([default_scenario()], args.repeats),
+        limit,
+    )
     report(
         f"{N_SCENARIOS} scenarios at once (chips x batches x targets)",
         measure(many_scenarios(), max(1, args.repeats // 2)),
+        limit,
     )
+    print(f"\nload average at the end {load_average():.1f}")
 
 
 if __name__ == "__main__":

@@ -16,13 +16,21 @@ sweep before any figure is printed.
   (every input gathered to grid length first, as from a table of configurations).
 
 Each method runs in its own subprocess, which reports its peak resident memory. A
-10^8-point sweep (``best_over="gamma"`` in memory, and every point streamed to Parquet)
-checks the memory bound.
+10^8-point sweep (``best_over="gamma"`` reduced on the device, and every point streamed to
+Parquet) checks the memory bound.
+
+For every JAX configuration it prints configurations per second end to end, the device
+time (the compiled chunks run back to back) and the host time (the rest), the FLOPs per
+configuration of the compiled kernel (XLA's cost analysis) and the share of the device's
+arithmetic limit that reaches (the float32 FLOP/s of a large matrix product on it).
+``--profile FILE`` also writes the device profile of one chunk (cost analysis and the
+busiest XLA operations of a ``jax.profiler`` trace).
 
 Usage::
 
     python benchmarks/sweep.py            # everything (several minutes on 2 CPU cores)
     python benchmarks/sweep.py --quick    # skip the 10^8-point Parquet stream
+    python benchmarks/sweep.py --profile benchmarks/results/sweep_chunk_profile_cpu.txt
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 GRID = dict(
     hardware=["h100", "h200", "tpu-v5p", "tpu-v5e", "a100-80gb"],
@@ -287,39 +296,104 @@ def points(grid) -> int:
     return math.prod(len(v) for v in grid.values())
 
 
-def run_jax(repeats: int) -> dict:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread: XLA's too
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_sweep(kwargs: dict, repeats: int) -> dict:
+    """One configuration of ``specsim.sweep``: first call, then medians of ``repeats``.
+
+    Besides the end-to-end wall (and process CPU) time it runs the same chunks through
+    the compiled kernel back to back, with nothing else: the *device* time. The rest of
+    the end-to-end time is the *host's* (validation, dispatch, copies, building rows).
+    FLOPs per configuration come from XLA's cost analysis of the compiled kernel.
+    """
     import jax
+    from device_info import cost
 
-    from specsim._sweep import sweep
+    import specsim._sweep as sweeps
 
-    start = time.perf_counter()
-    frame = sweep(**GRID, quadrature_nodes=QUADRATURE_NODES, progress=False)
-    first = time.perf_counter() - start
-    timings = []
+    kernel = sweeps._evaluate_chunk
+    calls = []
+
+    def recording(*args, **kw):
+        calls.append((args, kw))
+        return kernel(*args, **kw)
+
+    sweeps._evaluate_chunk = recording
+    try:
+        start = time.perf_counter()
+        result = sweeps.sweep(**kwargs)
+        first = time.perf_counter() - start
+    finally:
+        sweeps._evaluate_chunk = kernel
+    walls, cpus = [], []
+    for _ in range(repeats):
+        del result
+        cpu, start = cpu_seconds(), time.perf_counter()
+        result = sweeps.sweep(**kwargs)
+        walls.append(time.perf_counter() - start)
+        cpus.append(cpu_seconds() - cpu)
+    args, kw = calls[0]
+    compiled = kernel.lower(*args, **kw).compile()
+    device = []
     for _ in range(repeats):
         start = time.perf_counter()
-        frame = sweep(**GRID, quadrature_nodes=QUADRATURE_NODES, progress=False)
-        timings.append(time.perf_counter() - start)
-    few = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        sweep(**GRID, columns=["tokens_per_s"], progress=False)
-        few.append(time.perf_counter() - start)
+        outs = [compiled(*a) for a, _ in calls]
+        jax.block_until_ready(outs)
+        device.append(time.perf_counter() - start)
+        del outs
+    n = points({k: v for k, v in kwargs.items() if k in GRID})
+    flops = cost(compiled)["flops"] * len(calls)
+    wall = float(np.median(walls))
+    return {
+        "points": n,
+        "rows": len(result) if result is not None else 0,
+        "chunks": len(calls),
+        "first_call_s": first,
+        "median_s": wall,
+        "best_s": float(np.min(walls)),
+        "cpu_s": float(np.median(cpus)),
+        "device_s": float(np.median(device)),
+        "host_s": max(wall - float(np.median(device)), 0.0),
+        "flops_per_config": flops / n,
+        "result": result,
+    }
+
+
+JAX_VARIANTS = {
+    "all columns, DataFrame": dict(),
+    "all columns, SweepResult": dict(as_frame=False),
+    "tokens_per_s only, DataFrame": dict(columns=["tokens_per_s"]),
+    "tokens_per_s only, SweepResult": dict(columns=["tokens_per_s"], as_frame=False),
+}
+
+
+def run_jax(repeats: int) -> dict:
+    import jax
+    from device_info import arithmetic_limit, describe
+
+    runs = {}
+    for label, extra in JAX_VARIANTS.items():
+        kwargs = dict(GRID, quadrature_nodes=QUADRATURE_NODES, progress=False, **extra)
+        runs[label] = measure_sweep(kwargs, repeats)
+    frame = runs["all columns, DataFrame"]["result"]
     columns = [
         frame[f].cat.codes if f.endswith("_bound") else frame[f].astype(np.float64) for f in FIELDS
     ]
     np.save(RESULT_PATH, np.stack([np.asarray(c, np.float64) for c in columns], axis=1))
+    for run in runs.values():
+        del run["result"]
     return {
         "method": "jax",
-        "device": str(jax.devices()[0].device_kind),
-        "devices": jax.device_count(),
+        **describe(),
+        "limit": arithmetic_limit(),
         "points": len(frame),
-        "first_call_s": first,
-        "median_s": float(np.median(timings)),
-        "best_s": float(np.min(timings)),
-        "tokens_only_median_s": float(np.median(few[1:])),
+        "runs": runs,
         "peak_rss_gib": peak_rss_gib(),
         "device_peak_gib": device_peak_gib(),
+        "device": str(jax.devices()[0].device_kind),
     }
 
 
@@ -462,30 +536,90 @@ def max_relative_error(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(got - expected) / scale))
 
 
-def run_big(mode: str) -> dict:
+BIG_VARIANTS = {
+    "SweepResult": dict(as_frame=False),
+    "DataFrame": dict(),
+}
+
+
+def run_big(mode: str, repeats: int) -> dict:
     from specsim._sweep import sweep
 
-    start = time.perf_counter()
     if mode == "best":
-        frame = sweep(**BIG_GRID, columns=["tokens_per_s", "speedup"], best_over="gamma")
-        rows = len(frame)
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "grid.parquet")
-            sweep(**BIG_GRID, columns=["tokens_per_s"], out=path, progress=False)
-            rows = points(BIG_GRID)
-            file_gib = os.path.getsize(path) / 2**30
-    elapsed = time.perf_counter() - start
-    out = {
-        "method": f"1e8-{mode}",
+        runs = {}
+        for label, extra in BIG_VARIANTS.items():
+            kwargs = dict(
+                BIG_GRID,
+                columns=["tokens_per_s", "speedup"],
+                best_over="gamma",
+                progress=False,
+                **extra,
+            )
+            run = measure_sweep(kwargs, max(1, repeats // 2))
+            del run["result"]
+            runs[label] = run
+        return {
+            "method": "1e8-best",
+            "points": points(BIG_GRID),
+            "runs": runs,
+            "peak_rss_gib": peak_rss_gib(),
+            "device_peak_gib": device_peak_gib(),
+        }
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "grid.parquet")
+        sweep(**BIG_GRID, columns=["tokens_per_s"], out=path, progress=False)
+        file_gib = os.path.getsize(path) / 2**30
+    return {
+        "method": "1e8-parquet",
         "points": points(BIG_GRID),
-        "rows": rows,
-        "seconds": elapsed,
+        "seconds": time.perf_counter() - start,
+        "file_gib": file_gib,
         "peak_rss_gib": peak_rss_gib(),
         "device_peak_gib": device_peak_gib(),
     }
-    if mode != "best":
-        out["file_gib"] = file_gib
+
+
+def run_profile() -> dict:
+    """Device profile of one chunk: all columns of the 10^6 grid, and the best gamma of
+    one 10^8-grid chunk (cost analysis and the busiest XLA operations)."""
+    import jax
+    from device_info import cost, describe, trace_summary
+
+    import specsim._sweep as sweeps
+
+    out = {"method": "profile", **describe(), "chunks": {}}
+    cases = {
+        "10^6 grid, all columns (one chunk)": dict(GRID, quadrature_nodes=QUADRATURE_NODES),
+        "10^8 grid, best gamma, tokens_per_s and speedup (first chunk)": dict(
+            BIG_GRID, columns=["tokens_per_s", "speedup"], best_over="gamma"
+        ),
+    }
+    kernel = sweeps._evaluate_chunk
+    for label, kwargs in cases.items():
+        calls = []
+
+        def recording(*args, calls=calls, **kw):
+            calls.append((args, kw))
+            return kernel(*args, **kw)
+
+        sweeps._evaluate_chunk = recording
+        try:
+            sweeps.sweep(**kwargs, as_frame=False, progress=False)
+        finally:
+            sweeps._evaluate_chunk = kernel
+        args, kw = calls[0]
+        compiled = kernel.lower(*args, **kw).compile()
+        plan = kw["plan"]
+        inner = math.prod(len(kwargs[a]) if a in kwargs else 1 for a in plan.inner_axes)
+        chunk_points = args[0].shape[0] * inner
+        out["chunks"][label] = {
+            "points": chunk_points,
+            "outer_axes": list(plan.outer_axes),
+            "inner_axes": list(plan.inner_axes),
+            **cost(compiled),
+            "top": trace_summary(lambda c=compiled, a=args: jax.block_until_ready(c(*a))),
+        }
     return out
 
 
@@ -508,10 +642,53 @@ def device_memory(run: dict) -> str:
     return "" if peak is None else f", accelerator peak {peak:.2f} GiB"
 
 
+def describe_run(label: str, run: dict, limit: dict) -> str:
+    """One line per measured configuration: rates, host/device split, arithmetic share."""
+    n = run["points"]
+    rate = n / run["median_s"]
+    device_rate = n / run["device_s"] if run["device_s"] > 0 else float("inf")
+    flops = run["flops_per_config"]
+    share = rate * flops / limit["measured"] if limit["measured"] else float("nan")
+    return (
+        f"  {label:32s} {rate:9.3g} configs/s (median {run['median_s'] * 1e3:7.1f} ms, best "
+        f"{run['best_s'] * 1e3:7.1f} ms, CPU {run['cpu_s'] * 1e3:7.1f} ms; first call "
+        f"{run['first_call_s']:.2f} s)\n"
+        f"  {'':32s} device {run['device_s'] * 1e3:7.1f} ms ({device_rate:.3g} configs/s), "
+        f"host {run['host_s'] * 1e3:7.1f} ms; {run['chunks']} chunk(s), {run['rows']:,} rows; "
+        f"{flops:.1f} FLOPs/config -> {share:.2%} of the arithmetic limit"
+    )
+
+
+def write_profile(path: str, profile: dict, limit: dict, load: float) -> None:
+    lines = [
+        f"# python benchmarks/sweep.py --profile {path}; load average {load:.1f} at start",
+        f"# device: {profile['devices']} x {profile['device_kind']} ({profile['platform']}), "
+        f"jax {profile['jax']}; arithmetic limit (float32 matmul, measured) "
+        f"{limit['measured']:.3g} FLOP/s",
+    ]
+    for label, chunk in profile["chunks"].items():
+        lines.append("")
+        lines.append(f"{label}: {chunk['points']:,} points")
+        lines.append(f"  outer axes {chunk['outer_axes']}, inner (vmapped) {chunk['inner_axes']}")
+        lines.append(
+            f"  XLA cost analysis: {chunk['flops']:.4g} FLOPs "
+            f"({chunk['flops'] / chunk['points']:.1f} per point), "
+            f"{chunk['transcendentals']:.4g} transcendentals, {chunk['bytes']:.4g} bytes"
+        )
+        lines.append("  busiest device operations (jax.profiler trace, per run):")
+        for name, us, calls in chunk["top"]:
+            lines.append(f"    {us:10.0f} us  x{calls:<4.0f} {name}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 1e8 Parquet stream")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--profile", metavar="FILE", default=None, help="also write a device profile of one chunk"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -520,8 +697,9 @@ def main() -> None:
             "numpy": lambda: run_numpy(max(1, args.repeats // 2)),
             "numpy-flat": lambda: run_numpy_flat(2),
             "python": lambda: run_python(PYTHON_SAMPLE),
-            "best": lambda: run_big("best"),
-            "parquet": lambda: run_big("parquet"),
+            "best": lambda: run_big("best", args.repeats),
+            "parquet": lambda: run_big("parquet", args.repeats),
+            "profile": run_profile,
         }
         print(json.dumps(runners[args.child]()))
         return
@@ -541,22 +719,28 @@ def main() -> None:
                 f"{run['method']} disagrees with the sweep (max relative error "
                 f"{run['max_rel_error']:.1e}): the reference formulas are out of date"
             )
+    limit = jx["limit"]
+    nominal = limit["nominal"]
+    print(
+        f"device: {jx['devices']} x {jx['device_kind']} ({jx['platform']}), jax {jx['jax']}; "
+        f"arithmetic limit {limit['measured']:.3g} FLOP/s (float32 matmul, measured)"
+        + (f", {nominal:.3g} nominal" if nominal else "")
+    )
     n = jx["points"]
-    jax_rate = n / jx["median_s"]
-    numpy_rate = npy["points"] / npy["median_s"]
-    flat_rate = flat["points"] / flat["median_s"]
-    python_rate = py["points"] / py["seconds"]
     print(
         f"grid: {n:,} points ({' x '.join(str(len(v)) for v in GRID.values())} over "
         f"{', '.join(GRID)}), {QUADRATURE_NODES} quadrature nodes, all 19 report fields"
     )
     print(
-        f"JAX sweep on {jx['devices']} x {jx['device']}: first call {jx['first_call_s']:.2f} s "
-        f"(compiles), then median {jx['median_s'] * 1e3:.0f} ms (best "
-        f"{jx['best_s'] * 1e3:.0f} ms) -> {jax_rate:.3g} configs/s; "
-        f"tokens_per_s column only {n / jx['tokens_only_median_s']:.3g} configs/s; "
-        f"peak RSS {jx['peak_rss_gib']:.2f} GiB{device_memory(jx)}"
+        "JAX sweep (device = the compiled chunks back to back; host = the rest of the "
+        "end-to-end time):"
     )
+    for label, run in jx["runs"].items():
+        print(describe_run(label, run, limit))
+    jax_rate = n / jx["runs"]["all columns, DataFrame"]["median_s"]
+    numpy_rate = npy["points"] / npy["median_s"]
+    flat_rate = flat["points"] / flat["median_s"]
+    python_rate = py["points"] / py["seconds"]
     print(
         f"NumPy (float64, broadcast): median {npy['median_s']:.2f} s -> {numpy_rate:.3g} "
         f"configs/s; max rel. error vs sweep {npy['max_rel_error']:.1e}; "
@@ -574,22 +758,30 @@ def main() -> None:
         f"{py['max_rel_error']:.1e}; peak RSS {py['peak_rss_gib']:.2f} GiB"
     )
     print(
-        f"ratios: JAX / pure Python = {jax_rate / python_rate:,.0f}x, "
+        f"ratios (all columns, DataFrame): JAX / pure Python = {jax_rate / python_rate:,.0f}x, "
         f"JAX / NumPy broadcast = {jax_rate / numpy_rate:.1f}x, "
         f"JAX / NumPy per point = {jax_rate / flat_rate:.0f}x"
     )
-    big = [child("best", args)] + ([] if args.quick else [child("parquet", args)])
-    for run in big:
-        what = (
-            f"best gamma per point in memory ({run['rows']:,} rows)"
-            if run["method"].endswith("best")
-            else f"every point streamed to Parquet ({run['file_gib']:.2f} GiB file)"
-        )
+    best = child("best", args)
+    print(
+        f"10^8 points ({best['points']:,}), best gamma per point (tokens_per_s and speedup "
+        f"there), reduced on the device; peak RSS {best['peak_rss_gib']:.2f} "
+        f"GiB{device_memory(best)}:"
+    )
+    for label, run in best["runs"].items():
+        print(describe_run(label, run, limit))
+    if not args.quick:
+        run = child("parquet", args)
         print(
-            f"10^8 points ({run['points']:,}), {what}: {run['seconds']:.1f} s, "
+            f"10^8 points ({run['points']:,}), every point streamed to Parquet "
+            f"({run['file_gib']:.2f} GiB file): {run['seconds']:.1f} s, "
             f"{run['points'] / run['seconds']:.3g} configs/s, "
             f"peak RSS {run['peak_rss_gib']:.2f} GiB{device_memory(run)}"
         )
+    if args.profile:
+        write_profile(args.profile, child("profile", args), limit, load)
+        print(f"device profile of one chunk written to {args.profile}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the hardware, is static.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ _NON_NEGATIVE = (
     "sliding_window",
     "n_mtp_layers",
 )
+_positive_fields = operator.attrgetter(*(f for f in _FIELDS if f != "tied_embeddings"))
+_non_negative_fields = operator.attrgetter(*_NON_NEGATIVE)
 
 
 @struct.dataclass
@@ -253,6 +256,9 @@ class TransformerSpec:
             raise ValueError(
                 f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
             )
+        if _valid_floats(self):  # the common case, checked without NumPy
+            self._validate_extensions()
+            return self
         for name in _FIELDS:
             for v in _concrete_values(getattr(self, name)):
                 if name == "tied_embeddings":
@@ -272,26 +278,24 @@ class TransformerSpec:
         return self
 
     def _validate_extensions(self) -> None:
-        values = {
-            name: concrete(getattr(self, name))
-            for name in (
-                "n_layers",
-                "n_moe_layers",
-                "n_experts",
-                "experts_per_token",
-                "d_ff_expert",
-                "routing_skew",
-                "mla_absorbed",
-                "n_local_layers",
-                "sliding_window",
-            )
-        }
-        if any(v is None for v in values.values()):
-            return  # traced: checked where the values were concrete
-        v = {
-            name: np.broadcast_to(x, np.broadcast_shapes(*(y.shape for y in values.values())))
-            for name, x in values.items()
-        }
+        names = (
+            "n_layers",
+            "n_moe_layers",
+            "n_experts",
+            "experts_per_token",
+            "d_ff_expert",
+            "routing_skew",
+            "mla_absorbed",
+            "n_local_layers",
+            "sliding_window",
+        )
+        v = {name: getattr(self, name) for name in names}
+        if not all(type(x) is float for x in v.values()):  # catalogue specs: plain floats
+            values = {name: concrete(x) for name, x in v.items()}
+            if any(x is None for x in values.values()):
+                return  # traced: checked where the values were concrete
+            shape = np.broadcast_shapes(*(x.shape for x in values.values()))
+            v = {name: np.broadcast_to(x, shape) for name, x in values.items()}
         moe = v["n_moe_layers"] > 0
         checks = (
             (v["n_moe_layers"] > v["n_layers"], "n_moe_layers must be <= n_layers"),
@@ -310,6 +314,8 @@ class TransformerSpec:
             ),
         )
         for bad, message in checks:
+            if bad is False:  # plain floats: a Python bool, no NumPy call
+                continue
             if np.any(bad):
                 got = ", ".join(
                     f"{k}={np.asarray(x)[bad].ravel()[0]:g}" for k, x in v.items() if k in message
@@ -412,6 +418,18 @@ def mtp_parameter_count(spec: TransformerSpec):
         + 2.0 * spec.vocab * spec.d_model
     )
     return spec.n_mtp_layers * module
+
+
+def _valid_floats(spec: TransformerSpec) -> bool:
+    """Whether every size is a Python float passing `TransformerSpec.validate`'s rules."""
+    positive = _positive_fields(spec)
+    non_negative = _non_negative_fields(spec)
+    return (
+        all(type(v) is float and 0.0 < v < math.inf for v in positive)
+        and all(type(v) is float and 0.0 <= v < math.inf for v in non_negative)
+        and spec.tied_embeddings in (0.0, 1.0)
+        and type(spec.tied_embeddings) is float
+    )
 
 
 def _concrete_values(value) -> tuple[float, ...]:
