@@ -442,15 +442,18 @@ def buildable_points(bounds: DraftBounds, template: DraftTemplate) -> np.ndarray
     """
     bounds = jax.device_get(bounds)  # one transfer, not one per number read below
     step = float(template.width_step)
-    points = []
-    for n_layers in range(
+    layers = np.arange(
         math.ceil(float(bounds.min_layers)), math.floor(float(bounds.max_layers)) + 1
-    ):
-        lo = max(float(bounds.min_d_model), float(bounds.min_aspect) * n_layers)
-        hi = min(float(bounds.max_d_model), float(bounds.max_aspect) * n_layers)
-        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
-        points.extend((float(n_layers), step * k) for k in range(max(first, 1), last + 1))
-    return np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    ).astype(np.float64)
+    lo = np.maximum(float(bounds.min_d_model), float(bounds.min_aspect) * layers)
+    hi = np.minimum(float(bounds.max_d_model), float(bounds.max_aspect) * layers)
+    first = np.maximum(np.ceil(lo / step - 1e-9), 1.0)
+    last = np.floor(hi / step + 1e-9)
+    counts = np.maximum(last - first + 1.0, 0.0).astype(np.int64)
+    # Width multiples first..last of every layer count, layer-major.
+    starts = np.repeat(first - np.cumsum(counts) + counts, counts)
+    multiples = starts + np.arange(counts.sum(), dtype=np.float64)
+    return np.column_stack([np.repeat(layers, counts), step * multiples])
 
 
 def gamma_values(bounds: DraftBounds) -> np.ndarray:

@@ -618,7 +618,7 @@ def _stack(items: Sequence[Any]):
     def stack(*leaves):
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
             return jnp.stack([jnp.asarray(x, jnp.float32) for x in leaves])
-        return np.asarray(jax.device_get(list(leaves)), np.float32)
+        return np.asarray(leaves, np.float32)
 
     return jax.tree.map(stack, *items)
 
