@@ -59,9 +59,11 @@ def main() -> None:
     workload = specsim.Workload.create(batch=1, prompt_tokens=128, generate_tokens=128)
     deployment = specsim.Deployment.create(target, chip, workload, 0.8)
     evaluate = specsim.Evaluator(deployment, draft, 4.0)
-    values, layout = core._pack((deployment, draft, 4.0))
+    floats, integers, layout = core._pack((deployment, draft, 4.0))
     structure = core._report_structure(layout, None, core.QUADRATURE_NODES)
-    packed = np.asarray(core._throughput_packed(values, layout, None, core.QUADRATURE_NODES))
+    packed = np.asarray(
+        core._throughput_packed(floats, integers, layout, None, core.QUADRATURE_NODES)
+    )
 
     gammas = iter(np.tile(np.arange(1.0, 9.0), n + 16))
     rows = [
@@ -87,7 +89,7 @@ def main() -> None:
         (
             "  compiled kernel (one vector in, one out)",
             lambda: np.asarray(
-                core._throughput_packed(values, layout, None, core.QUADRATURE_NODES)
+                core._throughput_packed(floats, integers, layout, None, core.QUADRATURE_NODES)
             ),
         ),
         ("  unpack the report", lambda: core._unpack_report(packed, structure)),
