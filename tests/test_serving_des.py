@@ -13,7 +13,9 @@ from specsim.serving import (
     Trace,
     Traffic,
     engine_step_time,
+    replay,
     simulate,
+    sweep_rates,
 )
 
 PREFILL_S = 0.05  # synthetic engine: a prefill step
@@ -35,9 +37,10 @@ def linear_steps(per_token_s=1e-3, fixed_s=0.01):
     """A step takes ``fixed_s + per_token_s x (decode + prefill tokens)``."""
     return StepTimeModel.from_function(
         lambda k, b, c, p: fixed_s + per_token_s * (b * (k + 1) + p),
-        batch_grid=np.arange(65),
+        # (linear in b and p: multilinear interpolation is exact on two nodes)
+        batch_grid=[0, 64],
         context_grid=[0, 1e5],
-        prefill_grid=np.arange(8193),
+        prefill_grid=[0, 8192],
     )
 
 
@@ -266,3 +269,131 @@ def test_lookahead_beyond_the_table_is_refused():
             policy,
             engine=EngineConfig.create(kv_blocks=9),
         )
+
+
+# ----------------------------------------------------------------------------- on Dask
+
+
+def loaded_trace(n=1200, rate=40.0, seed=6):
+    traffic = Traffic.poisson(
+        rate, LengthDistribution.lognormal(150, 0.8), LengthDistribution.lognormal(40, 0.8)
+    )
+    return traffic.sample(n, seed=seed)
+
+
+ENGINE = EngineConfig.create(max_num_seqs=16, max_num_batched_tokens=1024, kv_blocks=2000)
+
+
+def test_replicas_are_round_robin_replays():
+    """Three replicas: each replays every third request on its own, exactly."""
+    trace = loaded_trace()
+    model = linear_steps(per_token_s=2e-4)
+    merged = replay(trace, model, engine=ENGINE, replicas=3, scheduler="synchronous")
+    check_conservation(merged, trace)
+    assert merged.kv_blocks == 3 * ENGINE.kv_blocks
+    for r in range(3):
+        mine = np.arange(r, len(trace), 3)
+        alone = simulate(
+            Trace(trace.arrival_s[mine], trace.prompt_tokens[mine], trace.output_tokens[mine]),
+            model,
+            engine=ENGINE,
+        )
+        assert np.array_equal(merged.finish_s[mine], alone.finish_s)
+        assert np.array_equal(merged.first_token_s[mine], alone.first_token_s)
+    # The same on threads (the scheduler changes where, not what).
+    threaded = replay(trace, model, engine=ENGINE, replicas=3, scheduler="threads")
+    assert np.array_equal(threaded.finish_s, merged.finish_s)
+
+
+def test_time_shards_approximate_the_serial_replay():
+    """Four time shards with a 200-request overlap against one serial replay. At light load
+    the engine drains inside every overlap, after which shard and serial replay step in
+    lockstep: every record is identical. Loaded (~6 requests in the system, rarely empty),
+    step boundaries stay out of phase by a fraction of a step: percentiles within 2%."""
+    model = linear_steps(per_token_s=1e-5)
+    for rate, exact in ((3.0, True), (15.0, False)):
+        trace = loaded_trace(rate=rate)
+        serial = simulate(trace, model, engine=ENGINE)
+        sharded = replay(
+            trace, model, engine=ENGINE, shards=4, overlap_requests=200, scheduler="synchronous"
+        )
+        check_conservation(sharded, trace)
+        if exact:
+            assert np.array_equal(sharded.finish_s, serial.finish_s)
+            assert np.array_equal(sharded.first_token_s, serial.first_token_s)
+        for key in ("ttft_s_p90", "tpot_s_p50", "e2e_s_p50"):
+            assert sharded.summary()[key] == pytest.approx(serial.summary()[key], rel=0.02)
+
+
+def test_sweep_over_rates():
+    trace_lengths = Traffic.poisson(
+        1.0, LengthDistribution.lognormal(150, 0.8), LengthDistribution.lognormal(40, 0.8)
+    )
+    model = linear_steps(per_token_s=2e-4)
+    table = sweep_rates(
+        trace_lengths,
+        [5.0, 20.0, 60.0],
+        model,
+        engine=ENGINE,
+        n_requests=400,
+        seeds=[0, 1],
+        scheduler="synchronous",
+    )
+    assert table.shape[0] == 6
+    assert table[["rate_per_s", "seed"]].values.tolist() == [
+        [5.0, 0],
+        [5.0, 1],
+        [20.0, 0],
+        [20.0, 1],
+        [60.0, 0],
+        [60.0, 1],
+    ]
+    mean = table.groupby("rate_per_s")[["requests_per_s", "ttft_s_p90"]].mean()
+    assert mean["requests_per_s"].is_monotonic_increasing
+    assert mean["ttft_s_p90"].is_monotonic_increasing
+    # One row is one `simulate` of the same sampled trace.
+    again = simulate(
+        trace_lengths.replace(rate_per_s=np.float32(20.0)),
+        model,
+        engine=ENGINE,
+        n_requests=400,
+        seed=1,
+    ).summary()
+    assert table.iloc[3]["ttft_s_p90"] == pytest.approx(again["ttft_s_p90"], rel=1e-12)
+
+
+@pytest.mark.slow  # starts a LocalCluster (a scheduler and a worker), ~5 s
+def test_a_distributed_client_gives_the_same_records():
+    distributed = pytest.importorskip("distributed")
+    trace = loaded_trace(n=400)
+    model = linear_steps(per_token_s=2e-4)
+    local = replay(trace, model, engine=ENGINE, replicas=2, scheduler="synchronous")
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        remote = replay(trace, model, engine=ENGINE, replicas=2, scheduler=client)
+    assert np.array_equal(remote.finish_s, local.finish_s)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"replicas": 0}, "replicas"),
+        ({"shards": 1.5}, "shards"),
+        ({"overlap_requests": -1}, "overlap_requests"),
+        ({"scheduler": "ray"}, "scheduler"),
+        ({"scheduler": object()}, "scheduler"),
+    ],
+)
+def test_bad_replay_inputs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        replay(loaded_trace(n=10), linear_steps(), engine=ENGINE, **kwargs)
+
+
+@pytest.mark.slow  # a local process pool: each worker imports specsim (~5 s)
+def test_the_default_process_pool_gives_the_same_records():
+    trace = loaded_trace(n=300)
+    model = linear_steps(per_token_s=2e-4)
+    local = replay(trace, model, engine=ENGINE, replicas=2, scheduler="synchronous")
+    pooled = replay(trace, model, engine=ENGINE, replicas=2)
+    assert np.array_equal(pooled.finish_s, local.finish_s)

@@ -6,11 +6,14 @@
   and `SpecPolicy` (a speculator and a lookahead per decode-batch bucket).
 * `engine_step_time` (traced) and `StepTimeModel` (its table): one engine step's time from
   specsim's cost model, shared by both evaluators.
-* `simulate`: the discrete-event reference, replaying requests step by step.
+* `simulate`: the discrete-event reference, replaying requests step by step; `replay`
+  (replicas, time shards) and `sweep_rates` (many loads) run many replays on Dask.
 """
 
 from ._des import SimulationResult as SimulationResult
 from ._des import simulate as simulate
+from ._distributed import replay as replay
+from ._distributed import sweep_rates as sweep_rates
 from ._engine import DEFAULT_BATCH_BUCKETS as DEFAULT_BATCH_BUCKETS
 from ._engine import EngineConfig as EngineConfig
 from ._engine import SpecPolicy as SpecPolicy
@@ -40,5 +43,7 @@ __all__ = [
     "engine_step_time",
     "kv_bytes_per_token",
     "load_trace",
+    "replay",
     "simulate",
+    "sweep_rates",
 ]
