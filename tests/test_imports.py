@@ -153,3 +153,95 @@ def test_import_specsim_does_not_import_matplotlib():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
     )
     assert out.stdout.strip() == "False"
+
+
+# The layers of docs/design.md, lowest first. A module may import its own layer and the
+# layers below it, never one above. A module matches the longest prefix listed; a new
+# module must be placed here (the test says so) rather than fall through.
+LAYERS = (
+    (
+        "foundation",
+        (
+            "specsim._numerics",
+            "specsim._registry",
+            "specsim._schema",
+            "specsim._errors",
+            "specsim._limits",
+            "specsim._atomic",
+            "specsim._progress",
+            "specsim._executable_cache",
+            "specsim._compilation_cache",
+            "specsim._scaling",
+            "specsim._lambertw",
+            "specsim._dataflow",
+            "specsim._reduce",
+        ),
+    ),
+    ("catalogues", ("specsim.hardware", "specsim.models", "specsim.runtime", "specsim.theory")),
+    (
+        "physics",
+        (
+            "specsim._cost",
+            "specsim._quadrature",
+            "specsim._workload",
+            "specsim._acceptance",
+            "specsim._tree",
+            "specsim._measured_acceptance",
+            "specsim._plausibility",
+        ),
+    ),
+    ("deployment", ("specsim._deployment", "specsim._feasibility", "specsim.speculators")),
+    ("prediction", ("specsim._throughput", "specsim._evaluator", "specsim._saturation")),
+    (
+        "search and batches",
+        (
+            "specsim._draft",
+            "specsim._optimize",
+            "specsim._tree_search",
+            "specsim._sweep_kernel",
+            "specsim._sweep_result",
+            "specsim._sweep",
+            "specsim._method_sweep",
+            "specsim._schedule",
+            "specsim.engines",
+            "specsim.serving",
+        ),
+    ),
+    (
+        "reality checks",
+        ("specsim.measure", "specsim._calibrate", "specsim._local_calibration", "specsim.validate"),
+    ),
+    ("shells", ("specsim.cli", "specsim.plot")),
+)
+
+
+def _layer(module):
+    """Index in `LAYERS` of a module, by its longest matching prefix (None: unplaced)."""
+    best, found = -1, None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (
+                module == prefix
+                or module.startswith(prefix + ".")
+                or (module.startswith(prefix + "_") and prefix.rpartition(".")[2].startswith("_"))
+            ) and len(prefix) > best:
+                best, found = len(prefix), index
+    return found
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(m for m in import_graph() if m != "specsim" and _layer(m) is None)
+    assert not unplaced, f"place {unplaced} in LAYERS of {__file__} (and docs/design.md)"
+
+
+def test_imports_flow_down_the_layers():
+    graph = import_graph()
+    upward = []
+    for module, targets in graph.items():
+        if module == "specsim":  # the package re-exports every layer
+            continue
+        for target in targets - {"specsim"}:
+            low, high = _layer(module), _layer(target)
+            if None not in (low, high) and high > low:
+                upward.append(f"{module} ({LAYERS[low][0]}) imports {target} ({LAYERS[high][0]})")
+    assert not upward, "imports going up a layer: " + "; ".join(sorted(upward))
