@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,3 +88,37 @@ def maximum(a, b):
     if isinstance(a, int | float) and isinstance(b, int | float):
         return max(a, b)
     return jnp.maximum(a, b)
+
+
+# Objects found valid whose checked fields are all Python floats or strings: those cannot
+# change, so checking them again cannot fail and a repeat call (a loop over `throughput`
+# with the same specs) skips it. Keyed by ``id``; an entry leaves with its object.
+_VALIDATED: dict[int, weakref.ref] = {}
+
+
+def validated_before(obj) -> bool:
+    """Whether ``obj`` itself passed a validation that `remember_valid` recorded."""
+    ref = _VALIDATED.get(id(obj))
+    return ref is not None and ref() is obj
+
+
+def remember_valid(obj, values) -> None:
+    """Records ``obj`` as valid when every one of ``values`` is an immutable Python value.
+
+    Examples:
+        >>> class Spec:
+        ...     pass
+        >>> spec = Spec()
+        >>> remember_valid(spec, [1.0, "bf16"]); validated_before(spec)
+        True
+        >>> other = Spec()
+        >>> remember_valid(other, [np.ones(2)]); validated_before(other)
+        False
+    """
+    if not all(type(v) is float or type(v) is str or v is None for v in values):
+        return  # an array may be changed in place: check it every time
+    key = id(obj)
+    try:
+        _VALIDATED[key] = weakref.ref(obj, lambda _, key=key: _VALIDATED.pop(key, None))
+    except TypeError:  # no weak references to this type: nothing remembered
+        pass

@@ -9,7 +9,7 @@ from typing import Any
 
 from flax import struct
 
-from .._numerics import concrete_values
+from .._numerics import concrete_values, remember_valid, validated_before
 from . import _fields
 from ._fields import GIB as GIB
 from ._fields import GIGA as GIGA
@@ -144,12 +144,16 @@ class HardwareSpec:
         Raises:
             ValueError: ``<name>: <field> <value>: out of range; valid: <range>``.
         """
-        values = {}
+        if validated_before(self):  # plain floats, found valid before: cannot have changed
+            return self
+        values, leaves = {}, []
         for field in _fields.FIELDS:
             value = getattr(self, field.name)
             if value is not None:
                 values[field.name] = concrete_values(value)  # nothing for a tracer
+                leaves.append(value)
         _fields.check_values(values, name)
+        remember_valid(self, leaves)
         return self
 
     def peak_flops_per_s(self, compute_dtype: str):

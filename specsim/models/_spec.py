@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from flax import struct
 
-from .._numerics import concrete, concrete_values, where
+from .._numerics import concrete, concrete_values, remember_valid, validated_before, where
 from . import _attention, _moe
 from ._formats import BYTES_PER_ELEMENT as BYTES_PER_ELEMENT
 from ._formats import WEIGHT_ONLY_FORMATS, dtype_bytes
@@ -252,12 +252,15 @@ class TransformerSpec:
         ``n_layers`` MoE or sliding-window layers and a positive window where there are
         sliding-window layers.
         """
+        if validated_before(self):  # plain floats, found valid before: cannot have changed
+            return self
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(
                 f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
             )
         if _valid_floats(self):  # the common case, checked without NumPy
             self._validate_extensions()
+            remember_valid(self, ())  # _valid_floats: every checked field a Python float
             return self
         for name in _FIELDS:
             for v in _concrete_values(getattr(self, name)):

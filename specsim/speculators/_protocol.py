@@ -22,6 +22,7 @@ so each method lives in its own module and the core has one call path for all.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -241,7 +242,10 @@ def validate_speculation(speculator, deployment, shape) -> None:
             or the SDSL law with a method other than a draft model.
     """
     method = implementation(speculator)
-    if is_tree(shape):
+    if type(shape) is float or type(shape) is int:  # a plain chain: checked without NumPy
+        if not (math.isfinite(shape) and shape >= 0):
+            raise ValueError(f"gamma must be a real number >= 0, got {shape}")
+    elif is_tree(shape):
         shape.validate()
         if not isinstance(deployment.acceptance, TreeAcceptance):
             raise ValueError(
