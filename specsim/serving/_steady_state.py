@@ -1,0 +1,653 @@
+"""A fast, differentiable steady-state model of a continuously batching engine.
+
+Below saturation every arriving request is eventually served, so a replica that receives
+``lambda`` requests/s emits ``lambda x E[output tokens]`` tokens/s; what the load changes
+is *how long* each request takes, through the step time. The model finds the mean state
+of the engine that is consistent with the traffic, then reads latency percentiles off
+stated approximations.
+
+**Mean state** (one replica). Let ``B`` be the mean number of decoding sequences. Each
+engine step decodes all of them (``lookahead + 1`` verified tokens each when speculating)
+and prefills prompt chunks; a sequence emits ``E`` tokens per step (``E = 1`` without
+speculation), so a request decodes for ``n = (E[output] - 1) / E`` steps (the first output
+token comes with its prefill). With mean step time ``tau``:
+
+* Little's law: ``B = lambda x n x tau``;
+* prefill tokens per step: ``P = lambda x E[prompt] x tau = E[prompt] x B / n``;
+* the step time is the engine's step at that mix: ``tau = T(B, lookahead(B), P)``.
+
+So every ``B`` fixes ``tau`` and the rate that sustains it in closed form,
+``lambda(B) = B / (n x T(B, lookahead(B), E[prompt] B / n))``; the state at a given rate
+is the root of ``lambda(B) = lambda``, found by bisection in ``log B`` and made
+differentiable by one implicit-function Newton step (the gradient of the root, not of the
+bisection). The engine's limits bound ``B``: ``max_num_seqs``, the KV cache (``B`` times
+the mean resident context, lookahead slots and half a block of rounding per sequence),
+``max_num_batched_tokens`` (verified plus prefill tokens) and the prefill chunk budget.
+The largest ``lambda(B)`` within those bounds is the *saturation rate*; ``load = lambda /
+saturation rate``.
+
+**Lookahead per batch bucket.** The decode batch of a step fluctuates around ``B``; the
+number of decoding sequences of an M/G/infinity system is Poisson, approximated here by a
+normal of mean and variance ``B``, whose mass in each bucket weights that bucket's
+lookahead (verified tokens and emitted tokens are averaged with those weights). This keeps
+the model smooth in ``B`` and in every bucket's lookahead.
+
+**Latency approximations** (stated, tested against the discrete-event reference):
+
+* TTFT of a prompt of ``I`` tokens = a uniform wait for the running step to end (0 to
+  ``tau``) + ``max(1, (Q + I) / C)`` steps of duration ``T(B, lookahead, min(C, I + P))``,
+  where ``C`` is the prefill budget per step left after the decode tokens and ``Q`` the
+  mean prefill backlog, Kingman's bound for the slotted queue ``Q' = max(0, Q + A - C)``:
+  ``Q = Var[A] / (2 (C - E[A]))`` with ``A`` the compound-Poisson prompt tokens arriving
+  per step. Its CDF is a mixture over prompt-length quantile nodes; percentiles invert it
+  by bisection.
+* TPOT of a request with ``O`` output tokens: lognormal with mean ``tau / E`` and a
+  squared coefficient of variation from three independent sources: step-to-step prefill
+  load (``(dT/dP)^2 Var[A]`` averaged over the request's ``(O - 1) / E`` steps), the batch
+  size over the request's life (Poisson with variance ``B``, time-averaged over one decode
+  lifetime: factor 2/3, exact for equal lifetimes) and the number of accepted tokens
+  (chain acceptance at the speculator's rate). A mixture over output-length nodes.
+* End-to-end latency: a normal per output-length node, mean TTFT + ``(O - 1)`` mean TPOT,
+  variances added; a mixture over the nodes.
+
+Prompt and output lengths are independent; a request's length quantiles are taken at
+fixed probability nodes denser in the upper tail (for p99). Near saturation queues grow
+without bound and none of this holds: ``within_approximation`` is ``False`` above
+``max_load`` (default 0.8) or when any engine limit is more than ``max_load`` used, and a
+load past saturation returns ``feasible = False`` with finite (capped) numbers, never NaN.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.scipy.special import ndtr, ndtri
+
+from .._deployment import Deployment
+from ..speculators import _protocol as _speculators
+from ._engine import EngineConfig, SpecPolicy
+from ._slo import SLO
+from ._step_time import engine_step_time
+from ._traffic import LengthDistribution, Traffic
+
+__all__ = [
+    "DEFAULT_MAX_LOAD",
+    "LIMIT_NAMES",
+    "PERCENTILES",
+    "SteadyStateReport",
+    "steady_state",
+]
+
+LIMIT_NAMES = (
+    "compute",
+    "max_num_seqs",
+    "kv_cache",
+    "max_num_batched_tokens",
+    "prefill_chunk_tokens",
+)
+PERCENTILES = (50.0, 90.0, 99.0)
+DEFAULT_MAX_LOAD = 0.8
+
+# Probability bins of the length nodes: uniform in the body, finer in the upper tail so
+# that p99 latencies are read off more than one node. Each node sits at its bin's middle.
+_BIN_EDGES = np.array(
+    [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97]
+    + [0.98, 0.99, 0.995, 0.998, 1.0]
+)
+_NODE_PROBS = (_BIN_EDGES[1:] + _BIN_EDGES[:-1]) / 2.0
+_NODE_WEIGHTS = np.diff(_BIN_EDGES)
+_BISECTION_STEPS = 40
+_QUANTILE_STEPS = 30
+_MIN_BATCH = 1e-6
+# Lifetime-averaged variance of an M/D/infinity count over one service time, over its
+# instantaneous variance: (2 / L^2) int_0^L (L - t)(1 - t / L) dt = 2/3.
+_BATCH_AVERAGING = 2.0 / 3.0
+
+
+@struct.dataclass
+class SteadyStateReport:
+    """The steady state of a fleet of identical replicas at one traffic (SI units).
+
+    Rates and throughputs are for the whole fleet (``replicas`` replicas, each receiving an
+    equal share of the arrivals); batch, step and limit figures are per replica.
+
+    Attributes:
+        rate_per_s: arrival rate, requests/s.
+        throughput_tokens_per_s: output tokens/s (``rate x E[output]`` when feasible; the
+            saturated throughput otherwise).
+        goodput_tokens_per_s: output tokens/s of requests meeting both SLO targets.
+        slo_attainment: share of requests meeting both targets (TTFT and TPOT independent).
+        slo_met: whether both targets hold at the SLO's percentile.
+        ttft_p50_s, ttft_p90_s, ttft_p99_s: time to first token percentiles, s.
+        tpot_p50_s, tpot_p90_s, tpot_p99_s: time per output token percentiles, s.
+        e2e_p50_s, e2e_p90_s, e2e_p99_s: request latency percentiles, s.
+        step_s: mean engine step, s.
+        decode_batch: mean decoding sequences per replica (``B``).
+        lookahead: mean draft tokens per sequence per step (bucket-weighted).
+        tokens_per_step: mean tokens a decoding sequence emits per step (``E``).
+        prefill_tokens_per_step: mean prompt tokens prefilled per step.
+        saturation_rate_per_s: the largest rate the fleet sustains within its limits.
+        load: ``rate / saturation rate``.
+        limit: index into ``LIMIT_NAMES`` of what sets the saturation rate.
+        kv_utilization, seq_utilization, token_utilization: shares of the KV cache,
+            ``max_num_seqs`` and ``max_num_batched_tokens`` in use.
+        feasible: a steady state exists (load < 1).
+        within_approximation: load and every limit's use at most ``max_load``.
+    """
+
+    rate_per_s: Any
+    throughput_tokens_per_s: Any
+    goodput_tokens_per_s: Any
+    slo_attainment: Any
+    slo_met: Any
+    ttft_p50_s: Any
+    ttft_p90_s: Any
+    ttft_p99_s: Any
+    tpot_p50_s: Any
+    tpot_p90_s: Any
+    tpot_p99_s: Any
+    e2e_p50_s: Any
+    e2e_p90_s: Any
+    e2e_p99_s: Any
+    step_s: Any
+    decode_batch: Any
+    lookahead: Any
+    tokens_per_step: Any
+    prefill_tokens_per_step: Any
+    saturation_rate_per_s: Any
+    load: Any
+    limit: Any
+    kv_utilization: Any
+    seq_utilization: Any
+    token_utilization: Any
+    feasible: Any
+    within_approximation: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python numbers (the limit as its name), for JSON and tables."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = np.asarray(getattr(self, name))
+            if name == "limit":
+                out[name] = LIMIT_NAMES[int(value)]
+            elif value.dtype == bool:
+                out[name] = bool(value)
+            else:
+                out[name] = float(value)
+        return out
+
+
+# --------------------------------------------------------------------------- lengths
+
+
+def length_nodes(dist: LengthDistribution):
+    """``(tokens, weights)`` at fixed probability nodes of a length distribution.
+
+    Lognormal: exact quantiles (differentiable in the mean and sigma); empirical: sample
+    quantiles; fixed: the length at every node.
+    """
+    probs = jnp.asarray(_NODE_PROBS, jnp.float32)
+    weights = jnp.asarray(_NODE_WEIGHTS, jnp.float32)
+    mean = jnp.asarray(dist.mean_tokens, jnp.float32)
+    if dist.kind == "lognormal":
+        sigma = jnp.asarray(dist.sigma, jnp.float32)
+        mu = jnp.log(mean) - sigma**2 / 2.0
+        tokens = jnp.exp(mu + sigma * ndtri(probs))
+    elif dist.kind == "empirical":
+        tokens = jnp.quantile(jnp.asarray(dist.tokens, jnp.float32), probs)
+    else:
+        tokens = jnp.broadcast_to(mean, probs.shape)
+    return jnp.maximum(tokens, 1.0), weights
+
+
+def _moments(tokens, weights):
+    return jnp.sum(weights * tokens), jnp.sum(weights * tokens**2)
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def bucket_weights(policy: SpecPolicy, batch):
+    """Share of steps whose decode batch falls in each bucket, batch ~ Normal(B, B).
+
+    A continuity-corrected normal approximation of the Poisson number of decoding
+    sequences; smooth in ``batch``.
+    """
+    bounds = jnp.asarray(policy.bucket_max_batch, jnp.float32) + 0.5
+    spread = jnp.sqrt(jnp.maximum(batch, 1e-6))
+    below = ndtr((bounds - batch) / spread)
+    cdf = jnp.concatenate([jnp.zeros(1), below, jnp.ones(1)])
+    # Batch 0 (nothing decoding) is no step of the policy: renormalise over batch >= 1.
+    return jnp.diff(cdf) / jnp.maximum(1.0 - cdf[0], 1e-12)
+
+
+def _lookahead_mix(policy: SpecPolicy, deployment: Deployment, batch):
+    """``(mean lookahead, mean emitted tokens, emitted-token variance)`` at batch ``B``."""
+    if policy.speculator is None:
+        zero = jnp.zeros_like(batch)
+        return zero, zero + 1.0, zero
+    weights = bucket_weights(policy, batch)
+    lookahead = jnp.asarray(policy.lookahead, jnp.float32)
+    emitted = jax.vmap(
+        lambda g: _speculators.emitted_tokens(policy.speculator, deployment, g)
+    )(lookahead)
+    alpha = _speculators.report_acceptance_rate(policy.speculator, deployment)
+    second = jax.vmap(lambda g: _chain_second_moment(alpha, g))(lookahead)
+    mean_e = jnp.sum(weights * emitted)
+    variance = jnp.maximum(jnp.sum(weights * second) - mean_e**2, 0.0)
+    return jnp.sum(weights * lookahead), mean_e, variance
+
+
+def _chain_second_moment(alpha, gamma):
+    """E[X^2] of the tokens a chain of ``gamma`` drafts emits, i.i.d. acceptance ``alpha``.
+
+    ``P(X >= k) = alpha^(k-1)`` for ``k = 1 .. gamma + 1``, so ``E[X^2] = sum (2k - 1)
+    alpha^(k-1)``; summed in closed form with ``n = gamma + 1`` (real ``gamma``).
+    """
+    a = jnp.clip(alpha, 1e-6, 1.0 - 1e-6)
+    n = gamma + 1.0
+    an = a**n
+    geometric = (1.0 - an) / (1.0 - a)
+    weighted = a * (1.0 - n * a ** (n - 1.0) + (n - 1.0) * an) / (1.0 - a) ** 2
+    return 2.0 * weighted + geometric
+
+
+# --------------------------------------------------------------------------- the state
+
+
+@struct.dataclass
+class _Inputs:
+    """What `_state_at` needs besides ``B`` (all traced)."""
+
+    deployment: Deployment
+    policy: SpecPolicy
+    engine: EngineConfig
+    prompt_tokens: Any
+    prompt_weights: Any
+    output_tokens: Any
+    output_weights: Any
+
+
+def _mean_lengths(x: _Inputs):
+    prompt_mean, prompt_m2 = _moments(x.prompt_tokens, x.prompt_weights)
+    output_mean, _ = _moments(x.output_tokens, x.output_weights)
+    decoded = jnp.maximum(x.output_tokens - 1.0, 0.0)
+    decoded_mean, decoded_m2 = _moments(decoded, x.output_weights)
+    # Time-weighted mean context of a decoding sequence: prompt + half its decoded tokens,
+    # weighted by its decode length (prompt and output independent).
+    context = prompt_mean + decoded_m2 / (2.0 * jnp.maximum(decoded_mean, 1e-6))
+    return prompt_mean, prompt_m2, output_mean, jnp.maximum(decoded_mean, 1e-3), context
+
+
+def _step(x: _Inputs, batch, lookahead, context, prefill):
+    return engine_step_time(x.deployment, x.policy.speculator, batch, context, prefill, lookahead)
+
+
+def _budget(x: _Inputs, batch, lookahead):
+    """Prefill tokens a step can take beside ``batch`` decoding sequences (>= 1)."""
+    e = x.engine
+    left = e.max_num_batched_tokens - batch * (lookahead + 1.0)
+    return jnp.maximum(jnp.minimum(e.prefill_chunk_tokens, left), 1.0)
+
+
+def _step_mix(x: _Inputs, batch, lookahead, context, steps, prompt_mean):
+    """Mean step time when a share ``q`` of steps carries prefill chunks.
+
+    ``B / n`` prompts arrive per step (Little). A step carries prefill with probability
+    ``q = 1 - exp(-B / n)`` (Poisson arrivals), then ``P1 = P / q`` tokens, capped at the
+    budget (then ``q = P / budget``); the mean step is ``(1 - q) T(B, 0) + q T(B, P1)``,
+    which keeps the convexity of the roofline in the prefill tokens that ``T(B, P)`` at
+    the mean ``P`` would lose. Returns ``(tau, T(B, 0), T(B, P1), q, P)``.
+    """
+    arrivals = batch / steps
+    prefill = prompt_mean * arrivals
+    budget = _budget(x, batch, lookahead)
+    q = jnp.maximum(-jnp.expm1(-arrivals), prefill / budget)
+    q = jnp.clip(q, 1e-12, 1.0)
+    chunk = jnp.minimum(prefill / q, budget)
+    plain = _step(x, batch, lookahead, context, jnp.zeros_like(prefill))
+    mixed = _step(x, batch, lookahead, context, chunk)
+    return (1.0 - q) * plain + q * mixed, plain, mixed, q, prefill
+
+
+def _rate_at(x: _Inputs, batch):
+    """The arrival rate per replica that sustains a mean decode batch ``batch``."""
+    prompt_mean, _, _, decoded_mean, context = _mean_lengths(x)
+    lookahead, emitted, _ = _lookahead_mix(x.policy, x.deployment, batch)
+    steps = decoded_mean / emitted
+    tau = _step_mix(x, batch, lookahead, context, steps, prompt_mean)[0]
+    return batch / (steps * tau)
+
+
+def _limits(x: _Inputs, batch):
+    """Use of each engine limit at mean decode batch ``batch`` (1 = full)."""
+    e = x.engine
+    prompt_mean, _, _, decoded_mean, context = _mean_lengths(x)
+    lookahead, emitted, _ = _lookahead_mix(x.policy, x.deployment, batch)
+    steps = decoded_mean / emitted
+    prefill = prompt_mean * batch / steps
+    decode_tokens = batch * (lookahead + 1.0)
+    kv_tokens = jnp.asarray(e.kv_blocks, jnp.float32) * e.block_size
+    kv_used = batch * (context + lookahead + e.block_size / 2.0)
+    # Sequences mid-prefill are resident too: about one per step's worth of prompts.
+    prefilling = prefill / jnp.maximum(prompt_mean, 1.0)
+    return jnp.stack(
+        [
+            (batch + prefilling) / e.max_num_seqs,
+            kv_used / kv_tokens,
+            (decode_tokens + prefill) / e.max_num_batched_tokens,
+            prefill / e.prefill_chunk_tokens,
+        ]
+    )
+
+
+def _max_batch(x: _Inputs):
+    """The largest mean decode batch the engine's limits allow (and which binds)."""
+
+    def excess(log_b):
+        return jnp.max(_limits(x, jnp.exp(log_b))) - 1.0
+
+    lo = jnp.log(jnp.asarray(_MIN_BATCH, jnp.float32))
+    hi = jnp.log(jnp.asarray(x.engine.max_num_seqs, jnp.float32) + 1.0)
+    log_b = _bisect(excess, lo, hi, _BISECTION_STEPS)
+    batch = jnp.exp(log_b)
+    return batch, jnp.argmax(_limits(x, batch)) + 1
+
+
+def _bisect(fn, lo, hi, steps):
+    """The crossing of an increasing ``fn`` from < 0 to >= 0 in ``[lo, hi]`` (clamped)."""
+
+    def body(_, bounds):
+        a, b = bounds
+        mid = (a + b) / 2.0
+        up = fn(mid) >= 0.0
+        return jnp.where(up, a, mid), jnp.where(up, mid, b)
+
+    a, b = jax.lax.fori_loop(0, steps, body, (lo, hi))
+    return (a + b) / 2.0
+
+
+def _solve_batch(x: _Inputs, rate, max_batch):
+    """Mean decode batch at ``rate`` (clamped to ``max_batch``), differentiable."""
+    log_hi = jnp.log(max_batch)
+    log_lo = jnp.log(jnp.asarray(_MIN_BATCH, jnp.float32))
+
+    def gap(log_b):
+        return jnp.log(_rate_at(x, jnp.exp(log_b))) - jnp.log(rate)
+
+    stopped = jax.lax.stop_gradient
+    log_b = stopped(_bisect(gap, stopped(log_lo), stopped(log_hi), _BISECTION_STEPS))
+    # Implicit-function step: value unchanged at the root, gradient -d(gap)/d(theta) / gap'.
+    value, slope = jax.jvp(gap, (log_b,), (jnp.ones_like(log_b),))
+    slope = jnp.maximum(stopped(slope), 1e-3)
+    log_b = log_b - value / slope
+    return jnp.exp(jnp.minimum(log_b, log_hi))
+
+
+# --------------------------------------------------------------------------- latencies
+
+
+def _quantile(cdf, probs, lo, hi):
+    """Where a non-decreasing ``cdf`` reaches each of ``probs`` within ``[lo, hi]``."""
+
+    def one(p):
+        return _bisect(lambda t: cdf(t) - p, lo, hi, _QUANTILE_STEPS)
+
+    return jax.vmap(one)(probs)
+
+
+def _latencies(x: _Inputs, batch, rate, slo: SLO):
+    """Step time and TTFT / TPOT / e2e percentiles and SLO attainment at batch ``B``."""
+    e = x.engine
+    prompt_mean, prompt_m2, _, decoded_mean, context = _mean_lengths(x)
+    lookahead, emitted, emitted_var = _lookahead_mix(x.policy, x.deployment, batch)
+    steps = decoded_mean / emitted
+
+    def mean_step(b):
+        return _step_mix(x, b, lookahead, context, steps, prompt_mean)
+
+    (tau, plain, mixed, q, prefill), (slope_b, *_) = jax.jvp(
+        mean_step, (batch,), (jnp.ones_like(batch),)
+    )
+
+    # Prefill: budget left after the decode tokens, compound-Poisson arrivals per step.
+    budget = _budget(x, batch, lookahead)
+    arrivals_per_step = rate * tau
+    work_var = arrivals_per_step * prompt_m2
+    backlog = work_var / (2.0 * jnp.maximum(budget - prefill, 1e-3 * budget))
+    prompts = x.prompt_tokens
+    prefill_steps = jnp.maximum(1.0, (backlog + prompts) / budget)
+    own_step = jax.vmap(lambda p: _step(x, batch, lookahead, context, p))(
+        jnp.minimum(budget, prompts + prefill)
+    )
+    ttft_base = prefill_steps * own_step
+    w_prompt = x.prompt_weights
+
+    def ttft_cdf(t):
+        return jnp.sum(w_prompt * jnp.clip((t - ttft_base) / tau, 0.0, 1.0))
+
+    probs = jnp.asarray(PERCENTILES, jnp.float32) / 100.0
+    ttft_lo, ttft_hi = jnp.min(ttft_base), jnp.max(ttft_base) + tau
+    ttft_q = _quantile(ttft_cdf, probs, ttft_lo, ttft_hi)
+    ttft_mean = jnp.sum(w_prompt * ttft_base) + tau / 2.0
+    ttft_var = jnp.sum(w_prompt * (ttft_base + tau / 2.0) ** 2) + tau**2 / 12.0 - ttft_mean**2
+
+    # TPOT per output-length node: lognormal around tau / E.
+    decoded = jnp.maximum(x.output_tokens - 1.0, 0.0)
+    has_tpot = decoded >= 1.0
+    w_out = jnp.where(has_tpot, x.output_weights, 0.0)
+    w_out = w_out / jnp.maximum(jnp.sum(w_out), 1e-12)
+    node_steps = jnp.maximum(decoded / emitted, 1.0)
+    tpot_mean = tau / emitted
+    step_var = q * (1.0 - q) * (mixed - plain) ** 2
+    batch_var = _BATCH_AVERAGING * slope_b**2 * batch
+    cv2 = (
+        (step_var / node_steps + batch_var) / tau**2
+        + emitted_var / (emitted**2 * node_steps)
+    )
+    sigma = jnp.sqrt(jnp.log1p(cv2))
+    mu = jnp.log(tpot_mean) - sigma**2 / 2.0
+
+    def tpot_cdf(log_t):
+        return jnp.sum(w_out * ndtr((log_t - mu) / sigma))
+
+    spread = 6.0 * jnp.max(sigma) + 1e-3
+    log_tpot_q = _quantile(tpot_cdf, probs, jnp.min(mu) - spread, jnp.max(mu) + spread)
+    tpot_q = jnp.exp(log_tpot_q)
+
+    # End-to-end: normal per output node.
+    e2e_mean = ttft_mean + decoded * tpot_mean
+    e2e_sd = jnp.sqrt(jnp.maximum(ttft_var, 0.0) + (decoded * tpot_mean) ** 2 * cv2 + 1e-12)
+
+    def e2e_cdf(t):
+        return jnp.sum(x.output_weights * ndtr((t - e2e_mean) / e2e_sd))
+
+    e2e_q = _quantile(
+        e2e_cdf,
+        probs,
+        jnp.maximum(jnp.min(e2e_mean - 6.0 * e2e_sd), 0.0),
+        jnp.max(e2e_mean + 6.0 * e2e_sd),
+    )
+
+    ttft_ok = jnp.where(jnp.isinf(slo.ttft_s), 1.0, ttft_cdf(jnp.minimum(slo.ttft_s, 1e30)))
+    log_target = jnp.log(jnp.minimum(slo.tpot_s, 1e30))
+    tpot_ok = jnp.where(jnp.isinf(slo.tpot_s), 1.0, tpot_cdf(log_target))
+    tpot_ok = tpot_ok + (1.0 - jnp.sum(jnp.where(has_tpot, x.output_weights, 0.0))) * 0.0
+    return {
+        "step_s": tau,
+        "lookahead": lookahead,
+        "tokens_per_step": emitted,
+        "prefill_tokens_per_step": prefill,
+        "ttft": ttft_q,
+        "tpot": tpot_q,
+        "e2e": e2e_q,
+        "attainment": ttft_ok * tpot_ok,
+        "ttft_ok": ttft_ok,
+        "tpot_ok": tpot_ok,
+    }
+
+
+# --------------------------------------------------------------------------- front door
+
+
+@functools.partial(jax.jit, static_argnames=("max_load",))
+def _steady_state(
+    deployment: Deployment,
+    policy: SpecPolicy,
+    traffic: Traffic,
+    engine: EngineConfig,
+    slo: SLO,
+    replicas,
+    max_load: float = DEFAULT_MAX_LOAD,
+) -> SteadyStateReport:
+    """The jitted core (inputs validated by `steady_state`; may be traced)."""
+    prompt_tokens, prompt_weights = length_nodes(traffic.prompt)
+    output_tokens, output_weights = length_nodes(traffic.output)
+    x = _Inputs(
+        deployment=deployment,
+        policy=policy,
+        engine=engine,
+        prompt_tokens=prompt_tokens,
+        prompt_weights=prompt_weights,
+        output_tokens=output_tokens,
+        output_weights=output_weights,
+    )
+    replicas = jnp.asarray(replicas, jnp.float32)
+    rate = jnp.asarray(traffic.rate_per_s, jnp.float32)
+    rate_replica = rate / replicas
+    max_batch, limit = _max_batch(x)
+    saturation = _rate_at(x, max_batch)
+    # A rate(B) that peaks inside the limits (the step time grows faster than B) is
+    # compute saturation; the peak on a coarse grid is taken as the saturation rate.
+    grid = max_batch * jnp.logspace(-3.0, 0.0, 25)
+    grid_rates = jax.vmap(lambda b: _rate_at(x, b))(grid)
+    compute_bound = jnp.max(grid_rates) > saturation * 1.0001
+    saturation = jnp.maximum(saturation, jnp.max(grid_rates))
+    peak_batch = jnp.where(compute_bound, grid[jnp.argmax(grid_rates)], max_batch)
+    limit = jnp.where(compute_bound, 0, limit)
+    load = rate_replica / saturation
+    feasible = load < 1.0
+    batch = _solve_batch(x, jnp.minimum(rate_replica, saturation), peak_batch)
+    served = jnp.minimum(rate_replica, saturation)
+    lat = _latencies(x, batch, served, slo)
+    limits = _limits(x, batch)
+    output_mean = jnp.sum(output_weights * output_tokens)
+    throughput = served * replicas * output_mean
+    p = slo.percentile / 100.0
+    slo_met = feasible & (lat["ttft_ok"] >= p) & (lat["tpot_ok"] >= p)
+    within = feasible & (load <= max_load) & (jnp.max(limits) <= max_load)
+    attainment = jnp.where(feasible, lat["attainment"], 0.0)
+    return SteadyStateReport(
+        rate_per_s=rate,
+        throughput_tokens_per_s=throughput,
+        goodput_tokens_per_s=throughput * attainment,
+        slo_attainment=attainment,
+        slo_met=slo_met,
+        ttft_p50_s=lat["ttft"][0],
+        ttft_p90_s=lat["ttft"][1],
+        ttft_p99_s=lat["ttft"][2],
+        tpot_p50_s=lat["tpot"][0],
+        tpot_p90_s=lat["tpot"][1],
+        tpot_p99_s=lat["tpot"][2],
+        e2e_p50_s=lat["e2e"][0],
+        e2e_p90_s=lat["e2e"][1],
+        e2e_p99_s=lat["e2e"][2],
+        step_s=lat["step_s"],
+        decode_batch=batch,
+        lookahead=lat["lookahead"],
+        tokens_per_step=lat["tokens_per_step"],
+        prefill_tokens_per_step=lat["prefill_tokens_per_step"],
+        saturation_rate_per_s=saturation * replicas,
+        load=load,
+        limit=limit,
+        kv_utilization=limits[1],
+        seq_utilization=limits[0],
+        token_utilization=limits[2],
+        feasible=feasible,
+        within_approximation=within,
+    )
+
+
+def steady_state(
+    deployment: Deployment,
+    policy: SpecPolicy,
+    traffic: Traffic,
+    engine: EngineConfig | None = None,
+    slo: SLO | None = None,
+    *,
+    replicas: float = 1.0,
+    max_load: float = DEFAULT_MAX_LOAD,
+) -> SteadyStateReport:
+    """Throughput, latency percentiles and SLO goodput of an engine at a traffic.
+
+    Jitted and differentiable in every traced leaf (rates, lengths, lookaheads, engine
+    limits, hardware, tp, replicas); ``vmap`` it over stacked traffics for sweeps. See the
+    module docstring for the model and its approximations.
+
+    Args:
+        deployment: target, chip, tensor parallelism and acceptance (its workload is not
+            used: the traffic sets lengths, the engine the batch).
+        policy: the `SpecPolicy` (``SpecPolicy.off()`` for plain decoding).
+        traffic: a Poisson `Traffic` (its rate is for the whole fleet).
+        engine: the `EngineConfig` (default ``EngineConfig.create()``); ``kv_blocks`` is
+            derived from memory when unset.
+        slo: the `SLO` (default: no targets).
+        replicas: identical engine replicas sharing the traffic evenly (real, >= 1).
+        max_load: the load (and limit use) above which ``within_approximation`` is False.
+
+    Returns:
+        `SteadyStateReport`.
+
+    Raises:
+        ValueError: an invalid deployment, policy, traffic, engine or SLO, ``replicas < 1``
+            or ``max_load`` outside (0, 1).
+
+    Examples:
+        >>> import specsim
+        >>> from specsim.serving import SLO, SpecPolicy, Traffic, steady_state
+        >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7)
+        >>> r = steady_state(d, SpecPolicy.off(), Traffic.poisson(2.0, 512, 128),
+        ...                  slo=SLO.create(ttft_s=0.5, tpot_s=0.05))
+        >>> round(float(r.throughput_tokens_per_s)), bool(r.within_approximation)
+        (256, True)
+    """
+    deployment, policy, traffic, engine, slo = check_inputs(
+        deployment, policy, traffic, engine, slo
+    )
+    if isinstance(replicas, bool) or not (
+        isinstance(replicas, int | float) and math.isfinite(replicas) and replicas >= 1
+    ):
+        raise ValueError(f"replicas must be a number >= 1, got {replicas!r}")
+    if not (isinstance(max_load, int | float) and 0 < max_load < 1):
+        raise ValueError(f"max_load must be in (0, 1), got {max_load!r}")
+    return _steady_state(deployment, policy, traffic, engine, slo, replicas, float(max_load))
+
+
+def check_inputs(deployment, policy, traffic, engine, slo):
+    """Validates and completes the inputs of `steady_state` (``ValueError``)."""
+    if not isinstance(deployment, Deployment):
+        raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
+    deployment.validate()
+    if not isinstance(policy, SpecPolicy):
+        raise ValueError(f"policy must be a SpecPolicy, got {type(policy).__name__}")
+    if policy.speculator is not None:
+        _speculators.validate_speculation(policy.speculator, deployment, 1.0)
+    if not isinstance(traffic, Traffic):
+        raise ValueError(
+            f"traffic must be a Traffic (Traffic.poisson or Traffic.from_trace), "
+            f"got {type(traffic).__name__}"
+        )
+    engine = EngineConfig.create() if engine is None else engine
+    if not isinstance(engine, EngineConfig):
+        raise ValueError(f"engine must be an EngineConfig, got {type(engine).__name__}")
+    engine = engine.resolve(deployment, policy)
+    slo = SLO.create() if slo is None else slo
+    if not isinstance(slo, SLO):
+        raise ValueError(f"slo must be an SLO, got {type(slo).__name__}")
+    return deployment, policy, traffic, engine, slo
