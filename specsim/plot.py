@@ -44,6 +44,7 @@ __all__ = [
     "label",
     "optimal_draft_size",
     "roofline",
+    "throughput_latency",
 ]
 
 # Axis labels with units for sweep columns (SI in the data, readable units on the page).
@@ -72,6 +73,13 @@ _LABELS = {
     "request_latency_s": "request latency (s)",
     "baseline_request_latency_s": "plain request latency (s)",
     "memory_per_chip_bytes": "memory per chip (bytes)",
+    "throughput_tokens_per_s": "output throughput (tokens/s)",
+    "ttft_p50_s": "median time to first token (s)",
+    "ttft_p90_s": "p90 time to first token (s)",
+    "tpot_p50_s": "median time per output token (s)",
+    "tpot_p90_s": "p90 time per output token (s)",
+    "e2e_p50_s": "median request latency (s)",
+    "e2e_p90_s": "p90 request latency (s)",
 }
 
 _PHASE_STYLE = {  # phase: (marker, label)
@@ -583,4 +591,47 @@ def optimal_draft_size(
     ax.set_title("throughput-optimal draft size (SDSL, tokens per FLOP)", fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
+    return _finish(figure, path)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def throughput_latency(
+    frame: pd.DataFrame,
+    latency: str = "tpot_p50_s",
+    path: str | os.PathLike | None = None,
+) -> Figure:
+    """Latency against throughput under load, one line per speculation policy.
+
+    Reads ``specsim.serving.load_curve``'s frame (``policy``, ``throughput_tokens_per_s``,
+    the latency column, ``within_approximation``, ``feasible``); loads beyond the
+    steady-state approximation are drawn hollow and saturated ones left out.
+
+    Examples:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"policy": ["plain"] * 2, "throughput_tokens_per_s": [1e3, 2e3],
+        ...                       "tpot_p50_s": [0.01, 0.02], "within_approximation": [True, False],
+        ...                       "feasible": [True, True]})
+        >>> throughput_latency(frame).axes[0].get_ylabel()
+        'median time per output token (s)'
+    """
+    _require(frame, ["policy", "throughput_tokens_per_s", latency, "within_approximation"])
+    figure = _Figure(figsize=(6.4, 4.2))
+    ax = figure.add_subplot()
+    feasible = frame["feasible"] if "feasible" in frame else True
+    for name, group in frame[feasible].groupby("policy", sort=False):
+        group = group.sort_values("throughput_tokens_per_s")
+        (line,) = ax.plot(group["throughput_tokens_per_s"], group[latency], label=str(name))
+        inside = group["within_approximation"].astype(bool)
+        ax.plot(group["throughput_tokens_per_s"][inside], group[latency][inside], "o",
+                color=line.get_color(), markersize=4)
+        ax.plot(group["throughput_tokens_per_s"][~inside], group[latency][~inside], "o",
+                markerfacecolor="none", color=line.get_color(), markersize=4)
+    ax.set_xlabel(label("throughput_tokens_per_s"))
+    ax.set_ylabel(label(latency))
+    ax.set_yscale("log")
+    ax.set_title("Serving under load (hollow: beyond the steady-state approximation)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
     return _finish(figure, path)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "optimize": (".optimize", "the throughput-optimal draft and lookahead for one scenario"),
     "schedule": (".schedule", "per-batch gamma, switch-off batch and serving snippets"),
     "sweep": (".sweep", "a Cartesian grid of what-if scenarios to CSV or Parquet"),
+    "serve": (".serve", "goodput, latency and cost under load, with and without speculation"),
     "calibrate": (".calibrate", "measure a grid on this device, fit its spec and save it"),
     "validate": (".validate", "predicted versus measured, locally and against papers"),
 }
