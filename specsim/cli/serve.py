@@ -59,54 +59,169 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "prompts (512) and outputs (256), SLO TTFT <= 1 s and TPOT <= 50 ms at p90."
     )
     model = parser.add_argument_group("deployment")
-    model.add_argument("--target", default="llama-3-8b", help="target model (catalogue name, config.json, folder or cached Hub id)")
-    model.add_argument("--hardware", default="h100", help="accelerator: catalogue name or a .toml file")
-    model.add_argument("--tp", type=positive(int), default=1, help="chips per replica (tensor parallelism)")
-    model.add_argument("--replicas", type=positive(int), default=1, help="engine replicas sharing the traffic")
+    model.add_argument(
+        "--target",
+        default="llama-3-8b",
+        help="target model (catalogue name, config.json, folder or cached Hub id)",
+    )
+    model.add_argument(
+        "--hardware", default="h100", help="accelerator: catalogue name or a .toml file"
+    )
+    model.add_argument(
+        "--tp", type=positive(int), default=1, help="chips per replica (tensor parallelism)"
+    )
+    model.add_argument(
+        "--replicas", type=positive(int), default=1, help="engine replicas sharing the traffic"
+    )
 
     spec = parser.add_argument_group("speculative decoding")
     spec.add_argument("--draft", default="llama-68m", help="draft model of the speculative policy")
-    spec.add_argument("--ngram", type=_fraction, default=None, metavar="MATCH", help="speculate by n-gram lookup with this match probability instead of a draft (default: off, use --draft)")
-    spec.add_argument("--alpha", type=_fraction, default=0.7, help="per-token acceptance rate in (0, 1)")
-    spec.add_argument("--lookahead", type=non_negative, default=3, help="draft tokens per step at every batch size")
-    spec.add_argument("--lookahead-per-bucket", type=_lookaheads, default=None, metavar="K1,K2,...", help="one lookahead per decode-batch bucket (<=1, 2, 4, ..., 256, >256: 10 values; default: --lookahead everywhere)")
-    spec.add_argument("--off-above-batch", type=positive(int), default=None, help="no speculation above this decode batch (a bucket bound: 1, 2, 4, ..., 256; default: none)")
+    spec.add_argument(
+        "--ngram",
+        type=_fraction,
+        default=None,
+        metavar="MATCH",
+        help="speculate by n-gram lookup with this match probability instead of a draft "
+        "(default: off, use --draft)",
+    )
+    spec.add_argument(
+        "--alpha", type=_fraction, default=0.7, help="per-token acceptance rate in (0, 1)"
+    )
+    spec.add_argument(
+        "--lookahead",
+        type=non_negative,
+        default=3,
+        help="draft tokens per step at every batch size",
+    )
+    spec.add_argument(
+        "--lookahead-per-bucket",
+        type=_lookaheads,
+        default=None,
+        metavar="K1,K2,...",
+        help="one lookahead per decode-batch bucket (<=1, 2, 4, ..., 256, >256: 10 values; "
+        "default: --lookahead everywhere)",
+    )
+    spec.add_argument(
+        "--off-above-batch",
+        type=positive(int),
+        default=None,
+        help="no speculation above this decode batch (a bucket bound: 1, 2, 4, ..., 256; "
+        "default: none)",
+    )
 
     traffic = parser.add_argument_group("traffic")
     source = traffic.add_mutually_exclusive_group()
-    source.add_argument("--rate", type=positive(float), default=None, help=f"Poisson arrivals, requests/s for the fleet (default: {DEFAULT_LOAD:g} x the plain engine's saturation rate)")
-    source.add_argument("--trace", default=None, help="a trace file (.csv or .jsonl with arrival_s, prompt_tokens, output_tokens): its rate and lengths")
+    source.add_argument(
+        "--rate",
+        type=positive(float),
+        default=None,
+        help=f"Poisson arrivals, requests/s for the fleet (default: {DEFAULT_LOAD:g} x the plain "
+        "engine's saturation rate)",
+    )
+    source.add_argument(
+        "--trace",
+        default=None,
+        help="a trace file (.csv or .jsonl with arrival_s, prompt_tokens, output_tokens): its "
+        "rate and lengths",
+    )
     traffic.add_argument("--prompt", type=positive(float), default=512, help="mean prompt tokens")
-    traffic.add_argument("--prompt-sigma", type=non_negative, default=0.5, help="sigma of log prompt length (0: fixed)")
+    traffic.add_argument(
+        "--prompt-sigma",
+        type=non_negative,
+        default=0.5,
+        help="sigma of log prompt length (0: fixed)",
+    )
     traffic.add_argument("--output", type=positive(float), default=256, help="mean output tokens")
-    traffic.add_argument("--output-sigma", type=non_negative, default=0.5, help="sigma of log output length (0: fixed)")
+    traffic.add_argument(
+        "--output-sigma",
+        type=non_negative,
+        default=0.5,
+        help="sigma of log output length (0: fixed)",
+    )
 
     slo = parser.add_argument_group("SLO")
-    slo.add_argument("--ttft-slo", type=positive(float), default=1.0, help="time-to-first-token target, s")
-    slo.add_argument("--tpot-slo", type=positive(float), default=0.05, help="time-per-output-token target, s")
-    slo.add_argument("--slo-percentile", type=positive(float), default=90.0, help="share of requests (%%) that must meet each target")
+    slo.add_argument(
+        "--ttft-slo", type=positive(float), default=1.0, help="time-to-first-token target, s"
+    )
+    slo.add_argument(
+        "--tpot-slo", type=positive(float), default=0.05, help="time-per-output-token target, s"
+    )
+    slo.add_argument(
+        "--slo-percentile",
+        type=positive(float),
+        default=90.0,
+        help="share of requests (%%) that must meet each target",
+    )
 
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--max-num-seqs", type=positive(int), default=256, help="most sequences resident at once")
-    engine.add_argument("--max-num-batched-tokens", type=positive(int), default=8192, help="most tokens per step")
-    engine.add_argument("--prefill-chunk-tokens", type=positive(int), default=None, help="prompt tokens per step (default: --max-num-batched-tokens)")
-    engine.add_argument("--block-size", type=positive(int), default=16, help="tokens per KV-cache block")
-    engine.add_argument("--kv-blocks", type=positive(int), default=None, help="KV-cache blocks (default: from the free memory)")
-    engine.add_argument("--memory-fraction", type=_fraction, default=0.9, help="share of the free HBM for the KV cache")
-    engine.add_argument("--no-chunked-prefill", action="store_true", help="prefill each prompt whole in one step")
+    engine.add_argument(
+        "--max-num-seqs", type=positive(int), default=256, help="most sequences resident at once"
+    )
+    engine.add_argument(
+        "--max-num-batched-tokens", type=positive(int), default=8192, help="most tokens per step"
+    )
+    engine.add_argument(
+        "--prefill-chunk-tokens",
+        type=positive(int),
+        default=None,
+        help="prompt tokens per step (default: --max-num-batched-tokens)",
+    )
+    engine.add_argument(
+        "--block-size", type=positive(int), default=16, help="tokens per KV-cache block"
+    )
+    engine.add_argument(
+        "--kv-blocks",
+        type=positive(int),
+        default=None,
+        help="KV-cache blocks (default: from the free memory)",
+    )
+    engine.add_argument(
+        "--memory-fraction",
+        type=_fraction,
+        default=0.9,
+        help="share of the free HBM for the KV cache",
+    )
+    engine.add_argument(
+        "--no-chunked-prefill", action="store_true", help="prefill each prompt whole in one step"
+    )
 
     cost = parser.add_argument_group("cost")
-    cost.add_argument("--usd-per-chip-hour", type=positive(float), default=None, help="price of one chip (default: the price table's, where it has one)")
-    cost.add_argument("--power-w", type=positive(float), default=None, help="board power of one chip, W (default: the price table's)")
-    cost.add_argument("--prices", default=None, help="a TOML price table overriding specsim's (layout of specsim/serving/prices.toml)")
+    cost.add_argument(
+        "--usd-per-chip-hour",
+        type=positive(float),
+        default=None,
+        help="price of one chip (default: the price table's, where it has one)",
+    )
+    cost.add_argument(
+        "--power-w",
+        type=positive(float),
+        default=None,
+        help="board power of one chip, W (default: the price table's)",
+    )
+    cost.add_argument(
+        "--prices",
+        default=None,
+        help="a TOML price table overriding specsim's (layout of specsim/serving/prices.toml)",
+    )
 
     des = parser.add_argument_group("discrete-event reference")
-    des.add_argument("--des", action="store_true", help="also replay the traffic in the discrete-event simulator (progress bar)")
-    des.add_argument("--requests", type=positive(int), default=2000, help="requests to sample for --des (a --trace replays all of its own)")
+    des.add_argument(
+        "--des",
+        action="store_true",
+        help="also replay the traffic in the discrete-event simulator (progress bar)",
+    )
+    des.add_argument(
+        "--requests",
+        type=positive(int),
+        default=2000,
+        help="requests to sample for --des (a --trace replays all of its own)",
+    )
     des.add_argument("--seed", type=int, default=0, help="random seed of --des")
 
     add_json_argument(parser)
-    parser.add_argument("--plot", default=None, help="save a throughput-versus-latency plot (.png, .svg or .pdf)")
+    parser.add_argument(
+        "--plot", default=None, help="save a throughput-versus-latency plot (.png, .svg or .pdf)"
+    )
 
 
 def _policies(args, deployment):
@@ -123,7 +238,9 @@ def _policies(args, deployment):
         if args.off_above_batch is not None:
             raise ValueError("give --lookahead-per-bucket or --off-above-batch, not both")
         speculative = SpecPolicy.per_bucket(speculator, args.lookahead_per_bucket)
-        label = f"{name}, lookahead per bucket {','.join(f'{v:g}' for v in args.lookahead_per_bucket)}"
+        label = (
+            f"{name}, lookahead per bucket {','.join(f'{v:g}' for v in args.lookahead_per_bucket)}"
+        )
     else:
         speculative = SpecPolicy.fixed(speculator, args.lookahead, args.off_above_batch)
         above = "" if args.off_above_batch is None else f" up to batch {args.off_above_batch}"
@@ -184,7 +301,11 @@ def run_serve(args: argparse.Namespace) -> int:
     policies, spec_label = _policies(args, deployment)
     traffic, trace, rate_source = _traffic(args, deployment, policies["plain"], engine, slo)
 
-    table = chip_price(args.hardware, args.prices) if _in_catalogue(args.hardware) else ChipPrice.create()
+    table = (
+        chip_price(args.hardware, args.prices)
+        if _in_catalogue(args.hardware)
+        else ChipPrice.create()
+    )
     price = ChipPrice.create(
         float(table.usd_per_hour) if args.usd_per_chip_hour is None else args.usd_per_chip_hour,
         float(table.power_w) if args.power_w is None else args.power_w,
@@ -206,14 +327,27 @@ def run_serve(args: argparse.Namespace) -> int:
                 progress=not args.json,
             )
             summary = result.summary(slo, warmup_requests=len(result.arrival_s) // 10)
-            out["des"] = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in summary.items()}
-        results[name] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+            out["des"] = {
+                k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                for k, v in summary.items()
+            }
+        results[name] = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in out.items()
+        }
 
     if args.plot:
         from specsim.plot import throughput_latency
         from specsim.serving import load_curve
 
-        frame = load_curve(deployment, {"plain": policies["plain"], spec_label: policies["speculative"]}, traffic, engine, slo, replicas=args.replicas)
+        frame = load_curve(
+            deployment,
+            {"plain": policies["plain"], spec_label: policies["speculative"]},
+            traffic,
+            engine,
+            slo,
+            replicas=args.replicas,
+        )
         throughput_latency(frame, "tpot_p50_s", path=args.plot)
 
     payload = {
@@ -224,7 +358,11 @@ def run_serve(args: argparse.Namespace) -> int:
         "rate_per_s": float(np.asarray(traffic.rate_per_s)),
         "rate_source": rate_source,
         "speculative_policy": spec_label,
-        "slo": {"ttft_s": args.ttft_slo, "tpot_s": args.tpot_slo, "percentile": args.slo_percentile},
+        "slo": {
+            "ttft_s": args.ttft_slo,
+            "tpot_s": args.tpot_slo,
+            "percentile": args.slo_percentile,
+        },
         "usd_per_chip_hour": _finite(float(price.usd_per_hour)),
         "power_w": _finite(float(price.power_w)),
         "plain": results["plain"],
@@ -254,9 +392,11 @@ def _finite(value: float) -> float | None:
 def _print(args, p) -> None:
     plain, spec = p["plain"], p["speculative"]
     print(
-        f"{model_label(args.target)} on {args.replicas} x {args.tp} x {hardware_label(args.hardware)}; "
+        f"{model_label(args.target)} on {args.replicas} x {args.tp} x "
+        f"{hardware_label(args.hardware)}; "
         f"Poisson {p['rate_per_s']:.3g} requests/s ({p['rate_source']}); "
-        f"SLO TTFT <= {args.ttft_slo:g} s, TPOT <= {args.tpot_slo * 1e3:g} ms at p{args.slo_percentile:g}"
+        f"SLO TTFT <= {args.ttft_slo:g} s, TPOT <= {args.tpot_slo * 1e3:g} ms "
+        f"at p{args.slo_percentile:g}"
     )
     print(f"  speculative: {p['speculative_policy']}, acceptance {args.alpha:g}")
 
@@ -270,9 +410,21 @@ def _print(args, p) -> None:
         ("goodput (tokens/s)", "goodput_tokens_per_s", num),
         ("throughput (tokens/s)", "throughput_tokens_per_s", num),
         ("SLO met", "slo_met", lambda v: "yes" if v else "no"),
-        ("TTFT p50 / p90 / p99 (ms)", None, lambda r: f"{ms(r['ttft_p50_s'])} / {ms(r['ttft_p90_s'])} / {ms(r['ttft_p99_s'])}"),
-        ("TPOT p50 / p90 / p99 (ms)", None, lambda r: f"{ms(r['tpot_p50_s'])} / {ms(r['tpot_p90_s'])} / {ms(r['tpot_p99_s'])}"),
-        ("e2e p50 / p90 (s)", None, lambda r: f"{num(r['e2e_p50_s'], '{:.2f}')} / {num(r['e2e_p90_s'], '{:.2f}')}"),
+        (
+            "TTFT p50 / p90 / p99 (ms)",
+            None,
+            lambda r: f"{ms(r['ttft_p50_s'])} / {ms(r['ttft_p90_s'])} / {ms(r['ttft_p99_s'])}",
+        ),
+        (
+            "TPOT p50 / p90 / p99 (ms)",
+            None,
+            lambda r: f"{ms(r['tpot_p50_s'])} / {ms(r['tpot_p90_s'])} / {ms(r['tpot_p99_s'])}",
+        ),
+        (
+            "e2e p50 / p90 (s)",
+            None,
+            lambda r: f"{num(r['e2e_p50_s'], '{:.2f}')} / {num(r['e2e_p90_s'], '{:.2f}')}",
+        ),
         ("largest rate meeting SLO (req/s)", "max_slo_rate_per_s", num),
         ("saturation rate (req/s)", "saturation_rate_per_s", num),
         ("load (of saturation)", "load", lambda v: num(v, "{:.2f}")),
@@ -288,9 +440,14 @@ def _print(args, p) -> None:
         print(f"  {title:<{width}}{a:>22}{b:>22}")
     for name, r in (("plain", plain), ("speculative", spec)):
         if not r["feasible"]:
-            print(f"  {name}: INFEASIBLE: the load exceeds the saturation rate ({r['limit']} binds)")
+            print(
+                f"  {name}: INFEASIBLE: the load exceeds the saturation rate ({r['limit']} binds)"
+            )
         elif not r["within_approximation"]:
-            print(f"  {name}: beyond the steady-state approximation (load or a limit > 0.6); try --des")
+            print(
+                f"  {name}: beyond the steady-state approximation (load or a limit > 0.6); "
+                "try --des"
+            )
         if r["max_slo_rate_per_s"] == 0.0:
             print(f"  {name}: no load meets the SLO (infeasible SLO)")
     if p["usd_per_chip_hour"] is None:
@@ -300,7 +457,8 @@ def _print(args, p) -> None:
         for name, r in (("plain", plain), ("speculative", spec)):
             d = r["des"]
             print(
-                f"    {name}: {d['output_tokens_per_s']:.4g} tokens/s, goodput {d['goodput_tokens_per_s']:.4g}, "
+                f"    {name}: {d['output_tokens_per_s']:.4g} tokens/s, "
+                f"goodput {d['goodput_tokens_per_s']:.4g}, "
                 f"TTFT p50/p90 {ms(d['ttft_s_p50'])}/{ms(d['ttft_s_p90'])} ms, "
                 f"TPOT p50/p90 {ms(d['tpot_s_p50'])}/{ms(d['tpot_s_p90'])} ms"
             )

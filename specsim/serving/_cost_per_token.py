@@ -164,13 +164,15 @@ def _read(path: Path) -> dict[str, dict[str, Any]]:
     chips = data.get("chip", {})
     unknown_top = sorted(set(data) - {"chip", "schema_version"})
     if unknown_top or not isinstance(chips, dict):
-        raise ValueError(f"{path}: expected [chip.\"NAME\"] tables, got keys {unknown_top}")
+        raise ValueError(f'{path}: expected [chip."NAME"] tables, got keys {unknown_top}')
     table: dict[str, dict[str, Any]] = {}
     for raw, entry in chips.items():
         name = canonical_name(raw)
         unknown = sorted(set(entry) - _KEYS)
         if unknown:
-            raise ValueError(f"{path}: chip {raw!r} has unknown keys {unknown}; valid: {sorted(_KEYS)}")
+            raise ValueError(
+                f"{path}: chip {raw!r} has unknown keys {unknown}; valid: {sorted(_KEYS)}"
+            )
         for key in ("usd_per_hour", "power_w"):
             value = entry.get(key)
             if value is not None and (

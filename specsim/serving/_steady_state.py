@@ -100,10 +100,8 @@ DEFAULT_MAX_LOAD = 0.6
 
 # Probability bins of the length nodes: uniform in the body, finer in the upper tail so
 # that p99 latencies are read off more than one node. Each node sits at its bin's middle.
-_BIN_EDGES = np.array(
-    [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97]
-    + [0.98, 0.99, 0.995, 0.998, 1.0]
-)
+_BODY_EDGES = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9]
+_BIN_EDGES = np.array([*_BODY_EDGES, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 1.0])
 _NODE_PROBS = (_BIN_EDGES[1:] + _BIN_EDGES[:-1]) / 2.0
 _NODE_WEIGHTS = np.diff(_BIN_EDGES)
 _BISECTION_STEPS = 40
@@ -243,9 +241,9 @@ def _lookahead_mix(policy: SpecPolicy, deployment: Deployment, batch):
         return zero, zero + 1.0, zero
     weights = bucket_weights(policy, batch)
     lookahead = jnp.asarray(policy.lookahead, jnp.float32)
-    emitted = jax.vmap(
-        lambda g: _speculators.emitted_tokens(policy.speculator, deployment, g)
-    )(lookahead)
+    emitted = jax.vmap(lambda g: _speculators.emitted_tokens(policy.speculator, deployment, g))(
+        lookahead
+    )
     alpha = _speculators.report_acceptance_rate(policy.speculator, deployment)
     second = jax.vmap(lambda g: _chain_second_moment(alpha, g))(lookahead)
     mean_e = jnp.sum(weights * emitted)
@@ -468,8 +466,10 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
     others = jnp.arange(_OTHERS, dtype=jnp.float32)  # (K,)
 
     def poisson(mean):  # P(0), P(1), P(>= 2) of a Poisson count, shape mean.shape + (K,)
+        shape = (1,) * jnp.ndim(mean) + (_OTHERS,)
         mean = mean[..., None]
-        p = jnp.exp(-mean) * mean**others / _FACTORIALS
+        k = others.reshape(shape)
+        p = jnp.exp(-mean) * mean**k / jnp.asarray(_FACTORIALS).reshape(shape)
         return p.at[..., -1].set(1.0 - jnp.sum(p[..., :-1], axis=-1))
 
     step_of = jax.vmap(
@@ -482,8 +482,8 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
     running_weights = poisson(rate * tau) * running
     running_weights = running_weights / jnp.sum(running_weights)
     poisson_others = poisson(rate * running)  # (J, K)
-    prompts = x.prompt_tokens[:, None] + others * prompt_mean  # (N, K)
-    ahead = backlog + x.prompt_tokens[:, None] + others * prompt_mean / 2.0
+    prompts = x.prompt_tokens[:, None] + others[None, :] * prompt_mean  # (N, K)
+    ahead = backlog + x.prompt_tokens[:, None] + others[None, :] * prompt_mean / 2.0
     prefill_steps = jnp.maximum(1.0, ahead / s.budget)
     own_step = step_of(jnp.minimum(s.budget, prompts).reshape(-1)).reshape(prompts.shape)
     base = (prefill_steps * own_step)[:, None, :]  # (N, 1, K)
@@ -509,9 +509,7 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
     tpot_mean = tau / emitted
     step_var = s.prefill_share * (1.0 - s.prefill_share) * (s.mixed_s - s.plain_s) ** 2
     batch_var = _BATCH_AVERAGING * slope_b**2 * batch
-    cv2 = (step_var / node_steps + batch_var) / tau**2 + s.emitted_var / (
-        emitted**2 * node_steps
-    )
+    cv2 = (step_var / node_steps + batch_var) / tau**2 + s.emitted_var / (emitted**2 * node_steps)
     sigma = jnp.sqrt(jnp.log1p(cv2))
     mu = jnp.log(tpot_mean) - sigma**2 / 2.0
 
@@ -805,7 +803,9 @@ def load_curve(
     for name, policy in policies.items():
         d, p, t, e, s = check_inputs(deployment, policy, traffic, engine, slo)
         if first is None:
-            first = float(_steady_state(d, p, t, e, s, float(replicas), max_load).saturation_rate_per_s)
+            first = float(
+                _steady_state(d, p, t, e, s, float(replicas), max_load).saturation_rate_per_s
+            )
         rates = jnp.asarray(loads * first, jnp.float32)
         report = _over_rates(d, p, t, e, s, float(replicas), rates, max_load)
         for i, load in enumerate(loads):
