@@ -78,11 +78,12 @@ def test_littles_law_and_an_independent_fixed_point_solver(deployment, draft_pol
         k = float(r.lookahead)
         engine = EngineConfig.create()
 
-        context = prompt + (output - 1) / 2
-        jitted = jax.jit(lambda b, p, k, s=policy.speculator: engine_step_time(deployment, s, b, context, p, k))
+        jitted = jax.jit(
+            lambda b, c, p, k, s=policy.speculator: engine_step_time(deployment, s, b, c, p, k)
+        )
 
-        def step(b, p, k=k):
-            return float(jitted(b, p, k))
+        def step(b, p, k=k, jitted=jitted):
+            return float(jitted(b, prompt + (output - 1) / 2, p, k))
 
         tau = step(1e-6, 0.0)
         for _ in range(200):
@@ -231,7 +232,9 @@ def test_gradients_are_finite_and_match_finite_differences(deployment):
 
     def tpot(rate, bandwidth):
         hw = d.hardware.replace(hbm_bytes_per_s=bandwidth)
-        r = _steady_state(d.replace(hardware=hw), policy, traffic.replace(rate_per_s=rate), engine, slo, 1.0)
+        r = _steady_state(
+            d.replace(hardware=hw), policy, traffic.replace(rate_per_s=rate), engine, slo, 1.0
+        )
         return r.tpot_p50_s
 
     bandwidth = float(d.hardware.hbm_bytes_per_s)
