@@ -539,8 +539,7 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
 # --------------------------------------------------------------------------- front door
 
 
-@functools.partial(jax.jit, static_argnames=("max_load",))
-def _steady_state(
+def evaluate(
     deployment: Deployment,
     policy: SpecPolicy,
     traffic: Traffic,
@@ -548,8 +547,12 @@ def _steady_state(
     slo: SLO,
     replicas,
     max_load: float = DEFAULT_MAX_LOAD,
-) -> SteadyStateReport:
-    """The jitted core (inputs validated by `steady_state`; may be traced)."""
+) -> tuple[SteadyStateReport, Any]:
+    """The model's body: the report and the SLO attainment as if the load were stable.
+
+    The second output is smooth through saturation (the report's attainment is 0 there),
+    for optimisers. Inputs are not validated (they may be traced).
+    """
     prompt_tokens, prompt_weights = length_nodes(traffic.prompt)
     output_tokens, output_weights = length_nodes(traffic.output)
     x = _Inputs(
@@ -576,7 +579,7 @@ def _steady_state(
     slo_met = feasible & (ttft_ok >= p) & (tpot_ok >= p)
     within = feasible & (load <= max_load) & (jnp.max(limits) <= max_load)
     attainment = jnp.where(feasible, ttft_ok * tpot_ok, 0.0)
-    return SteadyStateReport(
+    report = SteadyStateReport(
         rate_per_s=rate,
         throughput_tokens_per_s=throughput,
         goodput_tokens_per_s=throughput * attainment,
@@ -605,6 +608,21 @@ def _steady_state(
         feasible=feasible,
         within_approximation=within,
     )
+    return report, ttft_ok * tpot_ok
+
+
+@functools.partial(jax.jit, static_argnames=("max_load",))
+def _steady_state(
+    deployment: Deployment,
+    policy: SpecPolicy,
+    traffic: Traffic,
+    engine: EngineConfig,
+    slo: SLO,
+    replicas,
+    max_load: float = DEFAULT_MAX_LOAD,
+) -> SteadyStateReport:
+    """The jitted core (inputs validated by `steady_state`; may be traced)."""
+    return evaluate(deployment, policy, traffic, engine, slo, replicas, max_load)[0]
 
 
 def steady_state(
