@@ -104,13 +104,14 @@ _BODY_EDGES = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9]
 _BIN_EDGES = np.array([*_BODY_EDGES, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 1.0])
 _NODE_PROBS = (_BIN_EDGES[1:] + _BIN_EDGES[:-1]) / 2.0
 _NODE_WEIGHTS = np.diff(_BIN_EDGES)
-_BISECTION_STEPS = 40
+_BISECTION_STEPS = 32
 # Points of the rate(B) curve, log-spaced from 1e-6 to the limits' bound.
-_GRID_POINTS = 48
-# Others arriving during the running step: 0, 1 and >= 2 (lumped).
+_GRID_POINTS = 32
+# Prompts in the running step and others arriving during it: 0, 1 and >= 2 (lumped).
 _OTHERS = 3
+_RUNNING = 3
 _FACTORIALS = np.array([math.factorial(k) for k in range(_OTHERS)], np.float32)
-_QUANTILE_STEPS = 30
+_QUANTILE_STEPS = 12
 _MIN_BATCH = 1e-6
 # Lifetime-averaged variance of an M/D/infinity count over one service time, over its
 # instantaneous variance: (2 / L^2) int_0^L (L - t)(1 - t / L) dt = 2/3.
@@ -234,20 +235,29 @@ def bucket_weights(policy: SpecPolicy, batch):
     return jnp.diff(cdf) / jnp.maximum(1.0 - cdf[0], 1e-12)
 
 
-def _lookahead_mix(policy: SpecPolicy, deployment: Deployment, batch):
-    """``(mean lookahead, mean emitted tokens, emitted-token variance)`` at batch ``B``."""
+def _bucket_tokens(policy: SpecPolicy, deployment: Deployment):
+    """Emitted tokens per sequence and their second moment at each bucket's lookahead."""
     if policy.speculator is None:
-        zero = jnp.zeros_like(batch)
-        return zero, zero + 1.0, zero
-    weights = bucket_weights(policy, batch)
+        one = jnp.ones(len(policy.bucket_max_batch) + 1, jnp.float32)
+        return one, one
     lookahead = jnp.asarray(policy.lookahead, jnp.float32)
     emitted = jax.vmap(lambda g: _speculators.emitted_tokens(policy.speculator, deployment, g))(
         lookahead
     )
     alpha = _speculators.report_acceptance_rate(policy.speculator, deployment)
     second = jax.vmap(lambda g: _chain_second_moment(alpha, g))(lookahead)
-    mean_e = jnp.sum(weights * emitted)
-    variance = jnp.maximum(jnp.sum(weights * second) - mean_e**2, 0.0)
+    return emitted, second
+
+
+def _lookahead_mix(x: _Inputs, batch):
+    """``(mean lookahead, mean emitted tokens, emitted-token variance)`` at batch ``B``."""
+    if x.policy.speculator is None:
+        zero = jnp.zeros_like(batch)
+        return zero, zero + 1.0, zero
+    weights = bucket_weights(x.policy, batch)
+    lookahead = jnp.asarray(x.policy.lookahead, jnp.float32)
+    mean_e = jnp.sum(weights * x.bucket_emitted)
+    variance = jnp.maximum(jnp.sum(weights * x.bucket_second) - mean_e**2, 0.0)
     return jnp.sum(weights * lookahead), mean_e, variance
 
 
@@ -279,17 +289,24 @@ class _Inputs:
     prompt_weights: Any
     output_tokens: Any
     output_weights: Any
+    bucket_emitted: Any  # tokens per sequence per step at each bucket's lookahead
+    bucket_second: Any  # their second moment
+    lengths: Any  # `_lengths` of the nodes
 
 
-def _mean_lengths(x: _Inputs):
-    prompt_mean, prompt_m2 = _moments(x.prompt_tokens, x.prompt_weights)
-    output_mean, _ = _moments(x.output_tokens, x.output_weights)
-    decoded = jnp.maximum(x.output_tokens - 1.0, 0.0)
-    decoded_mean, decoded_m2 = _moments(decoded, x.output_weights)
+def _lengths(prompt_tokens, prompt_weights, output_tokens, output_weights):
+    prompt_mean, prompt_m2 = _moments(prompt_tokens, prompt_weights)
+    output_mean, _ = _moments(output_tokens, output_weights)
+    decoded = jnp.maximum(output_tokens - 1.0, 0.0)
+    decoded_mean, decoded_m2 = _moments(decoded, output_weights)
     # Time-weighted mean context of a decoding sequence: prompt + half its decoded tokens,
     # weighted by its decode length (prompt and output independent).
     context = prompt_mean + decoded_m2 / (2.0 * jnp.maximum(decoded_mean, 1e-6))
     return prompt_mean, prompt_m2, output_mean, jnp.maximum(decoded_mean, 1e-3), context
+
+
+def _mean_lengths(x: _Inputs):
+    return x.lengths
 
 
 def _budget(x: _Inputs, batch, lookahead):
@@ -326,7 +343,7 @@ def _state_at(x: _Inputs, log_batch) -> _State:
     """
     batch = jnp.exp(log_batch)
     prompt_mean, _, _, decoded_mean, context = _mean_lengths(x)
-    lookahead, emitted, emitted_var = _lookahead_mix(x.policy, x.deployment, batch)
+    lookahead, emitted, emitted_var = _lookahead_mix(x, batch)
     steps = decoded_mean / emitted
     arrivals = batch / steps
     prefill = prompt_mean * arrivals
@@ -355,7 +372,7 @@ def _limits(x: _Inputs, batch):
     """Use of each engine limit at mean decode batch ``batch`` (1 = full)."""
     e = x.engine
     prompt_mean, _, _, decoded_mean, context = _mean_lengths(x)
-    lookahead, emitted, _ = _lookahead_mix(x.policy, x.deployment, batch)
+    lookahead, emitted, _ = _lookahead_mix(x, batch)
     steps = decoded_mean / emitted
     prefill = prompt_mean * batch / steps
     decode_tokens = batch * (lookahead + 1.0)
@@ -441,10 +458,22 @@ def _solve(x: _Inputs, rate):
 
 
 def _quantile(cdf, probs, lo, hi):
-    """Where a non-decreasing ``cdf`` reaches each of ``probs`` within ``[lo, hi]``."""
+    """Where a non-decreasing ``cdf`` reaches each of ``probs`` within ``[lo, hi]``.
+
+    Bisection to 1/2^12 of the range, then linear interpolation inside the last bracket.
+    """
 
     def one(p):
-        return _bisect(lambda t: cdf(t) - p, lo, hi, _QUANTILE_STEPS)
+        def body(_, bounds):
+            a, b = bounds
+            mid = (a + b) / 2.0
+            up = cdf(mid) >= p
+            return jnp.where(up, a, mid), jnp.where(up, mid, b)
+
+        a, b = jax.lax.fori_loop(0, _QUANTILE_STEPS, body, (lo, hi))
+        fa, fb = cdf(a), cdf(b)
+        share = jnp.clip((p - fa) / jnp.maximum(fb - fa, 1e-12), 0.0, 1.0)
+        return a + share * (b - a)
 
     return jax.vmap(one)(probs)
 
@@ -456,8 +485,8 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
 
     # TTFT = the rest of the step running at arrival + the prompt's own prefill step(s).
     # The running step is size-biased: a step is hit with
-    # probability proportional to its duration: it carries j = 0, 1, >= 2 prompts
-    # (Poisson, mean rate x tau). The k others arriving during it (Poisson, mean rate x its
+    # probability proportional to its duration: it carries j = 0, 1, >= 2 prompts (Poisson,
+    # mean rate x tau; priced at j mean prompts). The k others arriving during it (Poisson, mean rate x its
     # duration) are prefilled with the prompt; Kingman's backlog of the slotted prefill
     # queue and half the others go first when the budget is exceeded.
     prompt_mean = jnp.sum(x.prompt_weights * x.prompt_tokens)
@@ -465,11 +494,10 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
     backlog = work_var / (2.0 * jnp.maximum(s.budget - s.prefill, 1e-3 * s.budget))
     others = jnp.arange(_OTHERS, dtype=jnp.float32)  # (K,)
 
-    def poisson(mean):  # P(0), P(1), P(>= 2) of a Poisson count, shape mean.shape + (K,)
-        shape = (1,) * jnp.ndim(mean) + (_OTHERS,)
-        mean = mean[..., None]
-        k = others.reshape(shape)
-        p = jnp.exp(-mean) * mean**k / jnp.asarray(_FACTORIALS).reshape(shape)
+    def poisson(mean, n):  # P(0), .., P(n - 2), P(>= n - 1) of a Poisson count
+        k = jnp.arange(n, dtype=jnp.float32).reshape((1,) * jnp.ndim(mean) + (n,))
+        factorial = jnp.asarray(_FACTORIALS[:n]).reshape(k.shape)
+        p = jnp.exp(-mean[..., None]) * mean[..., None] ** k / factorial
         return p.at[..., -1].set(1.0 - jnp.sum(p[..., :-1], axis=-1))
 
     step_of = jax.vmap(
@@ -477,11 +505,10 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
             x.deployment, x.policy.speculator, batch, context, p, s.lookahead
         )
     )
-    # The running step carries j prompts (Poisson in rate x tau), seen size-biased.
-    running = step_of(jnp.minimum(s.budget, others * prompt_mean))  # (J,)
-    running_weights = poisson(rate * tau) * running
+    running = step_of(jnp.minimum(s.budget, jnp.arange(_RUNNING) * prompt_mean))  # (J,)
+    running_weights = poisson(rate * tau, _RUNNING) * running
     running_weights = running_weights / jnp.sum(running_weights)
-    poisson_others = poisson(rate * running)  # (J, K)
+    poisson_others = poisson(rate * running, _OTHERS)  # (J, K)
     prompts = x.prompt_tokens[:, None] + others[None, :] * prompt_mean  # (N, K)
     ahead = backlog + x.prompt_tokens[:, None] + others[None, :] * prompt_mean / 2.0
     prefill_steps = jnp.maximum(1.0, ahead / s.budget)
@@ -491,9 +518,10 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
         x.prompt_weights[:, None, None] * running_weights[None, :, None] * poisson_others[None]
     )  # (N, J, K)
     wait = running[None, :, None]
+    inverse_wait = 1.0 / wait
 
     def ttft_cdf(t):
-        return jnp.sum(weights * jnp.clip((t - base) / wait, 0.0, 1.0))
+        return jnp.sum(weights * jnp.clip((t - base) * inverse_wait, 0.0, 1.0))
 
     probs = jnp.asarray(PERCENTILES, jnp.float32) / 100.0
     ttft_q = _quantile(ttft_cdf, probs, jnp.min(base), jnp.max(base) + jnp.max(running))
@@ -555,6 +583,7 @@ def evaluate(
     """
     prompt_tokens, prompt_weights = length_nodes(traffic.prompt)
     output_tokens, output_weights = length_nodes(traffic.output)
+    bucket_emitted, bucket_second = _bucket_tokens(policy, deployment)
     x = _Inputs(
         deployment=deployment,
         policy=policy,
@@ -563,6 +592,9 @@ def evaluate(
         prompt_weights=prompt_weights,
         output_tokens=output_tokens,
         output_weights=output_weights,
+        bucket_emitted=bucket_emitted,
+        bucket_second=bucket_second,
+        lengths=_lengths(prompt_tokens, prompt_weights, output_tokens, output_weights),
     )
     replicas = jnp.asarray(replicas, jnp.float32)
     rate = jnp.asarray(traffic.rate_per_s, jnp.float32)
