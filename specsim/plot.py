@@ -624,10 +624,21 @@ def throughput_latency(
         group = group.sort_values("throughput_tokens_per_s")
         (line,) = ax.plot(group["throughput_tokens_per_s"], group[latency], label=str(name))
         inside = group["within_approximation"].astype(bool)
-        ax.plot(group["throughput_tokens_per_s"][inside], group[latency][inside], "o",
-                color=line.get_color(), markersize=4)
-        ax.plot(group["throughput_tokens_per_s"][~inside], group[latency][~inside], "o",
-                markerfacecolor="none", color=line.get_color(), markersize=4)
+        ax.plot(
+            group["throughput_tokens_per_s"][inside],
+            group[latency][inside],
+            "o",
+            color=line.get_color(),
+            markersize=4,
+        )
+        ax.plot(
+            group["throughput_tokens_per_s"][~inside],
+            group[latency][~inside],
+            "o",
+            markerfacecolor="none",
+            color=line.get_color(),
+            markersize=4,
+        )
     ax.set_xlabel(label("throughput_tokens_per_s"))
     ax.set_ylabel(label(latency))
     ax.set_yscale("log")

@@ -122,7 +122,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--trace",
         default=None,
         help="a trace file (.csv or .jsonl with arrival_s, prompt_tokens, output_tokens): its "
-        "rate and lengths",
+        "rate and lengths (default: none, Poisson at --rate)",
     )
     traffic.add_argument("--prompt", type=positive(float), default=512, help="mean prompt tokens")
     traffic.add_argument(
@@ -201,7 +201,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     cost.add_argument(
         "--prices",
         default=None,
-        help="a TOML price table overriding specsim's (layout of specsim/serving/prices.toml)",
+        help="a TOML price table overriding specsim's (layout of specsim/serving/prices.toml; "
+        "default: none)",
     )
 
     des = parser.add_argument_group("discrete-event reference")
@@ -220,7 +221,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_json_argument(parser)
     parser.add_argument(
-        "--plot", default=None, help="save a throughput-versus-latency plot (.png, .svg or .pdf)"
+        "--plot",
+        default=None,
+        help="save a throughput-versus-latency plot (.png, .svg or .pdf; default: none)",
     )
 
 

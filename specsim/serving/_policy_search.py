@@ -202,9 +202,9 @@ def params_of(layers, width):
 
 def _best_of_candidates(z, p: _Problem):
     layers, width, lookahead, tps, reps = _rounded(z, p)
-    exact, report, per_million = jax.vmap(
-        lambda t, r: _exact(p, layers, width, lookahead, t, r)
-    )(tps, reps)
+    exact, report, per_million = jax.vmap(lambda t, r: _exact(p, layers, width, lookahead, t, r))(
+        tps, reps
+    )
     i = jnp.argmax(exact)
     pick = jax.tree.map(lambda v: v[i], (exact, report, per_million))
     return (layers, width, lookahead, tps[i], reps[i]), pick

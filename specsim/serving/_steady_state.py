@@ -484,11 +484,11 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
     tau, emitted = s.step_s, s.emitted
 
     # TTFT = the rest of the step running at arrival + the prompt's own prefill step(s).
-    # The running step is size-biased: a step is hit with
-    # probability proportional to its duration: it carries j = 0, 1, >= 2 prompts (Poisson,
-    # mean rate x tau; priced at j mean prompts). The k others arriving during it (Poisson, mean rate x its
-    # duration) are prefilled with the prompt; Kingman's backlog of the slotted prefill
-    # queue and half the others go first when the budget is exceeded.
+    # The running step is size-biased (hit with probability proportional to its duration);
+    # it carries j = 0, 1, >= 2 prompts (Poisson, mean rate x tau; priced at j mean
+    # prompts). The k others arriving during it (Poisson, mean rate x its duration) are
+    # prefilled with the prompt; Kingman's backlog of the slotted prefill queue and half
+    # the others go first when the budget is exceeded.
     prompt_mean = jnp.sum(x.prompt_weights * x.prompt_tokens)
     work_var = rate * tau * prompt_m2
     backlog = work_var / (2.0 * jnp.maximum(s.budget - s.prefill, 1e-3 * s.budget))
