@@ -59,7 +59,8 @@ class SimulationResult:
         prompt_tokens, output_tokens: per request.
         preemptions: times each request was preempted.
         finished_count: times each request finished (1 in a correct replay).
-        generated_tokens: output tokens each request emitted (its output length).
+        generated_tokens: output tokens each request had emitted when it finished.
+        emitted_tokens: tokens emitted by all steps together (counted per step).
         steps: engine steps run.
         busy_s: time spent in steps (the engine is idle otherwise), s.
         decode_token_steps: sum over steps of the decode batch size.
@@ -77,6 +78,7 @@ class SimulationResult:
     preemptions: np.ndarray
     finished_count: np.ndarray
     generated_tokens: np.ndarray
+    emitted_tokens: int
     steps: int
     busy_s: float
     decode_token_steps: int
@@ -347,6 +349,7 @@ def _run(
     in_system = 0  # waiting + resident
     in_system_area = 0.0
     done = 0
+    emitted_total = 0
 
     bar = None
     if progress:
@@ -369,6 +372,7 @@ def _run(
         req[slot] = -1
         free_slots.append(slot)
         preempted_of[i] += 1
+        generated_of[i] = output[i] - remaining[slot]
         waiting.appendleft(i)
 
     while done < n:
@@ -479,12 +483,14 @@ def _run(
             if k:
                 accepted = np.searchsorted(negative_survival[:k], -rng.random(b), side="left")
                 emitted = np.minimum(accepted + 1, remaining[slots])
+                emitted_total += int(emitted.sum())
             else:
-                emitted = np.minimum(1, remaining[slots])
+                emitted = 1  # (a decoding sequence has at least one token to go)
+                emitted_total += b
             context[slots] += emitted
-            remaining[slots] -= emitted
-            generated_of[req[slots]] += emitted
-            finished = slots[remaining[slots] == 0]
+            left = remaining[slots] - emitted
+            remaining[slots] = left
+            finished = slots[left == 0]
         else:
             finished = slots[:0]
         ended = []
@@ -496,9 +502,9 @@ def _run(
                 continue
             del prefill_left[slot]
             i = int(req[slot])
-            if generated_of[i] == 0:
+            if remaining[slot] == output[i]:
                 first_token[i] = end
-            generated_of[i] += 1
+            emitted_total += 1
             remaining[slot] -= 1
             if remaining[slot] == 0:
                 ended.append(slot)
@@ -508,6 +514,7 @@ def _run(
             i = int(req[slot])
             finish[i] = end
             finished_count[i] += 1
+            generated_of[i] = output[i] - remaining[slot]
             free_blocks += int(blocks[slot])
             blocks[slot] = 0
             decoding[slot] = False
@@ -537,6 +544,7 @@ def _run(
         preemptions=preempted_of,
         finished_count=finished_count,
         generated_tokens=generated_of,
+        emitted_tokens=emitted_total,
         steps=steps,
         busy_s=busy_s,
         decode_token_steps=decode_token_steps,

@@ -258,6 +258,7 @@ def _merge(trace: Trace, pieces) -> SimulationResult:
     finished = np.zeros(n, np.int64)
     generated = np.zeros(n, np.int64)
     steps = decode_token_steps = kv_blocks = free_blocks = 0
+    emitted = 0  # (overlap requests' tokens included: every token the pieces emitted)
     busy_s = wall_s = 0.0
     for keep, result, first in pieces:
         part = slice(first, first + keep.size)
@@ -267,6 +268,7 @@ def _merge(trace: Trace, pieces) -> SimulationResult:
         finished[keep] += result.finished_count[part]
         generated[keep] = result.generated_tokens[part]
         steps += result.steps
+        emitted += result.emitted_tokens
         decode_token_steps += result.decode_token_steps
         kv_blocks += result.kv_blocks
         free_blocks += result.free_blocks_at_end
@@ -282,6 +284,7 @@ def _merge(trace: Trace, pieces) -> SimulationResult:
         preemptions=preemptions,
         finished_count=finished,
         generated_tokens=generated,
+        emitted_tokens=emitted,
         steps=steps,
         busy_s=busy_s,
         decode_token_steps=decode_token_steps,
