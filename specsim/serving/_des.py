@@ -327,22 +327,26 @@ def _run(
     generated_of = np.zeros(n, np.int64)
     preempted_of = np.zeros(n, np.int64)
     finished_count = np.zeros(n, np.int64)
+    arrivals = arrival.tolist()  # (Python floats: fast scalar access in the loop)
 
-    # Resident sequences live in slots. A decoding slot has its prompt (and, after a
-    # preemption, its earlier output) in the cache; a prefilling one has `left` tokens to go.
-    req = np.full(max_seqs, -1, np.int64)
-    context = np.zeros(max_seqs, np.int64)  # tokens in the KV cache
-    remaining = np.zeros(max_seqs, np.int64)  # output tokens still to emit
-    blocks = np.zeros(max_seqs, np.int64)
-    decoding = np.zeros(max_seqs, bool)
-    admitted_at = np.zeros(max_seqs, np.int64)  # admission counter (preemption order)
-    prefill_left = {}  # slot -> prompt tokens still to prefill (admission order)
-    free_slots = list(range(max_seqs - 1, -1, -1))
+    # Decoding sequences are the first `b` entries of these arrays (kept contiguous, so a
+    # step works on slices): request, tokens in the KV cache, output tokens still to emit,
+    # blocks held, admission counter (preemption order). A decoding sequence has its
+    # prompt (and, after a preemption, its earlier output) in the cache.
+    d_req = np.zeros(max_seqs, np.int64)
+    d_ctx = np.zeros(max_seqs, np.int64)
+    d_rem = np.zeros(max_seqs, np.int64)
+    d_blk = np.zeros(max_seqs, np.int64)
+    d_adm = np.zeros(max_seqs, np.int64)
+    b = 0
+    # Sequences still prefilling, in admission order: [request, cached, left to prefill,
+    # blocks, admission counter, output tokens still to emit].
+    prefilling: list[list[int]] = []
     free_blocks = total_blocks
     admissions = 0
     waiting: collections.deque[int] = collections.deque()
     next_arrival = 0
-    now = float(arrival[0])
+    now = arrivals[0]
     steps = 0
     busy_s = 0.0
     decode_token_steps = 0
@@ -358,85 +362,87 @@ def _run(
         bar = tqdm(total=n, unit="req", desc="serving replay")
     last_done = 0
 
-    def preempt_latest(candidates) -> None:
-        """Preempts the most recently admitted of ``candidates`` (slots): its blocks are
-        freed and it goes back to the head of the queue, to be recomputed."""
+    def drop_decoder(j: int) -> None:
+        """Removes decoder ``j`` (the last one takes its place)."""
+        nonlocal b
+        b -= 1
+        if j != b:
+            d_req[j], d_ctx[j], d_rem[j] = d_req[b], d_ctx[b], d_rem[b]
+            d_blk[j], d_adm[j] = d_blk[b], d_adm[b]
+
+    def requeue(i: int, blocks: int, remaining: int) -> None:
+        """A preempted request: blocks back, to the head of the queue, recomputed later."""
         nonlocal free_blocks
-        candidates = np.asarray(candidates, np.int64)
-        slot = int(candidates[np.argmax(admitted_at[candidates])])
-        i = int(req[slot])
-        free_blocks += int(blocks[slot])
-        blocks[slot] = 0
-        decoding[slot] = False
-        prefill_left.pop(slot, None)
-        req[slot] = -1
-        free_slots.append(slot)
+        free_blocks += blocks
         preempted_of[i] += 1
-        generated_of[i] = output[i] - remaining[slot]
+        generated_of[i] = output[i] - remaining
         waiting.appendleft(i)
+
+    def preempt_latest() -> None:
+        """Preempts the most recently admitted resident sequence (decoding or not)."""
+        j = int(d_adm[:b].argmax()) if b else -1
+        if prefilling and (j < 0 or prefilling[-1][4] > d_adm[j]):
+            i, _, _, blocks, _, remaining = prefilling.pop()
+            requeue(i, blocks, remaining)
+            return
+        i, blocks, remaining = int(d_req[j]), int(d_blk[j]), int(d_rem[j])
+        drop_decoder(j)
+        requeue(i, blocks, remaining)
 
     while done < n:
         # Arrivals up to now join the queue.
-        while next_arrival < n and arrival[next_arrival] <= now:
+        while next_arrival < n and arrivals[next_arrival] <= now:
             waiting.append(next_arrival)
             next_arrival += 1
             in_system += 1
-        if not waiting and len(free_slots) == max_seqs:
-            now = float(arrival[next_arrival])  # idle until the next arrival
+        if not waiting and not b and not prefilling:
+            now = arrivals[next_arrival]  # idle until the next arrival
             continue
 
         budget = budget_tokens
         # 1. Decoding sequences (lookahead by their number), preempting when blocks run out.
-        slots = decoding.nonzero()[0]
-        b = slots.size
         k = 0
-        if b:
+        while b:
             k = k_of_batch[b]
-            k = max(min(k, budget // b - 1), 0)
-            wanted = -(-(context[slots] + 1 + k) // block) - blocks[slots]
-            short = int(wanted[wanted > 0].sum())
-            while short > free_blocks:
-                preempt_latest(np.flatnonzero(req >= 0))
-                slots = decoding.nonzero()[0]
-                b = slots.size
-                if not b:
-                    break
-                k = max(min(k_of_batch[b], budget // b - 1), 0)
-                wanted = -(-(context[slots] + 1 + k) // block) - blocks[slots]
-                short = int(wanted[wanted > 0].sum())
-            if b:
-                grow = np.maximum(wanted, 0)
-                blocks[slots] += grow
-                free_blocks -= int(grow.sum())
+            if k:
+                k = max(min(k, budget // b - 1), 0)
+            # Blocks to hold the cache plus this step's 1 + k tokens: ceil((ctx + 1 + k) / B).
+            grow = np.maximum((d_ctx[:b] + (k + block)) // block - d_blk[:b], 0)
+            short = int(grow.sum())
+            if short <= free_blocks:
+                if short:
+                    d_blk[:b] += grow
+                    free_blocks -= short
                 budget -= b * (1 + k)
-            else:
-                k = 0
-        # 2. Prefill chunks: running prefills first, then admissions from the queue.
-        chunk_budget = min(chunk_tokens, budget)
-        prefilled = []  # (slot, tokens)
-        order = list(prefill_left)  # admission order
-        for position, slot in enumerate(order):
-            if chunk_budget <= 0:
                 break
-            if slot not in prefill_left:  # preempted for an earlier one
-                continue
-            left = prefill_left[slot]
-            take = min(left, chunk_budget)
-            extra = int(-(-(context[slot] + take) // block) - blocks[slot])
-            # Short of blocks: preempt the latest admitted of this one and those after it
-            # (decodes and earlier chunks of this step are already scheduled).
-            while extra > free_blocks:
-                later = [s for s in order[position:] if s in prefill_left]
-                preempt_latest(later)
-                if slot not in prefill_left:
-                    break
-            if slot not in prefill_left:
-                continue
-            blocks[slot] += extra
+            preempt_latest()
+        if not b:
+            k = 0
+        decoders = b  # this step's decode batch (prefills finishing join after it)
+        # 2. Prefill chunks: running prefills first (in admission order), then admissions.
+        chunk_budget = min(chunk_tokens, budget)
+        scheduled = 0  # the first `scheduled` of `prefilling` run this step
+        takes = []
+        while scheduled < len(prefilling) and chunk_budget > 0:
+            entry = prefilling[scheduled]
+            take = min(entry[2], chunk_budget)
+            extra = -(-(entry[1] + take) // block) - entry[3]
+            # Short of blocks: preempt the latest admitted (this one or one after it; the
+            # decodes and earlier chunks of this step are already scheduled).
+            while extra > free_blocks and prefilling and prefilling[-1] is not entry:
+                preempt_latest_prefill = prefilling.pop()
+                i, _, _, blocks, _, remaining = preempt_latest_prefill
+                requeue(i, blocks, remaining)
+            if extra > free_blocks:  # this one is the latest: it goes back
+                prefilling.pop()
+                requeue(entry[0], entry[3], entry[5])
+                break
+            entry[3] += extra
             free_blocks -= extra
             chunk_budget -= take
-            prefilled.append((slot, take))
-        while waiting and free_slots and chunk_budget > 0:
+            takes.append(take)
+            scheduled += 1
+        while waiting and b + len(prefilling) < max_seqs and chunk_budget > 0:
             i = waiting[0]
             total = int(prompt[i] + generated_of[i])  # recompute what was generated
             take = min(total, chunk_budget)
@@ -446,88 +452,91 @@ def _run(
             if extra > free_blocks:
                 break
             waiting.popleft()
-            slot = free_slots.pop()
-            req[slot] = i
-            context[slot] = 0
-            remaining[slot] = output[i] - generated_of[i]
-            blocks[slot] = extra
             free_blocks -= extra
-            admitted_at[slot] = admissions
+            prefilling.append([i, 0, total, extra, admissions, int(output[i] - generated_of[i])])
             admissions += 1
-            prefill_left[slot] = total
             chunk_budget -= take
-            prefilled.append((slot, take))
-        prefill_tokens = sum(take for _, take in prefilled)
-        if b == 0 and prefill_tokens == 0:
+            takes.append(take)
+            scheduled += 1
+        prefill_tokens = sum(takes)
+        if decoders == 0 and prefill_tokens == 0:
             raise RuntimeError(
                 "the engine scheduled nothing with requests waiting (a scheduler bug); "
-                f"free blocks {free_blocks}, free slots {len(free_slots)}"
+                f"free blocks {free_blocks}, resident {b + len(prefilling)}"
             )
 
         # 3. The step.
-        mean_context = int(context[slots].sum()) / b if b else 0.0
+        mean_context = int(d_ctx[:b].sum()) / b if b else 0.0
         dt = step_s(b, mean_context, prefill_tokens, k)
         end = now + dt
         # Requests arriving during the step are in the system from their arrival.
         in_system_area += in_system * dt
         j = next_arrival
-        while j < n and arrival[j] <= end:
-            in_system_area += end - arrival[j]
+        while j < n and arrivals[j] <= end:
+            in_system_area += end - arrivals[j]
             j += 1
         steps += 1
         busy_s += dt
         decode_token_steps += b
 
         # 4. Tokens: decodes emit 1 + accepted (sampled), completed prefills their first.
+        ended = []
         if b:
+            remaining = d_rem[:b]
             if k:
                 accepted = np.searchsorted(negative_survival[:k], -rng.random(b), side="left")
-                emitted = np.minimum(accepted + 1, remaining[slots])
+                emitted = np.minimum(accepted + 1, remaining)
                 emitted_total += int(emitted.sum())
+                d_ctx[:b] += emitted
+                remaining -= emitted
             else:
-                emitted = 1  # (a decoding sequence has at least one token to go)
-                emitted_total += b
-            context[slots] += emitted
-            left = remaining[slots] - emitted
-            remaining[slots] = left
-            finished = slots[left == 0]
-        else:
-            finished = slots[:0]
-        ended = []
-        for slot, take in prefilled:
-            context[slot] += take
-            left = prefill_left[slot] - take
-            if left:
-                prefill_left[slot] = left
+                emitted_total += b  # (a decoding sequence has at least one token to go)
+                d_ctx[:b] += 1
+                remaining -= 1
+            if remaining.min() == 0:
+                # Highest index first: each removal moves the last decoder into its place.
+                for j in (remaining == 0).nonzero()[0][::-1].tolist():
+                    i = int(d_req[j])
+                    ended.append((i, int(d_blk[j])))
+                    drop_decoder(j)
+        for position in range(scheduled):
+            entry = prefilling[position]
+            entry[1] += takes[position]
+            entry[2] -= takes[position]
+            if entry[2]:
                 continue
-            del prefill_left[slot]
-            i = int(req[slot])
-            if remaining[slot] == output[i]:
+            i = entry[0]
+            if entry[5] == output[i]:
                 first_token[i] = end
             emitted_total += 1
-            remaining[slot] -= 1
-            if remaining[slot] == 0:
-                ended.append(slot)
+            entry[5] -= 1
+            if entry[5] == 0:
+                ended.append((i, entry[3]))
             else:
-                decoding[slot] = True
-        for slot in (*finished.tolist(), *ended):
-            i = int(req[slot])
+                d_req[b], d_ctx[b], d_rem[b], d_blk[b], d_adm[b] = (
+                    i,
+                    entry[1],
+                    entry[5],
+                    entry[3],
+                    entry[4],
+                )
+                b += 1
+        if scheduled:
+            prefilling = [entry for entry in prefilling if entry[2]]
+        for i, blocks in ended:
             finish[i] = end
             finished_count[i] += 1
-            generated_of[i] = output[i] - remaining[slot]
-            free_blocks += int(blocks[slot])
-            blocks[slot] = 0
-            decoding[slot] = False
-            req[slot] = -1
-            free_slots.append(slot)
+            generated_of[i] = output[i]
+            free_blocks += blocks
             done += 1
             in_system -= 1
         now = end
         if check:
-            held = int(blocks[req >= 0].sum())
+            held = int(d_blk[:b].sum()) + sum(entry[3] for entry in prefilling)
             assert held + free_blocks == total_blocks, (held, free_blocks, total_blocks)
-            assert np.all(blocks[req < 0] == 0)
-            assert np.all(blocks[req >= 0] * block >= context[req >= 0])
+            assert np.all(d_blk[:b] * block >= d_ctx[:b])
+            assert all(entry[3] * block >= entry[1] for entry in prefilling)
+            assert b + len(prefilling) <= max_seqs
         if bar is not None and done - last_done >= 1000:
             bar.update(done - last_done)
             last_done = done
