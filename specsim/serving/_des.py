@@ -48,6 +48,7 @@ from ._traffic import Trace, Traffic
 __all__ = ["SimulationResult", "simulate"]
 
 PERCENTILES = (50, 90, 99)
+UNIFORM_POOL = 1 << 16  # uniforms drawn per call to the generator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,8 +320,12 @@ def _run(
             f"{model.prefill_grid[-1]:g} tokens) does not cover the engine's limits "
             f"(max_num_seqs {max_seqs}, max_num_batched_tokens {budget_tokens})"
         )
-    negative_survival = -model.survival  # increasing: count of s_j > u by searchsorted
+    # -survival[:k] is increasing: searchsorted(-survival[:k], -u) counts the s_j > u.
+    survival_by_k = [-model.survival[:k] for k in range(model.max_lookahead + 1)]
     rng = np.random.default_rng(seed)
+    # (ufunc reductions called directly: `ndarray.sum` adds a Python wrapper per call)
+    add, smallest = np.add.reduce, np.minimum.reduce
+    uniform_pool, uniform_at = np.zeros(0), 0  # negated uniforms, drawn in blocks
 
     first_token = np.full(n, np.nan)
     finish = np.full(n, np.nan)
@@ -408,7 +413,7 @@ def _run(
                 k = max(min(k, budget // b - 1), 0)
             # Blocks to hold the cache plus this step's 1 + k tokens: ceil((ctx + 1 + k) / B).
             grow = np.maximum((d_ctx[:b] + (k + block)) // block - d_blk[:b], 0)
-            short = int(grow.sum())
+            short = int(add(grow))
             if short <= free_blocks:
                 if short:
                     d_blk[:b] += grow
@@ -466,7 +471,7 @@ def _run(
             )
 
         # 3. The step.
-        mean_context = int(d_ctx[:b].sum()) / b if b else 0.0
+        mean_context = int(add(d_ctx[:b])) / b if b else 0.0
         dt = step_s(b, mean_context, prefill_tokens, k)
         end = now + dt
         # Requests arriving during the step are in the system from their arrival.
@@ -484,16 +489,21 @@ def _run(
         if b:
             remaining = d_rem[:b]
             if k:
-                accepted = np.searchsorted(negative_survival[:k], -rng.random(b), side="left")
-                emitted = np.minimum(accepted + 1, remaining)
-                emitted_total += int(emitted.sum())
+                if uniform_at + b > uniform_pool.size:
+                    uniform_pool, uniform_at = -rng.random(UNIFORM_POOL), 0
+                # accepted = #{j <= k: u < survival_j}, one uniform u per sequence
+                emitted = survival_by_k[k].searchsorted(uniform_pool[uniform_at : uniform_at + b])
+                uniform_at += b
+                emitted += 1
+                np.minimum(emitted, remaining, out=emitted)
+                emitted_total += int(add(emitted))
                 d_ctx[:b] += emitted
                 remaining -= emitted
             else:
                 emitted_total += b  # (a decoding sequence has at least one token to go)
                 d_ctx[:b] += 1
                 remaining -= 1
-            if remaining.min() == 0:
+            if smallest(remaining) == 0:
                 # Highest index first: each removal moves the last decoder into its place.
                 for j in (remaining == 0).nonzero()[0][::-1].tolist():
                     i = int(d_req[j])
