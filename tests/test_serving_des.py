@@ -182,6 +182,22 @@ def test_accepted_tokens_are_sampled_from_the_speculator():
     assert abs(decode_steps / expected - 1) < 0.03
 
 
+def test_ngram_speculates_only_on_a_match():
+    """n-gram with match probability 0.5 at lookahead 3, alpha 0.7: a step emits
+    1 + 0.5 (0.7 + 0.49 + 0.343) tokens on average (a miss decodes plainly)."""
+    d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7)
+    policy = SpecPolicy.fixed(specsim.speculators.Ngram.create(match_probability=0.5), 3)
+    engine = EngineConfig.create(max_num_seqs=4, max_num_batched_tokens=256)
+    model = StepTimeModel.build(d, policy, engine, max_context_tokens=4096)
+    output = 3001
+    trace = Trace.create(np.arange(4) * 1e4, [10] * 4, [output] * 4)
+    result = simulate(trace, model, policy, engine.resolve(d, policy), seed=1)
+    check_conservation(result, trace)
+    per_step = 1 + 0.5 * (0.7 + 0.7**2 + 0.7**3)
+    # ~1700 steps per request, tokens per step with sd ~1: the mean is within ~1.5%.
+    assert abs((result.steps - 4) / (4 * (output - 1) / per_step) - 1) < 0.03
+
+
 def test_speculation_cuts_latency_on_a_real_deployment():
     d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.8)
     trace = Traffic.poisson(4.0, prompt=256, output=128).sample(300, seed=0)
