@@ -86,11 +86,11 @@ def test_moe_layer_equals_a_per_token_reference(gated):
         gates /= gates.sum()
         for gate, e in zip(gates, top, strict=True):
             if gated:
-                a = x[t] @ np.asarray(params["experts_gate"][e])
-                inner = a / (1 + np.exp(-a)) * (x[t] @ np.asarray(params["experts_up"][e]))
+                a = x[t] @ np.asarray(params[f"experts_gate_{e}"])
+                inner = a / (1 + np.exp(-a)) * (x[t] @ np.asarray(params[f"experts_up_{e}"]))
             else:
-                inner = np.asarray(jax.nn.gelu(x[t] @ np.asarray(params["experts_in"][e])))
-            expected[t] += gate * (inner @ np.asarray(params["experts_out"][e]))
+                inner = np.asarray(jax.nn.gelu(x[t] @ np.asarray(params[f"experts_in_{e}"])))
+            expected[t] += gate * (inner @ np.asarray(params[f"experts_out_{e}"]))
     assert_close(out, expected, rtol=1e-4, atol=1e-5)
 
 

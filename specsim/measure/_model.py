@@ -298,9 +298,10 @@ class MixtureOfExperts(nn.Module):
     The router picks each token's ``experts_per_token`` experts (softmax gates over the
     chosen ones). The ``tokens x k`` (token, expert) pairs are sorted by expert; each
     expert then multiplies only its own contiguous rows, padded up to a power of two
-    (a ``lax.switch`` over the static sizes), and an expert no pair chose is skipped
-    without reading its weights. So a pass reads the distinct experts its tokens touch
-    and does at most twice the routed FLOPs, as the cost model prices a grouped GEMM.
+    (a ``lax.switch`` over the static sizes; each expert's weights are their own arrays),
+    and an expert no pair chose is skipped without reading its weights. So a pass reads
+    the distinct experts its tokens touch and does at most twice the routed FLOPs, as the
+    cost model prices a grouped GEMM.
     """
 
     config: ModelConfig
@@ -339,18 +340,25 @@ class MixtureOfExperts(nn.Module):
         out_init = nn.initializers.variance_scaling(
             cfg.residual_scale**2, "fan_in", "normal", in_axis=-2, out_axis=-1
         )
-        shape_in = (cfg.n_experts, cfg.d_model, cfg.d_ff_expert)
-        shape_out = (cfg.n_experts, cfg.d_ff_expert, cfg.d_model)
-        names = ("experts_gate", "experts_up") if cfg.gated_mlp else ("experts_in",)
-        inputs = [self.param(n, in_init, shape_in, cfg.param_dtype) for n in names]
-        outputs = self.param("experts_out", out_init, shape_out, cfg.param_dtype)
+        # One array per expert (not one stacked array indexed per expert): XLA's CPU
+        # backend copies a slice of a stacked weight before multiplying it, which would
+        # read each touched expert three times instead of once.
+        names = ("gate", "up") if cfg.gated_mlp else ("in",)
+        shape_in, shape_out = (cfg.d_model, cfg.d_ff_expert), (cfg.d_ff_expert, cfg.d_model)
+        inputs = [
+            [self.param(f"experts_{n}_{e}", in_init, shape_in, cfg.param_dtype) for n in names]
+            for e in range(cfg.n_experts)
+        ]
+        outputs = [
+            self.param(f"experts_out_{e}", out_init, shape_out, cfg.param_dtype)
+            for e in range(cfg.n_experts)
+        ]
 
-        def run(size):
-            def apply(operands):
-                e, out = operands
+        def run(e, size):
+            def apply(out):
                 start, count = starts[e], counts[e]
                 block = jax.lax.dynamic_slice_in_dim(rows, start, size)
-                projected = [block @ w[e].astype(cfg.activation_dtype) for w in inputs]
+                projected = [block @ w.astype(cfg.activation_dtype) for w in inputs[e]]
                 if cfg.gated_mlp:
                     inner = jax.nn.silu(projected[0]) * projected[1]
                 else:
@@ -364,17 +372,14 @@ class MixtureOfExperts(nn.Module):
 
             return apply
 
-        # Branch 0 skips an expert; branch i >= 1 runs it on sizes[i - 1] >= count rows.
-        branches = [lambda operands: operands[1]] + [run(size) for size in sizes]
-
-        def one_expert(e, out):
+        out = jnp.zeros((pairs + sizes[-1], cfg.d_model), jnp.float32)
+        for e in range(cfg.n_experts):  # unrolled: each expert's weights are its own array
             count = counts[e]
             need = jnp.ceil(jnp.log2(jnp.maximum(count, 1).astype(jnp.float32))).astype(jnp.int32)
             index = jnp.clip(jnp.where(count == 0, 0, 1 + need), 0, len(sizes))
-            return jax.lax.switch(index, branches, (e, out))
-
-        out = jnp.zeros((pairs + sizes[-1], cfg.d_model), jnp.float32)
-        out = jax.lax.fori_loop(0, cfg.n_experts, one_expert, out)
+            # Branch 0 skips the expert; branch i >= 1 runs it on sizes[i - 1] >= count rows.
+            branches = [lambda out: out] + [run(e, size) for size in sizes]
+            out = jax.lax.switch(index, branches, out)
         weighted = out[:pairs] * gates[order][:, None]
         total = jnp.zeros((n_tokens, cfg.d_model), jnp.float32).at[token_of_pair].add(weighted)
         return total.astype(h.dtype).reshape(batch, tokens, cfg.d_model)
