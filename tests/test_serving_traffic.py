@@ -17,6 +17,7 @@ from specsim.serving import (
     Trace,
     Traffic,
     engine_step_time,
+    kv_bytes_per_token,
     load_trace,
 )
 from specsim.speculators import Ngram
@@ -178,6 +179,14 @@ def test_kv_blocks_from_memory(deployment):
         deployment.replace(tp=2.0)
     )
     assert tp2.kv_blocks == math.floor((80e9 - weights / 2) * 0.8 / (kv_per_token / 2 * 32))
+    # More chips than KV heads: heads are replicated, one per chip (8 heads, tp = 16).
+    tp16 = EngineConfig.create(memory_fraction=0.8, block_size=32).resolve(
+        deployment.replace(tp=16.0)
+    )
+    assert tp16.kv_blocks == math.floor((80e9 - weights / 16) * 0.8 / (kv_per_token / 8 * 32))
+    # A latent (MLA) cache has no heads to split: every chip holds it whole.
+    mla = specsim.Deployment.create("DeepSeek-V3", "h200", acceptance=0.7)
+    assert_close(kv_bytes_per_token(mla.replace(tp=8.0)), kv_bytes_per_token(mla))
     # A draft model costs its weights and its own cache per token.
     draft = specsim.models.get("llama-68m")
     with_draft = EngineConfig.create().resolve(deployment, SpecPolicy.fixed(draft, 3))

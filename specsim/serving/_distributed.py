@@ -69,7 +69,9 @@ def replay(
         overlap_requests: requests simulated before and after each shard, not recorded.
         seed: seeds the accepted-token sampling (piece ``j`` uses a child seed).
         scheduler: ``"processes"``, ``"synchronous"``, ``"threads"`` or a
-            ``distributed.Client``.
+            ``distributed.Client``. The process pool starts its workers by *spawning*
+            Python afresh, which re-runs a calling script's top level: put the call under
+            ``if __name__ == "__main__":`` in a script (notebooks need nothing).
 
     Returns:
         One `SimulationResult` over all requests in trace order: ``steps``, ``busy_s``,

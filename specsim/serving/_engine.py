@@ -155,8 +155,23 @@ class EngineConfig:
 
 
 def kv_bytes_per_token(deployment: Deployment, speculator=None):
-    """KV-cache bytes one token occupies per chip: the target's plus the speculator's."""
-    target = memory_footprint(deployment.target, 1.0, 1.0).kv_cache_bytes / deployment.tp
+    """KV-cache bytes one token occupies per chip: the target's plus the speculator's.
+
+    Under tensor parallelism each chip holds ``max(n_kv_heads, tp) / tp`` of the KV heads
+    (engines replicate heads when ``tp`` exceeds their number), and a multi-head latent
+    attention cache (one latent per token, no heads) is held whole by every chip.
+
+    Examples:
+        >>> import specsim
+        >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7, tp=16.0)
+        >>> float(kv_bytes_per_token(d))  # 8 KV heads on 16 chips: one head each
+        16384.0
+    """
+    model, tp = deployment.target, deployment.tp
+    whole = memory_footprint(model, 1.0, 1.0).kv_cache_bytes
+    heads = jnp.maximum(model.n_kv_heads, 1.0)
+    share = jnp.where(model.kv_lora_rank > 0, 1.0, jnp.maximum(heads, tp) / (heads * tp))
+    target = whole * share
     if speculator is None:
         return target
     one = _speculators.memory_bytes(speculator, deployment, 1.0, 1.0)
