@@ -129,3 +129,23 @@ def test_validate_report_flags_an_implausible_fit():
     assert "**Implausible calibration**" in text and "memory bandwidth 1e+12 B/s is 50x" in text
     assert summary["plausible"] is False and len(summary["implausible"]) == 1
     assert np.isfinite(summary["step_time_mape_pct"])
+
+
+@pytest.mark.parametrize("command", ["calibrate", "validate"])
+def test_size_help_states_measured_durations(command):
+    # Issue 12: "tiny (seconds)" took over 2 minutes. Every size names its duration, and
+    # the file the durations were measured in exists.
+    import re
+    from pathlib import Path
+
+    from specsim.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command_parser = sub.choices[command]
+    command_parser.format_help()  # loads the command's flags
+    (size,) = (a for a in command_parser._actions if "--size" in a.option_strings)
+    for name in ("tiny", "quick", "full"):
+        assert re.search(rf"{name} \([^)]*\d+(\.\d+)? (s|min)\)", size.help), (name, size.help)
+    (cited,) = re.findall(r"benchmarks/results/\S+\.md", size.help)
+    assert (Path(__file__).resolve().parents[1] / cited).is_file()

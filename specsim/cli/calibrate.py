@@ -55,7 +55,8 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     )
     add_measurement_arguments(
         parser,
-        size_help="grid: tiny (12 passes), quick (40), full (91, a few minutes)",
+        size_help="grid, with measured durations on a 2-core CPU: tiny (12 passes; 46 s), "
+        "quick (35; 2 min), full (77; under 6 min) (benchmarks/results/sizes_cpu.md)",
     )
     parser.add_argument("--steps", type=positive(int), default=1500, help="Adam steps of the fit")
     parser.add_argument(

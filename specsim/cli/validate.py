@@ -36,7 +36,10 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="local measurements, published measurements, or both",
     )
     add_measurement_arguments(
-        parser, size_help="local grid: tiny (seconds), quick (~2 min), full (a few minutes)"
+        parser,
+        size_help="local grid, with measured durations on a 2-core CPU: tiny (12 passes, 2 "
+        "speculative-decoding runs; 1.3 min), quick (35, 6; 4 min), full (77, 8; 6 min) "
+        "(benchmarks/results/sizes_cpu.md; an H100: tiny 68 s)",
     )
     parser.add_argument(
         "--rounds",
