@@ -30,6 +30,7 @@ Usage::
 
     python benchmarks/sweep.py            # everything (several minutes on 2 CPU cores)
     python benchmarks/sweep.py --quick    # skip the 10^8-point Parquet stream
+    python benchmarks/sweep.py --quick --jax-only  # and the NumPy/Python references
     python benchmarks/sweep.py --profile benchmarks/results/sweep_chunk_profile_cpu.txt
 """
 
@@ -655,7 +656,8 @@ def describe_run(label: str, run: dict, limit: dict) -> str:
         f"{run['first_call_s']:.2f} s)\n"
         f"  {'':32s} device {run['device_s'] * 1e3:7.1f} ms ({device_rate:.3g} configs/s), "
         f"host {run['host_s'] * 1e3:7.1f} ms; {run['chunks']} chunk(s), {run['rows']:,} rows; "
-        f"{flops:.1f} FLOPs/config -> {share:.2%} of the arithmetic limit"
+        f"{flops:.1f} FLOPs/config -> {share:.2%} of the arithmetic limit; "
+        f"{n / run['cpu_s']:.3g} configs per process CPU-second"
     )
 
 
@@ -682,61 +684,8 @@ def write_profile(path: str, profile: dict, limit: dict, load: float) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the 1e8 Parquet stream")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--profile", metavar="FILE", default=None, help="also write a device profile of one chunk"
-    )
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        runners = {
-            "jax": lambda: run_jax(args.repeats),
-            "numpy": lambda: run_numpy(max(1, args.repeats // 2)),
-            "numpy-flat": lambda: run_numpy_flat(2),
-            "python": lambda: run_python(PYTHON_SAMPLE),
-            "best": lambda: run_big("best", args.repeats),
-            "parquet": lambda: run_big("parquet", args.repeats),
-            "profile": run_profile,
-        }
-        print(json.dumps(runners[args.child]()))
-        return
-
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(
-        f"specsim sweep benchmark: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, load average {load:.1f}, Python {platform.python_version()}"
-    )
-    jx = child("jax", args)
-    npy = child("numpy", args)
-    flat = child("numpy-flat", args)
-    py = child("python", args)
-    for run in (npy, flat, py):
-        if not run["max_rel_error"] < 1e-4:  # float32 sweep vs float64 references
-            raise SystemExit(
-                f"{run['method']} disagrees with the sweep (max relative error "
-                f"{run['max_rel_error']:.1e}): the reference formulas are out of date"
-            )
-    limit = jx["limit"]
-    nominal = limit["nominal"]
-    print(
-        f"device: {jx['devices']} x {jx['device_kind']} ({jx['platform']}), jax {jx['jax']}; "
-        f"arithmetic limit {limit['measured']:.3g} FLOP/s (float32 matmul, measured)"
-        + (f", {nominal:.3g} nominal" if nominal else "")
-    )
-    n = jx["points"]
-    print(
-        f"grid: {n:,} points ({' x '.join(str(len(v)) for v in GRID.values())} over "
-        f"{', '.join(GRID)}), {QUADRATURE_NODES} quadrature nodes, all 19 report fields"
-    )
-    print(
-        "JAX sweep (device = the compiled chunks back to back; host = the rest of the "
-        "end-to-end time):"
-    )
-    for label, run in jx["runs"].items():
-        print(describe_run(label, run, limit))
+def references_report(n: int, jx: dict, npy: dict, flat: dict, py: dict) -> None:
+    """The NumPy and pure-Python references beside the all-column DataFrame sweep."""
     jax_rate = n / jx["runs"]["all columns, DataFrame"]["median_s"]
     numpy_rate = npy["points"] / npy["median_s"]
     flat_rate = flat["points"] / flat["median_s"]
@@ -762,6 +711,70 @@ def main() -> None:
         f"JAX / NumPy broadcast = {jax_rate / numpy_rate:.1f}x, "
         f"JAX / NumPy per point = {jax_rate / flat_rate:.0f}x"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the 1e8 Parquet stream")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--jax-only", action="store_true", help="skip the NumPy and pure-Python references"
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", default=None, help="also write a device profile of one chunk"
+    )
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        runners = {
+            "jax": lambda: run_jax(args.repeats),
+            "numpy": lambda: run_numpy(max(1, args.repeats // 2)),
+            "numpy-flat": lambda: run_numpy_flat(2),
+            "python": lambda: run_python(PYTHON_SAMPLE),
+            "best": lambda: run_big("best", args.repeats),
+            "parquet": lambda: run_big("parquet", args.repeats),
+            "profile": run_profile,
+        }
+        print(json.dumps(runners[args.child]()))
+        return
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"specsim sweep benchmark: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {load:.1f}, Python {platform.python_version()}"
+    )
+    jx = child("jax", args)
+    npy = flat = py = None
+    if not args.jax_only:
+        npy, flat, py = (child(m, args) for m in ("numpy", "numpy-flat", "python"))
+    for run in () if args.jax_only else (npy, flat, py):
+        if not run["max_rel_error"] < 1e-4:  # float32 sweep vs float64 references
+            raise SystemExit(
+                f"{run['method']} disagrees with the sweep (max relative error "
+                f"{run['max_rel_error']:.1e}): the reference formulas are out of date"
+            )
+    limit = jx["limit"]
+    nominal = limit["nominal"]
+    print(
+        f"device: {jx['devices']} x {jx['device_kind']} ({jx['platform']}), jax {jx['jax']}; "
+        f"arithmetic limit {limit['measured']:.3g} FLOP/s (float32 matmul, measured)"
+        + (f", {nominal:.3g} nominal" if nominal else "")
+    )
+    n = jx["points"]
+    print(
+        f"grid: {n:,} points ({' x '.join(str(len(v)) for v in GRID.values())} over "
+        f"{', '.join(GRID)}), {QUADRATURE_NODES} quadrature nodes, all 19 report fields"
+    )
+    print(
+        "JAX sweep (device = the compiled chunks back to back; host = the rest of the "
+        "end-to-end time):"
+    )
+    for label, run in jx["runs"].items():
+        print(describe_run(label, run, limit))
+    if args.jax_only:
+        print("(--jax-only: NumPy and pure-Python references skipped)")
+    else:
+        references_report(n, jx, npy, flat, py)
     best = child("best", args)
     print(
         f"10^8 points ({best['points']:,}), best gamma per point (tokens_per_s and speedup "
