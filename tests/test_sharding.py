@@ -57,6 +57,23 @@ def test_sharded_sweep_equals_unsharded_on_four_fake_devices(monkeypatch):
     _same(pd.concat(parts, ignore_index=True), sharded)
 
 
+def test_top_k_on_four_devices_equals_the_host_top_k():
+    """The quick tier's share of the next test: one reduction, sharded over 4 devices."""
+    from host_reductions import top_k
+
+    from specsim import TopK
+
+    grid = dict(GRID, gamma=range(1, 7), columns=["tokens_per_s", "verify_bound"])
+    full = sweeps.sweep(**grid)
+    got = sweeps.sweep(**grid, devices=jax.devices()[:4], reduce=TopK("gamma", 2))
+    expected = top_k(full, ("gamma",), 2, fields=grid["columns"]).reset_index(drop=True)
+    for name in expected.columns:
+        if isinstance(got[name].dtype, pd.CategoricalDtype):
+            expected[name] = expected[name].astype(object).astype(got[name].dtype)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+@pytest.mark.slow  # ~5 s of CPU each: eight compiled reductions
 @pytest.mark.parametrize("n_devices", [4, 1])
 def test_reductions_equal_host_reductions_on_one_and_four_devices(n_devices):
     """Reduced on the device, sharded or not, equals the full grid reduced on the host."""
