@@ -140,6 +140,48 @@ def test_conservation_and_no_leaks_under_preemption():
     assert squeezed.e2e_s.mean() > free.e2e_s.mean()
 
 
+@pytest.mark.parametrize("seed", range(8))  # (150 seeds pass; 8 keep it quick)
+def test_random_engines_conserve_requests_and_blocks(seed):
+    """Random small engines (slots, token and chunk budgets, block size, a cache from
+    barely enough to roomy, chunked or not, speculation or not) on random traffic: block
+    accounting holds after every step and every request finishes once with all its tokens."""
+    rng = np.random.default_rng(seed)
+    traffic = Traffic.poisson(
+        float(rng.uniform(5, 80)),
+        LengthDistribution.lognormal(float(rng.uniform(5, 300)), float(rng.uniform(0, 1.2))),
+        LengthDistribution.lognormal(float(rng.uniform(1, 100)), float(rng.uniform(0, 1.2))),
+    )
+    trace = traffic.sample(300, seed=seed)
+    k = int(rng.integers(0, 4))
+    block = int(rng.choice([1, 4, 16]))
+    longest = int((trace.prompt_tokens + trace.output_tokens).max()) + k
+    seqs = int(rng.integers(1, 33))
+    tokens = int(rng.integers(max(seqs * (1 + k), 1), 2048))
+    chunked = bool(rng.random() < 0.8)
+    if not chunked:
+        tokens = max(tokens, longest)
+    engine = EngineConfig.create(
+        max_num_seqs=seqs,
+        max_num_batched_tokens=tokens,
+        prefill_chunk_tokens=int(rng.integers(1, tokens + 1)) if chunked else tokens,
+        block_size=block,
+        kv_blocks=-(-longest // block) + int(rng.integers(0, 200)),
+        chunked_prefill=chunked,
+    )
+    alpha = float(rng.uniform(0.3, 0.9))
+    emitted = np.cumsum([1.0, *(alpha ** np.arange(1, k + 1))])
+    model = StepTimeModel.from_function(
+        lambda kk, b, c, p: 0.005 + 1e-4 * (b * (kk + 1) + p) + 1e-7 * b * c,
+        batch_grid=[0, 32],
+        context_grid=[0, 1e5],
+        prefill_grid=[0, max(tokens, 4096)],
+        emitted_tokens=emitted,
+    )
+    policy = SpecPolicy.fixed(specsim.models.get("llama-68m"), k) if k else None
+    result = simulate(trace, model, policy, engine, seed=seed, check_invariants=True)
+    check_conservation(result, trace)
+
+
 def test_first_come_first_served():
     """Equal prompts: first tokens come in arrival order."""
     trace = Traffic.poisson(50.0, prompt=300, output=LengthDistribution.lognormal(50, 1.0)).sample(
