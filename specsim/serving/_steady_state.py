@@ -41,9 +41,11 @@ the model smooth in ``B`` and in every bucket's lookahead.
   ``Q = Var[A] / (2 (C - E[A]))`` with ``A`` the compound-Poisson prompt tokens arriving
   per step. Its CDF is a mixture over prompt-length quantile nodes; percentiles invert it
   by bisection.
-* TPOT of a request with ``O`` output tokens: lognormal with mean ``tau / E`` and a
-  squared coefficient of variation from three independent sources: step-to-step prefill
-  load (``(dT/dP)^2 Var[A]`` averaged over the request's ``(O - 1) / E`` steps), the batch
+* TPOT of a request with ``O`` output tokens: lognormal with mean ``tau' / E`` (``tau'``
+  the mean step at batch ``B + 1``: a decoding sequence sees itself and, Poisson, ``B``
+  others on average) and a squared coefficient of variation from three independent
+  sources: step-to-step prefill load (steps with and without chunks, share ``q``, averaged
+  over the request's ``(O - 1) / E`` steps), the batch
   size over the request's life (Poisson with variance ``B``, time-averaged over one decode
   lifetime: factor 2/3, exact for equal lifetimes) and the number of accepted tokens
   (chain acceptance at the speculator's rate). A mixture over output-length nodes.
@@ -534,7 +536,16 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
     w_out = jnp.where(has_tpot, x.output_weights, 0.0)
     w_out = w_out / jnp.maximum(jnp.sum(w_out), 1e-12)
     node_steps = jnp.maximum(decoded / emitted, 1.0)
-    tpot_mean = tau / emitted
+    # A decoding sequence is in every step it waits for, with B others on average (the
+    # Palm view of a Poisson population): its steps have batch B + 1, not B.
+    chunk = jnp.minimum(s.prefill / s.prefill_share, s.budget)
+    tagged = jax.vmap(
+        lambda p: engine_step_time(
+            x.deployment, x.policy.speculator, batch + 1.0, context, p, s.lookahead
+        )
+    )(jnp.stack([jnp.zeros_like(chunk), chunk]))
+    tau_tagged = (1.0 - s.prefill_share) * tagged[0] + s.prefill_share * tagged[1]
+    tpot_mean = tau_tagged / emitted
     step_var = s.prefill_share * (1.0 - s.prefill_share) * (s.mixed_s - s.plain_s) ** 2
     batch_var = _BATCH_AVERAGING * slope_b**2 * batch
     cv2 = (step_var / node_steps + batch_var) / tau**2 + s.emitted_var / (emitted**2 * node_steps)
