@@ -57,6 +57,9 @@ _LOAD_SHARPNESS = 0.05
 _INIT_SPREAD = 1.5
 _RANDOM_SPREAD = 4.0
 _CANDIDATES = 4
+# One instance: the optimiser is a static argument of the jitted search, so a new
+# ``optax.adam`` per call would recompile it every time.
+DEFAULT_OPTIMIZER = optax.adam(0.1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,7 +371,7 @@ def optimize_serving(
     for name, value in (("steps", steps), ("restarts", restarts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    optimizer = optax.adam(0.1) if optimizer is None else optimizer
+    optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     designs, picks, traces = _gradient_search(
         problem, jax.random.PRNGKey(seed), optimizer, steps, restarts
     )
