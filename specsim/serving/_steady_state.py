@@ -448,7 +448,10 @@ def _solve(x: _Inputs, rate):
     # Newton on log rate(log B) = target: value unchanged to second order at a good start.
     slope = jnp.maximum(stopped(tangent.rate / state.rate), 1e-3)
     delta = (target - jnp.log(state.rate)) / slope
-    delta = jnp.minimum(delta, log_grid[peak] - log_b0)
+    # A trust region of one grid cell: near the peak the slope vanishes and a full Newton
+    # step would extrapolate the expansion far outside where it holds.
+    spacing = log_grid[1] - log_grid[0]
+    delta = jnp.minimum(jnp.clip(delta, -spacing, spacing), log_grid[peak] - log_b0)
     state = jax.tree.map(lambda v, t: v + t * delta, state, tangent)
     log_b = log_b0 + delta
     # d(step)/dB for the batch-size part of the TPOT spread.
@@ -544,7 +547,8 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
             x.deployment, x.policy.speculator, batch + 1.0, context, p, s.lookahead
         )
     )(jnp.stack([jnp.zeros_like(chunk), chunk]))
-    tau_tagged = (1.0 - s.prefill_share) * tagged[0] + s.prefill_share * tagged[1]
+    share = jnp.clip(s.prefill_share, 0.0, 1.0)
+    tau_tagged = (1.0 - share) * tagged[0] + share * tagged[1]
     tpot_mean = tau_tagged / emitted
     step_var = s.prefill_share * (1.0 - s.prefill_share) * (s.mixed_s - s.plain_s) ** 2
     batch_var = _BATCH_AVERAGING * slope_b**2 * batch
