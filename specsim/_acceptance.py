@@ -61,8 +61,21 @@ class ConstantAcceptance:
 
     @classmethod
     def create(cls, alpha):
-        """Validated constructor: raises ValueError unless alpha is in (0, 1)."""
-        return validate_acceptance(cls(alpha=host_float(alpha)))
+        """Validated constructor: raises ValueError unless alpha is in (0, 1).
+
+        The range is checked on the value as given; a legal alpha so close to 1 that
+        float32 would round it to 1.0 (0.99999999) is stored as the largest float32
+        below 1 instead, its nearest value inside the domain.
+        """
+        value = concrete(alpha)
+        if value is not None:
+            bad = np.flatnonzero(~((value > 0.0) & (value < 1.0)))
+            if bad.size:
+                raise ValueError(f"alpha must be in (0, 1), got {_show(value.ravel()[bad[0]])}")
+        stored = host_float(alpha)
+        if value is not None and stored.dtype == np.float32:
+            stored = np.asarray(np.minimum(stored, np.nextafter(np.float32(1), np.float32(0))))
+        return validate_acceptance(cls(alpha=stored))
 
 
 @struct.dataclass

@@ -59,15 +59,15 @@ class Registry:
         """The canonical name for ``name`` or a ``ValueError`` naming the closest valid ones."""
         self._ensure()
         if not isinstance(name, str):
-            raise ValueError(f"{self._kind} name must be a string, got {type(name).__name__}")
+            raise ValueError(f"{self._kind} {name!r}: not a name; valid: {', '.join(self.names())}")
         key = normalise(name)
         if key in self._index:
             return self._index[key]
         close = difflib.get_close_matches(key, list(self._index), n=3, cutoff=0.5)
         suggestions = list(dict.fromkeys(self._index[c] for c in close))
-        hint = f" Did you mean {', '.join(map(repr, suggestions))}?" if suggestions else ""
+        hint = f", did you mean {' or '.join(map(repr, suggestions))}?" if suggestions else ""
         raise ValueError(
-            f"unknown {self._kind} {name!r}.{hint} Valid names: {', '.join(self.names())}"
+            f"{self._kind} {name!r}: unknown {self._kind}{hint}; valid: {', '.join(self.names())}"
         )
 
     def entry(self, name: str) -> Mapping[str, Any]:

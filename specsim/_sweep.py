@@ -43,6 +43,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -63,11 +64,14 @@ from ._acceptance import (
     SDSLAcceptance,
     validate_acceptance,
 )
+from ._atomic import atomic_output, check_output_path
+from ._errors import relabel
+from ._limits import HOST_MEMORY_FRACTION, physical_memory_bytes
 from ._reduce import Histogram, Quantiles, Reduction, TopK
 from ._sweep_kernel import BOUND_COLUMNS, Plan, field_dependence
 from ._sweep_kernel import evaluate_chunk as _evaluate_chunk
 from ._sweep_result import FileSink, SweepResult
-from ._throughput import QUADRATURE_NODES, ThroughputReport
+from ._throughput import QUADRATURE_NODES, ThroughputReport, _checked_nodes
 from .hardware import HardwareSpec
 from .hardware._roofline import check_smooth
 from .models import TransformerSpec
@@ -96,6 +100,7 @@ REPORT_COLUMNS = tuple(f for f in ThroughputReport.__dataclass_fields__ if f != 
 # kept as a name for callers that pass it explicitly.
 CPU_CHUNK_SIZE = 2**23
 DEFAULT_CHUNK_SIZE = 2**20
+_MAX_FLOAT32 = float(np.finfo(np.float32).max)
 
 _NUMERIC_RULES = {
     "tp": (lambda v: v >= 1, ">= 1"),
@@ -143,7 +148,7 @@ def _as_list(name: str, value) -> list:
     if isinstance(value, Iterable):
         values = list(value)
         if not values:
-            raise ValueError(f"{name}: empty axis; give at least one value")
+            raise ValueError(f"{name} []: empty axis; valid: at least one value")
         return values
     return [value]
 
@@ -152,20 +157,20 @@ def _numbers(name: str, value) -> tuple[float, ...]:
     """A numeric axis as floats, checked against its rule (``ValueError`` on the first bad one)."""
     if isinstance(value, str):
         raise ValueError(
-            f"{name}: expected numbers, got the string {value!r} "
-            "(parse command-line text such as '0:8' with specsim.cli.sweep.parse_axis)"
+            f"{name} {value!r}: a string; valid: numbers (parse command-line text such as "
+            "'0:8' with specsim.cli.sweep.parse_axis)"
         )
     items = _as_list(name, value)
     if not items:
-        raise ValueError(f"{name}: empty axis; give at least one value")
+        raise ValueError(f"{name} []: empty axis; valid: at least one value")
     ok, text = _NUMERIC_RULES[name]
     out = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, int | float | np.number):
-            raise ValueError(f"{name}: expected numbers, got {item!r}")
+            raise ValueError(f"{name} {item!r}: not a number; valid: finite numbers {text}")
         number = float(item)
         if not (math.isfinite(number) and ok(number)):
-            raise ValueError(f"{name} must be finite and {text}, got {item!r}")
+            raise ValueError(f"{name} {item!r}: out of range; valid: finite numbers {text}")
         out.append(number)
     _check_unique(name, out)
     return tuple(out)
@@ -175,7 +180,7 @@ def _check_unique(name: str, labels: Sequence) -> None:
     seen = set()
     for label in labels:
         if label in seen:
-            raise ValueError(f"{name}: {label!r} appears twice on the axis")
+            raise ValueError(f"{name} {label!r}: appears twice on the axis; valid: distinct values")
         seen.add(label)
 
 
@@ -191,7 +196,7 @@ def _named_items(name: str, value) -> list[tuple[str, Any]]:
             else:
                 items.append((f"{name}_{i}", item))
     if not items:
-        raise ValueError(f"{name}: empty axis; give at least one value")
+        raise ValueError(f"{name} []: empty axis; valid: at least one value")
     return items
 
 
@@ -231,7 +236,10 @@ def _hardware_axis(value) -> _Axis:
             try:
                 spec = _catalogue_hardware(item)
             except ValueError as e:
-                raise ValueError(f"hardware: {e}") from None
+                message = str(e)
+                raise ValueError(
+                    message if message.startswith("hardware") else f"hardware {item}: {message}"
+                ) from None
             if label is None:
                 text = os.fspath(item)
                 label = (
@@ -265,12 +273,18 @@ def _model_axis(name: str, value) -> tuple[_Axis, list[str | None], str]:
             try:
                 spec = _catalogue_model(item)
             except ValueError as e:
-                raise ValueError(f"{name}: {e}") from None
+                message = relabel(str(e), {"model": name})
+                if not message.startswith(name):
+                    message = f"{name}: {message}"
+                raise ValueError(message) from None
             source = _models.locate(item)
             key = source.catalogue_name
             label = label or source.label
         else:
-            raise ValueError(f"{name}: expected a model name or a TransformerSpec, got {item!r}")
+            raise ValueError(
+                f"{name} {item!r}: not a model; valid: a catalogue name, config.json path, "
+                "model folder, cached Hub id or TransformerSpec"
+            )
         labels.append(label)
         specs.append(spec)
         catalogue.append(key)
@@ -340,14 +354,14 @@ def _build_grid(
     kind = "constant"
     if isinstance(alpha, str):
         if alpha.strip().lower() != "sdsl":
-            raise ValueError(f"alpha: expected numbers in (0, 1) or 'sdsl', got {alpha!r}")
+            raise ValueError(f"alpha {alpha!r}: unknown model; valid: numbers in (0, 1) or 'sdsl'")
         kind = "sdsl"
     elif isinstance(alpha, PositionalAcceptance | SDSLAcceptance):
         kind = "fixed"
         try:
             constants["acceptance"] = validate_acceptance(alpha)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"alpha: {e}") from None
+            raise ValueError(f"alpha {type(alpha).__name__}: {e}") from None
     elif isinstance(alpha, ConstantAcceptance):
         alpha = np.asarray(alpha.alpha, np.float64)
     if kind == "constant":
@@ -359,10 +373,13 @@ def _build_grid(
         if value is None:
             continue
         if kind != "sdsl":
-            raise ValueError(f"{name} only applies with alpha='sdsl'")
+            raise ValueError(
+                f"{name} {value!r}: only applies to SDSL acceptance; valid: alpha='sdsl', "
+                f"or no {name}"
+            )
         number = _scalar(name, value)
-        if not number > 0:
-            raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        if not 0 < number < _MAX_FLOAT32:
+            raise ValueError(f"{name} {value!r}: out of range; valid: 0 < {name} < 3.4e38")
     if kind == "sdsl":
         per_target = []
         for label, key in zip(axes["target"].labels, target_keys, strict=True):
@@ -371,8 +388,9 @@ def _build_grid(
                 count = _models.train_tokens(key)
             if count is None:
                 raise ValueError(
-                    f"alpha='sdsl' needs pre-training tokens; the catalogue has none for "
-                    f"{label!r}: pass target_train_tokens (--target-train-tokens)"
+                    f"target {label!r}: the catalogue has no pre-training tokens for the SDSL "
+                    "law (alpha='sdsl'); valid: a catalogue model with them, or "
+                    "target_train_tokens"
                 )
             per_target.append(float(count))
         axes["target"].table["train_tokens"] = np.asarray(per_target, np.float32)
@@ -382,11 +400,13 @@ def _build_grid(
     if draft_tp is not None:
         number = _scalar("draft_tp", draft_tp)
         if not number >= 1:
-            raise ValueError(f"draft_tp must be finite and >= 1, got {draft_tp!r}")
+            raise ValueError(f"draft_tp {draft_tp!r}: below 1; valid: finite numbers >= 1")
         constants["draft_tp"] = np.float32(number)
     overhead = _scalar("speculation_overhead_s", speculation_overhead_s)
     if not overhead >= 0:
-        raise ValueError(f"speculation_overhead_s must be finite and >= 0, got {overhead!r}")
+        raise ValueError(
+            f"speculation_overhead_s {overhead!r}: negative; valid: finite numbers >= 0"
+        )
     constants["speculation_overhead_s"] = np.float32(overhead)
 
     reduce_axes = _reduce_axes(over, axes, over_name)
@@ -396,10 +416,10 @@ def _build_grid(
 
 def _scalar(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} {value!r}: not a number; valid: finite numbers")
     number = float(value)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} {value!r}: not finite; valid: finite numbers")
     return number
 
 
@@ -408,7 +428,7 @@ def _reduce_axes(over: Sequence[str], axes: Mapping[str, _Axis], what: str) -> t
     for name in over:
         if name not in axes:
             valid = ", ".join(a for a in AXES if a in axes)
-            raise ValueError(f"{what}: unknown axis {name!r}; valid: {valid}")
+            raise ValueError(f"{what} {name!r}: unknown axis; valid: {valid}")
     _check_unique(what, list(over))
     return tuple(a for a in AXES if a in over)
 
@@ -447,7 +467,7 @@ def _columns(columns, reduction: Reduction | None) -> tuple[tuple[str, ...], tup
         for name in selected:
             if name not in REPORT_COLUMNS and name not in AXES:
                 raise ValueError(
-                    f"columns: unknown column {name!r}; valid: {', '.join(REPORT_COLUMNS)}"
+                    f"columns {name!r}: unknown column; valid: {', '.join(REPORT_COLUMNS)}"
                 )
         selected = [c for c in REPORT_COLUMNS if c in selected]
     needed = set(selected)
@@ -466,7 +486,9 @@ def _columns(columns, reduction: Reduction | None) -> tuple[tuple[str, ...], tup
 
 def _check_numeric(what: str, name: str) -> None:
     if name not in _NUMERIC_COLUMNS:
-        raise ValueError(f"{what}: expected one of {', '.join(_NUMERIC_COLUMNS)}, got {name!r}")
+        raise ValueError(
+            f"{what} {name!r}: not a numeric report field; valid: {', '.join(_NUMERIC_COLUMNS)}"
+        )
 
 
 # --------------------------------------------------------------------------- host loop
@@ -482,12 +504,12 @@ def _process_slice(total: int, index: int, count: int) -> tuple[int, int]:
     return total * index // count, total * (index + 1) // count
 
 
-def _check_out(out, process_count: int) -> str | None:
+def _check_out(out, process_count: int, process_index: int, overwrite: bool) -> str | None:
     if out is None:
         return None
     path = os.fspath(out)
     if not path.lower().endswith((".csv", ".parquet")):
-        raise ValueError(f"out must end in .csv or .parquet, got {path!r}")
+        raise ValueError(f"out {path}: unknown file type; valid: a name ending in .csv or .parquet")
     if process_count > 1 and "{process}" not in path:
         raise ValueError(
             f"out={path!r}: with {process_count} processes give a per-process name "
@@ -498,6 +520,8 @@ def _check_out(out, process_count: int) -> str | None:
             import pyarrow  # noqa: F401
         except ImportError:
             raise ValueError("writing Parquet needs pyarrow: pip install pyarrow") from None
+    path = path.replace("{process}", str(process_index))
+    check_output_path(path, what="out", overwrite=overwrite)
     return path
 
 
@@ -549,6 +573,7 @@ def sweep(
     reduce: Reduction | None = None,
     as_frame: bool = True,
     out: str | os.PathLike | None = None,
+    overwrite: bool = False,
     chunk_size: int | None = None,
     quadrature_nodes: int = QUADRATURE_NODES,
     smooth: float | None = None,
@@ -600,7 +625,10 @@ def sweep(
         as_frame: return a pandas DataFrame (default), or a `SweepResult` holding every
             field at its own shape, whose rows are built only when asked for.
         out: stream rows to this ``.parquet`` or ``.csv`` file chunk by chunk (bounded
-            host memory) and return ``None``.
+            host memory) and return ``None``. The file is written atomically: it
+            appears under this name only once complete (an interrupted or failed sweep
+            leaves nothing there).
+        overwrite: replace an existing ``out`` file (refused otherwise, before any work).
         chunk_size: grid points per device call, across all devices (bounds memory);
             ``None`` chooses from the devices' memory (`default_chunk_size`).
         quadrature_nodes: Gauss-Legendre nodes over the growing context (static).
@@ -636,18 +664,31 @@ def sweep(
         >>> bool((best.speedup >= 1).all())
         True
     """
-    if (
-        not isinstance(quadrature_nodes, int)
-        or isinstance(quadrature_nodes, bool)
-        or (quadrature_nodes < 1)
-    ):
-        raise ValueError(f"quadrature_nodes must be an integer >= 1, got {quadrature_nodes!r}")
+    quadrature_nodes = _checked_nodes(quadrature_nodes)
     if chunk_size is not None and (
         not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
     ):
-        raise ValueError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
+        raise ValueError(
+            f"chunk_size {chunk_size!r}: not a whole number >= 1; valid: 1, 2, ... or None"
+        )
     smooth = check_smooth(smooth)
+    # Checked with or without best_over: a misspelt objective is never silently ignored.
+    _check_numeric("objective", objective)
     reduction, reduce_name = _reduction(reduce, best_over, objective, maximize)
+    axis_values = dict(
+        hardware=hardware,
+        target=target,
+        draft=draft,
+        tp=tp,
+        batch=batch,
+        prompt_tokens=prompt_tokens,
+        generate_tokens=generate_tokens,
+        alpha=alpha,
+        gamma=gamma,
+    )
+    if out is None and reduce is None and as_frame:
+        # Before any axis is materialised (range(10**9) is cheap to hold).
+        _check_host_memory_early(axis_values, columns, best_over)
     grid = _build_grid(
         hardware=hardware,
         target=target,
@@ -673,11 +714,13 @@ def sweep(
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    path = _check_out(out, process_count)
+        raise ValueError(
+            f"process_index {process_index}: out of range; valid: 0 .. {process_count - 1}"
+        )
+    path = _check_out(out, process_count, process_index, overwrite)
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
-        raise ValueError("devices: give at least one device")
+        raise ValueError("devices []: no device; valid: one or more jax.Device")
     if chunk_size is None:
         chunk_size = default_chunk_size(devices, len(computed))
 
@@ -728,8 +771,6 @@ def sweep(
     )
     if path is None:
         _check_host_memory(grid, plan, fields, (hi - lo) * (inner_size // group), as_frame)
-    else:
-        path = path.replace("{process}", str(process_index))
 
     # Everything above is validation and bookkeeping; devices are touched from here on.
     if mesh is not None:
@@ -747,7 +788,12 @@ def sweep(
     from tqdm import tqdm
 
     bar = tqdm(total=(hi - lo) * inner_size, unit="pt", unit_scale=True, disable=not show)
-    sink = FileSink(path) if path is not None else None
+    # A file is written under a temporary name and renamed once complete.
+    output = contextlib.ExitStack()
+    sink = None
+    if path is not None:
+        temp = output.enter_context(atomic_output(path, overwrite=overwrite, what="out"))
+        sink = FileSink(temp)
     collected = _Collector(hi - lo, per_call)
 
     def launch(start: int):
@@ -770,11 +816,17 @@ def sweep(
             else:
                 collected.add(chunk, start - lo, stop - start)
             bar.update((stop - start) * inner_size)
+    except BaseException as error:
+        if sink is not None:
+            sink.abort()
+        output.__exit__(type(error), error, error.__traceback__)  # removes the partial file
+        raise
     finally:
         bar.close()
     if sink is not None:
         empty = result_of(outer_range=(lo, lo), data=_empty_data(plan, reduction))
-        sink.close(empty.to_frame())
+        with output:
+            sink.close(empty.to_frame())
         return None
     data = collected.data if starts else _empty_data(plan, reduction)
     result = result_of(outer_range=(lo, hi), data=data)
@@ -826,11 +878,19 @@ def _unravel(index, shape: tuple[int, ...]) -> tuple:
     return np.unravel_index(index, shape) if shape else ()
 
 
+def _memory_refusal(rows: int, need: float, physical: int) -> ValueError:
+    return ValueError(
+        f"grid of {rows:,} rows: the result would need {need / 2**30:,.1f} GiB, more than "
+        f"{HOST_MEMORY_FRACTION:.0%} of this machine's {physical / 2**30:.1f} GiB; valid: "
+        "fewer points, fewer columns=, a reduction with best_over= or reduce=, or "
+        "out='sweep.parquet' to stream rows to a file"
+    )
+
+
 def _check_host_memory(grid: _Grid, plan: Plan, fields, rows: int, as_frame: bool) -> None:
     """Refuse, before computing, a result that cannot fit in this machine's memory."""
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):  # not a POSIX system: no guard
+    physical = physical_memory_bytes()
+    if physical is None:  # not a POSIX system: no guard
         return
     extra = plan.reduction.extra() if plan.reduction is not None else 1
     if as_frame:
@@ -843,9 +903,34 @@ def _check_host_memory(grid: _Grid, plan: Plan, fields, rows: int, as_frame: boo
             axes = plan.depends(name)
             need += 4 * extra * math.prod(a.size for a in kept if a.name in axes)
         need = need * rows // max(math.prod(a.size for a in kept), 1)
-    if need > 0.8 * physical:
-        raise ValueError(
-            f"the result would need {need / 2**30:.1f} GiB for {rows * extra:,} rows, more "
-            f"than this machine's {physical / 2**30:.1f} GiB: select fewer columns=, reduce "
-            "with best_over= or reduce=, or stream to a file with out='sweep.parquet'"
-        )
+    if need > HOST_MEMORY_FRACTION * physical:
+        raise _memory_refusal(rows * extra, need, physical)
+
+
+def _check_host_memory_early(axis_values: Mapping[str, Any], columns, best_over) -> None:
+    """The same guard from the axes' lengths alone, before any axis is materialised.
+
+    Axes given as sized containers (lists, ``range``, arrays) are measured with ``len``;
+    anything else counts as one value here and is measured again once built.
+    """
+    physical = physical_memory_bytes()
+    if physical is None:
+        return
+    sizes = {}
+    for name, value in axis_values.items():
+        if isinstance(value, str | bytes | os.PathLike | Mapping) or not hasattr(value, "__len__"):
+            sizes[name] = len(value) if isinstance(value, Mapping) else 1
+        else:
+            try:
+                sizes[name] = max(1, len(value))
+            except TypeError:  # a 0-d array
+                sizes[name] = 1
+    reduced = [best_over] if isinstance(best_over, str) else list(best_over or ())
+    rows = math.prod(n for name, n in sizes.items() if name not in reduced)
+    if columns is None:
+        n_fields = len(REPORT_COLUMNS)
+    else:
+        n_fields = 1 if isinstance(columns, str) else len(list(columns))
+    per_row = len(_NAMED_AXES) + 8 * (len(AXES) - len(_NAMED_AXES)) + 4 * n_fields
+    if rows * per_row > HOST_MEMORY_FRACTION * physical:
+        raise _memory_refusal(rows, rows * per_row, physical)

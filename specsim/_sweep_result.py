@@ -273,6 +273,12 @@ class FileSink:
             )
         self.rows += len(frame)
 
+    def abort(self) -> None:
+        """Releases the file after a failure (the caller removes it)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
     def close(self, empty: pd.DataFrame) -> None:
         if self.rows == 0:  # still write a header / schema
             self.rows = -1

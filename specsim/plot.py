@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from . import hardware as _hardware
 from . import models as _models
 from . import theory
+from ._atomic import atomic_output
 from ._cost import forward_cost, step_time
 from ._sweep import AXES
 from .hardware import HardwareSpec
@@ -111,7 +112,10 @@ def label(column: str) -> str:
 def _finish(figure: Figure, path: str | os.PathLike | None) -> Figure:
     figure.tight_layout()
     if path is not None:
-        figure.savefig(os.fspath(path), dpi=120)
+        # Written atomically: a chart appears under its name only once complete (an
+        # existing file is replaced, as matplotlib does; the CLI asks for --overwrite).
+        with atomic_output(path, overwrite=True, what="path") as temp:
+            figure.savefig(temp, dpi=120)
     return figure
 
 

@@ -29,7 +29,8 @@ def run(capsys, *argv):
 def assert_usage_error(code, out, err, *fragments):
     assert code == EXIT_USAGE == 2
     assert out == ""
-    assert err.startswith("specsim: error: ") and err.endswith("\n")
+    assert err.startswith("specsim") and ": " in err and err.endswith("\n")
+    assert "Traceback" not in err
     assert err.count("\n") == 1, err  # exactly one line
     for fragment in fragments:
         assert fragment in err, (fragment, err)
@@ -151,10 +152,11 @@ def test_cost_with_a_hardware_toml(capsys, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["cost", "--model", "gpt-7"], ["unknown model 'gpt-7'", "Valid names:"]),
-        (["cost", "--model", "llama-2-7"], ["unknown model", "Did you mean 'Llama-2-7B'"]),
-        (["cost", "--hardware", "h1000"], ["unknown hardware 'h1000'", "'H100 SXM'"]),
+        (["cost", "--model", "gpt-7"], ["specsim cost: --model 'gpt-7': unknown model", "valid:"]),
+        (["cost", "--model", "llama-2-7"], ["unknown model", "did you mean 'Llama-2-7B'"]),
+        (["cost", "--hardware", "h1000"], ["--hardware 'h1000': unknown", "'H100 SXM'"]),
         (["cost", "--weight-dtype", "int3"], ["unknown weight_dtype 'int3'"]),
+        (["evaluate", "--draft", "gpt-7"], ["specsim evaluate: --draft 'gpt-7': unknown model"]),
     ],
 )
 def test_unknown_names_exit_2_with_one_line(capsys, argv, fragments):
@@ -164,21 +166,32 @@ def test_unknown_names_exit_2_with_one_line(capsys, argv, fragments):
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["cost", "--batch", "-1"], "argument --batch: must be > 0, got -1"),
-        (["cost", "--batch", "0"], "argument --batch: must be > 0"),
-        (["cost", "--batch", "1.5"], "argument --batch: expected a number, got '1.5'"),
-        (["cost", "--new-tokens", "0"], "argument --new-tokens: must be > 0"),
-        (["cost", "--context", "-5"], "argument --context: must be >= 0, got -5"),
-        (["cost", "--context", "nan"], "argument --context: must be >= 0"),
-        (["cost", "--tp", "0"], "argument --tp: must be > 0"),
-        (["cost", "--batch", "many"], "expected a number, got 'many'"),
-        (["cost", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-        (["teleport"], "invalid choice: 'teleport'"),
+        (["cost", "--batch", "-1"], "specsim cost: --batch -1: below 1; valid: whole numbers >= 1"),
+        (["cost", "--batch", "0"], "--batch 0: below 1"),
+        (["cost", "--batch", "1.5"], "--batch 1.5: not a whole number; valid: whole numbers"),
+        (["cost", "--new-tokens", "0"], "--new-tokens 0: below 1"),
+        (["cost", "--context", "-5"], "--context -5: negative; valid: numbers >= 0"),
+        (["cost", "--context", "nan"], "--context nan: not a finite number"),
+        (["cost", "--tp", "0"], "--tp 0: below 1"),
+        (["cost", "--batch", "many"], "--batch many: not a number"),
+        (["cost", "--frobnicate"], "specsim cost: unrecognized arguments: --frobnicate"),
+        (["cost", "--hardwar", "h100", "--bach", "2"], "did you mean --batch?"),
+        (["evaluate", "--alpha", "1"], "--alpha 1: outside (0, 1); valid: numbers in (0, 1)"),
+        (["validate", "--size", "huge"], "--size huge: unknown choice; valid: tiny, quick, full"),
+        (["teleport"], "specsim: unknown command 'teleport'; valid: hardware"),
         ([], "the following arguments are required"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, fragment):
     assert_usage_error(*run(capsys, *argv), fragment)
+
+
+def test_whole_numbers_written_as_floats_or_exponents_are_accepted(capsys):
+    """Issue 11, point 9: ``--batch 1e6`` and ``--tp 2.0`` were refused as "expected a number"."""
+    code, out, err = run(capsys, "cost", "--batch", "1e6", "--tp", "2.0", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["batch"], report["tp"]) == (1_000_000, 2)
 
 
 def test_bad_hardware_files_exit_2(capsys, tmp_path):

@@ -260,8 +260,9 @@ def test_unknown_model_names_the_closest(name, closest):
         with pytest.raises(ValueError, match="unknown model") as info:
             lookup(name)
         message = str(info.value)
-        assert f"'{closest}'" in message.split("Valid names:")[0]
-        assert "Valid names: Llama-2-7B" in message
+        assert message.startswith(f"model {name!r}: unknown model, did you mean")
+        assert f"'{closest}'" in message.split("valid:")[0]
+        assert "; valid: Llama-2-7B" in message
 
 
 def test_train_tokens():

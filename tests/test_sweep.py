@@ -21,7 +21,7 @@ from specsim._sweep import (
     sweep,
 )
 from specsim._sweep_kernel import outer_digits as _outer_digits
-from specsim.cli.sweep import add_sweep_arguments, parse_axis, run_sweep
+from specsim.cli.sweep import add_sweep_arguments, axis_length, parse_axis, run_sweep
 
 # One small grid reused by several tests, so each kernel compiles once per module.
 GRID = dict(
@@ -216,36 +216,42 @@ def test_streaming_to_a_file_equals_the_frame(tmp_path, full_frame, suffix):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (dict(gamma=[]), "gamma: empty axis"),
-        (dict(batch=()), "batch: empty axis"),
-        (dict(hardware=[]), "hardware: empty axis"),
-        (dict(hardware=["h100", "nonsense-chip"]), "unknown hardware 'nonsense-chip'"),
-        (dict(target="llama-9000"), "target: unknown model 'llama-9000'"),
-        (dict(draft=["llama-68m", 3]), "draft: expected a model name"),
-        (dict(gamma=[1, -2]), "gamma must be finite and >= 0, got -2"),
-        (dict(batch=[0]), "batch must be finite and > 0"),
-        (dict(prompt_tokens=-1), "prompt_tokens must be finite and >= 0"),
-        (dict(generate_tokens=[float("nan")]), "generate_tokens must be finite"),
-        (dict(tp=[0.5]), "tp must be finite and >= 1"),
-        (dict(alpha=[0.5, 1.2]), r"alpha must be finite and in \(0, 1\), got 1.2"),
-        (dict(alpha=0.0), r"alpha must be finite and in \(0, 1\)"),
-        (dict(alpha="nope"), "expected numbers in"),
+        (dict(gamma=[]), r"gamma \[\]: empty axis"),
+        (dict(batch=()), r"batch \[\]: empty axis"),
+        (dict(hardware=[]), r"hardware \[\]: empty axis"),
+        (dict(hardware=["h100", "nonsense-chip"]), "hardware 'nonsense-chip': unknown hardware"),
+        (dict(target="llama-9000"), "target 'llama-9000': unknown model"),
+        (dict(draft=["llama-68m", 3]), "draft 3: not a model"),
+        (dict(gamma=[1, -2]), "gamma -2: out of range; valid: finite numbers >= 0"),
+        (dict(batch=[0]), "batch 0: out of range; valid: finite numbers > 0"),
+        (dict(prompt_tokens=-1), "prompt_tokens -1: out of range"),
+        (dict(generate_tokens=[float("nan")]), "generate_tokens nan: out of range"),
+        (dict(tp=[0.5]), "tp 0.5: out of range"),
+        (dict(alpha=[0.5, 1.2]), r"alpha 1.2: out of range; valid: finite numbers in \(0, 1\)"),
+        (dict(alpha=0.0), r"alpha 0.0: out of range"),
+        (dict(alpha="nope"), "alpha 'nope': unknown model"),
         (dict(gamma="0:8"), "parse_axis"),
         (dict(gamma=[1, 1]), "appears twice"),
         (dict(hardware=["h100", "H100 SXM"]), "appears twice"),
-        (dict(columns=["tokens_per_second"]), "unknown column 'tokens_per_second'"),
-        (dict(best_over="beta"), "best_over: unknown axis 'beta'"),
-        (dict(best_over="gamma", objective="fits"), "objective: expected one of"),
-        (dict(out="sweep.xlsx"), "out must end in .csv or .parquet"),
+        (dict(columns=["tokens_per_second"]), "columns 'tokens_per_second': unknown column"),
+        (dict(best_over="beta"), "best_over 'beta': unknown axis"),
+        (dict(best_over="gamma", objective="fits"), "objective 'fits': not a numeric"),
+        (dict(objective="tokens_per_second"), "objective 'tokens_per_second': not a numeric"),
+        (dict(out="sweep.xlsx"), "out sweep.xlsx: unknown file type"),
+        (dict(out="/nonexistent/folder/s.csv"), "folder '/nonexistent/folder' does not exist"),
         (dict(out="s.csv", process_count=2, process_index=0), "per-process name"),
-        (dict(target_train_tokens=1e12), "only applies with alpha='sdsl'"),
-        (dict(alpha="sdsl", target="llama-68m"), "pass target_train_tokens"),
-        (dict(draft_tp=0), "draft_tp must be finite and >= 1"),
-        (dict(speculation_overhead_s=-1e-3), "speculation_overhead_s must be finite"),
-        (dict(chunk_size=0), "chunk_size must be an integer >= 1"),
-        (dict(quadrature_nodes=0), "quadrature_nodes must be an integer >= 1"),
-        (dict(process_index=3, process_count=2), "process_index 3 not in"),
+        (dict(target_train_tokens=1e12), "only applies to SDSL acceptance"),
+        (dict(alpha="sdsl", target="llama-68m"), "no pre-training tokens"),
+        (dict(draft_tp=0), "draft_tp 0: below 1"),
+        (dict(speculation_overhead_s=-1e-3), "speculation_overhead_s -0.001: negative"),
+        (dict(chunk_size=0), "chunk_size 0: not a whole number"),
+        (dict(quadrature_nodes=0), "quadrature_nodes must be a whole number in 1..64"),
+        (dict(quadrature_nodes=10_000), "quadrature_nodes must be a whole number in 1..64"),
+        (dict(smooth=-1.0), "smooth must be None or a finite number > 0"),
+        (dict(process_index=3, process_count=2), "process_index 3: out of range"),
         (dict(batch=np.arange(1.0, 10_001.0), gamma=np.arange(100_000.0)), "GiB"),
+        # Refused from the lengths alone, before a billion-value axis is built.
+        (dict(batch=range(1, 10**9), gamma=range(1000)), "GiB"),
     ],
 )
 def test_bad_inputs_raise_before_compiling(overrides, message):
@@ -273,14 +279,19 @@ def test_models_of_different_compute_dtypes_cannot_share_an_axis():
         ("0.5:0.9:0.1", [0.5, 0.6, 0.7, 0.8, 0.9]),
         ("8:2:-3", [8.0, 5.0, 2.0]),
         ("1,2,4,...,256", [float(2**k) for k in range(9)]),
-        ("0,2,...,10", [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]),
-        ("1,2,...,4", [1.0, 2.0, 3.0, 4.0]),
-        ("0:2,16,32,...,64", [0.0, 1.0, 2.0, 16.0, 32.0, 48.0, 64.0]),
+        ("0,2,4,...,10", [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]),
+        ("1,2,3,...,4", [1.0, 2.0, 3.0, 4.0]),
+        ("0:2,16,32,48,...,64", [0.0, 1.0, 2.0, 16.0, 32.0, 48.0, 64.0]),
+        ("lin:0:1:0.25", [0.0, 0.25, 0.5, 0.75, 1.0]),
+        ("geom:1:256", [float(2**k) for k in range(9)]),
+        ("geom:1:1000:10", [1.0, 10.0, 100.0, 1000.0]),
+        ("256,128,64,...,32", [256.0, 128.0, 64.0, 32.0]),
         ("1, 10, 100, ..., 1e4", [1.0, 10.0, 100.0, 1000.0, 10000.0]),
     ],
 )
 def test_parse_axis(text, values):
     assert parse_axis(text) == values
+    assert axis_length(text) == len(values)
 
 
 @pytest.mark.parametrize(
@@ -288,13 +299,18 @@ def test_parse_axis(text, values):
     [
         ("", "empty axis"),
         ("1,,2", "empty item"),
-        ("a,b", "expected a number, got 'a'"),
-        ("0:8:0", "nonzero step"),
+        ("a,b", "gamma a: not a number"),
+        ("0:8:0", "zero step"),
         ("8:0", "steps away from its stop"),
         ("1,2,4,...,100", "does not reach 100"),
         ("1,2,5,...,100", "neither arithmetic nor geometric"),
-        ("1,...,8", "needs two numbers before it"),
-        ("1,2,...", "needs two numbers before it and one after"),
+        ("1,...,8", "needs three terms before"),
+        ("1,2,...", "needs three numbers before it and one after"),
+        # Issue 12: two seed terms are ambiguous (1,2,...,256 could be 1..256 or 1,2,4,..).
+        ("128,256,...,16384", r"three terms.*lin:128:16384:128 or geom:128:16384:2"),
+        ("geom:0:8", "start or stop is zero"),
+        ("geom:1:8:1", "ratio 1"),
+        ("1:inf", "not a finite number"),
     ],
 )
 def test_parse_axis_errors(text, message):
@@ -347,15 +363,14 @@ def test_cli_best_over_with_plot_and_json(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--gamma", "1,2,..."], "needs two numbers before it and one after"),
-        (["--batch", "0:4"], "batch must be finite and > 0, got 0.0"),
-        (["--hardware", "h100,,h200"], "--hardware: empty item"),
-        (["--hardware", "h100,b9000"], "unknown hardware 'b9000'"),
-        (["--alpha", "0.5,1.5"], r"alpha must be finite and in \(0, 1\)"),
-        (["--out", "grid.xlsx"], "--out must end in .csv or .parquet"),
-        (["--plot", "grid.gif"], "--plot must end in .png"),
+        (["--gamma", "1,2,..."], "needs three numbers before it and one after"),
+        (["--batch", "0:4"], "batch 0.0: out of range; valid: finite numbers > 0"),
+        (["--hardware", "h100,,h200"], "--hardware h100,,h200: empty item"),
+        (["--hardware", "h100,b9000"], "hardware 'b9000': unknown hardware"),
+        (["--alpha", "0.5,1.5"], r"alpha 1.5: out of range; valid: finite numbers in \(0, 1\)"),
+        (["--out", "grid.xlsx"], "--out grid.xlsx: unknown file type; valid: a name ending in"),
+        (["--plot", "grid.gif"], "--plot grid.gif: unknown file type"),
         (["--plot", "g.png", "--tp", "1,2"], "no automatic chart for a grid varying tp"),
-        (["--top", "-1"], "--top must be >= 0"),
     ],
 )
 def test_cli_rejects_bad_input_with_value_errors(argv, message):

@@ -1,8 +1,12 @@
 """The ``specsim`` command line: thin shells over the public API.
 
 Every subcommand prints a readable answer, or JSON with ``--json``. Bad input
-(unknown names, invalid sizes, malformed files) exits with code 2 and a
-one-line message on stderr.
+(unknown names, invalid sizes, malformed files, impossible setups) exits with code 2
+and one line on stderr, ``specsim <command>: <what> <value>: <why>; valid: <choices>``,
+before any compilation or measurement. A run that fails later (a full disk) exits 1,
+an interrupted one (Ctrl-C) 130, each with one line; no output file is left under its
+final name by either (outputs are written atomically, see ``specsim._atomic``). Set
+``SPECSIM_DEBUG=1`` for the traceback of an unexpected error.
 
 Each command lives in its own module of this package, which defines
 ``add_<name>_arguments(parser)`` and ``run_<name>(args)``. ``COMMANDS`` names that
@@ -13,14 +17,18 @@ its command is parsed (as pip does), so ``specsim --help`` starts without JAX.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 
-__all__ = ["COMMANDS", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 # name -> (module in this package, one-line summary), in the order `specsim --help` lists.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -85,7 +93,7 @@ class _Parser(argparse.ArgumentParser):
         self._command = command
 
     def error(self, message: str):  # one line, exit code 2
-        self.exit(EXIT_USAGE, f"specsim: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: {_usage_message(message, self)}\n")
 
     def _add_command_arguments(self) -> None:
         if self._command is None:
@@ -102,6 +110,20 @@ class _Parser(argparse.ArgumentParser):
                 "variable SPECSIM_JAX_CACHE=off turns it off, SPECSIM_JAX_CACHE=DIR moves it)",
             )
         self.set_defaults(func=getattr(module, f"run_{name}"))
+
+    def parse_args(self, args=None, namespace=None):
+        # Unknown flags are reported by the command's parser, which knows its flags.
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._command_parser(namespace) or self
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def _command_parser(self, namespace) -> argparse.ArgumentParser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(namespace, action.dest, None))
+        return None
 
     def parse_known_args(self, args=None, namespace=None):
         self._add_command_arguments()
@@ -133,20 +155,141 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``specsim`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``specsim`` console script.
+
+    Returns the exit status: 0 done, 1 failed, 2 bad input, 130 interrupted.
+
+    Once an output file is in place, Ctrl-C is ignored for the rest of the run, so exit
+    130 always means that nothing was written. Called with ``argv`` (in-process, as the
+    tests do) the SIGINT handler is restored on return; as the program (``argv=None``)
+    it is left ignoring, since an interrupt between here and the process's exit would
+    otherwise kill a run whose files are complete.
+    """
+    import signal
+
+    from specsim import _atomic
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prefix = f"specsim {args.command}"
     if getattr(args, "no_jax_cache", True) is False:
         from specsim._compilation_cache import cache_dir_from_environment, enable_compilation_cache
 
         folder = cache_dir_from_environment()
         if folder is not None:
             enable_compilation_cache(folder)
+    handler = signal.getsignal(signal.SIGINT)
+    _atomic.hold_interrupts(True)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")  # silence the flush at exit
         return 0
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted; no output written", file=sys.stderr)
+        if argv is None:
+            # Partial files are already removed; leave now, before the interpreter tears
+            # down a JAX runtime stopped mid-computation (that can crash, masking 130).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except ValueError as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"specsim: error: {message}", file=sys.stderr)
+        print(f"{prefix}: {_in_flags(_one_line(e), parser, args)}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as e:
+        if os.environ.get("SPECSIM_DEBUG"):
+            raise
+        print(f"{prefix}: failed: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        _atomic.hold_interrupts(False)
+        if argv is not None and handler is not None and _in_main_thread():
+            signal.signal(signal.SIGINT, handler)
+
+
+# How the library names what the command line calls a flag (the leading <what> of a message).
+_API_NAMES = {
+    "target": "--target",
+    "draft": "--draft",
+    "hardware": "--hardware",
+    "model": "--model",
+    "tp": "--tp",
+    "draft_tp": "--draft-tp",
+    "batch": "--batch",
+    "Workload.batch": "--batch",
+    "prompt_tokens": "--prompt",
+    "Workload.prompt_tokens": "--prompt",
+    "generate_tokens": "--generate",
+    "Workload.generate_tokens": "--generate",
+    "gamma": "--gamma",
+    "alpha": "--alpha",
+    "columns": "--columns",
+    "best_over": "--best-over",
+    "objective": "--objective",
+    "out": "--out",
+    "chunk_size": "--chunk-size",
+    "quadrature_nodes": "--quadrature-nodes",
+    "draft_train_tokens": "--draft-train-tokens",
+    "target_train_tokens": "--target-train-tokens",
+    "weight_dtype": "--weight-dtype",
+    "max_gamma": "--max-gamma",
+    "max_batch": "--max-batch",
+}
+
+
+def _in_flags(message: str, parser: argparse.ArgumentParser, args) -> str:
+    """A library message with its leading Python name replaced by the command's flag."""
+    from specsim._errors import relabel
+
+    command = parser._command_parser(args) if isinstance(parser, _Parser) else None
+    flags = {o for a in (command or parser)._actions for o in a.option_strings}
+    return relabel(message, {k: v for k, v in _API_NAMES.items() if v in flags})
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+_ARGUMENT = re.compile(r"^argument ([^:]+): (.*)$", re.DOTALL)
+_CHOICE = re.compile(r"^invalid choice: (.*?) \(choose from (.*)\)$", re.DOTALL)
+_UNRECOGNIZED = re.compile(r"^unrecognized arguments: (.*)$")
+
+
+def _usage_message(message: str, parser: argparse.ArgumentParser) -> str:
+    """argparse's messages in the one style: ``<flag> <value>: <why>; valid: <choices>``."""
+    message = " ".join(message.split())
+    argument = _ARGUMENT.match(message)
+    if argument:
+        flag, why = argument.group(1).split("/")[-1], argument.group(2)
+        choice = _CHOICE.match(why)
+        if choice:
+            value, options = choice.group(1).strip("'"), choice.group(2).replace("'", "")
+            if flag == "COMMAND":
+                return f"unknown command {value!r}; valid: {options}"
+            return f"{flag} {value}: unknown choice; valid: {options}"
+        if why.startswith("expected one argument"):
+            return f"{flag}: needs a value; valid: {flag} VALUE"
+        return f"{flag} {why}"
+    unrecognized = _UNRECOGNIZED.match(message)
+    if unrecognized:
+        flags = [
+            option
+            for action in parser._actions
+            for option in action.option_strings
+            if option.startswith("--")
+        ]
+        first = unrecognized.group(1).split()[0].split("=")[0]
+        near = difflib.get_close_matches(first, flags, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}?" if near else f"see {parser.prog} --help"
+        return f"unrecognized arguments: {unrecognized.group(1)}; valid: {hint}"
+    if message.startswith("the following arguments are required"):
+        return f"{message}; valid: see {parser.prog} --help"
+    return message

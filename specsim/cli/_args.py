@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,18 +16,49 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 # --------------------------------------------------------------------------- numbers
+#
+# argparse ``type`` functions. Their messages read ``<value>: <why>; valid: <choices>``;
+# the parser prefixes the flag, so a bad value prints as
+# ``specsim cost: --batch 1.5: not a whole number; valid: whole numbers >= 1``.
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text}: not a number; valid: numbers such as 8, 0.5 or 1e6"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: not a finite number; valid: finite numbers")
+    return value
+
+
+def whole(minimum: int | None = None):
+    """An argparse ``type``: a whole number (``8``, ``8.0`` or ``1e6``), at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = _number(text)
+        valid = "whole numbers" + ("" if minimum is None else f" >= {minimum}")
+        if value != int(value):
+            raise argparse.ArgumentTypeError(f"{text}: not a whole number; valid: {valid}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{text}: below {minimum}; valid: {valid}")
+        return int(value)
+
+    parse.__name__ = "int"
+    return parse
 
 
 def positive(kind: Callable[[str], float]):
     """An argparse ``type`` reading ``kind`` (``int`` or ``float``) and requiring > 0."""
+    if kind is int:
+        return whole(1)
 
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    def parse(text: str) -> float:
+        value = _number(text)
         if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+            raise argparse.ArgumentTypeError(f"{text}: not > 0; valid: numbers > 0")
         return value
 
     parse.__name__ = kind.__name__
@@ -34,14 +66,26 @@ def positive(kind: Callable[[str], float]):
 
 
 def non_negative(text: str) -> float:
-    """An argparse ``type``: a float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    """An argparse ``type``: a finite float >= 0."""
+    value = _number(text)
     if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"{text}: negative; valid: numbers >= 0")
     return value
+
+
+def open_unit(text: str) -> float:
+    """An argparse ``type``: a probability strictly between 0 and 1 (an acceptance rate)."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: outside (0, 1); valid: numbers in (0, 1)")
+    return value
+
+
+def add_overwrite_argument(parser) -> None:
+    """``--overwrite``: replace existing output files (refused otherwise)."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace output files that already exist"
+    )
 
 
 # --------------------------------------------------------------------------- common flags
@@ -129,7 +173,7 @@ def add_scenario_arguments(
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--alpha",
-        type=float,
+        type=open_unit,
         default=None,
         help="constant acceptance rate in (0, 1) "
         + ("(default: --alpha-model sdsl)" if sdsl_by_default else "(default: 0.8)"),
@@ -175,10 +219,18 @@ def add_plot_argument(parser) -> None:
     )
 
 
-def check_plot_path(path: str) -> None:
-    """Raises ``ValueError`` unless ``path`` ends in a chart suffix."""
-    if not str(path).lower().endswith(PLOT_SUFFIXES):
-        raise ValueError(f"--plot must end in .png, .svg or .pdf, got {path!r}")
+def check_plot_path(path: str, overwrite: bool = False) -> None:
+    """Raises ``ValueError`` unless ``--plot path`` can be written: a chart suffix, an
+    existing writable folder, and no file there unless ``overwrite`` (``--overwrite``)."""
+    from specsim._atomic import check_output_path
+
+    check_output_path(
+        path,
+        what="--plot",
+        suffixes=PLOT_SUFFIXES,
+        overwrite=overwrite,
+        overwrite_hint="--overwrite",
+    )
 
 
 # --------------------------------------------------------------------------- values
@@ -212,23 +264,49 @@ def catalogue_train_tokens(reference: str) -> float | None:
     return None if name is None else models.train_tokens(name)
 
 
+def load_model(reference, flag: str, **dtypes):
+    """``specsim.models.load(reference, **dtypes)``, its errors naming ``flag``
+    (``--target``, ``--draft``, ``--model``)."""
+    from specsim import models
+    from specsim._errors import relabel
+
+    try:
+        return models.load(reference, **dtypes)
+    except ValueError as e:
+        raise ValueError(relabel(str(e), {"model": flag})) from None
+
+
 def load_target(args: argparse.Namespace):
     """The target's ``TransformerSpec`` with ``--weight-dtype`` and ``--kv-dtype`` applied."""
-    from specsim import models
-
-    return models.load(args.target, weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype)
+    return load_model(
+        args.target, "--target", weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype
+    )
 
 
 def load_draft(args: argparse.Namespace, draft=None):
     """The draft (``--draft``, or a given spec) with ``--draft-weight-dtype`` and
     ``--kv-dtype`` applied."""
-    from specsim import models
-
-    return models.load(
+    return load_model(
         args.draft if draft is None else draft,
+        "--draft",
         weight_dtype=args.draft_weight_dtype,
         kv_dtype=args.kv_dtype,
     )
+
+
+def load_hardware(name: str, flag: str = "--hardware"):
+    """``specsim.hardware.get(name)``, its errors naming ``flag``."""
+    from specsim import hardware
+    from specsim._errors import relabel
+
+    try:
+        return hardware.get(name)
+    except ValueError as e:
+        message = str(e)
+        relabelled = relabel(message, {"hardware": flag})
+        raise ValueError(
+            relabelled if relabelled != message else f"{flag} {name}: {message}"
+        ) from None
 
 
 def hardware_label(name: str) -> str:

@@ -238,10 +238,15 @@ def run_method_sweep(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
     )
     elapsed = time.perf_counter() - start
     if args.out is not None:
-        if args.out.lower().endswith(".parquet"):
-            frame.to_parquet(args.out, index=False)
-        else:
-            frame.to_csv(args.out, index=False)
+        from specsim._atomic import atomic_output
+
+        with atomic_output(
+            args.out, overwrite=args.overwrite, what="--out", overwrite_hint="--overwrite"
+        ) as temp:
+            if args.out.lower().endswith(".parquet"):
+                frame.to_parquet(temp, index=False)
+            else:
+                frame.to_csv(temp, index=False)
     best = frame.loc[frame.groupby("method").tokens_per_s.idxmax()]
     columns = ["method", "hardware", "target", "batch", "shape", "tokens_per_s", "speedup"]
     if args.json:

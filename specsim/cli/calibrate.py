@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from ._args import positive
+from ._args import add_overwrite_argument, positive, whole
+
+# A spec name is a file name too (NAME.toml) and a TOML table key.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}$")
+
+
+def check_name(name: str, flag: str = "--name") -> str:
+    """Refuses a spec name that cannot be a file name and a TOML key."""
+    if not _NAME.match(name or ""):
+        raise ValueError(
+            f"{flag} {name!r}: not a usable name; valid: up to 64 letters, digits, spaces "
+            "and . _ + -, starting with a letter or digit"
+        )
+    return name
+
 
 __all__ = ["add_calibrate_arguments", "plausibility_metadata", "run_calibrate"]
 
@@ -29,12 +44,15 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, *, size_help: str
     )
     parser.add_argument(
         "--repeats",
-        type=int,
+        type=whole(1),
         default=None,
         help="timed samples per forward pass (default by size: tiny 5, quick 16, full 48)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the networks' weights, the split and the fit"
+        "--seed",
+        type=whole(0),
+        default=0,
+        help="seed of the networks' weights, the split and the fit",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -53,6 +71,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
         help="TOML file to write (default: $SPECSIM_HARDWARE_DIR or ~/.config/specsim/hardware"
         "/NAME.toml, which load_hardware(NAME) finds)",
     )
+    add_overwrite_argument(parser)
     add_measurement_arguments(
         parser,
         size_help="grid, with measured durations on a 2-core CPU: tiny (12 passes; 46 s), "
@@ -74,18 +93,17 @@ def run_calibrate(args: argparse.Namespace) -> int:
     Raises:
         ValueError: bad options (the CLI exits with code 2).
     """
-    if args.repeats is not None and args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
     import jax
 
     from specsim import measure, measure_and_calibrate, save_hardware
+    from specsim._atomic import atomic_output, check_output_path
     from specsim.hardware import calibration_dir
 
+    check_name(args.name)
     output = Path(args.output) if args.output else calibration_dir() / f"{args.name}.toml"
-    if output.is_dir():
-        raise ValueError(f"--output {str(output)!r} is a folder; give a .toml file")
+    write = {"what": "--output", "overwrite": args.overwrite, "overwrite_hint": "--overwrite"}
+    # Before anything is measured: a path that cannot be written is refused now.
+    check_output_path(output, suffixes=(".toml",), make_parents=True, **write)
     local = measure_and_calibrate(
         args.size,
         repeats=args.repeats,
@@ -105,22 +123,24 @@ def run_calibrate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    path = save_hardware(
-        result.hardware,
-        output,
-        args.name,
-        source=f"specsim calibrate on {device}",
-        metadata={
-            "points": len(local.steps),
-            "mape_percent": result.mape,
-            "jax_version": jax.__version__,
-            "device": device,
-            "clock": local.clock,
-            **plausibility_metadata(implausible),
-        },
-    )
+    with atomic_output(output, make_parents=True, **write) as temp:
+        save_hardware(
+            result.hardware,
+            temp,
+            args.name,
+            source=f"specsim calibrate on {device}",
+            metadata={
+                "points": len(local.steps),
+                "mape_percent": result.mape,
+                "jax_version": jax.__version__,
+                "device": device,
+                "clock": local.clock,
+                **plausibility_metadata(implausible),
+            },
+        )
     print(f"fitted {len(local.steps)} measured step times; fit error (MAPE) {result.mape:.1f}%")
     for key, value in result.hardware.to_datasheet().items():
         print(f"  {key:24s} {value:.6g}")
+    path = output
     print(f"wrote {path}  (load with specsim.hardware.get({str(path)!r}))")
     return 0

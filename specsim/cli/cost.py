@@ -9,6 +9,8 @@ from ._args import (
     add_json_argument,
     add_weight_dtype_argument,
     hardware_label,
+    load_hardware,
+    load_model,
     model_label,
     non_negative,
     positive,
@@ -50,14 +52,12 @@ def run_cost(args: argparse.Namespace) -> int:
         STEP_BOUND_NAMES,
         fits,
         forward_cost,
-        hardware,
         memory_footprint,
-        models,
         step_time,
     )
 
-    model = models.load(args.model, weight_dtype=args.weight_dtype)
-    chip = hardware.get(args.hardware)
+    model = load_model(args.model, "--model", weight_dtype=args.weight_dtype)
+    chip = load_hardware(args.hardware)
     cost = forward_cost(model, args.batch, args.new_tokens, args.context)
     t = step_time(model, chip, args.batch, args.new_tokens, args.context, args.tp)
     mem = memory_footprint(model, args.batch, args.context + args.new_tokens)

@@ -7,12 +7,14 @@ import math
 
 from ._args import (
     add_json_argument,
+    add_overwrite_argument,
     add_plot_argument,
     add_scenario_arguments,
     build_acceptance,
     check_plot_path,
     hardware_label,
     load_draft,
+    load_hardware,
     load_target,
     model_label,
     non_negative,
@@ -38,6 +40,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_method_arguments(parser, command="evaluate")
     add_json_argument(parser)
     add_plot_argument(parser)
+    add_overwrite_argument(parser)
 
 
 def save_roofline(args: argparse.Namespace, target=None, draft=None) -> str:
@@ -46,11 +49,22 @@ def save_roofline(args: argparse.Namespace, target=None, draft=None) -> str:
     Reads ``hardware``, ``target``, ``draft``, ``batch``, ``gamma``, ``prompt``,
     ``generate``, ``tp`` and ``draft_tp`` (the flags of ``add_scenario_arguments``)
     and returns the path written. ``target`` and ``draft`` (specs) replace the flags'
-    models when given (e.g. with their dtype flags applied).
+    models when given (e.g. with their dtype flags applied). The chart is written
+    atomically; an existing file is replaced only with ``args.overwrite``.
     """
+    from specsim._atomic import atomic_output
     from specsim.plot import roofline
 
-    check_plot_path(args.plot)
+    overwrite = getattr(args, "overwrite", False)
+    check_plot_path(args.plot, overwrite=overwrite)
+    with atomic_output(
+        args.plot, overwrite=overwrite, what="--plot", overwrite_hint="--overwrite"
+    ) as temp:
+        _roofline(roofline, args, temp, target, draft)
+    return args.plot
+
+
+def _roofline(roofline, args: argparse.Namespace, path: str, target, draft) -> None:
     roofline(
         args.hardware,
         args.target if target is None else target,
@@ -61,20 +75,21 @@ def save_roofline(args: argparse.Namespace, target=None, draft=None) -> str:
         generate_tokens=args.generate,
         tp=args.tp,
         draft_tp=args.draft_tp,
-        path=args.plot,
+        path=path,
     )
-    return args.plot
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Runs ``specsim evaluate``."""
+    if args.plot:
+        check_plot_path(args.plot, overwrite=args.overwrite)
     if method_requested(args):
         return _run_method(args)
-    from specsim import Workload, crossover_batch, hardware, throughput
+    from specsim import Workload, crossover_batch, throughput
 
     target = load_target(args)
     draft = load_draft(args)
-    chip = hardware.get(args.hardware)
+    chip = load_hardware(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     acceptance = build_acceptance(args)
     report = throughput(
@@ -125,13 +140,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _run_method(args: argparse.Namespace) -> int:
     """``evaluate`` for any speculation method (``--method`` and its flags)."""
-    from specsim import Workload, crossover_batch, hardware, speculators, throughput
+    from specsim import Workload, crossover_batch, speculators, throughput
 
     if args.plot:
         raise ValueError("--plot draws a draft model's roofline; drop --method and its flags")
     target = load_target(args)
     speculator, shape, acceptance = build_speculation(args, target)
-    chip = hardware.get(args.hardware)
+    chip = load_hardware(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     report = throughput(
         target, speculator, chip, workload, shape, acceptance, args.tp, args.draft_tp

@@ -21,6 +21,7 @@ from ._args import (
     add_speculation_overhead_argument,
     build_acceptance,
     hardware_label,
+    load_hardware,
     load_target,
     model_label,
     model_reference,
@@ -464,7 +465,6 @@ def run_optimize(args: argparse.Namespace) -> int:
         Scenario,
         Workload,
         grid_search_scenarios,
-        hardware,
         models,
         optimize_scenarios,
     )
@@ -477,7 +477,7 @@ def run_optimize(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     target = load_target(args)
-    chip = hardware.get(args.hardware)
+    chip = load_hardware(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     acceptance = _acceptance_for_optimize(args)
     overrides = {}

@@ -21,6 +21,7 @@ from ._args import (
     build_acceptance,
     hardware_label,
     load_draft,
+    load_hardware,
     load_target,
     model_label,
     non_negative,
@@ -370,11 +371,11 @@ def run_schedule(args: argparse.Namespace) -> int:
         return _list_versions()
     releases = _engine_versions(args)
     _check_out_dir(args, releases)
-    from specsim import Workload, engines, hardware, speculation_schedule
+    from specsim import Workload, engines, speculation_schedule
 
     target = load_target(args)
     draft, draft_name, draft_id, settings = _speculator(args, target)
-    chip = hardware.get(args.hardware)
+    chip = load_hardware(args.hardware)
     acceptance = build_acceptance(args)
     workload = Workload.create(1, args.prompt, args.generate)
     if int(args.max_gamma) != args.max_gamma:

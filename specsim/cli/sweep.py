@@ -15,16 +15,30 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import itertools
 import json
 import math
+import os
 import re
+import shutil
+import sys
 import time
 
-from ._args import add_plot_argument, check_plot_path
+from specsim._atomic import atomic_output, check_output_path
+
+from ._args import add_overwrite_argument, add_plot_argument, check_plot_path, positive, whole
 from ._methods import add_method_arguments
 
-__all__ = ["add_sweep_arguments", "parse_axis", "run_sweep"]
+__all__ = [
+    "LARGE_OUTPUT_BYTES",
+    "LARGE_POINTS",
+    "add_sweep_arguments",
+    "axis_length",
+    "parse_axis",
+    "run_sweep",
+]
 
 _PLOT_KINDS = ("auto", "heatmap", "best-gamma", "hardware", "roofline")
 
@@ -39,9 +53,18 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         "examples:\n"
         "  specsim sweep --hardware h200,tpu-v5p --batch 1,2,4,...,256 --gamma 0:8 \\\n"
         "      --out grid.parquet --plot best_gamma.png\n"
-        "  specsim sweep --batch 1,2,4,...,1024 --gamma 0:12 --best-over gamma --out best.csv"
+        "  specsim sweep --batch geom:1:1024 --gamma 0:12 --best-over gamma --out best.csv\n"
+        "\n"
+        "The point count and the estimated output size are printed before the sweep starts. "
+        f"A grid of more than {LARGE_POINTS:,} points or {LARGE_OUTPUT_BYTES // 2**30} GiB of "
+        "output needs --allow-large; one whose rows cannot fit in memory is refused (stream "
+        "it with --out instead). Files appear under their name only once complete; an "
+        "existing file needs --overwrite."
     )
-    axis = "comma list, start:stop[:step] (stop included) or a progression like 1,2,4,...,256"
+    axis = (
+        "comma list, start:stop[:step] (stop included), geom:start:stop[:ratio], or a "
+        "progression of three terms and its end like 1,2,4,...,256"
+    )
     grid = parser.add_argument_group("grid axes (the sweep is their Cartesian product)")
     grid.add_argument(
         "--hardware",
@@ -69,19 +92,19 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     )
     grid.add_argument(
         "--draft-train-tokens",
-        type=float,
+        type=positive(float),
         default=None,
         help="draft training tokens for --alpha-model sdsl (default: the target's)",
     )
     grid.add_argument(
         "--target-train-tokens",
-        type=float,
+        type=positive(float),
         default=None,
         help="target training tokens for --alpha-model sdsl (default: the catalogue's)",
     )
     grid.add_argument(
         "--draft-tp",
-        type=float,
+        type=whole(1),
         default=None,
         help="draft tensor parallelism (default: each point's --tp)",
     )
@@ -107,9 +130,16 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write rows to FILE, .csv or .parquet (default: rows are not saved)",
     )
-    result.add_argument("--top", type=int, default=10, help="best rows to print")
+    result.add_argument("--top", type=whole(0), default=10, help="best rows to print")
     result.add_argument("--json", action="store_true", help="print a JSON summary")
     add_plot_argument(result)
+    add_overwrite_argument(result)
+    result.add_argument(
+        "--allow-large",
+        action="store_true",
+        help=f"run a grid of more than {LARGE_POINTS:,} points or "
+        f"{LARGE_OUTPUT_BYTES // 2**30} GiB of output (refused otherwise)",
+    )
     result.add_argument(
         "--plot-kind",
         choices=_PLOT_KINDS,
@@ -119,9 +149,12 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     run = parser.add_argument_group("evaluation")
-    run.add_argument("--chunk-size", type=int, default=2**20, help="points per device call")
+    run.add_argument("--chunk-size", type=whole(1), default=2**20, help="points per device call")
     run.add_argument(
-        "--quadrature-nodes", type=int, default=8, help="Gauss-Legendre nodes over the context"
+        "--quadrature-nodes",
+        type=whole(1),
+        default=8,
+        help="Gauss-Legendre nodes over the context, at most 64",
     )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_method_arguments(parser, command="sweep")
@@ -130,7 +163,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 def _names(text: str, flag: str) -> list[str]:
     items = [item.strip() for item in str(text).split(",")]
     if not all(items):
-        raise ValueError(f"{flag}: empty item in {text!r}")
+        raise ValueError(f"{flag} {text}: empty item; valid: a comma list of names")
     return items
 
 
@@ -166,6 +199,127 @@ def _grid_arguments(args: argparse.Namespace) -> dict:
     return kwargs
 
 
+# flag -> name of the axis in specsim.sweep
+_AXIS_FLAGS = {
+    "--hardware": "hardware",
+    "--target": "target",
+    "--draft": "draft",
+    "--tp": "tp",
+    "--batch": "batch",
+    "--prompt": "prompt_tokens",
+    "--generate": "generate_tokens",
+    "--alpha": "alpha",
+    "--gamma": "gamma",
+}
+# Report fields a row holds when --columns is not given (`len(specsim.sweep.REPORT_COLUMNS)`
+# when this was written; a test keeps it close). The estimate must not import JAX.
+_REPORT_FIELDS_ESTIMATE = 19
+# Typical CSV text per value: a float32 printed by pandas (~10 chars) plus a comma.
+_CSV_BYTES_PER_FIELD = 11
+
+
+@dataclasses.dataclass(frozen=True)
+class GridSize:
+    """How big a sweep is, from the command-line text alone (no axis is built)."""
+
+    points: int
+    rows: int
+    memory_bytes: int  # the rows as a DataFrame in memory
+    file_bytes: int | None  # the --out file (CSV text; Parquet at most its memory size)
+
+    def describe(self, out: str | None) -> str:
+        text = f"{self.points:,} point" + ("" if self.points == 1 else "s")
+        if self.rows != self.points:
+            text += f" ({self.rows:,} rows after --best-over)"
+        if out is not None and self.file_bytes is not None:
+            kind = "Parquet" if out.lower().endswith(".parquet") else "CSV"
+            text += f", about {_format_bytes(self.file_bytes)} of {kind}"
+        else:
+            text += f", about {_format_bytes(self.memory_bytes)} in memory"
+        return text
+
+
+def grid_size(args: argparse.Namespace) -> GridSize:
+    """Points, rows and output size of the sweep the flags ask for (``ValueError`` if bad)."""
+    lengths = {}
+    for flag, name in _AXIS_FLAGS.items():
+        text = getattr(args, flag[2:].replace("-", "_"))
+        if name in ("hardware", "target", "draft"):
+            lengths[name] = len(_names(text, flag))
+        elif name == "alpha" and (args.alpha_model == "sdsl" or text is None):
+            lengths[name] = 1
+        else:
+            lengths[name] = axis_length(text, flag)
+    points = math.prod(lengths.values())
+    reduced = 1
+    if args.best_over is not None:
+        for name in _names(args.best_over, "--best-over"):
+            reduced *= lengths.get(name, 1)
+    rows = points // reduced
+    fields = (
+        _REPORT_FIELDS_ESTIMATE if args.columns is None else len(_names(args.columns, "--columns"))
+    )
+    memory = rows * (3 + 8 * 6 + 4 * fields)
+    file_bytes = None
+    if args.out is not None:
+        if args.out.lower().endswith(".parquet"):
+            file_bytes = memory
+        else:
+            names = sum(
+                max(map(len, _names(getattr(args, flag[2:]), flag)))
+                for flag in ("--hardware", "--target", "--draft")
+            )
+            file_bytes = rows * (names + 3 + 7 * 6 + _CSV_BYTES_PER_FIELD * fields)
+    return GridSize(points, rows, memory, file_bytes)
+
+
+# Beyond either, `specsim sweep` asks for --allow-large (documented in its --help).
+LARGE_POINTS = 10**7
+LARGE_OUTPUT_BYTES = 2**30
+
+
+def _format_bytes(n: float) -> str:
+    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def check_grid_size(args: argparse.Namespace, size: GridSize) -> None:
+    """Refuses a sweep whose result cannot fit, or a large one without --allow-large."""
+    from specsim._limits import HOST_MEMORY_FRACTION, physical_memory_bytes
+
+    in_memory = args.out is None or args.plot is not None
+    physical = physical_memory_bytes()
+    if in_memory and physical is not None and size.memory_bytes > HOST_MEMORY_FRACTION * physical:
+        raise ValueError(
+            f"grid of {size.points:,} points: its {size.rows:,} rows would need "
+            f"{_format_bytes(size.memory_bytes)} in memory, more than "
+            f"{HOST_MEMORY_FRACTION:.0%} of this machine's {_format_bytes(physical)}; valid: "
+            "fewer points, fewer --columns, a reduction with --best-over, or --out FILE "
+            "(without --plot) to stream rows to a file"
+        )
+    if args.out is not None and size.file_bytes is not None:
+        folder = os.path.dirname(os.path.abspath(os.path.expanduser(args.out)))
+        free = shutil.disk_usage(folder).free
+        if size.file_bytes > free:
+            raise ValueError(
+                f"--out {args.out}: about {_format_bytes(size.file_bytes)} for "
+                f"{size.rows:,} rows, more than the {_format_bytes(free)} free there; valid: "
+                "fewer points, fewer --columns, or --best-over"
+                + ("" if args.out.lower().endswith(".parquet") else ", or a .parquet file")
+            )
+    large = size.points > LARGE_POINTS or max(size.file_bytes or 0, size.memory_bytes) > (
+        LARGE_OUTPUT_BYTES
+    )
+    if large and not args.allow_large:
+        raise ValueError(
+            f"grid of {size.describe(args.out)}: larger than {LARGE_POINTS:,} points or "
+            f"{LARGE_OUTPUT_BYTES // 2**30} GiB; valid: a smaller grid, or --allow-large "
+            "to run it"
+        )
+
+
 def _length(value) -> int:
     """Number of values of a parsed axis (a list; one for a scalar or ``"sdsl"``)."""
     return len(value) if isinstance(value, list | tuple) else 1
@@ -183,8 +337,9 @@ def _plot_kind(kwargs: dict, requested: str, axes: tuple[str, ...]) -> str:
     if "hardware" in varying and varying <= {"gamma", "batch", "hardware"}:
         return "hardware"
     raise ValueError(
-        f"--plot: no automatic chart for a grid varying {', '.join(sorted(varying)) or 'nothing'};"
-        f" choose --plot-kind from {', '.join(_PLOT_KINDS[1:])}"
+        f"--plot-kind auto: no automatic chart for a grid varying "
+        f"{', '.join(sorted(varying)) or 'nothing'}; valid: --plot-kind "
+        f"{', '.join(_PLOT_KINDS[1:])}"
     )
 
 
@@ -222,8 +377,24 @@ def _write(frame, path: str) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     """Runs ``specsim sweep``: a Cartesian grid of what-if scenarios to CSV or Parquet.
 
-    Bad input raises ``ValueError`` (the CLI prints it on one line and exits 2).
+    Everything is checked before JAX starts: the output paths, the grid's size (its
+    points are counted from the text, never built first) and the memory or disk its
+    rows need. Bad input raises ``ValueError`` (the CLI prints it on one line and exits 2).
     """
+    if args.out is not None:
+        check_output_path(
+            args.out,
+            what="--out",
+            suffixes=(".csv", ".parquet"),
+            overwrite=args.overwrite,
+            overwrite_hint="--overwrite",
+        )
+    if args.plot is not None:
+        check_plot_path(args.plot, overwrite=args.overwrite)
+    size = grid_size(args)
+    check_grid_size(args, size)
+    print(f"specsim sweep: {size.describe(args.out)}", file=sys.stderr)
+
     from specsim import sweep
     from specsim._sweep import AXES
 
@@ -232,31 +403,40 @@ def run_sweep(args: argparse.Namespace) -> int:
         from ._method_commands import run_method_sweep
 
         return run_method_sweep(args, kwargs)
-    if args.top < 0:
-        raise ValueError(f"--top must be >= 0, got {args.top}")
     kind = None
     if args.plot is not None:
-        check_plot_path(args.plot)
         kind = _plot_kind(kwargs, args.plot_kind, AXES)
-    if args.out is not None and not args.out.lower().endswith((".csv", ".parquet")):
-        raise ValueError(f"--out must end in .csv or .parquet, got {args.out!r}")
 
     start = time.perf_counter()
     # A chart needs the rows in memory; otherwise a file is streamed chunk by chunk.
     streamed = args.out is not None and kind is None
-    frame = sweep(**kwargs, out=args.out if streamed else None)
+    if streamed:
+        frame = sweep(**kwargs, out=args.out, overwrite=args.overwrite)
+    else:
+        frame = sweep(**kwargs)
     elapsed = time.perf_counter() - start
-    if frame is not None and args.out is not None:
-        _write(frame, args.out)
-    if kind is not None:
-        _draw(kind, frame, kwargs, args.plot)
+    with contextlib.ExitStack() as outputs:  # every file renamed into place at the end
+        if frame is not None and args.out is not None:
+            temp = outputs.enter_context(
+                atomic_output(
+                    args.out, overwrite=args.overwrite, what="--out", overwrite_hint="--overwrite"
+                )
+            )
+            _write(frame, temp)
+        if kind is not None:
+            temp = outputs.enter_context(
+                atomic_output(
+                    args.plot, overwrite=args.overwrite, what="--plot", overwrite_hint="--overwrite"
+                )
+            )
+            _draw(kind, frame, kwargs, temp)
 
-    points = math.prod(_length(kwargs[a]) for a in AXES if a in kwargs)
+    points = size.points
     summary = {
         "points": points,
         "rows": None if frame is None else len(frame),
         "seconds": elapsed,
-        "points_per_s": points / elapsed if elapsed > 0 else float("inf"),
+        "points_per_s": points / elapsed if elapsed > 0 else None,
         "out": args.out,
         "plot": args.plot,
     }
@@ -268,12 +448,10 @@ def run_sweep(args: argparse.Namespace) -> int:
         best = best[varying + [c for c in dict.fromkeys([args.objective, *shown])]]
     if args.json:
         summary["best"] = [] if best is None else json.loads(best.to_json(orient="records"))
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2, allow_nan=False))
         return 0
-    print(
-        f"{points:,} points in {elapsed:.2f} s ({summary['points_per_s']:.3g} points/s, "
-        "compilation included)"
-    )
+    rate = "" if summary["points_per_s"] is None else f"{summary['points_per_s']:.3g} points/s, "
+    print(f"{points:,} points in {elapsed:.2f} s ({rate}compilation included)")
     for what in ("out", "plot"):
         if summary[what] is not None:
             print(f"wrote {summary[what]}")
@@ -287,14 +465,22 @@ def run_sweep(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- axes
 
 
-_RANGE = re.compile(r"^\s*([^:]+):([^:]+)(?::([^:]+))?\s*$")
+_RANGE = re.compile(r"^\s*(?:(lin|geom):)?([^:]+):([^:]+)(?::([^:]+))?\s*$")
+_AXIS_FORMS = (
+    "comma lists (1,2,8), start:stop[:step] or lin:start:stop[:step] (stop included), "
+    "geom:start:stop[:ratio] (ratio 2 by default), or a progression of three terms and its "
+    "end (1,2,4,...,256)"
+)
 
 
 def _parse_number(text: str, what: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise ValueError(f"{what}: expected a number, got {text.strip()!r}") from None
+        raise ValueError(f"{what} {text.strip()}: not a number; valid: {_AXIS_FORMS}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} {text.strip()}: not a finite number; valid: finite numbers")
+    return value
 
 
 def _round(value: float) -> float:
@@ -302,99 +488,184 @@ def _round(value: float) -> float:
     return float(f"{value:.12g}")
 
 
-def parse_axis(text: str, name: str = "axis") -> list[float]:
+@dataclasses.dataclass(frozen=True)
+class _Segment:
+    """A run of axis values: listed, or ``start + i * step`` (``start * step**i``)."""
+
+    count: int
+    values: tuple[float, ...] = ()
+    start: float = 0.0
+    step: float = 0.0
+    geometric: bool = False
+
+    def expand(self) -> list[float]:
+        if self.values:
+            return list(self.values)
+        if self.geometric:
+            return [_round(self.start * self.step**i) for i in range(self.count)]
+        return [_round(self.start + i * self.step) for i in range(self.count)]
+
+    @property
+    def last(self) -> float:
+        return self.expand()[-1] if self.values else self._term(self.count - 1)
+
+    def _term(self, i: int) -> float:
+        return _round(self.start * self.step**i if self.geometric else self.start + i * self.step)
+
+
+def _arithmetic(start: float, stop: float, step: float, what: str) -> _Segment:
+    if step == 0:
+        raise ValueError(f"{what} {start:g}:{stop:g}:{step:g}: zero step; valid: a nonzero step")
+    count = (stop - start) / step
+    if count < -1e-9:
+        raise ValueError(
+            f"{what} {start:g}:{stop:g}:{step:g}: steps away from its stop; "
+            "valid: a step of the sign of stop - start"
+        )
+    return _Segment(count=math.floor(count + 1e-9) + 1, start=start, step=step)
+
+
+def _geometric(start: float, stop: float, ratio: float, what: str) -> _Segment:
+    text = f"geom:{start:g}:{stop:g}:{ratio:g}"
+    if start == 0 or stop == 0 or (start > 0) != (stop > 0):
+        raise ValueError(
+            f"{what} {text}: start or stop is zero, or they differ in sign; "
+            "valid: nonzero start and stop of one sign"
+        )
+    if not ratio > 0 or ratio == 1:
+        raise ValueError(f"{what} {text}: ratio {ratio:g}; valid: a ratio > 0 other than 1")
+    count = math.log(stop / start) / math.log(ratio)
+    if count < -1e-9:
+        raise ValueError(
+            f"{what} {text}: steps away from its stop; valid: a ratio > 1 when |stop| > |start|"
+        )
+    return _Segment(count=math.floor(count + 1e-9) + 1, start=start, step=ratio, geometric=True)
+
+
+def _progression(run: list[float], end: float, what: str) -> _Segment:
+    """The terms after ``run`` of its arithmetic or geometric progression, up to ``end``."""
+    listed = ",".join(f"{v:g}" for v in run)
+    if len(run) < 3:
+        step = f"{run[1] - run[0]:g}" if len(run) == 2 else "STEP"
+        ratio = f"{run[1] / run[0]:g}" if len(run) == 2 and run[0] else "RATIO"
+        raise ValueError(
+            f"{what} {listed},...,{end:g}: a progression needs three terms before '...' "
+            f"(two could be arithmetic or geometric); valid: three terms, or the explicit "
+            f"lin:{run[0]:g}:{end:g}:{step} or geom:{run[0]:g}:{end:g}:{ratio}"
+        )
+    steps = [b - a for a, b in itertools.pairwise(run)]
+    if steps[0] != 0 and all(math.isclose(s, steps[0], rel_tol=1e-9) for s in steps):
+        segment = _arithmetic(run[-1], end, steps[0], what)
+    else:
+        ratios = [b / a for a, b in itertools.pairwise(run)] if 0 not in run else [0.0]
+        if not (
+            ratios[0] > 0
+            and ratios[0] != 1
+            and all(math.isclose(r, ratios[0], rel_tol=1e-9) for r in ratios)
+        ):
+            raise ValueError(
+                f"{what} {listed},...: neither arithmetic nor geometric; "
+                "valid: equal steps (0,2,4,...) or equal ratios (1,2,4,...)"
+            )
+        segment = _geometric(run[-1], end, ratios[0], what)
+    segment = dataclasses.replace(segment, count=segment.count - 1, start=segment._term(1))
+    if segment.count < 1 or not math.isclose(segment.last, end, rel_tol=1e-9):
+        raise ValueError(
+            f"{what} {listed},...,{end:g}: the progression does not reach {end:g}; "
+            "valid: an end the progression reaches exactly"
+        )
+    return segment
+
+
+def _segments(text: str, what: str) -> list[_Segment]:
+    items = [item.strip() for item in str(text).split(",")]
+    if not any(items):
+        raise ValueError(f"{what} {text!r}: empty axis; valid: {_AXIS_FORMS}")
+    segments: list[_Segment] = []
+    run: list[float] = []  # plain numbers since the last range or '...'
+    k = 0
+    while k < len(items):
+        item = items[k]
+        if not item:
+            raise ValueError(f"{what} {text}: empty item; valid: {_AXIS_FORMS}")
+        if item == "...":
+            if not run or k + 1 >= len(items) or items[k + 1] in ("", "..."):
+                raise ValueError(
+                    f"{what} {text}: '...' needs three numbers before it and one after; "
+                    "valid: e.g. 1,2,4,...,256"
+                )
+            end = _parse_number(items[k + 1], what)
+            segments.append(_progression(run, end, what))
+            run = []
+            k += 2
+            continue
+        match = _RANGE.match(item)
+        if match:
+            kind = match.group(1) or "lin"
+            start = _parse_number(match.group(2), what)
+            stop = _parse_number(match.group(3), what)
+            default = 2.0 if kind == "geom" else 1.0
+            step = _parse_number(match.group(4), what) if match.group(4) else default
+            make = _geometric if kind == "geom" else _arithmetic
+            segments.append(make(start, stop, step, what))
+            run = []
+        else:
+            number = _parse_number(item, what)
+            segments.append(_Segment(count=1, values=(number,)))
+            run.append(number)
+        k += 1
+    return segments
+
+
+def axis_length(text: str, name: str = "axis") -> int:
+    """Number of values ``parse_axis(text)`` returns, computed without building them.
+
+    Examples:
+        >>> axis_length("1:1000000000")
+        1000000000
+    """
+    return sum(segment.count for segment in _segments(text, name))
+
+
+def parse_axis(text: str, name: str = "axis", max_values: int | None = None) -> list[float]:
     """Numbers of one axis from command-line text: lists, ranges and progressions.
 
     * ``"1,2,8"``: a list;
-    * ``"0:8"`` or ``"0:1:0.25"``: ``start:stop[:step]``, stop *included*, step 1 by
+    * ``"0:8"``, ``"0:1:0.25"`` or ``"lin:0:1:0.25"``: ``start:stop[:step]``, stop
+      *included* when reached, step 1 by default;
+    * ``"geom:1:256"`` or ``"geom:1:1000:10"``: ``geom:start:stop[:ratio]``, ratio 2 by
       default;
-    * ``"1,2,4,...,256"``: ``...`` continues the progression of the numbers listed
-      just before it up to the number after it, which must be reached exactly. Two
-      numbers give an arithmetic progression (``"0,2,...,16"``); three or more must be
-      arithmetic or geometric (``"1,2,4,...,256"``).
+    * ``"1,2,4,...,256"``: ``...`` continues the progression of the three or more numbers
+      listed just before it (arithmetic or geometric) up to the number after it, which
+      must be reached exactly. Two numbers are refused (``1,2,...,256`` could be either).
 
     Items combine: ``"0:4,8,16"``.
 
     Args:
         text: the axis as typed.
-        name: axis name for error messages.
+        name: axis name for error messages (the flag, on the command line).
+        max_values: refuse, before building any value, an axis longer than this.
 
     Returns:
         The values, in order.
 
     Raises:
-        ValueError: empty text, a non-number, a zero or wrong-signed step, or a
-            progression that is neither arithmetic nor geometric or misses its end.
+        ValueError: empty text, a non-number, a zero or wrong-signed step, a progression
+            of fewer than three terms, one that is neither arithmetic nor geometric or
+            misses its end, or more than ``max_values`` values.
 
     Examples:
         >>> parse_axis("0:4")
         [0.0, 1.0, 2.0, 3.0, 4.0]
         >>> parse_axis("1,2,4,...,64")
         [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+        >>> parse_axis("geom:1:1000:10")
+        [1.0, 10.0, 100.0, 1000.0]
         >>> parse_axis("0.5:0.9:0.1")
         [0.5, 0.6, 0.7, 0.8, 0.9]
     """
-    items = [item.strip() for item in str(text).split(",")]
-    if not any(items):
-        raise ValueError(f"{name}: empty axis; give at least one value")
-    values: list[float] = []
-    run: list[float] = []  # plain numbers since the last range or '...'
-    k = 0
-    while k < len(items):
-        item = items[k]
-        if not item:
-            raise ValueError(f"{name}: empty item in {text!r}")
-        if item == "...":
-            if len(run) < 2 or k + 1 >= len(items) or items[k + 1] == "...":
-                raise ValueError(
-                    f"{name}: '...' needs two numbers before it and one after, as in 1,2,4,...,256"
-                )
-            end = _parse_number(items[k + 1], name)
-            values.extend(_progression(run, end, name))
-            run = []
-            k += 2
-            continue
-        match = _RANGE.match(item)
-        if match:
-            start = _parse_number(match.group(1), name)
-            stop = _parse_number(match.group(2), name)
-            step = _parse_number(match.group(3), name) if match.group(3) else 1.0
-            values.extend(_arange_inclusive(start, stop, step, name))
-            run = []
-        else:
-            number = _parse_number(item, name)
-            values.append(number)
-            run.append(number)
-        k += 1
-    return values
-
-
-def _arange_inclusive(start: float, stop: float, step: float, name: str) -> list[float]:
-    if step == 0 or not all(map(math.isfinite, (start, stop, step))):
-        raise ValueError(f"{name}: range {start:g}:{stop:g}:{step:g} needs a finite nonzero step")
-    count = (stop - start) / step
-    if count < -1e-9:
-        raise ValueError(f"{name}: range {start:g}:{stop:g}:{step:g} steps away from its stop")
-    n = math.floor(count + 1e-9)
-    return [_round(start + i * step) for i in range(n + 1)]
-
-
-def _progression(run: list[float], end: float, name: str) -> list[float]:
-    """Terms after ``run`` of its arithmetic or geometric progression, up to ``end``."""
-    steps = [b - a for a, b in itertools.pairwise(run)]
-    listed = ",".join(f"{v:g}" for v in run)
-    if all(math.isclose(s, steps[0], rel_tol=1e-9) for s in steps) and steps[0] != 0:
-        out = _arange_inclusive(run[-1], end, steps[0], name)[1:]
-    elif len(run) > 2 and 0 not in run:
-        ratios = [b / a for a, b in itertools.pairwise(run)]
-        if not all(math.isclose(r, ratios[0], rel_tol=1e-9) for r in ratios) or ratios[0] <= 0:
-            raise ValueError(f"{name}: {listed},... is neither arithmetic nor geometric")
-        out, value = [], run[-1]
-        while abs(value * ratios[0]) <= abs(end) * (1 + 1e-9) and abs(ratios[0]) > 1:
-            value = _round(value * ratios[0])
-            out.append(value)
-    else:
-        raise ValueError(f"{name}: {listed},... is neither arithmetic nor geometric")
-    if not out or not math.isclose(out[-1], end, rel_tol=1e-9):
-        raise ValueError(f"{name}: the progression {listed},... does not reach {end:g}")
-    return out
+    segments = _segments(text, name)
+    count = sum(segment.count for segment in segments)
+    if max_values is not None and count > max_values:
+        raise ValueError(f"{name} {text}: {count:,} values; valid: at most {max_values:,}")
+    return [value for segment in segments for value in segment.expand()]

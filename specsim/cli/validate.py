@@ -9,7 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .calibrate import add_measurement_arguments, plausibility_metadata
+from ._args import add_overwrite_argument, whole
+from .calibrate import add_measurement_arguments, check_name, plausibility_metadata
 
 __all__ = ["RESULTS_DIR_ENV", "add_validate_arguments", "run_validate"]
 
@@ -43,14 +44,14 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     )
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=whole(1),
         default=None,
         help="interleaved sweeps of the grid (default: about repeats / 3 on a CPU, up to 16; "
         "1 elsewhere)",
     )
     parser.add_argument(
         "--sd-repeats",
-        type=int,
+        type=whole(1),
         default=None,
         help="timed runs per speculative-decoding configuration (default by size: tiny 2, "
         "quick 4, full 5)",
@@ -76,6 +77,7 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         default=None,
         help="another published-data TOML (default: specsim/data/published.toml)",
     )
+    add_overwrite_argument(parser)
     return parser
 
 
@@ -95,25 +97,50 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+_SUFFIXES = (".md", ".steps.csv", ".sd.csv", ".hardware.toml", ".published.csv", ".json")
+
+
+def _output_paths(args: argparse.Namespace, output_dir: Path | None) -> dict[str, Path]:
+    """The files ``--output-dir`` will hold, by suffix, each checked as writable now."""
+    if output_dir is None:
+        return {}
+    from specsim._atomic import check_output_path
+
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output-dir {output_dir}: not a folder; valid: a folder")
+    if args.prefix is not None:
+        check_name(args.prefix, "--prefix")
+        prefix = args.prefix
+    else:
+        import jax
+
+        prefix = f"validate_{jax.devices()[0].platform}"
+    paths = {suffix: output_dir / f"{prefix}{suffix}" for suffix in _SUFFIXES}
+    for path in paths.values():
+        check_output_path(
+            path,
+            what="--output-dir",
+            overwrite=args.overwrite,
+            overwrite_hint="--overwrite",
+            make_parents=True,
+        )
+    return paths
+
+
 def run_validate(args: argparse.Namespace) -> int:
     """Runs ``specsim validate``: predicted versus measured, locally and against papers.
 
     Raises:
         ValueError: bad options or unreadable files (the CLI exits with code 2).
     """
-    for option in ("repeats", "rounds", "sd_repeats"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-    output_dir = Path(args.output_dir) if args.output_dir else None
-    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output-dir {str(output_dir)!r} is not a folder")
-    import jax
-
+    output_dir = Path(args.output_dir).expanduser() if args.output_dir else None
+    if args.prefix is not None:
+        check_name(args.prefix, "--prefix")
     from specsim import measure, save_hardware, validate
 
     # Before anything runs JAX: the measurement settings only apply to a fresh backend.
     clock = measure.configure_measurement(args.clock) if args.part != "published" else "n/a"
+    outputs = _output_paths(args, output_dir)  # every file checked before anything runs
     published = None
     if args.part in ("all", "published"):
         published = validate.validate_published(args.published_file)  # fails fast on a bad file
@@ -152,20 +179,34 @@ def run_validate(args: argparse.Namespace) -> int:
     report = "\n".join(header + sections)
     print(report)
     if output_dir is not None:
-        prefix = args.prefix or f"validate_{jax.devices()[0].platform}"
-        output_dir.mkdir(parents=True, exist_ok=True)
-        written = [output_dir / f"{prefix}.md"]
-        written[0].write_text(report + "\n")
-        if local is not None:
-            local.steps.to_csv(output_dir / f"{prefix}.steps.csv", index=False)
-            written.append(output_dir / f"{prefix}.steps.csv")
-            if len(local.speculative):
-                local.speculative.to_csv(output_dir / f"{prefix}.sd.csv", index=False)
-                written.append(output_dir / f"{prefix}.sd.csv")
-            written.append(
+        import contextlib
+
+        from specsim._atomic import atomic_output
+
+        def temp(suffix: str) -> str:  # each file renamed into place once all are written
+            return files.enter_context(
+                atomic_output(
+                    outputs[suffix],
+                    overwrite=args.overwrite,
+                    what="--output-dir",
+                    overwrite_hint="--overwrite",
+                    make_parents=True,
+                )
+            )
+
+        written = []
+        with contextlib.ExitStack() as files:
+            Path(temp(".md")).write_text(report + "\n")
+            written.append(outputs[".md"])
+            if local is not None:
+                local.steps.to_csv(temp(".steps.csv"), index=False)
+                written.append(outputs[".steps.csv"])
+                if len(local.speculative):
+                    local.speculative.to_csv(temp(".sd.csv"), index=False)
+                    written.append(outputs[".sd.csv"])
                 save_hardware(
                     local.calibration.hardware,
-                    output_dir / f"{prefix}.hardware.toml",
+                    temp(".hardware.toml"),
                     "local",
                     source=f"specsim validate (train half) on {machine['device']}",
                     metadata={
@@ -176,14 +217,18 @@ def run_validate(args: argparse.Namespace) -> int:
                         **plausibility_metadata(local.implausible),
                     },
                 )
+                written.append(outputs[".hardware.toml"])
+            if published is not None:
+                published.to_csv(temp(".published.csv"), index=False)
+                written.append(outputs[".published.csv"])
+            Path(temp(".json")).write_text(
+                json.dumps(
+                    {"command": command, "machine": machine, **summary},
+                    indent=2,
+                    allow_nan=False,
+                )
+                + "\n"
             )
-        if published is not None:
-            published.to_csv(output_dir / f"{prefix}.published.csv", index=False)
-            written.append(output_dir / f"{prefix}.published.csv")
-        summary_path = output_dir / f"{prefix}.json"
-        summary_path.write_text(
-            json.dumps({"command": command, "machine": machine, **summary}, indent=2) + "\n"
-        )
-        written.append(summary_path)
+            written.append(outputs[".json"])
         print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0
