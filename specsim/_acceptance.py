@@ -97,6 +97,9 @@ class PositionalAcceptance:
     @classmethod
     def create(cls, alphas):
         """Validated constructor: a non-empty 1-D vector with entries in [0, 1]."""
+        values = concrete(alphas)
+        if values is not None:  # checked at full precision, before a float32 cast
+            validate_acceptance(cls(alphas=values))
         return validate_acceptance(cls(alphas=host_float(alphas)))
 
 
@@ -146,6 +149,20 @@ class SDSLAcceptance:
         coefficients=SDSL_2026,
     ):
         """Validated constructor: token counts must be positive and finite."""
+        # Checked at full precision first: a count beyond float32 is refused, not cast to
+        # infinity (with a RuntimeWarning) and blamed afterwards.
+        for name, value in (
+            ("draft_train_tokens", draft_train_tokens),
+            ("target_train_tokens", target_train_tokens),
+        ):
+            count = concrete(value)
+            if count is not None and np.any(
+                np.isfinite(count) & (np.abs(count) >= np.finfo(np.float32).max)
+            ):
+                raise ValueError(
+                    f"{name} {_show(np.max(np.abs(count)))}: beyond float32; "
+                    "valid: 0 < tokens < 3.4e38"
+                )
         return validate_acceptance(
             cls(
                 draft_train_tokens=host_float(draft_train_tokens),

@@ -122,24 +122,39 @@ class StepTimeData:
         Raises:
             ValueError: an empty frame or missing columns.
         """
-        from .measure._timing import config_from_columns
+        from .measure._timing import ARCHITECTURE_COLUMNS, config_from_columns
 
-        if frame is None or len(frame) == 0:
+        if not hasattr(frame, "columns") or not hasattr(frame, "iterrows"):
+            raise ValueError(
+                f"measurements {type(frame).__name__}: not a table; valid: a DataFrame of "
+                "specsim.measure.measure_step_times, or a StepTimeData"
+            )
+        if len(frame) == 0:
             raise ValueError("no step-time measurements to calibrate on (empty grid)")
-        needed = {"batch", "new_tokens", "context", time_column}
+        needed = {"batch", "new_tokens", "context", time_column, *ARCHITECTURE_COLUMNS}
         missing = needed - set(frame.columns)
         if missing:
-            raise ValueError(f"measurement table lacks columns {sorted(missing)}")
-        points = [
-            (
-                config_from_columns(row).to_spec(),
-                row["batch"],
-                row["new_tokens"],
-                row["context"],
-                row[time_column],
+            raise ValueError(
+                f"measurements {sorted(missing)}: columns missing; valid: a table with "
+                f"{', '.join(sorted(needed))}"
             )
-            for _, row in frame.iterrows()
-        ]
+        points = []
+        for index, row in frame.iterrows():
+            try:
+                points.append(
+                    (
+                        config_from_columns(row).to_spec(),
+                        float(row["batch"]),
+                        float(row["new_tokens"]),
+                        float(row["context"]),
+                        float(row[time_column]),
+                    )
+                )
+            except (TypeError, ValueError) as e:
+                raise ValueError(
+                    f"measurement row {index}: unreadable ({e}); valid: numbers in every "
+                    "size, batch, token and time column"
+                ) from None
         return cls.from_points(points)
 
     def validate(self) -> StepTimeData:
@@ -149,6 +164,19 @@ class StepTimeData:
             raise ValueError("no step-time measurements to calibrate on (empty grid)")
         if not np.all(np.isfinite(times) & (times > 0)):
             raise ValueError("measured step times must be positive and finite")
+        # A row with a negative batch or context is no measurement: it would bend the fit.
+        for name, ok, valid in (
+            ("batch", lambda v: v > 0, "> 0"),
+            ("new_tokens", lambda v: v > 0, "> 0"),
+            ("context", lambda v: v >= 0, ">= 0"),
+        ):
+            values = np.asarray(getattr(self, name), np.float64)
+            bad = np.flatnonzero(~(np.isfinite(values) & ok(values)))
+            if bad.size:
+                raise ValueError(
+                    f"{name} {values[bad[0]]:g}: out of range in measurement row {bad[0]}; "
+                    f"valid: finite numbers {valid}"
+                )
         return self
 
 

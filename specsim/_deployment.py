@@ -22,6 +22,8 @@ from flax import struct
 from . import hardware as _hardware
 from . import models as _models
 from ._acceptance import as_acceptance, validate_acceptance
+from ._feasibility import check_draft_placement, check_draft_split, check_target_split
+from ._limits import MAX_GAMMA
 from ._numerics import concrete_values, host_float
 from ._workload import Workload
 from .hardware import HardwareSpec
@@ -125,6 +127,9 @@ class Deployment:
         _check("tp", self.tp, lambda v: v >= 1, ">= 1")
         _check("draft_tp", self.draft_tp, lambda v: v >= 1, ">= 1")
         _check("speculation_overhead_s", self.speculation_overhead_s, lambda v: v >= 0, ">= 0")
+        # What engines refuse: tp that cannot split the heads, a draft on other chips.
+        check_target_split(self.target, self.tp)
+        check_draft_placement(self.tp, self.draft_tp)
         return self
 
 
@@ -132,16 +137,19 @@ class Deployment:
 DEPLOYMENT_FIELDS = tuple(Deployment.__dataclass_fields__)
 
 
-def check_draft(draft) -> TransformerSpec:
-    """Validates a draft model (``ValueError`` naming what is wrong)."""
+def check_draft(draft, deployment: Deployment | None = None) -> TransformerSpec:
+    """Validates a draft model, and its split over the deployment's ``draft_tp`` chips."""
     if not isinstance(draft, TransformerSpec):
         raise ValueError(f"draft must be a TransformerSpec, got {type(draft).__name__}")
-    return draft.validate()
+    draft.validate()
+    if deployment is not None:
+        check_draft_split(draft, deployment.draft_tp)
+    return draft
 
 
 def check_gamma(gamma):
-    """Validates a concrete lookahead: a finite real number >= 0."""
-    _check("gamma", gamma, lambda v: v >= 0, "a real number >= 0")
+    """Validates a concrete lookahead: a finite real number in [0, MAX_GAMMA]."""
+    _check("gamma", gamma, lambda v: (v >= 0) & (v <= MAX_GAMMA), f"in [0, {MAX_GAMMA}]")
     return gamma
 
 

@@ -77,6 +77,13 @@ class TopK:
         flat index within the group of each."""
         n_over, size = len(over_shape), math.prod(over_shape)
         score = _flat_over(fields[self.objective], over_shape)  # (P, R, *kept)
+        if "feasibility" in fields:
+            # Feasible points first: an infeasible one ranks only in a group without any.
+            ok = _flat_over(fields["feasibility"], over_shape) == 0
+            shape = jnp.broadcast_shapes(score.shape, ok.shape)
+            score, ok = jnp.broadcast_to(score, shape), jnp.broadcast_to(ok, shape)
+            worst = -jnp.inf if self.maximize else jnp.inf
+            score = jnp.where(ok | ~jnp.any(ok, axis=1, keepdims=True), score, worst)
         if self.k == 1:
             return self._best(fields, score, over_shape)
         else:

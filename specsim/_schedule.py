@@ -186,6 +186,19 @@ def _schedule_grid(deployment: Deployment, draft, batches, gammas):
     return jax.vmap(lambda b: jax.vmap(lambda g: at(b, g))(gammas))(batches)
 
 
+# Largest lookahead and batch a schedule evaluates (a grid of up to ~1M points).
+MAX_SCHEDULE_GAMMA = 64
+MAX_SCHEDULE_BATCH = 16384
+
+
+def _whole_in(value, low: int, high: int) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool) and number == int(number) and low <= number <= high
+
+
 def speculation_schedule(
     target: TransformerSpec,
     draft,
@@ -236,10 +249,17 @@ def speculation_schedule(
         >>> len(s.batch_sizes), int(s.gamma[0]) >= int(s.gamma[-1])
         (64, True)
     """
-    if int(max_gamma) != max_gamma or max_gamma < 0:
-        raise ValueError(f"max_gamma must be a whole number >= 0, got {max_gamma}")
-    if int(max_batch) != max_batch or max_batch < 1:
-        raise ValueError(f"max_batch must be a whole number >= 1, got {max_batch}")
+    # One vmapped grid of max_batch x (max_gamma + 1) points: bounded so it fits memory.
+    if not _whole_in(max_gamma, 0, MAX_SCHEDULE_GAMMA):
+        raise ValueError(
+            f"max_gamma {max_gamma!r}: not a whole number in range; "
+            f"valid: 0 .. {MAX_SCHEDULE_GAMMA}"
+        )
+    if not _whole_in(max_batch, 1, MAX_SCHEDULE_BATCH):
+        raise ValueError(
+            f"max_batch {max_batch!r}: not a whole number in range; "
+            f"valid: 1 .. {MAX_SCHEDULE_BATCH}"
+        )
     deployment = Deployment.create(
         target,
         hardware,
@@ -250,7 +270,7 @@ def speculation_schedule(
         speculation_overhead_s=speculation_overhead_s,
     )
     if isinstance(draft, TransformerSpec):
-        check_draft(draft)
+        check_draft(draft, deployment)
     else:
         validate_speculation(draft, deployment.validate(), float(max_gamma))
     batches = np.arange(1, int(max_batch) + 1, dtype=np.float32)

@@ -67,6 +67,7 @@ from ._acceptance import (
 from ._atomic import atomic_output, check_output_path
 from ._errors import relabel
 from ._limits import HOST_MEMORY_FRACTION, physical_memory_bytes
+from ._progress import live_bar
 from ._reduce import Histogram, Quantiles, Reduction, TopK
 from ._sweep_kernel import BOUND_COLUMNS, Plan, field_dependence
 from ._sweep_kernel import evaluate_chunk as _evaluate_chunk
@@ -95,7 +96,13 @@ _NAMED_AXES = ("hardware", "target", "draft")
 _COUNT_AXES = ("tp", "batch", "prompt_tokens", "generate_tokens", "gamma")
 
 # Report fields that can be columns (gamma is an axis column already).
-REPORT_COLUMNS = tuple(f for f in ThroughputReport.__dataclass_fields__ if f != "gamma")
+# Report fields that can be columns (gamma is an axis column already), and whether each
+# point can be served at all (`feasibility`, over `FEASIBILITY_NAMES`: "ok" or the first
+# broken rule: a tensor-parallel split, the draft's placement, vocabularies, memory).
+REPORT_COLUMNS = (
+    *(f for f in ThroughputReport.__dataclass_fields__ if f != "gamma"),
+    "feasibility",
+)
 # Points per call on a CPU (see `default_chunk_size`); the former default, 2**20, is
 # kept as a name for callers that pass it explicitly.
 CPU_CHUNK_SIZE = 2**23
@@ -433,7 +440,9 @@ def _reduce_axes(over: Sequence[str], axes: Mapping[str, _Axis], what: str) -> t
     return tuple(a for a in AXES if a in over)
 
 
-_NUMERIC_COLUMNS = tuple(c for c in REPORT_COLUMNS if c not in (*BOUND_COLUMNS, "fits"))
+_NUMERIC_COLUMNS = tuple(
+    c for c in REPORT_COLUMNS if c not in (*BOUND_COLUMNS, "fits", "feasibility")
+)
 
 
 def _reduction(reduce, best_over, objective, maximize) -> tuple[Reduction | None, str]:
@@ -473,7 +482,7 @@ def _columns(columns, reduction: Reduction | None) -> tuple[tuple[str, ...], tup
     needed = set(selected)
     if isinstance(reduction, TopK):
         _check_numeric("objective", reduction.objective)
-        needed.add(reduction.objective)
+        needed |= {reduction.objective, "feasibility"}  # feasible points rank first
     elif isinstance(reduction, Quantiles):
         other = [c for c in selected if c not in _NUMERIC_COLUMNS]
         if other:
@@ -574,6 +583,7 @@ def sweep(
     as_frame: bool = True,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
+    shared_tokenizer: bool = False,
     chunk_size: int | None = None,
     quadrature_nodes: int = QUADRATURE_NODES,
     smooth: float | None = None,
@@ -581,6 +591,7 @@ def sweep(
     process_index: int | None = None,
     process_count: int | None = None,
     progress: bool | None = None,
+    check_only: bool = False,
 ) -> pd.DataFrame | SweepResult | None:
     """Throughput of every point of a Cartesian grid of what-if scenarios.
 
@@ -629,6 +640,8 @@ def sweep(
             appears under this name only once complete (an interrupted or failed sweep
             leaves nothing there).
         overwrite: replace an existing ``out`` file (refused otherwise, before any work).
+        shared_tokenizer: target and draft vocabularies of different sizes belong to one
+            tokenizer (padded embedding tables): do not mark such points "vocab".
         chunk_size: grid points per device call, across all devices (bounds memory);
             ``None`` chooses from the devices' memory (`default_chunk_size`).
         quadrature_nodes: Gauss-Legendre nodes over the growing context (static).
@@ -637,7 +650,10 @@ def sweep(
         devices: devices to shard over (default: all local devices).
         process_index, process_count: this process's slice of the grid under
             ``jax.distributed`` (default: ``jax.process_index()``, ``jax.process_count()``).
-        progress: show a progress bar; ``None`` shows one for sweeps of several chunks.
+        progress: show a progress bar; ``None`` shows one on a terminal once a sweep takes
+            more than a moment (never when stderr is not a terminal).
+        check_only: validate every input (as above) and return ``None`` without
+            compiling or computing anything.
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per point (this process's points): the
@@ -721,6 +737,8 @@ def sweep(
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices []: no device; valid: one or more jax.Device")
+    if check_only:  # every input is valid; nothing is compiled or computed
+        return None
     if chunk_size is None:
         chunk_size = default_chunk_size(devices, len(computed))
 
@@ -743,6 +761,9 @@ def sweep(
     per_call = min(per_call, -(-max(hi - lo, 1) // n_dev) * n_dev)
     mesh = Mesh(np.asarray(devices), ("points",)) if n_dev > 1 else None
     host_tables = {a.name: a.table for a in grid.axes}
+    # Points whose vocabularies differ are marked "vocab" unless the user vouches for one
+    # tokenizer (a traced flag: no recompilation either way).
+    grid.constants["shared_tokenizer"] = np.bool_(shared_tokenizer)
     dependence = field_dependence(
         host_tables, grid.constants, grid.acceptance_kind, computed, smooth, quadrature_nodes
     )
@@ -784,10 +805,9 @@ def sweep(
         offsets = jax.device_put(np.arange(per_call, dtype=np.int32), devices[0])
 
     starts = list(range(lo, hi, per_call))
-    show = progress if progress is not None else len(starts) > 4
-    from tqdm import tqdm
-
-    bar = tqdm(total=(hi - lo) * inner_size, unit="pt", unit_scale=True, disable=not show)
+    # progress=None: shown on a terminal only, after half a second, with a running clock.
+    progress_bar = live_bar(progress, total=(hi - lo) * inner_size, unit="pt", unit_scale=True)
+    bar = progress_bar.__enter__()
     # A file is written under a temporary name and renamed once complete.
     output = contextlib.ExitStack()
     sink = None
@@ -822,7 +842,7 @@ def sweep(
         output.__exit__(type(error), error, error.__traceback__)  # removes the partial file
         raise
     finally:
-        bar.close()
+        progress_bar.__exit__(None, None, None)
     if sink is not None:
         empty = result_of(outer_range=(lo, lo), data=_empty_data(plan, reduction))
         with output:
@@ -864,7 +884,8 @@ def _empty_data(plan: Plan, reduction) -> dict[str, np.ndarray]:
     extra = [reduction.extra()] if reduction is not None else []
     data = {}
     for name in plan.fields:
-        dtype = np.int8 if name in BOUND_COLUMNS else bool if name == "fits" else np.float32
+        categorical = name in BOUND_COLUMNS or name == "feasibility"
+        dtype = np.int8 if categorical else bool if name == "fits" else np.float32
         data[name] = np.zeros((0, *inner, *extra), dtype)
     if isinstance(reduction, TopK):
         data["_best"] = np.zeros((0, *inner, *extra), np.int32)

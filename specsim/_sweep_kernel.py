@@ -30,6 +30,7 @@ from ._acceptance import ConstantAcceptance, SDSLAcceptance
 from ._cost import STEP_BOUND_NAMES
 from ._dataflow import output_dependence
 from ._deployment import Deployment
+from ._feasibility import feasibility_code
 from ._reduce import Reduction
 from ._throughput import _throughput
 from ._workload import Workload
@@ -104,6 +105,16 @@ def point_fields(values: dict, constants: dict, acceptance_kind: str, fields, sm
     report = _throughput(deployment, values["draft"]["spec"], values["gamma"], smooth, nodes)
     out = {}
     for name in fields:
+        if name == "feasibility":  # can the point be served at all (FEASIBILITY_NAMES)
+            out[name] = feasibility_code(
+                target["spec"],
+                values["draft"]["spec"],
+                deployment.tp,
+                deployment.draft_tp,
+                report.fits,
+                shared_vocab=constants.get("shared_tokenizer", False),
+            )
+            continue
         value = getattr(report, name)
         out[name] = value.astype(jnp.int8) if name in BOUND_COLUMNS else value
     return out

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ._cost import STEP_BOUND_NAMES
+from ._feasibility import FEASIBILITY_NAMES
 from ._reduce import Histogram, Quantiles, TopK
 from ._sweep_kernel import BOUND_COLUMNS
 
@@ -164,6 +165,8 @@ class SweepResult:
         values = self._data[name]
         if name in BOUND_COLUMNS:
             return values, list(STEP_BOUND_NAMES)
+        if name == "feasibility":
+            return values, list(FEASIBILITY_NAMES)
         return values, None
 
     def _axis_codes(self, name: str, n_rows: int) -> np.ndarray:

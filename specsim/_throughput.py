@@ -21,7 +21,7 @@ import numpy as np
 from flax import struct
 
 from ._cost import STEP_BOUND_NAMES, memory_footprint, step_time
-from ._deployment import Deployment
+from ._deployment import Deployment, check_draft, check_gamma
 from ._quadrature import gauss_legendre, mean_step
 from ._workload import Workload
 from .hardware import HardwareSpec
@@ -249,14 +249,21 @@ def predict(
         raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
     deployment.validate()
     check_speculation(deployment, speculator, gamma)
-    return _evaluate(
-        deployment, speculator, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
+    return _checked_report(
+        _evaluate(
+            deployment, speculator, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
+        )
     )
 
 
 def check_speculation(deployment: Deployment, speculator, gamma) -> None:
-    """Validates a speculator and its chain or tree against a validated deployment."""
+    """Validates a speculator and its chain or tree against a validated deployment: a
+    draft model's split over ``draft_tp`` chips, a chain's gamma in [0, MAX_GAMMA]."""
     _speculators.validate_speculation(speculator, deployment, gamma)
+    if isinstance(speculator, TransformerSpec):
+        check_draft(speculator, deployment)
+    if not _speculators.is_tree(gamma):
+        check_gamma(gamma)
 
 
 def throughput(
@@ -318,8 +325,10 @@ def throughput(
         target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s
     )
     check_speculation(deployment, draft, gamma)
-    return _evaluate(
-        deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
+    return _checked_report(
+        _evaluate(
+            deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
+        )
     )
 
 
@@ -346,6 +355,28 @@ def _deployment(target, hardware, workload, acceptance, tp, draft_tp, overhead) 
 def _checked_smooth(smooth) -> float | None:
     """``None`` or a finite roofline sharpness p > 0 (p < 1: compute and memory interfere)."""
     return check_smooth(smooth)
+
+
+def _checked_report(report: ThroughputReport) -> ThroughputReport:
+    """``report`` if every concrete field is finite, else a ``ValueError`` naming the first
+    field that is not (inputs valid one by one can still overflow float32 together).
+
+    A report of traced values (inside the caller's ``jit``, ``vmap`` or ``grad``) passes
+    unchecked: there NaN is how an invalid input shows, and the caller reports it.
+    """
+    leaves = jax.tree.leaves(report)
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        return report
+    for name in ThroughputReport.__dataclass_fields__:
+        value = np.asarray(getattr(report, name))
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            bad = value.ravel()[~np.isfinite(value.ravel())][0]
+            raise ValueError(
+                f"{name} {bad}: not finite in float32 at these inputs (a size, a token count "
+                "or a rate too large for the others); valid: smaller batch, prompt or "
+                "generated tokens, or a finite smooth"
+            )
+    return report
 
 
 def _checked_nodes(quadrature_nodes) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import numpy as np
 from flax import struct
 
+from ._limits import MAX_BATCH, MAX_TOKENS
 from ._numerics import concrete_values, host_float
 
 
@@ -38,6 +40,13 @@ class Workload:
         cls, batch: float = 1, prompt_tokens: float = 128, generate_tokens: float = 128
     ) -> Workload:
         """A validated workload (``ValueError`` on non-positive or non-finite sizes)."""
+        # Checked at full precision first: a size too large for float32 is refused, not
+        # cast to infinity (with a RuntimeWarning) and refused after.
+        cls(
+            batch=_host(batch),
+            prompt_tokens=_host(prompt_tokens),
+            generate_tokens=_host(generate_tokens),
+        ).validate()
         workload = cls(
             batch=host_float(batch, np.float32),
             prompt_tokens=host_float(prompt_tokens, np.float32),
@@ -51,19 +60,33 @@ class Workload:
         return cls.create(batch=batch, prompt_tokens=context_tokens, generate_tokens=1)
 
     def validate(self) -> Workload:
-        """Checks concrete leaves: batch > 0, prompt >= 0, generate > 0 (``ValueError``)."""
+        """Checks concrete leaves: batch > 0, prompt >= 0, generate > 0 (``ValueError``).
+
+        Sizes above ``2**30`` (batch or tokens; beyond any deployment) are refused too:
+        float32 costs of larger ones overflow.
+        """
         rules = {
-            "batch": (lambda v: v > 0, "> 0"),
-            "prompt_tokens": (lambda v: v >= 0, ">= 0"),
-            "generate_tokens": (lambda v: v > 0, "> 0"),
+            "batch": (lambda v: 0 < v <= MAX_BATCH, f"in (0, {MAX_BATCH}]"),
+            "prompt_tokens": (lambda v: 0 <= v <= MAX_TOKENS, f"in [0, {MAX_TOKENS}]"),
+            "generate_tokens": (lambda v: 0 < v <= MAX_TOKENS, f"in (0, {MAX_TOKENS}]"),
         }
         for name, (ok, text) in rules.items():
             for v in concrete_values(getattr(self, name)):
                 if not (math.isfinite(v) and ok(v)):
-                    raise ValueError(f"Workload.{name} must be finite and {text}, got {v}")
+                    raise ValueError(f"{name} {v:g}: out of range; valid: finite numbers {text}")
         return self
 
     @property
     def final_context(self):
         """Tokens in the KV cache at the end of generation."""
         return self.prompt_tokens + self.generate_tokens
+
+
+def _host(value):
+    """A concrete value as float64 (traced values pass through, unchecked)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"workload size {value!r}: not a number; valid: finite numbers") from None

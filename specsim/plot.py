@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -33,7 +34,8 @@ from . import hardware as _hardware
 from . import models as _models
 from . import theory
 from ._atomic import atomic_output
-from ._cost import forward_cost, step_time
+from ._cost import forward_cost, memory_footprint, step_time
+from ._feasibility import check_parallelism
 from ._sweep import AXES
 from .hardware import HardwareSpec
 from .models import TransformerSpec
@@ -196,7 +198,15 @@ def roofline(
     target_spec = _spec(target, _models.load, TransformerSpec, "target")
     draft_spec = _spec(draft, _models.load, TransformerSpec, "draft")
     draft_tp = tp if draft_tp is None else draft_tp
+    check_parallelism(target_spec, draft_spec, tp, draft_tp)
     context = prompt_tokens + generate_tokens / 2.0
+    # Memory at the end of the generation, as in `throughput`: both models' weights and
+    # KV caches on each chip. Batches that do not fit are drawn hollow.
+    final = prompt_tokens + generate_tokens + gamma
+    memory = (
+        np.asarray(memory_footprint(target_spec, batches, final).total_bytes) / tp
+        + np.asarray(memory_footprint(draft_spec, batches, final).total_bytes) / draft_tp
+    )
     phases = {
         "draft": (draft_spec, 1.0, draft_tp),
         "verify": (target_spec, gamma + 1.0, tp),
@@ -211,6 +221,7 @@ def roofline(
     for i, (chip, spec) in enumerate(zip(chips, specs, strict=True)):
         name = f"chip {i + 1}" if isinstance(chip, HardwareSpec) else _display(chip)
         color = colors[i % len(colors)]
+        fits = memory <= float(spec.hbm_capacity_bytes)
         peak = float(_hardware.effective_flops_per_s(spec, target_spec.compute_dtype))
         bandwidth = float(_hardware.effective_hbm_bytes_per_s(spec))
         for phase, (model, new_tokens, degree) in phases.items():
@@ -227,8 +238,20 @@ def roofline(
                 color=color,
                 lw=0.8,
                 ms=6,
+                markevery=np.flatnonzero(fits).tolist(),
                 label=f"{name}: {text}",
             )
+            if not fits.all():
+                ax.plot(
+                    intensity[~fits],
+                    attained[~fits] / 1e12,
+                    marker=marker,
+                    ls="none",
+                    mfc="none",
+                    mec="0.5",
+                    ms=6,
+                    label=f"{name}: does not fit in memory" if phase == "draft" else None,
+                )
             lowest, highest = min(lowest, intensity.min()), max(highest, intensity.max())
         ridge = peak / bandwidth
         lowest, highest = min(lowest, ridge), max(highest, ridge)
@@ -347,10 +370,24 @@ def heatmap(
     if frame.duplicated([x, y]).any():
         raise ValueError(f"the frame has several rows per ({x}, {y}); select one value first")
     table = frame.pivot(index=y, columns=x, values=value).sort_index().sort_index(axis=1)
-    grid = table.to_numpy(dtype=np.float64)
+    ok = (
+        frame.assign(_ok=_feasible(frame))
+        .pivot(index=y, columns=x, values="_ok")
+        .sort_index()
+        .sort_index(axis=1)
+        .to_numpy(dtype=bool)
+    )
+    # Infeasible cells are blanked (grey, hatched): their numbers are not answers.
+    grid = np.where(ok, table.to_numpy(dtype=np.float64), np.nan)
     figure = _Figure(figsize=(7.0, 4.8))
     ax = figure.add_subplot()
-    image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
+    cmap = matplotlib.colormaps["viridis"].copy()
+    cmap.set_bad("0.85")
+    image = ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest")
+    if not ok.all():
+        rows, cols = np.nonzero(~ok)
+        ax.scatter(cols, rows, marker="x", color="0.35", s=18, lw=1.0,
+                   label=f"infeasible ({_reasons(frame)})")  # fmt: skip
     colorbar = figure.colorbar(image, ax=ax)
     colorbar.set_label(label(value))
     ax.set_xticks(range(len(table.columns)), [_short(v) for v in table.columns])
@@ -360,11 +397,13 @@ def heatmap(
             tick.set_visible(i % max(1, len(table.columns) // 12) == 0)
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
-    if mark_best and np.isfinite(grid).any(axis=1).all():
-        best = np.nanargmax(grid, axis=1)
+    rows_with_data = np.isfinite(grid).any(axis=1)
+    if mark_best and rows_with_data.any():
+        best = np.nanargmax(np.where(rows_with_data[:, None], grid, 0.0), axis=1)
+        where = np.flatnonzero(rows_with_data)
         ax.plot(
-            best,
-            range(len(best)),
+            best[where],
+            where,
             "o",
             mfc="none",
             mec="white",
@@ -372,15 +411,46 @@ def heatmap(
             mew=1.5,
             label=f"best {x} per {y}",
         )
+        edge = where[best[where] == grid.shape[1] - 1] if grid.shape[1] > 1 else where[:0]
+        if edge.size:
+            ax.plot(
+                best[edge], edge, "o", mfc="none", mec="red", ms=11, mew=1.5,
+                label=f"best {x} on the edge of the searched range",
+            )  # fmt: skip
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper right")
     ax.set_title(_wrap(title), fontsize=8)
     return _finish(figure, path)
 
 
+def _feasible(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows can be served: the ``feasibility`` column, else ``fits``, else all."""
+    if "feasibility" in frame.columns:
+        return (frame["feasibility"].astype(str) == "ok").to_numpy()
+    if "fits" in frame.columns:
+        return frame["fits"].to_numpy(dtype=bool)
+    return np.ones(len(frame), bool)
+
+
+def _reasons(frame: pd.DataFrame) -> str:
+    """The reasons of the infeasible rows, for a legend (``"memory, tp-heads"``)."""
+    if "feasibility" in frame.columns:
+        codes = frame["feasibility"].astype(str)
+        return ", ".join(sorted(set(codes[codes != "ok"]))) or "none"
+    return "memory"
+
+
 def _best_rows(frame: pd.DataFrame, keys: Sequence[str], objective: str) -> pd.DataFrame:
-    """The row maximising ``objective`` in each group of ``keys`` (frame order kept)."""
+    """The feasible row maximising ``objective`` in each group of ``keys`` (frame order
+    kept); groups without a feasible row are left out."""
+    frame = frame[_feasible(frame)]
+    if frame.empty:
+        raise ValueError(
+            "frame: no feasible row to plot (see its feasibility column); valid: a frame "
+            "with at least one point that fits and can be split over its chips"
+        )
     index = frame.groupby(list(keys), observed=True, sort=True)[objective].idxmax()
-    return frame.loc[index.to_numpy()]
+    return frame.loc[index.dropna().to_numpy()]
 
 
 def best_gamma(
@@ -413,6 +483,9 @@ def best_gamma(
     _require(frame, ["gamma", x, by, objective])
     title = _only_varying(frame, ["gamma", x, by])
     best = _best_rows(frame, [by, x], objective)
+    excluded = int((~_feasible(frame)).sum())
+    if excluded:
+        title += f"; {excluded} infeasible points left out ({_reasons(frame)})"
     panels = 2 if "speedup" in best.columns else 1
     figure = _Figure(figsize=(7.0, 3.2 * panels + 0.6))
     axes = [figure.add_subplot(panels, 1, i + 1) for i in range(panels)]
@@ -421,6 +494,13 @@ def best_gamma(
         axes[0].plot(rows[x], rows["gamma"], marker="o", label=str(group))
         if panels == 2:
             axes[1].plot(rows[x], rows["speedup"], marker="o", label=str(group))
+    searched = frame["gamma"].to_numpy(dtype=np.float64)
+    edge = best[best["gamma"] == searched.max()] if np.unique(searched).size > 1 else best[:0]
+    if len(edge):  # the best gamma may lie beyond the grid: say so on the chart
+        axes[0].plot(
+            edge[x], edge["gamma"], "^", color="red", ms=9, mfc="none", mew=1.5,
+            label=f"on the edge of the searched range (γ = {searched.max():g})",
+        )  # fmt: skip
     axes[0].set_ylabel(f"best {label('gamma')}")
     if panels == 2:
         axes[1].axhline(1.0, color="0.4", lw=1, ls="--", label="no gain (speedup 1)")
@@ -464,6 +544,8 @@ def hardware_comparison(
     """
     _require(frame, [by, objective, "tokens_per_s", "baseline_tokens_per_s"])
     best = _best_rows(frame, [by], objective).sort_values("tokens_per_s", ascending=False)
+    shown = {str(v) for v in best[by]}
+    missing = [str(v) for v in frame[by].unique() if str(v) not in shown]
     names = [str(v) for v in best[by]]
     positions = np.arange(len(names))
     figure = _Figure(figsize=(max(5.0, 1.3 * len(names) + 2.0), 4.6))
@@ -484,6 +566,19 @@ def hardware_comparison(
             ha="center",
             fontsize=7,
         )
+    for pos, name in enumerate(missing, start=len(names)):
+        rows = frame[frame[by].astype(str) == name]
+        ax.annotate(
+            f"infeasible\n({_reasons(rows)})",
+            (pos, 0),
+            textcoords="offset points",
+            xytext=(0, 3),
+            ha="center",
+            fontsize=7,
+            color="0.35",
+        )
+    names = names + missing
+    positions = np.arange(len(names))
     ax.set_xticks(positions, names, rotation=20 if len(names) > 4 else 0)
     ax.set_xlabel(label(by))
     ax.set_ylabel(label("tokens_per_s"))

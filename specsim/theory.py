@@ -13,11 +13,15 @@ References:
     Optimization Made Simple", arXiv 2603.11053.
 """
 
+import functools
+import inspect
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._lambertw import lambertw_m1_from_log
-from ._numerics import as_float
+from ._numerics import as_float, concrete
 from ._scaling import DEFAULT_SCALING_LAW, SDSL_2026, sdsl_alpha
 
 __all__ = [
@@ -43,13 +47,71 @@ _SEARCH_GRID_SIZE = 256
 _BISECTION_STEPS = 40
 
 
+# Domains of the closed forms: (test on a NumPy array, the valid range as text).
+_PROBABILITY = (lambda v: (v >= 0.0) & (v <= 1.0), "0 <= alpha <= 1")
+_OPEN_PROBABILITY = (lambda v: (v > 0.0) & (v < 1.0), "0 < alpha < 1")
+_LOOKAHEAD = (lambda v: np.isfinite(v) & (v >= 0.0), "a finite gamma >= 0")
+_RATIO = (lambda v: np.isfinite(v) & (v >= 0.0), "a finite ratio >= 0")
+_POSITIVE = (lambda v: np.isfinite(v) & (v > 0.0), "a finite number > 0")
+
+
+def _closed_form(**domain):
+    """Jits a closed form; a call with concrete inputs checks them against ``domain``
+    first (``ValueError`` naming the argument) and the result after (finite, or
+    ``ValueError``). Traced inputs are not checked: there the function itself returns
+    NaN outside its domain, for the caller's checked entry point to report."""
+
+    def decorate(function):
+        core = jax.jit(function)
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            arguments = signature.bind(*args, **kwargs).arguments
+            all_concrete = True
+            for name, (ok, valid) in domain.items():
+                value = concrete(arguments[name])
+                if value is None:
+                    all_concrete = False
+                    continue
+                bad = np.flatnonzero(~ok(value))
+                if bad.size:
+                    raise ValueError(
+                        f"{name} {value.ravel()[bad[0]]:g}: outside the domain of "
+                        f"{function.__name__}; valid: {valid}"
+                    )
+            result = core(*args, **kwargs)
+            values = concrete(result) if all_concrete else None
+            if values is not None and not np.all(np.isfinite(values)):
+                raise ValueError(
+                    f"{function.__name__} {values.ravel()[~np.isfinite(values.ravel())][0]}: "
+                    "the result is not finite in float32 (it overflows at these inputs); "
+                    "valid: smaller magnitudes, or float64 (jax.enable_x64)"
+                )
+            return result
+
+        checked.jitted = core  # the unchecked, jitted function (its compilation cache)
+        return checked
+
+    return decorate
+
+
+def _nan_unless(valid, *inputs):
+    """1 where ``valid``, NaN elsewhere: a factor that makes the value *and* its gradient
+    with respect to ``inputs`` NaN outside the domain (a plain ``where`` would give a zero
+    gradient there). Inside the domain the inputs are cut off by a first ``where``, so no
+    NaN reaches their gradients (the double-``where`` trick)."""
+    tie = sum(jnp.where(valid, 0.0, x) for x in inputs)
+    return jnp.where(valid, 1.0, jnp.nan * (1.0 + tie))
+
+
 def _log_expm1_ratio_series(y):
     """log(expm1(y) / y) = y/2 + y**2/24 - y**4/2880 + y**6/181440 - ... (|y| small)."""
     y2 = y * y
     return 0.5 * y + y2 * (1.0 / 24.0 + y2 * (-1.0 / 2880.0 + y2 * (1.0 / 181440.0)))
 
 
-@jax.jit
+@_closed_form(alpha=_PROBABILITY, gamma=_LOOKAHEAD)
 def expected_tokens(alpha, gamma):
     """Expected tokens emitted per speculative iteration, (1 - alpha**(gamma+1)) / (1 - alpha).
 
@@ -88,10 +150,14 @@ def expected_tokens(alpha, gamma):
         _log_expm1_ratio_series(gamma * log_series) - _log_expm1_ratio_series(log_series)
     )
     accepted_over_alpha = jnp.where(near_one, series, direct)
-    return jnp.where(positive, 1.0 + alpha * accepted_over_alpha, 1.0)
+    value = jnp.where(positive, 1.0 + alpha * accepted_over_alpha, 1.0)
+    # Outside the domain (possible only when traced: concrete calls are checked) the
+    # answer is NaN, never a clamped number: a NaN alpha must not act as alpha = 0.
+    valid = (alpha >= 0.0) & (alpha <= 1.0) & (gamma >= 0.0)
+    return value * _nan_unless(valid, alpha, gamma)
 
 
-@jax.jit
+@_closed_form(alpha=_PROBABILITY, gamma=_LOOKAHEAD, cost_ratio=_RATIO)
 def speedup(alpha, gamma, cost_ratio):
     """Expected walltime improvement of speculative decoding over plain decoding.
 
@@ -116,10 +182,11 @@ def speedup(alpha, gamma, cost_ratio):
         Leviathan et al. (2023), arXiv 2211.17192, Theorem 3.8.
     """
     gamma = as_float(gamma)
-    return expected_tokens(alpha, gamma) / (gamma * cost_ratio + 1.0)
+    value = expected_tokens(alpha, gamma) / (gamma * cost_ratio + 1.0)
+    return value * _nan_unless(cost_ratio >= 0.0, cost_ratio)
 
 
-@jax.jit
+@_closed_form(alpha=_PROBABILITY, gamma=_LOOKAHEAD, op_ratio=_RATIO)
 def operations_factor(alpha, gamma, op_ratio):
     """Factor by which speculative decoding multiplies the total arithmetic operations.
 
@@ -143,10 +210,11 @@ def operations_factor(alpha, gamma, op_ratio):
         Leviathan et al. (2023), arXiv 2211.17192, Theorem 3.11.
     """
     gamma = as_float(gamma)
-    return (gamma * op_ratio + gamma + 1.0) / expected_tokens(alpha, gamma)
+    value = (gamma * op_ratio + gamma + 1.0) / expected_tokens(alpha, gamma)
+    return value * _nan_unless(op_ratio >= 0.0, op_ratio)
 
 
-@jax.jit
+@_closed_form(alpha=_PROBABILITY, gamma=_LOOKAHEAD, draft_params=_POSITIVE, target_params=_POSITIVE)
 def tokens_per_flop(alpha, gamma, draft_params, target_params):
     """Hardware-free speculative throughput: expected tokens per FLOP of one iteration.
 
@@ -173,10 +241,11 @@ def tokens_per_flop(alpha, gamma, draft_params, target_params):
     """
     gamma = as_float(gamma)
     flops = 2.0 * draft_params * gamma + 2.0 * target_params
-    return expected_tokens(alpha, gamma) / flops
+    valid = (draft_params > 0.0) & (target_params > 0.0)
+    return expected_tokens(alpha, gamma) / flops * _nan_unless(valid, draft_params, target_params)
 
 
-@jax.jit
+@_closed_form(alpha=_OPEN_PROBABILITY, size_ratio=_POSITIVE)
 def optimal_gamma(alpha, size_ratio):
     """Real lookahead maximising `tokens_per_flop` for a draft M / N times smaller.
 
@@ -187,7 +256,8 @@ def optimal_gamma(alpha, size_ratio):
     formed and r = 1e5 does not underflow. Where speculation does not pay even at
     gamma = 0 (alpha (1 - r ln alpha) <= 1, always so for r <= 1) the result is 0 and the
     Lambert W is evaluated at a harmless placeholder, keeping gradients finite. gamma*
-    diverges as alpha -> 1; alpha >= 1 returns +inf.
+    diverges as alpha -> 1: a concrete alpha must be below 1 (``ValueError`` otherwise);
+    traced, alpha = 1 gives +inf and alpha outside (0, 1] NaN.
 
     Args:
         alpha: per-token acceptance probability, any shape, in (0, 1).
@@ -216,7 +286,9 @@ def optimal_gamma(alpha, size_ratio):
     safe_log_alpha = jnp.where(inactive, -1.0, log_alpha)
     w = lambertw_m1_from_log(log_neg_arg)
     gamma = jnp.maximum(jnp.log(-w) / -safe_log_alpha - 1.0, 0.0)
-    return jnp.where(unbounded, jnp.inf, jnp.where(no_gain, 0.0, gamma))
+    gamma = jnp.where(unbounded, jnp.inf, jnp.where(no_gain, 0.0, gamma))
+    valid = (alpha > 0.0) & (alpha <= 1.0) & (size_ratio > 0.0)
+    return gamma * _nan_unless(valid, alpha, size_ratio)
 
 
 def _log_speedup_at_best_gamma(
@@ -333,5 +405,11 @@ def optimal_draft_size(
             raise ValueError(
                 f"optimal_draft_size takes scalars; {name} has shape {jnp.shape(value)} "
                 "(use jax.vmap over several targets)"
+            )
+        number = concrete(value)
+        if number is not None and not _POSITIVE[0](number):
+            raise ValueError(
+                f"{name} {float(number):g}: outside the domain of optimal_draft_size; "
+                f"valid: {_POSITIVE[1]}"
             )
     return _optimal_draft_size(target_params, train_tokens, draft_train_tokens, law, coefficients)

@@ -125,6 +125,23 @@ def test_bad_measurements_get_clear_errors():
         calibrate(mixed, hardware.get("h100"))
 
 
+def test_malformed_measurements_are_value_errors():
+    """Issue 11, point 8: calibrate raised KeyError/AttributeError on malformed input and
+    fitted rows with a negative batch or context."""
+    config = ModelConfig.from_spec(tiny_spec())
+    row = {**config_columns(config), "batch": 1, "new_tokens": 1, "context": 8, "median_s": 1e-3}
+    chip = hardware.get("h100")
+    with pytest.raises(ValueError, match="measurements str: not a table"):
+        StepTimeData.from_frame("steps.csv")
+    with pytest.raises(ValueError, match=r"measurements \['n_layers'\]: columns missing"):
+        calibrate(pd.DataFrame([row]).drop(columns="n_layers"), chip)
+    with pytest.raises(ValueError, match="measurement row 0: unreadable"):
+        calibrate(pd.DataFrame([{**row, "d_model": "wide"}]), chip)
+    for column, value in (("batch", -4), ("context", -1), ("new_tokens", 0)):
+        with pytest.raises(ValueError, match=f"{column} {value}: out of range in measurement"):
+            calibrate(pd.DataFrame([row, {**row, column: value}]), chip)
+
+
 def test_saved_spec_loads_by_path_and_by_name(tmp_path, monkeypatch, truth):
     truth = truth.replace(attention_efficiency=0.4)
     path = save_hardware(truth, tmp_path / "fitted.toml", "my gpu", metadata={"points": 3})

@@ -138,7 +138,7 @@ def test_unknown_key_far_from_any_valid_one_lists_them_all(tmp_path):
         ('base = "h100"\nkind = 3\n', r"kind 3: not a string"),
         ('base = "h100"\nyear = -1\n', r"year -1: out of range"),
         ("base = 3\n", r"base 3: not a string"),
-        ('base = "h1000"\n', r"base: unknown hardware 'h1000'. Did you mean 'H100 SXM'"),
+        ('base = "h1000"\n', r"base: hardware 'h1000': unknown hardware, did you mean 'H100 SXM'"),
         ('base = "h100"\nroofline_sharpness = -inf\n', r"roofline_sharpness -inf: out of range"),
         ('base = "h100"\nroofline_sharpness = nan\n', r"roofline_sharpness nan: out of range"),
         ('base = "h100"\nhbm_gb = 80\nhbm_gib = 75\n', r"hbm_gb and hbm_gib: both given"),

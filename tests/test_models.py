@@ -646,10 +646,23 @@ def test_unsupported_model_type_lists_supported_ones(model_type):
     [
         ({k: v for k, v in LLAMA_2_7B.items() if k != "hidden_size"}, "missing field.*hidden_size"),
         ({k: v for k, v in OPT_125M.items() if k != "ffn_dim"}, "opt config is missing.*ffn_dim"),
-        ({**LLAMA_2_7B, "num_hidden_layers": "32"}, "'num_hidden_layers' must be a number"),
-        ({**LLAMA_2_7B, "vocab_size": True}, "'vocab_size' must be a number"),
+        ({**LLAMA_2_7B, "num_hidden_layers": "32"}, "'num_hidden_layers' '32': not a number"),
+        ({**LLAMA_2_7B, "vocab_size": True}, "'vocab_size' True: not a number"),
         ({**LLAMA_2_7B, "num_hidden_layers": 0}, "n_layers must be a positive finite number"),
-        ({**LLAMA_2_7B, "intermediate_size": -1}, "d_ff must be a positive finite number"),
+        ({**LLAMA_2_7B, "intermediate_size": -1}, "'intermediate_size' -1: not a whole count"),
+        # Issue 11, points 1 and 6: fractional layers, KV heads that do not divide the
+        # heads, a misspelt key whose default would silently apply, a string boolean.
+        ({**LLAMA_2_7B, "num_hidden_layers": 31.5}, "'num_hidden_layers' 31.5: not a whole"),
+        ({**LLAMA_2_7B, "num_key_value_heads": 6}, "'num_key_value_heads' 6: does not divide"),
+        (
+            {
+                **{k: v for k, v in LLAMA_2_7B.items() if k != "num_key_value_heads"},
+                "num_key_value_head": 8,  # a typo: 32 KV heads (MHA) would be assumed
+            },
+            "key 'num_key_value_head': unknown, did you mean 'num_key_value_heads'",
+        ),
+        ({**LLAMA_2_7B, "tie_word_embeddings": "false"}, "'tie_word_embeddings' 'false': not a"),
+        ({**LLAMA_2_7B, "head_dim": 127.5}, "'head_dim' 127.5: not a whole count"),
         ({**LLAMA_2_7B, "num_attention_heads": 0}, "n_heads must be a positive finite number"),
     ],
 )

@@ -237,7 +237,11 @@ def test_a_large_grid_needs_allow_large(tmp_path, capsys, monkeypatch):
     beyond the documented limit needs --allow-large."""
     import specsim
 
-    monkeypatch.setattr(specsim, "sweep", _must_not_run)
+    real = specsim.sweep
+    checks_only = lambda *a, check_only=False, **k: (
+        real(*a, check_only=True, **k) if check_only else _must_not_run()
+    )
+    monkeypatch.setattr(specsim, "sweep", checks_only)
     argv = ["sweep", "--batch", "1:20000", "--gamma", "0:999", "--out", tmp_path / "g.parquet"]
     code, _, err = run(capsys, *argv)
     assert code == EXIT_USAGE

@@ -350,3 +350,11 @@ def test_schedule_takes_any_speculator():
         speculation_schedule(
             target, head, chip, specsim.SDSLAcceptance.create(1.5e13, 1.5e13), max_batch=4
         )
+
+
+def test_cli_schedule_limits_match_the_library():
+    from specsim import _schedule
+    from specsim.cli import schedule
+
+    assert schedule.MAX_SCHEDULE_GAMMA == _schedule.MAX_SCHEDULE_GAMMA
+    assert schedule.MAX_SCHEDULE_BATCH == _schedule.MAX_SCHEDULE_BATCH

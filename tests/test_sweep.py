@@ -247,7 +247,7 @@ def test_streaming_to_a_file_equals_the_frame(tmp_path, full_frame, suffix):
         (dict(chunk_size=0), "chunk_size 0: not a whole number"),
         (dict(quadrature_nodes=0), "quadrature_nodes must be a whole number in 1..64"),
         (dict(quadrature_nodes=10_000), "quadrature_nodes must be a whole number in 1..64"),
-        (dict(smooth=-1.0), "smooth must be None or a finite number > 0"),
+        (dict(smooth=-1.0), "smooth -1.0: out of range; valid: None or a number in"),
         (dict(process_index=3, process_count=2), "process_index 3: out of range"),
         (dict(batch=np.arange(1.0, 10_001.0), gamma=np.arange(100_000.0)), "GiB"),
         # Refused from the lengths alone, before a billion-value axis is built.

@@ -159,8 +159,10 @@ def test_theory_jit_vmap_and_no_recompile():
 
 def test_check_grads_closed_forms(x64):
     for alpha, gamma in [(0.3, 2.5), (0.8, 7.0), (0.999, 4.0), (0.9999999, 20.0)]:
-        check_grads(expected_tokens, (alpha, gamma), order=1, modes=("rev",))
-        check_grads(speedup, (alpha, gamma, 0.05), order=1, modes=("rev",))
+        # Finite differences stay inside the domain alpha <= 1 (outside it is refused).
+        eps = min(1e-4, (1.0 - alpha) / 2)
+        check_grads(expected_tokens, (alpha, gamma), order=1, modes=("rev",), eps=eps)
+        check_grads(speedup, (alpha, gamma, 0.05), order=1, modes=("rev",), eps=eps)
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,7 +300,10 @@ def test_optimal_gamma_edges_of_the_domain():
     assert np.all(np.isfinite(gamma)) and np.all(gamma >= 0.0)
     assert np.all(np.isfinite(grads))
     assert np.all(gamma[a.size :] == 0.0) and np.all(grads[:, a.size :] == 0.0)
-    assert float(optimal_gamma(1.0, 100.0)) == np.inf
+    # alpha = 1 is the limit where gamma* diverges: refused when concrete, +inf when traced.
+    with pytest.raises(ValueError, match="alpha 1: outside the domain of optimal_gamma"):
+        optimal_gamma(1.0, 100.0)
+    assert float(optimal_gamma.jitted(1.0, 100.0)) == np.inf
     # Large r must not collapse to 0 or inf through underflow of alpha**(r - 1).
     with jax.enable_x64(True):
         for alpha_64, ratio_64 in [(0.5, 1e5), (0.9, 1e5), (0.999, 1e5)]:
@@ -349,3 +354,42 @@ def test_closed_forms_finite_everywhere(alpha, gamma, ratio, cost_ratio):
     assert np.all(np.isfinite(values)), values
     assert 1.0 - 1e-6 <= float(tokens[0]) <= np.float32(gamma) + 1.0 + 1e-4
     assert float(best[0]) >= 0.0
+
+
+# Domains (issue 11, point 8): concrete inputs outside raise; traced ones give NaN values
+# and NaN gradients, never a clamped number.
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: expected_tokens(1.5, 4), "alpha 1.5: outside the domain of expected_tokens"),
+        (lambda: expected_tokens(0.5, -1.0), "gamma -1: outside the domain"),
+        (lambda: expected_tokens(float("nan"), 4), "alpha nan: outside the domain"),
+        (lambda: speedup(0.8, 4.0, -0.1), "cost_ratio -0.1: outside the domain of speedup"),
+        (lambda: operations_factor(0.8, 4.0, -1.0), "op_ratio -1: outside the domain"),
+        (lambda: tokens_per_flop(0.8, 4.0, 0.0, 1e9), "draft_params 0: outside the domain"),
+        (lambda: optimal_gamma(0.0, 100.0), "alpha 0: outside the domain of optimal_gamma"),
+        (lambda: optimal_gamma(0.5, -3.0), "size_ratio -3: outside the domain"),
+        (lambda: operations_factor(0.5, 1e38, 1e38), "operations_factor inf: the result is not"),
+    ],
+)
+def test_closed_forms_refuse_inputs_outside_their_domain(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_expected_tokens_beyond_gamma_plus_one_is_refused():
+    """Issue 11: expected_tokens(1.5, 4) returned 13.19, more than gamma + 1."""
+    with pytest.raises(ValueError, match=r"valid: 0 <= alpha <= 1"):
+        expected_tokens(1.5, 4)
+
+
+def test_a_nan_alpha_inside_vmap_is_nan_not_alpha_zero():
+    """Issue 11: inside vmap a NaN alpha silently acted as alpha 0, with gradient 0."""
+    alpha = jnp.asarray([0.5, jnp.nan, 1.5, -0.1, 0.0])
+    gamma = jnp.full(5, 4.0)
+    value = np.asarray(jax.vmap(expected_tokens)(alpha, gamma))
+    grad = np.asarray(jax.vmap(jax.grad(expected_tokens))(alpha, gamma))
+    assert np.isfinite(value[[0, 4]]).all() and np.isnan(value[1:4]).all()
+    assert np.isfinite(grad[[0, 4]]).all() and np.isnan(grad[1:4]).all()

@@ -121,8 +121,11 @@ def test_a_well_formed_published_file_loads(tmp_path):
         ({"quantity": "latency"}, r"row: quantity 'latency': unknown; valid: baseline_tokens_"),
         ({"kind": "guessed"}, r"row: kind 'guessed': unknown; valid: measured, expected"),
         ({"weight_dtype": "int3"}, r"row: weight_dtype 'int3': unknown; valid: bf16"),
-        ({"hardware": "h1000"}, r"row: unknown hardware 'h1000'. Did you mean 'H100 SXM'"),
-        ({"draft": "llama-68"}, r"row: unknown model 'llama-68'"),
+        (
+            {"hardware": "h1000"},
+            r"row: hardware 'h1000': unknown hardware, did you mean 'H100 SXM'",
+        ),
+        ({"draft": "llama-68"}, r"row: model 'llama-68': unknown model"),
         ({"gamma": None}, r"row: missing required key 'gamma' \(of a speedup\)"),
         ({"quantity": "baseline_tokens_per_s"}, r"row: draft 'llama-68m': not used by plain"),
     ],

@@ -73,6 +73,20 @@ def non_negative(text: str) -> float:
     return value
 
 
+# Above this a count is infinite in float32 (the precision of every traced leaf).
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def token_count(text: str) -> float:
+    """An argparse ``type``: a count (training tokens) > 0 that float32 can hold."""
+    value = _number(text)
+    if not 0 < value < _FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text}: out of range; valid: 0 < count < 3.4e38 (float32)"
+        )
+    return value
+
+
 def open_unit(text: str) -> float:
     """An argparse ``type``: a probability strictly between 0 and 1 (an acceptance rate)."""
     value = _number(text)
@@ -141,6 +155,7 @@ def add_scenario_arguments(
     draft: bool = True,
     draft_help: str = "draft model: " + MODEL_HELP,
     sdsl_by_default: bool = False,
+    allow_infeasible: bool = True,
 ) -> None:
     """Flags shared by ``evaluate``, ``optimize`` and ``schedule``.
 
@@ -150,10 +165,14 @@ def add_scenario_arguments(
         draft_help: the help text of ``--draft``.
         sdsl_by_default: without ``--alpha``, the command uses the SDSL law (``optimize``)
             rather than a constant 0.8; only the help texts say so.
+        allow_infeasible: add ``--allow-infeasible`` (with a draft).
     """
-    parser.add_argument("--target", default="llama-3-8b", help="target model: " + MODEL_HELP)
+    # With a draft, the default pair shares a tokenizer (llama-68m drafts for Llama 2).
+    target = "llama-2-7b" if draft else "llama-3-8b"
+    parser.add_argument("--target", default=target, help="target model: " + MODEL_HELP)
     if draft:
         parser.add_argument("--draft", default="llama-68m", help=draft_help)
+        add_feasibility_arguments(parser, memory=allow_infeasible)
     add_dtype_arguments(parser, draft_default="the draft's own" if draft else "the target's")
     parser.add_argument(
         "--hardware", default="h100", help="accelerator: catalogue name or a .toml file"
@@ -187,15 +206,49 @@ def add_scenario_arguments(
     )
     parser.add_argument(
         "--draft-train-tokens",
-        type=positive(float),
+        type=token_count,
         default=None,
         help="draft training tokens for --alpha-model sdsl (default: the target's)",
     )
     parser.add_argument(
         "--target-train-tokens",
-        type=positive(float),
+        type=token_count,
         default=None,
         help="target training tokens for --alpha-model sdsl (default: the catalogue's)",
+    )
+
+
+def add_feasibility_arguments(parser, *, memory: bool = True) -> None:
+    """``--shared-tokenizer`` and ``--allow-infeasible``: what a user may vouch for."""
+    parser.add_argument(
+        "--shared-tokenizer",
+        action="store_true",
+        help="target and draft vocabularies differ in size but belong to one tokenizer "
+        "(padded embedding tables); without it a draft must have the target's vocabulary",
+    )
+    if memory:
+        parser.add_argument(
+            "--allow-infeasible",
+            action="store_true",
+            help="price a setup whose weights and KV caches do not fit in memory (refused "
+            "otherwise); the output is marked INFEASIBLE",
+        )
+
+
+def check_vocabulary(args: argparse.Namespace, target, draft) -> None:
+    """Refuses a draft of another vocabulary unless ``--shared-tokenizer`` (``ValueError``)."""
+    from specsim._feasibility import check_vocabulary as check
+
+    check(target, draft, shared_tokenizer=args.shared_tokenizer, hint="--shared-tokenizer")
+
+
+def memory_refusal(args: argparse.Namespace, memory_bytes: float, capacity_bytes: float):
+    """The ``ValueError`` for a setup that does not fit, naming the ways out."""
+    return ValueError(
+        f"--hardware {hardware_label(args.hardware)}: weights and KV caches need "
+        f"{memory_bytes / 1e9:.1f} GB per chip, more than its {capacity_bytes / 1e9:.0f} GB; "
+        "valid: more chips with --tp, a smaller --batch, --prompt or --generate, or "
+        "--allow-infeasible to price it anyway"
     )
 
 
@@ -240,12 +293,20 @@ def build_acceptance(args: argparse.Namespace, default_alpha: float | None = 0.8
     """The acceptance model named by ``--alpha`` / ``--alpha-model`` flags."""
     from specsim import ConstantAcceptance, SDSLAcceptance
 
+    if args.alpha_model != "sdsl":
+        for flag in ("--draft-train-tokens", "--target-train-tokens"):
+            value = getattr(args, flag[2:].replace("-", "_"), None)
+            if value is not None:
+                raise ValueError(
+                    f"{flag} {value:g}: only applies to the SDSL acceptance law; valid: "
+                    f"--alpha-model sdsl, or no {flag} with --alpha"
+                )
     if args.alpha_model == "sdsl":
         target_tokens = args.target_train_tokens or catalogue_train_tokens(args.target)
         if target_tokens is None:
             raise ValueError(
-                f"the catalogue has no training-token count for {args.target!r}; "
-                "pass --target-train-tokens"
+                f"--target {args.target}: the catalogue has no training-token count; "
+                "valid: --target-train-tokens N"
             )
         draft_tokens = args.draft_train_tokens or target_tokens
         return SDSLAcceptance.create(
@@ -336,8 +397,12 @@ def model_reference(name: str) -> str:
 
 
 def print_json(payload: Any) -> None:
-    """Prints ``payload`` as indented JSON (NumPy scalars and arrays as lists)."""
-    print(json.dumps(payload, indent=2, sort_keys=False, default=_json_default))
+    """Prints ``payload`` as strict, indented JSON (NumPy scalars and arrays as lists).
+
+    NaN and infinities are refused (``ValueError``): they are not JSON, and no result
+    of specsim should hold one.
+    """
+    print(json.dumps(payload, indent=2, sort_keys=False, default=_json_default, allow_nan=False))
 
 
 def _json_default(value: Any):

@@ -12,10 +12,12 @@ from ._args import (
     add_scenario_arguments,
     build_acceptance,
     check_plot_path,
+    check_vocabulary,
     hardware_label,
     load_draft,
     load_hardware,
     load_target,
+    memory_refusal,
     model_label,
     non_negative,
     print_json,
@@ -86,26 +88,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if method_requested(args):
         return _run_method(args)
     from specsim import Workload, crossover_batch, throughput
+    from specsim._feasibility import reason
 
     target = load_target(args)
     draft = load_draft(args)
     chip = load_hardware(args.hardware)
+    check_vocabulary(args, target, draft)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     acceptance = build_acceptance(args)
     report = throughput(
         target, draft, chip, workload, args.gamma, acceptance, args.tp, args.draft_tp
     )
+    out = report.to_dict()
+    if not out["fits"] and not args.allow_infeasible:
+        raise memory_refusal(args, out["memory_per_chip_bytes"], float(chip.hbm_capacity_bytes))
     crossover = crossover_batch(
         target, draft, chip, workload, args.gamma, acceptance, args.tp, args.draft_tp
     )
-    out = report.to_dict()
     out["crossover_batch"] = None if not math.isfinite(crossover) else float(crossover)
+    out["infeasible"] = [] if out["fits"] else ["memory"]
+    out["feasible"] = not out["infeasible"]
     if args.plot:
         dtyped = args.weight_dtype or args.draft_weight_dtype or args.kv_dtype
         save_roofline(args, *((target, draft) if dtyped else ()))
     if args.json:
         print_json(out)
         return 0
+    if not out["feasible"]:
+        print(f"INFEASIBLE (memory: {reason('memory')}): priced anyway with --allow-infeasible")
     print(
         f"{model_label(args.target)} + draft {model_label(args.draft)} on "
         f"{args.tp} x {hardware_label(args.hardware)}, batch {args.batch}, prompt {args.prompt:g}, "

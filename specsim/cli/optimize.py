@@ -480,6 +480,15 @@ def run_optimize(args: argparse.Namespace) -> int:
     chip = load_hardware(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     acceptance = _acceptance_for_optimize(args)
+    if args.alpha_model != "sdsl":
+        for flag in ("--draft-max-train-tokens", "--draft-train-flops"):
+            value = getattr(args, flag[2:].replace("-", "_"))
+            if value is not None:
+                raise ValueError(
+                    f"{flag} {value:g}: only applies to the SDSL acceptance law (a constant "
+                    "alpha does not depend on training); valid: --alpha-model sdsl, or no "
+                    f"{flag} with --alpha"
+                )
     overrides = {}
     if args.width_step is not None:
         overrides["width_step"] = args.width_step

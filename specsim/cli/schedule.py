@@ -19,16 +19,21 @@ from ._args import (
     add_scenario_arguments,
     add_speculation_overhead_argument,
     build_acceptance,
+    check_vocabulary,
     hardware_label,
     load_draft,
     load_hardware,
     load_target,
     model_label,
-    non_negative,
     positive,
     print_json,
+    whole,
 )
 from ._progress import StageProgress
+
+# The limits of specsim.speculation_schedule (kept here so --help starts without JAX).
+MAX_SCHEDULE_GAMMA = 64
+MAX_SCHEDULE_BATCH = 16384
 
 __all__ = ["SCHEDULE_JSON_KEYS", "add_schedule_arguments", "run_schedule"]
 
@@ -83,6 +88,7 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         draft_help="draft model: a model as for --target, or LAYERSxWIDTH on the target's template "
         "(default: llama-68m with --method draft)",
+        allow_infeasible=False,  # batches that do not fit are marked in the schedule
     )
     parser.set_defaults(draft=None)  # resolved per --method (llama-68m for draft models)
     parser.add_argument(
@@ -137,10 +143,16 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_speculation_overhead_argument(parser)
     parser.add_argument(
-        "--max-gamma", type=non_negative, default=16, help="largest lookahead considered"
+        "--max-gamma",
+        type=whole(0),
+        default=16,
+        help=f"largest lookahead considered, at most {MAX_SCHEDULE_GAMMA}",
     )
     parser.add_argument(
-        "--max-batch", type=positive(int), default=512, help="largest batch size scheduled"
+        "--max-batch",
+        type=whole(1),
+        default=512,
+        help=f"largest batch size scheduled, at most {MAX_SCHEDULE_BATCH}",
     )
     parser.add_argument(
         "--engine",
@@ -375,11 +387,11 @@ def run_schedule(args: argparse.Namespace) -> int:
 
     target = load_target(args)
     draft, draft_name, draft_id, settings = _speculator(args, target)
+    if args.method == "draft":
+        check_vocabulary(args, target, draft)
     chip = load_hardware(args.hardware)
     acceptance = build_acceptance(args)
     workload = Workload.create(1, args.prompt, args.generate)
-    if int(args.max_gamma) != args.max_gamma:
-        raise ValueError(f"--max-gamma must be a whole number, got {args.max_gamma:g}")
     target_id = args.target_id or engines.model_id(args.target, "target")
     max_gamma = int(args.max_gamma)
     if args.method == "medusa":

@@ -28,7 +28,13 @@ import time
 
 from specsim._atomic import atomic_output, check_output_path
 
-from ._args import add_overwrite_argument, add_plot_argument, check_plot_path, positive, whole
+from ._args import (
+    add_overwrite_argument,
+    add_plot_argument,
+    check_plot_path,
+    token_count,
+    whole,
+)
 from ._methods import add_method_arguments
 
 __all__ = [
@@ -72,7 +78,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         help="accelerators (catalogue names or .toml files), comma list",
     )
     models = "catalogue names, config.json paths, model folders or cached Hub ids, comma list"
-    grid.add_argument("--target", default="llama-3-8b", help=f"target models: {models}")
+    grid.add_argument(
+        "--target",
+        default="llama-2-7b",
+        help=f"target models: {models} (the default pairs with --draft llama-68m: one tokenizer)",
+    )
     grid.add_argument("--draft", default="llama-68m", help=f"draft models: {models}")
     grid.add_argument("--tp", default="1", help=f"target tensor parallelism: {axis}")
     grid.add_argument("--batch", default="1", help=f"sequences: {axis}")
@@ -92,15 +102,21 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     )
     grid.add_argument(
         "--draft-train-tokens",
-        type=positive(float),
+        type=token_count,
         default=None,
         help="draft training tokens for --alpha-model sdsl (default: the target's)",
     )
     grid.add_argument(
         "--target-train-tokens",
-        type=positive(float),
+        type=token_count,
         default=None,
         help="target training tokens for --alpha-model sdsl (default: the catalogue's)",
+    )
+    grid.add_argument(
+        "--shared-tokenizer",
+        action="store_true",
+        help="target and draft vocabularies of different sizes belong to one tokenizer "
+        "(otherwise such points are marked infeasible: feasibility 'vocab')",
     )
     grid.add_argument(
         "--draft-tp",
@@ -188,6 +204,7 @@ def _grid_arguments(args: argparse.Namespace) -> dict:
         draft_train_tokens=args.draft_train_tokens,
         objective=args.objective,
         maximize=not args.minimize,
+        shared_tokenizer=args.shared_tokenizer,
         chunk_size=args.chunk_size,
         quadrature_nodes=args.quadrature_nodes,
         progress=False if args.no_progress else None,
@@ -230,7 +247,7 @@ class GridSize:
     def describe(self, out: str | None) -> str:
         text = f"{self.points:,} point" + ("" if self.points == 1 else "s")
         if self.rows != self.points:
-            text += f" ({self.rows:,} rows after --best-over)"
+            text += f" ({self.rows:,} row{'' if self.rows == 1 else 's'} after --best-over)"
         if out is not None and self.file_bytes is not None:
             kind = "Parquet" if out.lower().endswith(".parquet") else "CSV"
             text += f", about {_format_bytes(self.file_bytes)} of {kind}"
@@ -393,7 +410,6 @@ def run_sweep(args: argparse.Namespace) -> int:
         check_plot_path(args.plot, overwrite=args.overwrite)
     size = grid_size(args)
     check_grid_size(args, size)
-    print(f"specsim sweep: {size.describe(args.out)}", file=sys.stderr)
 
     from specsim import sweep
     from specsim._sweep import AXES
@@ -406,6 +422,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     kind = None
     if args.plot is not None:
         kind = _plot_kind(kwargs, args.plot_kind, AXES)
+    sweep(**kwargs, check_only=True)  # every input checked before the size is announced
+    print(f"specsim sweep: {size.describe(args.out)}", file=sys.stderr)
 
     start = time.perf_counter()
     # A chart needs the rows in memory; otherwise a file is streamed chunk by chunk.
@@ -440,12 +458,18 @@ def run_sweep(args: argparse.Namespace) -> int:
         "out": args.out,
         "plot": args.plot,
     }
-    best = None
+    best, notes = None, [] if frame is None else _notes(frame, kwargs, args)
     if frame is not None and args.top and args.objective in frame.columns:
-        best = frame.sort_values(args.objective, ascending=args.minimize).head(args.top)
+        # Feasible points first: an infeasible point's numbers are not an answer.
+        ordered = frame.assign(_ok=_feasible(frame)).sort_values(
+            ["_ok", args.objective], ascending=[False, args.minimize], kind="stable"
+        )
+        best = ordered.head(args.top)
         varying = [a for a in AXES if a in frame.columns and frame[a].nunique() > 1]
         shown = [c for c in ("tokens_per_s", "speedup") if c in frame.columns]
-        best = best[varying + [c for c in dict.fromkeys([args.objective, *shown])]]
+        marked = ["feasibility"] if "feasibility" in frame.columns and not best._ok.all() else []
+        best = best[varying + [c for c in dict.fromkeys([args.objective, *shown])] + marked]
+    summary["notes"] = notes
     if args.json:
         summary["best"] = [] if best is None else json.loads(best.to_json(orient="records"))
         print(json.dumps(summary, indent=2, allow_nan=False))
@@ -457,9 +481,51 @@ def run_sweep(args: argparse.Namespace) -> int:
             print(f"wrote {summary[what]}")
     if best is not None and len(best):
         order = "lowest" if args.minimize else "highest"
-        print(f"\n{order} {args.objective}:")
+        print(f"\n{order} {args.objective} (feasible points first):")
         print(best.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for note in notes:
+        print(f"note: {note}")
     return 0
+
+
+def _feasible(frame):
+    """Rows that can be served (``feasibility == "ok"``, else ``fits``, else all)."""
+    import numpy as np
+
+    if "feasibility" in frame.columns:
+        return (frame["feasibility"].astype(str) == "ok").to_numpy()
+    if "fits" in frame.columns:
+        return frame["fits"].to_numpy(dtype=bool)
+    return np.ones(len(frame), bool)
+
+
+def _notes(frame, kwargs: dict, args: argparse.Namespace) -> list[str]:
+    """Infeasible points, and optima on the edge of a searched range."""
+    notes = []
+    ok = _feasible(frame)
+    if not ok.all():
+        reasons = ""
+        if "feasibility" in frame.columns:
+            counts = frame["feasibility"].astype(str)[~ok].value_counts()
+            reasons = " (" + ", ".join(f"{k}: {v:,}" for k, v in counts.items()) + ")"
+        what = "rows" if kwargs.get("best_over") else "points"
+        notes.append(f"{(~ok).sum():,} of {len(frame):,} {what} infeasible{reasons}")
+    for axis in kwargs.get("best_over") or ():
+        values = kwargs.get(axis)
+        if not isinstance(values, list) or len(values) < 2 or axis not in frame.columns:
+            continue
+        chosen = frame[axis].to_numpy()
+        flag = next(f for f, a in _AXIS_FLAGS.items() if a == axis)
+        for edge in (max(values), min(values)):
+            if axis == "gamma" and edge == 0:
+                continue  # gamma 0 (do not speculate) is an answer, not a limit
+            hits = int((chosen == edge).sum())
+            if hits:
+                notes.append(
+                    f"best {axis} at the edge of the searched range ({edge:g}) for {hits:,} "
+                    f"of {len(frame):,} rows: widen {flag}"
+                )
+    return notes
 
 
 # --------------------------------------------------------------------------- axes

@@ -147,6 +147,11 @@ def roofline_sharpness(hardware: HardwareSpec, smooth: float | None = None):
     return jnp.minimum(p, smooth)
 
 
+# Beyond this p the smooth max equals the hard max in float32, and p itself overflows
+# float32 near 3.4e38 (a cast warning, then inf): larger values are refused.
+MAX_SMOOTH = 1e4
+
+
 def check_smooth(smooth) -> float | None:
     """``smooth`` as a float, or ``None``: the ``smooth=`` option of every prediction.
 
@@ -163,10 +168,12 @@ def check_smooth(smooth) -> float | None:
     """
     if smooth is None:
         return None
-    valid = f"None or a finite number >= {MIN_ROOFLINE_SHARPNESS:g} (a roofline sharpness p)"
+    valid = (
+        f"None or a number in [{MIN_ROOFLINE_SHARPNESS:g}, {MAX_SMOOTH:g}] (a roofline sharpness p)"
+    )
     if isinstance(smooth, bool) or not isinstance(smooth, int | float | np.integer | np.floating):
         raise ValueError(f"smooth {smooth!r}: not a number; valid: {valid}")
-    if not (math.isfinite(smooth) and smooth >= MIN_ROOFLINE_SHARPNESS):
+    if not (math.isfinite(smooth) and MIN_ROOFLINE_SHARPNESS <= smooth <= MAX_SMOOTH):
         raise ValueError(f"smooth {smooth!r}: out of range; valid: {valid}")
     return float(smooth)
 

@@ -9,7 +9,9 @@ layer and counted, since only their numbers enter the cost.
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +34,7 @@ _OPT = {
     "vocab": "vocab_size",
 }
 _NEOX = {k: v for k, v in _LLAMA_LIKE.items() if k != "n_kv_heads"}
+_COUNT = "a whole number >= 0 (a size or a count)"
 # transformers' Gemma3TextConfig defaults (the released 4B config relies on them).
 _GEMMA3_TEXT_DEFAULTS = {
     "vocab_size": 262_208,
@@ -114,8 +117,11 @@ def from_hf_config(config: str | os.PathLike | Mapping[str, Any], **dtypes: str)
         raise ValueError(
             f"unsupported model_type {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
-    kwargs = _READERS[model_type](_Config(cfg, model_type))
-    return TransformerSpec.create(**{**kwargs, **_dtypes(cfg, dtypes), **dtypes})
+    fields = _Config(cfg, model_type)
+    kwargs = _READERS[model_type](fields)
+    kwargs = {**kwargs, **_dtypes(fields.cfg, dtypes)}
+    fields.check_misspelt()
+    return TransformerSpec.create(**{**kwargs, **dtypes})
 
 
 def _language_model(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -147,11 +153,48 @@ def _language_model(cfg: dict[str, Any]) -> dict[str, Any]:
     return inner
 
 
+class _Lookups(dict):
+    """A config dict that remembers every key looked up, present or not."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.looked_up: set[str] = set()
+
+    def get(self, key, default=None):
+        self.looked_up.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.looked_up.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.looked_up.add(key)
+        return super().__contains__(key)
+
+
 class _Config:
     """Typed access to one config's fields with the family's error messages."""
 
     def __init__(self, cfg: dict[str, Any], model_type: str):
-        self.cfg, self.model_type = cfg, model_type
+        self.cfg, self.model_type = _Lookups(cfg), model_type
+
+    def check_misspelt(self) -> None:
+        """Refuses a key that looks like a misspelling of one this family reads but the
+        config lacks (``num_key_value_head``: its default would silently apply instead).
+
+        Other unknown keys are accepted: Hugging Face configs carry many that do not
+        change the cost (``rope_theta``, ``bos_token_id``, ...), and new ones appear with
+        every release of ``transformers``.
+        """
+        missing = sorted(k for k in self.cfg.looked_up if k not in self.cfg)
+        for key in sorted(set(self.cfg) - self.cfg.looked_up):
+            near = difflib.get_close_matches(key, missing, n=1, cutoff=0.85)
+            if near:
+                raise ValueError(
+                    f"{self.model_type} config key {key!r}: unknown, did you mean "
+                    f"{near[0]!r}? (without it the default applies); valid: {near[0]!r}"
+                )
 
     def require(self, keys: Mapping[str, str]) -> dict[str, Any]:
         missing = [hf for ours, hf in keys.items() if ours != "n_kv_heads" and hf not in self.cfg]
@@ -160,6 +203,13 @@ class _Config:
         sizes = {ours: self.number(hf) for ours, hf in keys.items() if hf in self.cfg}
         if sizes.get("n_kv_heads") is None:
             sizes["n_kv_heads"] = sizes["n_heads"]
+        heads, kv = sizes.get("n_heads"), sizes["n_kv_heads"]
+        if heads and kv and heads % kv:
+            raise ValueError(
+                f"config field 'num_key_value_heads' {kv}: does not divide "
+                f"num_attention_heads {heads} (each key/value head serves a whole group of "
+                f"query heads); valid: a divisor of {heads}"
+            )
         return sizes
 
     def number(self, key: str, default: Any = None) -> Any:
@@ -168,9 +218,12 @@ class _Config:
             if default is None and key not in self.cfg:
                 raise ValueError(f"{self.model_type} config is missing field(s): {key}")
             return default
+        # Every number read here is a size or a count: a whole number >= 0.
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ValueError(f"config field {key!r} must be a number, got {value!r}")
-        return value
+            raise ValueError(f"config field {key!r} {value!r}: not a number; valid: {_COUNT}")
+        if not (math.isfinite(value) and value >= 0 and value == int(value)):
+            raise ValueError(f"config field {key!r} {value!r}: not a whole count; valid: {_COUNT}")
+        return int(value)
 
     def first(self, *keys: str) -> Any:
         for key in keys:
@@ -192,11 +245,16 @@ class _Config:
 def _dense(keys: dict[str, str], gated: bool, tied_default: bool):
     def read(c: _Config) -> dict[str, Any]:
         # OPT-350M's 512-wide embedding projection is ignored, as in the reference counts.
+        tied = c.cfg.get("tie_word_embeddings", tied_default)
+        if not isinstance(tied, bool):
+            raise ValueError(
+                f"config field 'tie_word_embeddings' {tied!r}: not a boolean; valid: true, false"
+            )
         return {
             **c.require(keys),
-            "head_dim": c.cfg.get("head_dim"),
+            "head_dim": c.number("head_dim", None) if c.cfg.get("head_dim") is not None else None,
             "gated_mlp": gated,
-            "tied_embeddings": bool(c.cfg.get("tie_word_embeddings", tied_default)),
+            "tied_embeddings": tied,
         }
 
     return read

@@ -1,0 +1,245 @@
+"""Impossible setups (issue 11, point 6; issue 12, point 3): tensor-parallel splits, draft
+placement and vocabularies refused for single setups, marked per point in grids; setups
+that do not fit priced only with --allow-infeasible, and marked wherever they appear."""
+
+import json
+
+import numpy as np
+import pytest
+
+import specsim
+from specsim import ConstantAcceptance, Deployment, Workload, hardware, models
+from specsim._feasibility import FEASIBILITY_NAMES, feasibility_code, tp_problem, valid_tp
+from specsim.cli import EXIT_USAGE, main
+
+LLAMA3 = models.get("llama-3-8b")  # 32 heads, 8 KV heads, vocab 128256
+LLAMA2 = models.get("llama-2-7b")  # 32 heads, 32 KV heads, vocab 32000
+SMALL = models.get("llama-68m")  # 12 heads, vocab 32000
+H100 = hardware.get("h100")
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_refused(code, out, err, *fragments):
+    assert code == EXIT_USAGE, (code, out, err)
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv", "tp", "ok"),
+    [
+        (32, 8, 1, True),
+        (32, 8, 8, True),
+        (32, 8, 16, True),  # each KV head replicated on 2 chips (vLLM QKVParallelLinear)
+        (32, 8, 32, True),
+        (32, 8, 3, False),  # issue 11: --tp 3 with 32 heads and 8 KV heads
+        (32, 8, 64, False),  # more chips than heads
+        (32, 8, 1_000_000, False),  # issue 11: --tp 1000000
+        (64, 8, 4, True),
+        (40, 40, 8, True),
+        (40, 40, 16, False),
+        (12, 12, 8, False),
+        (32, 6, 4, False),  # 4 chips cannot split 6 KV heads, nor replicate them
+        (32, 8, 2.5, False),
+    ],
+)
+def test_tensor_parallel_rule(heads, kv, tp, ok):
+    assert (tp_problem(heads, kv, tp) is None) == ok
+
+
+def test_valid_tp_lists_the_splits():
+    assert valid_tp(32, 8) == [1, 2, 4, 8, 16, 32]
+    assert valid_tp(12, 12) == [1, 2, 3, 4, 6, 12]
+    assert valid_tp(64, 8) == [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_feasibility_code_matches_the_rules_point_by_point():
+    tps = np.asarray([1.0, 2.0, 3.0, 16.0, 64.0], np.float32)
+    code = feasibility_code(LLAMA3, LLAMA3, tps, 1.0, True)
+    names = [FEASIBILITY_NAMES[c] for c in np.asarray(code)]
+    assert names == ["ok", "ok", "tp-heads", "ok", "tp-heads"]
+    assert FEASIBILITY_NAMES[int(feasibility_code(LLAMA3, SMALL, 1.0, 1.0, True))] == "vocab"
+    unchecked = feasibility_code(LLAMA3, SMALL, 1.0, 1.0, True, shared_vocab=True)
+    assert int(unchecked) == 0
+    assert FEASIBILITY_NAMES[int(feasibility_code(LLAMA2, SMALL, 2.0, 4.0, True))] == "draft-tp"
+    assert FEASIBILITY_NAMES[int(feasibility_code(LLAMA2, SMALL, 8.0, 8.0, True))] == (
+        "draft-tp-heads"
+    )
+    assert FEASIBILITY_NAMES[int(feasibility_code(LLAMA2, SMALL, 1.0, 1.0, False))] == "memory"
+
+
+# --------------------------------------------------------------------------- the API
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(tp=3), r"tp 3: does not divide the 32 attention heads of the target; valid: 1, 2"),
+        (dict(tp=1_000_000), "tp 1e\\+06: does not divide the 32 attention heads"),
+        (dict(tp=1, draft_tp=2), "draft_tp 2: a draft runs on 1 chip or on the target's 1"),
+        (dict(tp=8, draft_tp=4), "valid: 1, 8"),
+    ],
+)
+def test_impossible_splits_are_refused_by_the_api(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Deployment.create(LLAMA3, H100, acceptance=0.8, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        specsim.throughput(LLAMA3, LLAMA3, H100, Workload.create(), 4, 0.8, **kwargs)
+
+
+def test_a_draft_its_tp_cannot_split_is_refused():
+    with pytest.raises(ValueError, match="draft_tp 8: does not divide the 12 attention heads of"):
+        specsim.throughput(LLAMA2, SMALL, H100, Workload.create(), 4, 0.8, tp=8)
+
+
+def test_traced_splits_are_not_checked_so_grids_still_work():
+    import jax
+
+    tps = np.asarray([1.0, 3.0], np.float32)
+    speed = jax.vmap(
+        lambda tp: (
+            specsim.predict(
+                Deployment(LLAMA2, H100, Workload.create(), ConstantAcceptance(0.8), tp, tp),
+                SMALL,
+                4.0,
+            ).tokens_per_s
+        )
+    )(tps)
+    assert np.all(np.isfinite(np.asarray(speed)))
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize("command", ["evaluate", "schedule"])
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (
+            ["--target", "llama-3-8b", "--draft", "llama-3.2-1b", "--tp", "3"],
+            ["--tp 3: does not divide the 32 attention heads of the target; valid: 1, 2, 4"],
+        ),
+        (["--tp", "1000000"], ["--tp 1e+06: does not divide the 32 attention heads"]),
+        (["--tp", "1", "--draft-tp", "2"], ["--draft-tp 2: a draft runs on 1 chip", "1, 1"]),
+        (["--tp", "8"], ["--draft-tp 8: does not divide the 12 attention heads of the draft"]),
+        (
+            ["--target", "llama-3-8b", "--draft", "llama-68m"],
+            ["draft vocabulary 32000: differs from the target's 128256", "--shared-tokenizer"],
+        ),
+    ],
+)
+def test_impossible_setups_exit_2(capsys, command, argv, fragments):
+    assert_refused(*run(capsys, command, *argv), f"specsim {command}: ", *fragments)
+
+
+def test_a_shared_tokenizer_is_the_users_call(capsys):
+    argv = ["evaluate", "--target", "qwen2.5-7b", "--draft", "qwen2.5-0.5b", "--json"]
+    assert_refused(*run(capsys, *argv), "draft vocabulary 151936: differs")
+    code, out, err = run(capsys, *argv, "--shared-tokenizer")
+    assert code == 0, err
+    assert json.loads(out)["speedup"] > 0
+
+
+def test_a_setup_that_does_not_fit_needs_allow_infeasible(capsys):
+    """Issue 11: evaluate priced a 405B target on one L4 at 3.36x with "DOES NOT FIT" only
+    on its last line, while optimize refused it."""
+    argv = ["evaluate", "--target", "llama-3.1-405b", "--draft", "llama-3.2-1b", "--hardware", "l4"]
+    assert_refused(
+        *run(capsys, *argv),
+        "specsim evaluate: --hardware L4: weights and KV caches need",
+        "GB per chip, more than its 24 GB; valid: more chips with --tp",
+        "--allow-infeasible",
+    )
+    code, out, err = run(capsys, *argv, "--allow-infeasible")
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("INFEASIBLE (memory: weights and KV caches exceed one chip's memory)")
+    code, out, err = run(capsys, *argv, "--allow-infeasible", "--json")
+    report = json.loads(out)
+    assert report["feasible"] is False and report["infeasible"] == ["memory"]
+    assert report["fits"] is False
+
+
+def test_a_feasible_evaluation_says_so_in_json(capsys):
+    code, out, err = run(capsys, "evaluate", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["feasible"] is True and report["infeasible"] == []
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def test_sweeps_mark_infeasible_points_instead_of_refusing():
+    frame = specsim.sweep(
+        target=["llama-3-8b"],
+        draft=["llama-3.2-1b", "llama-68m"],
+        hardware=["h100", "l4"],
+        tp=[1, 3, 16],
+        batch=[1],
+        gamma=[2],
+        columns=["tokens_per_s", "fits", "feasibility"],
+    )
+    by = {(r.hardware, r.draft, int(r.tp)): r.feasibility for r in frame.itertuples(index=False)}
+    assert by[("H100 SXM", "Llama-3.2-1B", 1)] == "ok"
+    assert by[("H100 SXM", "Llama-3.2-1B", 3)] == "tp-heads"
+    assert by[("H100 SXM", "Llama-3.2-1B", 16)] == "ok"
+    assert by[("H100 SXM", "llama-68m", 1)] == "vocab"
+    assert by[("L4", "Llama-3.2-1B", 1)] == "ok"  # 8B + 1B in bf16 fit 24 GB
+    assert list(frame.feasibility.cat.categories) == list(FEASIBILITY_NAMES)
+
+
+def test_sweep_shared_tokenizer_skips_the_vocabulary_rule():
+    frame = specsim.sweep(
+        target="llama-3-8b", draft="llama-68m", columns=["feasibility"], shared_tokenizer=True
+    )
+    assert frame.feasibility.tolist() == ["ok"]
+
+
+def test_best_over_prefers_feasible_points():
+    # Llama-2-70B on one 80 GB chip never fits; at tp 2 and tp 4 it does.
+    frame = specsim.sweep(
+        target="llama-2-70b",
+        draft="llama-68m",
+        hardware="h100",
+        tp=[1, 2, 4],
+        batch=[1],
+        gamma=[0, 4],
+        best_over="tp",
+        columns=["tokens_per_s", "feasibility"],
+    )
+    assert (frame.feasibility == "ok").all()
+    assert set(frame.tp) <= {2.0, 4.0}
+
+
+def test_cli_sweep_table_marks_infeasible_rows(capsys, tmp_path):
+    code, out, err = run(
+        capsys, "sweep", "--target", "llama-2-70b", "--tp", "1,2", "--batch", "1", "--gamma", "2"
+    )
+    assert code == 0, err
+    assert "feasibility" in out
+    assert "memory" in out  # tp 1: 138 GB of weights on an 80 GB chip
+    assert "1 of 2 points infeasible" in out
+
+
+def test_best_gamma_on_the_edge_is_reported(capsys):
+    code, out, err = run(
+        capsys, "sweep", "--batch", "1", "--gamma", "0:2", "--best-over", "gamma", "--json"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["notes"] == [
+        "best gamma at the edge of the searched range (2) for 1 of 1 rows: widen --gamma"
+    ]
