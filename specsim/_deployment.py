@@ -124,9 +124,14 @@ class Deployment:
             raise ValueError(f"workload must be a Workload, got {type(self.workload).__name__}")
         self.workload.validate()
         validate_acceptance(self.acceptance)
-        _check("tp", self.tp, lambda v: v >= 1, ">= 1")
-        _check("draft_tp", self.draft_tp, lambda v: v >= 1, ">= 1")
-        _check("speculation_overhead_s", self.speculation_overhead_s, lambda v: v >= 0, ">= 0")
+        _check("tp", self.tp, lambda v: v >= 1, "finite numbers >= 1")
+        _check("draft_tp", self.draft_tp, lambda v: v >= 1, "finite numbers >= 1")
+        _check(
+            "speculation_overhead_s",
+            self.speculation_overhead_s,
+            lambda v: v >= 0,
+            "finite numbers >= 0",
+        )
         # What engines refuse: tp that cannot split the heads, a draft on other chips.
         check_target_split(self.target, self.tp)
         check_draft_placement(self.tp, self.draft_tp)
@@ -149,14 +154,16 @@ def check_draft(draft, deployment: Deployment | None = None) -> TransformerSpec:
 
 def check_gamma(gamma):
     """Validates a concrete lookahead: a finite real number in [0, MAX_GAMMA]."""
-    _check("gamma", gamma, lambda v: (v >= 0) & (v <= MAX_GAMMA), f"in [0, {MAX_GAMMA}]")
+    _check(
+        "gamma", gamma, lambda v: (v >= 0) & (v <= MAX_GAMMA), f"real numbers in [0, {MAX_GAMMA}]"
+    )
     return gamma
 
 
 def _check(name: str, value, ok, text: str) -> None:
     for v in concrete_values(value):
         if not (math.isfinite(v) and ok(v)):
-            raise ValueError(f"{name} must be {text}, got {value}")
+            raise ValueError(f"{name} {v:g}: out of range; valid: {text}")
 
 
 def _f32(value):

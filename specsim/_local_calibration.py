@@ -20,6 +20,7 @@ import numpy as np
 from . import measure
 from ._calibrate import LOCAL_FIT, CalibrationResult, calibrate
 from ._plausibility import implausible_rates
+from ._progress import live_bar
 from .hardware import HardwareSpec
 from .measure import _grids
 from .measure._timing import measure_step_times
@@ -115,6 +116,9 @@ def split_train_test(frame, seed: int = 0):
     return train
 
 
+_STAGE = "{desc} [{elapsed}]"
+
+
 def measure_and_calibrate(
     size: str = "full",
     *,
@@ -145,7 +149,7 @@ def measure_and_calibrate(
         holdout: fit on a balanced half (`split_train_test`) and mark the split in
             ``steps``; otherwise fit on every point.
         steps: Adam steps of the fit.
-        progress: show a progress bar while timing.
+        progress: show progress bars while timing and fitting (on a terminal only).
         after_round: called with a round's index after each interleaved sweep (e.g. to
             run speculative decoding in the same time window).
         log: where progress messages go (``None`` for silence).
@@ -190,14 +194,17 @@ def measure_and_calibrate(
     if holdout:
         train = split_train_test(frame, seed)
         frame.insert(0, "split", np.where(train, "train", "test"))
-    result = calibrate(
-        frame[train],
-        nominal,
-        fit=LOCAL_FIT,
-        steps=steps,
-        seed=seed,
-        time_column=f"{statistic}_s",
-    )
+    # The fit is one long jitted call: a bar with a running clock (terminal only).
+    with live_bar(None if progress else False, total=1, desc="fitting", bar_format=_STAGE) as bar:
+        result = calibrate(
+            frame[train],
+            nominal,
+            fit=LOCAL_FIT,
+            steps=steps,
+            seed=seed,
+            time_column=f"{statistic}_s",
+        )
+        bar.update(1)
     return LocalCalibration(
         steps=frame,
         calibration=result,

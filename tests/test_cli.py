@@ -325,3 +325,33 @@ def test_summaries_come_from_the_registry(capsys):
     assert code == 0
     for name, (_, summary) in COMMANDS.items():
         assert name in out and " ".join(summary.split()[:3]) in " ".join(out.split())
+
+
+def test_a_legal_alpha_just_below_one_is_accepted(capsys):
+    """Issue 11, point 9: --alpha 0.99999999 was refused as "got 1" (float32 rounding)."""
+    code, out, err = run(capsys, "evaluate", "--alpha", "0.99999999", "--json")
+    assert code == 0, err
+    assert 0.9999 < json.loads(out)["acceptance_rate"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["evaluate", "--prompt", "3e38"], "--prompt 3e+38: out of range; valid: finite numbers"),
+        (["evaluate", "--prompt", "1e18", "--json"], "--prompt 1e+18: out of range"),
+        (["evaluate", "--batch", "1e12", "--json"], "--batch 1e+12: out of range"),
+        (["evaluate", "--gamma", "1e30", "--json"], "--gamma 1e+30: out of range; valid: real"),
+        (["cost", "--context", "1e30", "--json"], "--context 1e+30: out of range; valid: at most"),
+    ],
+)
+def test_overflowing_inputs_are_refused_not_printed_as_nan(capsys, argv, fragment):
+    """Issue 11, point 7: --prompt 3e38 printed "speedup nanx", --prompt 1e18 --json emitted
+    Infinity (invalid JSON), and overflow RuntimeWarnings leaked (warnings are errors here)."""
+    assert_usage_error(*run(capsys, *argv), fragment)
+
+
+def test_json_output_is_strict():
+    from specsim.cli._args import print_json
+
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        print_json({"speedup": float("nan")})

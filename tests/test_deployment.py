@@ -61,8 +61,8 @@ def test_create_takes_catalogue_names_and_defaults():
     "kwargs, message",
     [
         (dict(acceptance=None), "acceptance is required"),
-        (dict(acceptance=0.8, tp=0.5), "tp must be >= 1"),
-        (dict(acceptance=0.8, draft_tp=0), "draft_tp must be >= 1"),
+        (dict(acceptance=0.8, tp=0.5), "tp 0.5: out of range; valid: finite numbers >= 1"),
+        (dict(acceptance=0.8, draft_tp=0), "draft_tp 0: out of range"),
         (dict(acceptance=0.8, speculation_overhead_s=-1.0), "speculation_overhead_s"),
     ],
 )

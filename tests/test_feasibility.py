@@ -243,3 +243,45 @@ def test_best_gamma_on_the_edge_is_reported(capsys):
     assert summary["notes"] == [
         "best gamma at the edge of the searched range (2) for 1 of 1 rows: widen --gamma"
     ]
+
+
+def test_optimize_notes_a_draft_its_tp_cannot_split():
+    from specsim.cli.optimize import _split_notes
+
+    draft = {"n_heads": 2, "n_kv_heads": 1}
+    (note,) = _split_notes(draft, gamma=4, draft_tp=8)
+    assert note.startswith("INFEASIBLE as priced: draft tensor parallelism 8 does not divide")
+    assert "--draft-tp 1" in note
+    assert _split_notes(draft, gamma=4, draft_tp=1) == []
+    assert _split_notes(draft, gamma=0, draft_tp=8) == []  # no draft is served
+
+
+# --------------------------------------------------------------------------- messages (point 9)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        # was blamed on the draft's tokens ("--draft-train-tokens ... got inf")
+        (
+            ["evaluate", "--alpha-model", "sdsl", "--target-train-tokens", "1e40"],
+            "specsim evaluate: --target-train-tokens 1e40: out of range; valid: 0 < count",
+        ),
+        # optimize ignored --draft-train-tokens with --alpha, where sweep rejected it
+        (
+            ["optimize", "--alpha", "0.8", "--draft-train-tokens", "1e12"],
+            "--draft-train-tokens 1e+12: only applies to the SDSL acceptance law",
+        ),
+        (
+            ["evaluate", "--alpha", "0.8", "--target-train-tokens", "1e12"],
+            "--target-train-tokens 1e+12: only applies to the SDSL acceptance law",
+        ),
+        (
+            ["optimize", "--alpha", "0.8", "--draft-train-flops", "1e21"],
+            "--draft-train-flops 1e+21: only applies to the SDSL acceptance law",
+        ),
+        (["sweep", "--objective", "bogus"], "--objective 'bogus': not a numeric report field"),
+    ],
+)
+def test_messages_name_the_flag_at_fault(capsys, argv, fragment):
+    assert_refused(*run(capsys, *argv), fragment)

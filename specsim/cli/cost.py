@@ -55,7 +55,15 @@ def run_cost(args: argparse.Namespace) -> int:
         memory_footprint,
         step_time,
     )
+    from specsim._limits import MAX_BATCH, MAX_TOKENS
 
+    for flag, value, limit in (
+        ("--batch", args.batch, MAX_BATCH),
+        ("--new-tokens", args.new_tokens, MAX_TOKENS),
+        ("--context", args.context, MAX_TOKENS),
+    ):
+        if value > limit:
+            raise ValueError(f"{flag} {value:g}: out of range; valid: at most {limit}")
     model = load_model(args.model, "--model", weight_dtype=args.weight_dtype)
     chip = load_hardware(args.hardware)
     cost = forward_cost(model, args.batch, args.new_tokens, args.context)

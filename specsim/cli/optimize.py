@@ -256,6 +256,22 @@ def _notes(result, bounds, acceptance_info, gamma: int) -> list[str]:
     return notes
 
 
+def _split_notes(draft: dict[str, Any], gamma: int, draft_tp: int) -> list[str]:
+    """A note when the recommended draft cannot be split over ``draft_tp`` chips."""
+    from specsim._feasibility import tp_problem
+
+    if gamma == 0 or draft_tp == 1:
+        return []
+    problem = tp_problem(draft["n_heads"], draft["n_kv_heads"], draft_tp)
+    if problem is None:
+        return []
+    return [
+        f"INFEASIBLE as priced: draft tensor parallelism {draft_tp} {problem} of the "
+        "recommended draft (engines refuse it); rerun with --draft-tp 1 to search drafts "
+        "served on one chip"
+    ]
+
+
 def _optimize_payload(args, result, bounds, acceptance, wall_s, steps, restarts, lr, certificate):
     target, chip = model_label(args.target), hardware_label(args.hardware)
     reference = model_reference(args.target)
@@ -301,7 +317,8 @@ def _optimize_payload(args, result, bounds, acceptance, wall_s, steps, restarts,
             "wall_s": wall_s,
         },
         "certificate": certificate,
-        "notes": _notes(result, bounds, acceptance_info, out["gamma"]),
+        "notes": _notes(result, bounds, acceptance_info, out["gamma"])
+        + _split_notes(out["draft"], out["gamma"], draft_tp),
     }
 
 

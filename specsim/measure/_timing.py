@@ -312,7 +312,7 @@ def measure_step_times(
         warmup: untimed calls per point after the compiling one.
         seed: PRNG seed of weights, inputs and the sweep order.
         temperature: sampling temperature of the sampling epilogue (0 = argmax).
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (on a terminal only).
         clock: ``"wall"`` or ``"process"`` (see ``CLOCKS``).
         rounds: interleaved sweeps (1 = each point timed once, start to finish).
         calls_per_sample: consecutive calls per sample, the host dispatching each while
@@ -364,7 +364,9 @@ def measure_step_times(
 
     rows = []
     if rounds == 1:
-        for point in tqdm(points, desc="measuring", disable=not progress, leave=False):
+        for point in tqdm(
+            points, desc="measuring", disable=None if progress else True, leave=False
+        ):
             timing = time_point(
                 model_of(point.config),
                 point,
@@ -385,7 +387,7 @@ def measure_step_times(
     check_fits(caches + weights, what=f"all {len(points)} points of the grid at once")
     now = clock_function(clock)
     steps, states, compile_s = [], [], []
-    for point in tqdm(points, desc="compiling", disable=not progress, leave=False):
+    for point in tqdm(points, desc="compiling", disable=None if progress else True, leave=False):
         step = _step_function(model_of(point.config), point, temperature)
         start = time.perf_counter()
         state = jax.block_until_ready(step(_initial_state(models[point.config], point, seed)))
@@ -397,7 +399,12 @@ def measure_step_times(
     samples: list[list[float]] = [[] for _ in points]
     per_round = -(-repeats // rounds)
     order_rng = np.random.default_rng(seed)
-    bar = tqdm(total=rounds * len(points), desc="measuring", disable=not progress, leave=False)
+    bar = tqdm(
+        total=rounds * len(points),
+        desc="measuring",
+        disable=None if progress else True,
+        leave=False,
+    )
     for round_index in range(rounds):
         for i in order_rng.permutation(len(points)):
             # One untimed call first: the previous point evicted this one's weights from
