@@ -62,6 +62,7 @@ from ._throughput import ThroughputReport, _throughput
 from ._workload import Workload
 from .hardware import DEFAULT_SMOOTH as ROOFLINE_DEFAULT_SMOOTH
 from .hardware import HardwareSpec
+from .hardware._roofline import check_smooth
 from .models import TransformerSpec
 
 __all__ = [
@@ -658,7 +659,8 @@ def optimize_scenarios(
         steps: optimizer steps per restart.
         restarts: random starts per scenario, searched in parallel.
         seed: PRNG seed of the starting points (the same seed gives the same answer).
-        smooth: roofline sharpness cap of the search (p = min(spec's, ``smooth``)).
+        smooth: roofline sharpness cap of the search (p = min(spec's, ``smooth``)), a
+            number in [0.1, 1e4], or ``None`` to search on the spec's own roofline.
 
     Returns:
         One `OptimizeResult` per scenario, in order (NumPy-backed leaves).
@@ -679,6 +681,7 @@ def optimize_scenarios(
         return []
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
+    smooth = check_smooth(smooth)  # the throughput entry points' rule: None or [0.1, 1e4]
     messages = [_feasibility_message(s) for s in scenarios]
     keys = jax.random.split(jax.random.PRNGKey(seed), len(scenarios))
     results: list[OptimizeResult | None] = [None] * len(scenarios)
@@ -689,10 +692,10 @@ def optimize_scenarios(
         batch = _executable_cache.call(
             _optimize_batch.on_cpu if on_cpu else _optimize_batch.elsewhere,
             (stacked, keys[np.asarray(group)]),
-            {"optimizer": optimizer, "steps": steps, "restarts": restarts, "smooth": float(smooth)},
+            {"optimizer": optimizer, "steps": steps, "restarts": restarts, "smooth": smooth},
             name="optimize",
             # Only the default optimizer is known across processes (any other is an object).
-            static_key=f"adam-default,{steps},{restarts},{float(smooth)!r}"
+            static_key=f"adam-default,{steps},{restarts},{smooth!r}"
             if optimizer is DEFAULT_OPTIMIZER
             else None,
             compiler_options=_CPU_COMPILER_OPTIONS if on_cpu else None,
@@ -750,7 +753,8 @@ def optimize_draft(
         restarts: random starts (default 4).
         seed: PRNG seed of the starting points.
         smooth: roofline sharpness cap during the search (p = min(spec's, ``smooth``);
-            default 16); the rounding and the report use the spec's own roofline.
+            default 16; a number in [0.1, 1e4], or ``None`` for the spec's own roofline);
+            the rounding and the report use the spec's own roofline.
 
     Returns:
         `OptimizeResult`.

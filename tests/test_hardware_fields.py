@@ -121,6 +121,16 @@ def test_typo_keys_are_errors_naming_file_entry_key_and_closest(tmp_path, key, c
         specsim.load_hardware(flat)
 
 
+def test_a_files_valid_keys_include_base(tmp_path):
+    """``base`` is valid in a file: listed among the choices, and a typo of it named."""
+    path = write(tmp_path, 'bse = "h100"\n')
+    with pytest.raises(ValueError, match=r"bse 'h100': unknown key \(did you mean base\?\)"):
+        hardware.get(path)
+    path = write(tmp_path, 'base = "h100"\nquantum_flux = 3\n', "far.toml")
+    with pytest.raises(ValueError, match=r"; valid: .*, base, bf16_tflops, "):
+        hardware.get(path)
+
+
 def test_unknown_key_far_from_any_valid_one_lists_them_all(tmp_path):
     path = write(tmp_path, 'base = "h100"\nquantum_flux = 3\n')
     with pytest.raises(ValueError, match=r"quantum_flux 3: unknown key; valid: aliases, .*bf16"):

@@ -458,3 +458,26 @@ def test_cli_text_for_constant_alpha_says_size_does_not_matter(suite):
 def test_cli_infeasible_request_raises_value_error():
     with pytest.raises(ValueError, match="does not fit"):
         _run_cli(["--target", "llama-3-70b"])
+
+
+@pytest.mark.parametrize(
+    ("smooth", "message"),
+    [
+        (0, r"smooth 0: out of range; valid: None or a number in \[0.1, "),  # was a deep error
+        (-1, r"smooth -1: out of range"),  # was searched (4x the true sharpness's answer)
+        (float("nan"), r"smooth nan: out of range"),  # was searched as if 16
+        (True, r"smooth True: not a number"),  # was searched as p = 1
+        ("x", r"smooth 'x': not a number"),  # was "could not convert string to float"
+    ],
+)
+def test_optimize_draft_smooth_is_checked_like_throughputs(smooth, message):
+    """Issue 11: ``optimize_draft(smooth=)`` follows `hardware.check_smooth`, before any work."""
+    target = models.get("llama-3-8b")
+    with pytest.raises(ValueError, match=message):
+        specsim.optimize_draft(
+            target,
+            hardware.get("h100"),
+            specsim.Workload.create(1, 512, 256),
+            specsim.ConstantAcceptance.create(0.8),
+            smooth=smooth,
+        )

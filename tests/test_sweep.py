@@ -60,9 +60,11 @@ def test_every_point_matches_throughput(full_frame):
     assert list(full_frame.columns) == list(AXES) + list(REPORT_COLUMNS)
     for row in full_frame.itertuples():
         expected = _throughput_row(row).to_dict()
+        # Llama-3's 128,256-token vocabulary is not llama-68m's 32,000 (Llama 2's): marked.
+        expected["feasibility"] = "vocab" if row.target == "Llama-3-8B" else "ok"
         for name in REPORT_COLUMNS:
             got = getattr(row, name)
-            if name.endswith("_bound") or name == "fits":
+            if name.endswith("_bound") or name in ("fits", "feasibility"):
                 assert got == expected[name], name
             else:
                 assert_close(got, expected[name], rtol=2e-6)

@@ -26,6 +26,8 @@ from typing import Any
 from .. import _schema
 from . import _catalog
 from ._fields import (
+    _SPELLINGS,
+    DATASHEET_KEYS,
     FIELD_BY_NAME,
     FIELDS,
     METADATA_KEYS,
@@ -82,6 +84,8 @@ def read_toml_entry(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
             raise ValueError(f'{path}: hardware.{name} is not a table; valid: [hardware."Name"]')
     where = f"{path}: {name}"
     entry = dict(data)
+    # The file's own keys, `base` among them (a typo names the closest valid one).
+    _schema.check_keys(entry, (*DATASHEET_KEYS, *METADATA_KEYS, "base"), where, _SPELLINGS)
     base = entry.pop("base", None)
     if base is not None:
         entry = _over_base(_schema.text(where, "base", base), entry, where)
