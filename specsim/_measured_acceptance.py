@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from . import theory
+from . import _schema, theory
 from ._acceptance import ConstantAcceptance, PositionalAcceptance, TreeAcceptance
 from ._tree import DynamicTree, TokenTree, tree_expected_tokens
 
@@ -335,12 +335,26 @@ def load_acceptance(path: str | os.PathLike) -> AcceptanceStats:
 # --------------------------------------------------------------------------- readers
 
 _FORMATS = ("histogram", "per_position", "mean_accepted_length")
+# The keys each JSON format may hold (a typo is an error naming the closest valid key).
+_JSON_KEYS = {
+    "histogram": ("format", "comment", "counts", "probabilities"),
+    "per_position": (
+        "format",
+        "comment",
+        "num_drafts",
+        "accepted_per_position",
+        "num_accepted_tokens",
+    ),
+    "mean_accepted_length": ("format", "comment", "tau", "lookahead"),
+}
+_CSV_COLUMNS = (("accepted", "count"), ("position", "accepted", "drafts"))
 
 
 def _from_json(payload, source: str) -> AcceptanceStats:
     if not isinstance(payload, dict) or payload.get("format") not in _FORMATS:
         raise ValueError(f"{source}: JSON needs a 'format' key, one of {', '.join(_FORMATS)}")
     kind = payload["format"]
+    _schema.check_keys(payload, _JSON_KEYS[kind], f"{source}: {kind}")
     if kind == "histogram":
         if ("counts" in payload) == ("probabilities" in payload):
             raise ValueError(f"{source}: a histogram needs 'counts' or 'probabilities'")
@@ -363,6 +377,14 @@ def _from_json(payload, source: str) -> AcceptanceStats:
 def _from_csv(text: str, source: str) -> AcceptanceStats:
     rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
     columns = set(rows[0]) if rows else set()
+    wider = [known for known in _CSV_COLUMNS if set(known) < columns]
+    if wider and not any(columns == set(known) for known in _CSV_COLUMNS):
+        known = max(wider, key=len)
+        extra = sorted(columns - set(known))
+        raise ValueError(
+            f"{source}: column {extra[0]!r}: unknown; valid: {','.join(known)} "
+            "(histogram: accepted,count; per-position counts: position,accepted,drafts)"
+        )
     if {"accepted", "count"} <= columns:
         table = sorted((int(r["accepted"]), float(r["count"])) for r in rows)
         if [k for k, _ in table] != list(range(len(table))):

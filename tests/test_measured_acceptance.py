@@ -99,6 +99,23 @@ def test_statistics_that_do_not_add_up_are_rejected(make, message):
         ("position,accepted,drafts\n0,5,10\n1,4,11\n", ".csv", "same on every row"),
         ("hello", ".txt", "unknown acceptance format"),
         ("vllm:spec_decode_num_drafts_total 10\n", ".prom", "per_pos counters"),
+        # Issue 11, point 1: a misspelt key or column was ignored (its default applied).
+        (
+            {
+                "format": "per_position",
+                "num_drafts": 10,
+                "accepted_per_position": [5, 3],
+                "num_accepted_token": 8,
+            },
+            ".json",
+            r"per_position: num_accepted_token 8: unknown key \(did you mean num_accepted_tok",
+        ),
+        (
+            {"format": "mean_accepted_length", "tau": 2.5, "lookahed": 4},
+            ".json",
+            r"lookahed 4: unknown key \(did you mean lookahead\?\)",
+        ),
+        ("position,accepted,drafts,draft\n0,5,10,1\n", ".csv", "column 'draft': unknown"),
     ],
 )
 def test_bad_files_are_rejected(tmp_path, content, suffix, message):
