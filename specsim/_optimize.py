@@ -681,7 +681,7 @@ def optimize_scenarios(
         return []
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
-    smooth = check_smooth(smooth)  # the throughput entry points' rule: None or [0.1, 1e4]
+    smooth = check_smooth(smooth)  # the throughput entry points' rule: None or [0.1, 1e6]
     messages = [_feasibility_message(s) for s in scenarios]
     keys = jax.random.split(jax.random.PRNGKey(seed), len(scenarios))
     results: list[OptimizeResult | None] = [None] * len(scenarios)

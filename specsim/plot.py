@@ -381,8 +381,7 @@ def heatmap(
     grid = np.where(ok, table.to_numpy(dtype=np.float64), np.nan)
     figure = _Figure(figsize=(7.0, 4.8))
     ax = figure.add_subplot()
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("0.85")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest")
     if not ok.all():
         rows, cols = np.nonzero(~ok)

@@ -421,9 +421,9 @@ def test_uncached_hub_id_says_where_it_looked_and_how_to_fetch(hub_cache):
 @pytest.mark.parametrize(
     ("reference", "message"),
     [
-        ("llama-3-8", "Did you mean 'Llama-3-8B'.*or give a config.json path"),
+        ("llama-3-8", "did you mean 'Llama-3-8B'.*; valid: .*, or a config.json path"),
         ("nope.json", "cannot read model config 'nope.json': no such file"),
-        ("not a model!", "unknown model 'not a model!'"),
+        ("not a model!", "model 'not a model!': unknown model; valid: "),
     ],
 )
 def test_unknown_references(hub_cache, reference, message):

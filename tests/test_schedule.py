@@ -162,7 +162,7 @@ def test_cli_json_keys_and_optimised_draft_shape(capsys):
     payload = json.loads(text)
     assert list(payload) == list(SCHEDULE_JSON_KEYS)
     assert payload["scenario"]["draft"] == "draft-2x512"
-    assert payload["scenario"]["target_id"] == "meta-llama/Meta-Llama-3-8B"
+    assert payload["scenario"]["target_id"] == "meta-llama/Llama-2-7b-hf"  # the default
     assert payload["scenario"]["draft_id"].startswith("<set --draft-id: 2x512")
     assert len(payload["gamma"]) == MAX_BATCH
     assert (
@@ -202,7 +202,12 @@ def test_cli_text_shows_runs_and_one_file_per_engine():
     assert "sglang 0.5.23: launch.sh" in text and "tensorrt-llm 1.3.0rc27: llm_api.py" in text
     assert "num_speculative_tokens_per_batch_size" in text and "draft_len_schedule" in text
     assert "vllm serve meta-llama/Llama-2-7b-hf" in text and "JackFram/llama-160m" in text
-    code, text = _run(["--max-batch", "16", "--max-gamma", "4", "--engine", "vllm"])
+    # Another vocabulary: refused up front unless the user vouches for one tokenizer
+    # (embedding tables padded to other sizes); vLLM still refuses the sizes' mismatch.
+    argv = ["--target", "llama-3-8b", "--max-batch", "16", "--max-gamma", "4", "--engine", "vllm"]
+    with pytest.raises(ValueError, match="--shared-tokenizer"):
+        _run(argv)
+    code, text = _run([*argv, "--shared-tokenizer"])
     assert "vllm: not written: vLLM 0.34.0 refuses a draft model whose vocabulary" in text
 
 

@@ -147,9 +147,9 @@ def roofline_sharpness(hardware: HardwareSpec, smooth: float | None = None):
     return jnp.minimum(p, smooth)
 
 
-# Beyond this p the smooth max equals the hard max in float32, and p itself overflows
-# float32 near 3.4e38 (a cast warning, then inf): larger values are refused.
-MAX_SMOOTH = 1e4
+# Far beyond the p at which the smooth max equals the hard max in float32 (p itself overflows
+# float32 near 3.4e38: a cast warning, then inf); larger values are refused.
+MAX_SMOOTH = 1e6
 
 
 def check_smooth(smooth) -> float | None:

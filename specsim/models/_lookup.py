@@ -109,7 +109,7 @@ def locate(model: str | os.PathLike) -> ModelSource:
         repo = text.split("@")[0]
         if not _HUB_ID.match(text) or "/" not in repo:
             raise ValueError(
-                f"{unknown}; or give a config.json path, a model folder or a Hub id cached "
+                f"{unknown}, or a config.json path, a model folder or a Hub id cached "
                 "locally (org/name)"
             ) from None
         raise ValueError(
