@@ -106,9 +106,9 @@ class Deployment:
             hardware=hardware,
             workload=Workload.create() if workload is None else workload,
             acceptance=as_acceptance(acceptance),
-            tp=_f32(tp),
-            draft_tp=_f32(tp if draft_tp is None else draft_tp),
-            speculation_overhead_s=_f32(speculation_overhead_s),
+            tp=_f32(tp, "tp"),
+            draft_tp=_f32(tp if draft_tp is None else draft_tp, "draft_tp"),
+            speculation_overhead_s=_f32(speculation_overhead_s, "speculation_overhead_s"),
         )
         return deployment.validate()
 
@@ -166,5 +166,13 @@ def _check(name: str, value, ok, text: str) -> None:
             raise ValueError(f"{name} {v:g}: out of range; valid: {text}")
 
 
-def _f32(value):
+_MAX_FLOAT32 = float(np.finfo(np.float32).max)
+
+
+def _f32(value, name: str = "value"):
+    # Checked at full precision first: a number beyond float32 is refused, not cast to
+    # infinity with an overflow RuntimeWarning.
+    for v in concrete_values(value) if not isinstance(value, str) else ():
+        if math.isfinite(v) and abs(v) > _MAX_FLOAT32:
+            raise ValueError(f"{name} {v:g}: out of range; valid: finite numbers below 3.4e38")
     return host_float(value, np.float32)

@@ -172,12 +172,12 @@ def test_interrupting_a_sweep_never_leaves_a_file(tmp_path):
 
 
 def test_a_failure_while_writing_exits_1_and_leaves_nothing(tmp_path, capsys, monkeypatch):
-    from specsim import _sweep
+    from specsim import _sweep_result
 
     def full_disk(self, frame):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_sweep._FileSink, "write", full_disk)
+    monkeypatch.setattr(_sweep_result.FileSink, "write", full_disk)
     out = tmp_path / "grid.parquet"
     code, _, err = run(capsys, "sweep", "--batch", "1,2", "--out", out, "--no-progress")
     assert code == EXIT_FAILURE
