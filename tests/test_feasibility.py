@@ -224,6 +224,7 @@ def test_best_over_prefers_feasible_points():
     assert set(frame.tp) <= {2.0, 4.0}
 
 
+@pytest.mark.slow  # a whole sweep command, > 3 s CPU
 def test_cli_sweep_table_marks_infeasible_rows(capsys, tmp_path):
     code, out, err = run(
         capsys, "sweep", "--target", "llama-2-70b", "--tp", "1,2", "--batch", "1", "--gamma", "2"
@@ -234,6 +235,7 @@ def test_cli_sweep_table_marks_infeasible_rows(capsys, tmp_path):
     assert "1 of 2 points infeasible" in out
 
 
+@pytest.mark.slow  # a whole sweep command, > 3 s CPU
 def test_best_gamma_on_the_edge_is_reported(capsys):
     code, out, err = run(
         capsys, "sweep", "--batch", "1", "--gamma", "0:2", "--best-over", "gamma", "--json"

@@ -171,6 +171,7 @@ def test_interrupting_a_sweep_never_leaves_a_file(tmp_path):
     assert interrupted >= 3  # most trials really interrupted the sweep itself
 
 
+@pytest.mark.slow  # a whole sweep command, > 3 s CPU
 def test_a_failure_while_writing_exits_1_and_leaves_nothing(tmp_path, capsys, monkeypatch):
     from specsim import _sweep_result
 
@@ -254,6 +255,7 @@ def test_a_large_grid_needs_allow_large(tmp_path, capsys, monkeypatch):
     assert err.startswith("specsim sweep: 20,000,000 points, about 2.4 GiB of Parquet\n")
 
 
+@pytest.mark.slow  # a whole sweep command, > 3 s CPU
 def test_point_count_and_size_are_printed_before_the_sweep(tmp_path, capsys):
     out = tmp_path / "g.csv"
     code, _, err = run(capsys, "sweep", "--batch", "1:4", "--gamma", "0:2", "--out", out)

@@ -226,6 +226,7 @@ def stubbed(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # 500 examples: ~40 s of CPU
 @PROPERTY
 @given(argv=command_lines())
 def test_every_command_line_is_answered_or_refused_in_one_line(stubbed, capsys, argv):
@@ -267,6 +268,7 @@ _GAMMA = _mostly(st.floats(0.0, 32.0), st.floats(0.0, 1100.0) | _NUMBERS)
 _ALPHA = _mostly(st.floats(0.01, 0.99), _NUMBERS)
 
 
+@pytest.mark.slow  # 500 examples: ~40 s of CPU
 @PROPERTY
 @given(
     batch=_BATCH,
