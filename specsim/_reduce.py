@@ -57,7 +57,7 @@ class TopK:
         >>> frame = specsim.sweep(batch=[1, 64], gamma=range(9), columns=["tokens_per_s"],
         ...                       reduce=specsim.TopK("gamma", k=2))
         >>> frame[["batch", "rank", "gamma"]].values.tolist()
-        [[1.0, 1.0, 8.0], [1.0, 2.0, 7.0], [64.0, 1.0, 4.0], [64.0, 2.0, 3.0]]
+        [[1, 1, 8], [1, 2, 7], [64, 1, 4], [64, 2, 3]]
     """
 
     over: str | Sequence[str]

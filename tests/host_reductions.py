@@ -18,11 +18,17 @@ def _groups(frame: pd.DataFrame, over):
 
 
 def top_k(frame, over, k, objective="tokens_per_s", maximize=True, fields=None):
-    """The k best rows of every group (stable: ties keep grid order), best first."""
+    """The k best rows of every group (stable: ties keep grid order), best first; feasible
+    points before infeasible ones where the frame says which are which."""
     parts = []
     for _, group in _groups(frame, over):
         values = group[objective].to_numpy()
-        order = np.argsort(-values if maximize else values, kind="stable")[:k]
+        key = -values if maximize else values
+        if "feasibility" in group.columns:  # feasible points rank first, as on the device
+            infeasible = group["feasibility"].astype(str).to_numpy() != "ok"
+            order = np.lexsort((key, infeasible))[:k]  # stable; last key is the primary one
+        else:
+            order = np.argsort(key, kind="stable")[:k]
         rows = group.iloc[order].copy()
         if k > 1:
             rows.insert(len([c for c in frame.columns if c in AXES]), "rank", np.arange(1, k + 1))

@@ -16,7 +16,7 @@ FILES = resources.files("specsim") / "data" / "acceptance"
 
 def test_evaluate_a_tree_matches_the_library(capsys):
     code, out, err = run(
-        capsys, "evaluate", "--method", "eagle3", "--tree", "4,8,8,4",
+        capsys, "evaluate", "--target", "llama-3-8b", "--method", "eagle3", "--tree", "4,8,8,4",
         "--alphas", "0.8,0.75,0.7,0.7", "--json",
     )  # fmt: skip
     assert code == 0, err

@@ -133,10 +133,10 @@ def test_sweep_result_of_a_reduction(full):
 @pytest.mark.parametrize(
     "reduce, message",
     [
-        (TopK("beta"), "reduce: unknown axis 'beta'"),
+        (TopK("beta"), "reduce 'beta': unknown axis; valid: hardware"),
         (TopK("gamma", k=5), "k = 5 exceeds the 4 points"),
-        (TopK("gamma", objective="fits"), "objective: expected one of"),
-        (Histogram("gamma", [0, 1], field="verify_bound"), "field: expected one of"),
+        (TopK("gamma", objective="fits"), "objective 'fits': not a numeric report field"),
+        (Histogram("gamma", [0, 1], field="verify_bound"), "field 'verify_bound': not a numeric"),
         ("gamma", "reduce: expected specsim.TopK"),
     ],
 )
