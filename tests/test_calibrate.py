@@ -185,7 +185,11 @@ def test_calibrate_command_measures_fits_and_writes_a_loadable_spec(tmp_path, mo
     monkeypatch.setattr(measure, "local_hardware", lambda **_: hardware.get("h100"))
     parser = add_calibrate_arguments(argparse.ArgumentParser())
     output = tmp_path / "local.toml"
-    args = parser.parse_args(["--output", str(output), "--repeats", "2", "--no-progress"])
+    # Four passes leave the peaks undetermined (the sanity check refuses such a fit; its own
+    # tests are in test_plausibility.py): keep it, flagged, to test the command's plumbing.
+    args = parser.parse_args(
+        ["--output", str(output), "--repeats", "2", "--no-progress", "--accept-implausible"]
+    )
     args.steps = 200
     assert run_calibrate(args) == 0
     spec = hardware.get(os.fspath(output))
