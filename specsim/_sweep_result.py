@@ -250,7 +250,7 @@ def _code_dtype(n: int):
 
 
 class FileSink:
-    """Streams frames to ``.parquet`` (one row group per chunk) or ``.csv``.
+    """Streams frames to ``.parquet`` (one row group per chunk) or ``.csv`` (Arrow writers).
 
     The one place a sweep writes files.
     """
@@ -259,21 +259,33 @@ class FileSink:
         self.path = path
         self.parquet = path.lower().endswith(".parquet")
         self.writer = None
+        self.file = None  # the open CSV file under the writer
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
-        if self.parquet:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        import pyarrow as pa
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self.writer is None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            if self.parquet:
+                import pyarrow.parquet as pq
+
                 self.writer = pq.ParquetWriter(self.path, table.schema)
-            self.writer.write_table(table)
-        else:
-            frame.to_csv(
-                self.path, mode="w" if self.rows == 0 else "a", header=self.rows == 0, index=False
-            )
+            else:
+                # Arrow's CSV writer: several times faster than DataFrame.to_csv per chunk.
+                # The header is written as pandas writes it (Arrow quotes every name).
+                import csv
+                import io
+
+                import pyarrow.csv as pc
+
+                header = io.StringIO()
+                csv.writer(header, lineterminator="\n").writerow(table.schema.names)
+                self.file = open(self.path, "wb")  # closed by close() or abort()
+                self.file.write(header.getvalue().encode())
+                options = pc.WriteOptions(include_header=False, quoting_style="needed")
+                self.writer = pc.CSVWriter(self.file, table.schema, write_options=options)
+        self.writer.write_table(table)
         self.rows += len(frame)
 
     def abort(self) -> None:
@@ -281,15 +293,12 @@ class FileSink:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
     def close(self, empty: pd.DataFrame) -> None:
         if self.rows == 0:  # still write a header / schema
             self.rows = -1
-            if self.parquet:
-                self.write(empty)
-                self.writer.close()
-            else:
-                empty.to_csv(self.path, index=False)
-            return
-        if self.writer is not None:
-            self.writer.close()
+            self.write(empty)
+        self.abort()  # closes the writer and the file under it

@@ -145,12 +145,20 @@ def test_interrupting_a_sweep_never_leaves_a_file(tmp_path):
     rng = random.Random(11)
     argv = ["--batch", "1:3000", "--gamma", "0:15", "--chunk-size", "4096"]
     argv += ["--columns", "tokens_per_s", "--no-progress"]
+    # One uninterrupted run sets the time scale: interrupts then fall in (0.05, 1.1) of it,
+    # so on a fast or a loaded machine alike most of them land inside the run.
+    started = time.perf_counter()
+    whole = _specsim("sweep", *argv, "--out", tmp_path / "whole.csv")
+    whole.communicate(timeout=600)
+    assert whole.returncode == 0
+    run_s = time.perf_counter() - started
+    (tmp_path / "whole.csv").unlink()
     interrupted = 0
     for trial in range(10):
         suffix = ".csv" if trial % 2 else ".parquet"
         out = tmp_path / f"grid{trial}{suffix}"
         process = _specsim("sweep", *argv, "--out", out)
-        time.sleep(rng.uniform(0.5, 12.0))
+        time.sleep(rng.uniform(0.05, 1.1) * run_s)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=600)
         code = process.returncode
