@@ -267,6 +267,20 @@ def step_time(
         'memory'
     """
     cost = forward_cost(model, batch, new_tokens, context)
+    return pass_step_time(model, hardware, cost, batch * new_tokens, tp, smooth, ep)
+
+
+def pass_step_time(
+    model: TransformerSpec,
+    hardware: HardwareSpec,
+    cost: ForwardCost,
+    tokens,
+    tp=1.0,
+    smooth=None,
+    ep=1.0,
+) -> StepTime:
+    """`step_time` of a pass given its (possibly summed) `ForwardCost` and the ``tokens``
+    it processes: the two rooflines, collectives, kernel launches and step overhead."""
     dtype = model.compute_dtype
     linear = roofline_time(
         cost.matmul_flops / tp,
@@ -285,7 +299,7 @@ def step_time(
         dtype,
         smooth,
     )
-    message_bytes = batch * new_tokens * model.d_model * model.activation_bytes
+    message_bytes = tokens * model.d_model * model.activation_bytes
     communication_s = 2.0 * model.n_layers * allreduce_time(message_bytes, tp, hardware)
     # Expert parallelism: exactly zero at ep = 1 (the same all-reduce subtracted and added).
     routed_bytes = message_bytes * model.experts_per_token / tp

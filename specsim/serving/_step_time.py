@@ -40,17 +40,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._cost import (
-    EXTRA_KERNELS_PER_MOE_LAYER,
-    KERNELS_PER_FORWARD,
-    KERNELS_PER_LAYER,
-    KERNELS_PER_SHARED_EXPERT,
     ForwardCost,
     forward_cost,
+    pass_step_time,
 )
 from .._deployment import Deployment
-from .._numerics import where
 from .._workload import Workload
-from ..hardware import allreduce_time, roofline_time
 from ..speculators import _protocol as _speculators
 from ._engine import EngineConfig, SpecPolicy
 
@@ -138,33 +133,9 @@ def engine_step_time(
 
 
 def _pass_time(model, hardware, cost: ForwardCost, tokens, tp, smooth):
-    """`specsim.step_time`'s composition for a pass given its summed `ForwardCost`: weight
-    matmuls and attention as two rooflines on ``tp`` chips, two all-reduces per block of the
-    pass's ``tokens`` activations, kernel launches and the fixed step overhead. (Expert
-    parallelism is not modelled here: ``ep = 1``.)"""
-    dtype = model.compute_dtype
-    linear = roofline_time(
-        cost.matmul_flops / tp,
-        (cost.weight_bytes + cost.activation_bytes) / tp,
-        hardware,
-        dtype,
-        smooth,
-    )
-    attention_share = 1.0 / (tp * hardware.attention_efficiency)
-    attention = roofline_time(
-        cost.attention_flops * attention_share,
-        (cost.kv_read_bytes + cost.kv_write_bytes) * attention_share,
-        hardware,
-        dtype,
-        smooth,
-    )
-    message_bytes = tokens * model.d_model * model.activation_bytes
-    communication_s = 2.0 * model.n_layers * allreduce_time(message_bytes, tp, hardware)
-    kernels = KERNELS_PER_LAYER * model.n_layers + KERNELS_PER_FORWARD
-    shared_kernels = where(model.d_ff_shared > 0, KERNELS_PER_SHARED_EXPERT, 0.0)
-    kernels = kernels + model.n_moe_layers * (EXTRA_KERNELS_PER_MOE_LAYER + shared_kernels)
-    launch_s = hardware.kernel_launch_s * kernels
-    return linear.time_s + attention.time_s + communication_s + launch_s + hardware.step_overhead_s
+    """`specsim.step_time`'s composition for a pass given its summed `ForwardCost`
+    (expert parallelism not modelled here: ``ep = 1``)."""
+    return pass_step_time(model, hardware, cost, tokens, tp, smooth).time_s
 
 
 def emitted_tokens(deployment: Deployment, speculator, lookahead):
