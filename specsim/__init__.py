@@ -9,7 +9,9 @@ The front doors:
   ``specsim.Evaluator(deployment, speculator)`` compiles it once for many single calls
 * ``specsim.optimize_draft(...)`` for the best draft and lookahead, by gradient descent
 * ``specsim.hardware.get(name)`` / ``specsim.models.get(name)``
-* ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass
+* ``specsim.forward_cost`` / ``specsim.step_time`` for one forward pass, under a software
+  stack's overheads (``specsim.runtime.get(name)``)
+* ``specsim.saturated_throughput`` for a continuously batching engine at full load
 * ``specsim.theory`` for hardware-free closed forms
 * ``specsim.calibrate(...)`` to fit a `HardwareSpec` to measured step times
   (``specsim.measure`` runs the real networks; ``specsim.measure_and_calibrate`` does
@@ -30,6 +32,7 @@ _EXPORTS = {
     "models": ".models",
     "plot": ".plot",
     "serving": ".serving",
+    "runtime": ".runtime",
     "speculators": ".speculators",
     "theory": ".theory",
     "ConstantAcceptance": "._acceptance",
@@ -55,6 +58,7 @@ _EXPORTS = {
     "forward_cost": "._cost",
     "memory_footprint": "._cost",
     "step_time": "._cost",
+    "pass_time": "._cost",
     "Deployment": "._deployment",
     "AcceptanceStats": "._measured_acceptance",
     "acceptance_from_counts": "._measured_acceptance",
@@ -75,6 +79,10 @@ _EXPORTS = {
     "grid_search_scenarios": "._optimize",
     "optimize_draft": "._optimize",
     "optimize_scenarios": "._optimize",
+    "BatchingLimits": "._saturation",
+    "SaturationReport": "._saturation",
+    "saturated_throughput": "._saturation",
+    "trtllm_bench_limits": "._saturation",
     "Schedule": "._schedule",
     "speculation_schedule": "._schedule",
     "SweepResult": "._sweep",
@@ -99,6 +107,7 @@ _EXPORTS = {
     "Workload": "._workload",
     "HardwareSpec": ".hardware",
     "TransformerSpec": ".models",
+    "RuntimeProfile": ".runtime",
 }
 
 
@@ -121,6 +130,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "STEP_BOUND_NAMES",
     "AcceptanceStats",
+    "BatchingLimits",
     "CalibrationResult",
     "ChainSearchResult",
     "ConstantAcceptance",
@@ -139,7 +149,9 @@ __all__ = [
     "OptimizeResult",
     "PositionalAcceptance",
     "Quantiles",
+    "RuntimeProfile",
     "SDSLAcceptance",
+    "SaturationReport",
     "Scenario",
     "Schedule",
     "StepTime",
@@ -178,10 +190,13 @@ __all__ = [
     "optimize_draft",
     "optimize_scenarios",
     "optimize_tree",
+    "pass_time",
     "plot",
     "predict",
     "predict_step_times",
     "random_tree_search",
+    "runtime",
+    "saturated_throughput",
     "save_hardware",
     "serving",
     "speculation_schedule",
@@ -193,4 +208,5 @@ __all__ = [
     "throughput",
     "tree_expected_tokens",
     "tree_profiles",
+    "trtllm_bench_limits",
 ]

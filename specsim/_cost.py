@@ -9,20 +9,29 @@ never recompiles, and everything is differentiable.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
 from flax import struct
 
 from ._numerics import where
-from .hardware import HardwareSpec, all_to_all_time, allreduce_time, roofline_time
+from .hardware import HardwareSpec, all_to_all_time, allreduce_time, roofline_time, smooth_max
 from .models import TransformerSpec, _attention, _moe, layer_weight_count, parameter_count
+from .runtime import RuntimeProfile, default_for
 
 # A typical fused decode layer launches ~8 kernels (norm, QKV, RoPE + cache write,
 # attention, O-projection + residual, norm, gate/up, down + residual), plus ~4 per
 # forward outside the blocks (embedding gather, final norm, LM head, sampling).
+# (These are the counts of the "default" runtime profile, specsim/runtime/catalog.toml; a
+# profile sets its own.)
 KERNELS_PER_LAYER = 8.0
 KERNELS_PER_FORWARD = 4.0
+# Bytes per element of each compute dtype: weights narrower than this are dequantised.
+COMPUTE_DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
+# Bytes per weight of a 4-bit payload, and of int4 with a bf16 scale and zero per 32 weights.
+INT4_PAYLOAD_BYTES = 0.5
+INT4_SCALED_BYTES = 0.625
 # An MoE block replaces the dense MLP's 2 kernels (gate/up, down) by router GEMM, softmax +
 # top-k, token permutation (dispatch), grouped gate/up, grouped down and unpermutation +
 # weighted combine: 4 more; shared experts add their own gate/up and down kernels.
@@ -71,6 +80,8 @@ class StepTime:
         time_s: total wall time of the pass.
         linear_s: roofline time of the weight matmuls.
         attention_s: roofline time of attention (KV-cache traffic and its FLOPs).
+        elementwise_s: memory-bound element-wise kernels (norms, rotary embedding,
+            activation, residuals) and the sampler over the vocabulary.
         compute_s: FLOP time (FLOPs / achievable FLOP/s) summed over both groups.
         memory_s: HBM time (bytes / achievable bandwidth) summed over both groups.
         compute_bound_s: time of the groups whose compute time binds.
@@ -86,6 +97,7 @@ class StepTime:
     time_s: Any
     linear_s: Any
     attention_s: Any
+    elementwise_s: Any
     compute_s: Any
     memory_s: Any
     compute_bound_s: Any
@@ -97,7 +109,9 @@ class StepTime:
     cost: ForwardCost
 
 
-def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardCost:
+def forward_cost(
+    model: TransformerSpec, batch, new_tokens, context, logit_positions=None
+) -> ForwardCost:
     """FLOPs and bytes of one forward pass.
 
     Per block: the attention projections and the MLP (dense, or for the
@@ -115,6 +129,9 @@ def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardC
         batch: sequences in the batch.
         new_tokens: tokens processed per sequence in this pass.
         context: tokens already in each sequence's KV cache.
+        logit_positions: positions per sequence whose logits the LM head computes
+            (default ``new_tokens``: every new token, as decoding and verification need;
+            a prefill needs only its last position, 1).
 
     Returns:
         ``ForwardCost`` (whole model, before any tensor-parallel split).
@@ -130,6 +147,7 @@ def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardC
     """
     m = model
     tokens = batch * new_tokens
+    logit_tokens = tokens if logit_positions is None else batch * logit_positions
     q_width = m.n_heads * m.head_dim
     kv_width = m.n_kv_heads * m.head_dim
     block_weights = m.n_layers * layer_weight_count(m)
@@ -146,7 +164,7 @@ def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardC
     touched = _moe.experts_touched(m, tokens)
     expert_read_bytes = m.n_moe_layers * touched * expert * expert_bytes
 
-    matmul_flops = 2.0 * tokens * (active_weights + head_weights)
+    matmul_flops = 2.0 * (tokens * active_weights + logit_tokens * head_weights)
     # Each new token attends to the cached context plus, causally, the new tokens up to itself;
     # in a sliding-window layer to at most the window. (Corrections are added to the dense
     # grouped-query expressions so that those stay bit-for-bit what they were.)
@@ -182,10 +200,9 @@ def forward_cost(model: TransformerSpec, batch, new_tokens, context) -> ForwardC
     block_io = 4.0 * m.d_model + 2.0 * q_width + 2.0 * kv_width + m.mlp_matrices * m.d_ff
     block_io = where(_attention.is_latent(m), _latent_block_io(m), block_io)
     moe_io = _moe_mlp_io(m) - (2.0 * m.d_model + m.mlp_matrices * m.d_ff)
-    activation_bytes = (
-        m.activation_bytes
-        * tokens
-        * (m.n_layers * block_io + m.d_model + m.vocab + m.n_moe_layers * moe_io)
+    activation_bytes = m.activation_bytes * (
+        tokens * (m.n_layers * block_io + m.d_model + m.n_moe_layers * moe_io)
+        + logit_tokens * m.vocab
     )
     return ForwardCost(
         matmul_flops=matmul_flops,
@@ -228,16 +245,28 @@ def step_time(
     context,
     tp=1.0,
     smooth: float | None = None,
+    runtime: RuntimeProfile | None = None,
+    logit_positions=None,
     ep=1.0,
 ) -> StepTime:
     """Wall time of one forward pass on ``tp`` chips of ``hardware``.
 
-    Weight matmuls and attention are separate rooflines (they are separate
-    kernels: the first reads weights, the second the KV cache, at
-    ``hardware.attention_efficiency`` of the first's roofline); with tensor
-    parallelism FLOPs and bytes split evenly over ``tp`` chips and each block adds
-    two ring all-reduces of its activations. Kernel launches (more in MoE blocks) and
-    a fixed step overhead are added on top.
+    The pass is a sequence of kernels, each timed on its own roofline:
+
+    * weight matmuls: FLOPs at the compute dtype's peak x efficiency, where a pass over
+      fewer tokens than the chip's smallest matmul tile (``matmul_tile_tokens``) still
+      computes a full tile; bytes at the HBM bandwidth, where weights narrower than the
+      compute dtype (weight-only int8/int4) stream at the chip's dequantising efficiency;
+      compute and memory overlap as far as ``roofline_sharpness`` says;
+    * attention over the KV cache, at ``attention_efficiency`` of that roofline;
+    * element-wise kernels (norms, rotary embedding, activation, residual adds) and the
+      sampler over the vocabulary, memory-bound, as the ``runtime`` fuses them;
+    * two all-reduces per block with tensor parallelism (``allreduce_time``, with the
+      runtime's latency floor);
+    * the runtime's fixed costs: per kernel (more in MoE blocks), per pass and per
+      sequence.
+
+    FLOPs and bytes split evenly over ``tp`` chips.
 
     Expert parallelism: the ``tp`` chips form ``ep`` groups (``1 <= ep <= tp``), each
     holding ``n_experts / ep`` whole experts split over its ``tp / ep`` chips; a chip
@@ -251,10 +280,12 @@ def step_time(
     Args:
         model: the architecture.
         hardware: one chip.
-        batch, new_tokens, context: as in ``forward_cost``.
+        batch, new_tokens, context, logit_positions: as in ``forward_cost``.
         tp: tensor-parallel degree (a traced float; 1 = one chip).
         smooth: ``None``, or a roofline sharpness to smooth at least this much (p =
             min(``hardware.roofline_sharpness``, ``smooth``); see ``roofline_time``).
+        runtime: the software stack (default: ``specsim.runtime.default_for(hardware)``,
+            the chip's catalogue overheads).
         ep: expert-parallel degree among the ``tp`` chips (a traced float; 1 = none).
 
     Returns:
@@ -266,63 +297,125 @@ def step_time(
         >>> STEP_BOUND_NAMES[int(t.bound)]
         'memory'
     """
-    cost = forward_cost(model, batch, new_tokens, context)
-    return pass_step_time(model, hardware, cost, batch * new_tokens, tp, smooth, ep)
+    cost = forward_cost(model, batch, new_tokens, context, logit_positions)
+    logit_tokens = None if logit_positions is None else batch * logit_positions
+    return pass_time(
+        model, hardware, cost, batch, batch * new_tokens, logit_tokens, tp, smooth, runtime, ep
+    )
 
 
-def pass_step_time(
+def pass_time(
     model: TransformerSpec,
     hardware: HardwareSpec,
     cost: ForwardCost,
+    batch,
     tokens,
+    logit_tokens=None,
     tp=1.0,
-    smooth=None,
+    smooth: float | None = None,
+    runtime: RuntimeProfile | None = None,
     ep=1.0,
 ) -> StepTime:
-    """`step_time` of a pass given its (possibly summed) `ForwardCost` and the ``tokens``
-    it processes: the two rooflines, collectives, kernel launches and step overhead."""
+    """Wall time of one forward pass given its ``ForwardCost`` (see `step_time`).
+
+    `step_time` counts the cost of a uniform pass; a serving engine's mixed pass (decodes
+    of many sequences plus chunks of prefills, weights read once) adds the costs of its
+    parts and is timed here.
+
+    Args:
+        model: the architecture.
+        hardware: one chip.
+        cost: FLOPs and bytes of the pass (whole model).
+        batch: sequences in the pass (per-sequence host work).
+        tokens: tokens through the weight matmuls (rows of each matmul).
+        logit_tokens: tokens whose logits are computed and sampled (default ``tokens``).
+        tp, smooth, runtime, ep: as in `step_time`.
+    """
+    if runtime is None:
+        runtime = default_for(hardware)
+    if logit_tokens is None:
+        logit_tokens = tokens
     dtype = model.compute_dtype
+    # A tensor-core matmul over fewer rows than one tile computes the whole tile (smoothly);
+    # a pass over very few rows may instead run as a GEMV on the vector units (fp32 rate),
+    # whichever is faster: the factor multiplies the FLOPs priced at the dtype's peak.
+    peak = hardware.peak_flops_per_s(dtype)  # an unknown compute dtype is a clear ValueError
+    padded_tokens = _smooth_at_least(tokens, hardware.matmul_tile_tokens)
+    # (the GEMV's time is FLOPs / fp32 peak: peak x efficiency cancel out of it)
+    tensor_rate = peak * hardware.compute_efficiency_for(dtype)
+    small_m = jnp.minimum(padded_tokens / tokens, tensor_rate / hardware.fp32_flops_per_s)
+    tile_factor = jnp.maximum(small_m, 1.0)
+    dequant = _dequant_efficiency(model, hardware)
+    # Tensor parallelism splits the blocks; the LM head only where the runtime shards its
+    # vocabulary (a replicated head is read whole by every chip).
+    head_weights = model.vocab * model.d_model
+    head_share = runtime.lm_head_sharding / tp + (1.0 - runtime.lm_head_sharding)
+    head_flops = 2.0 * logit_tokens * head_weights
+    head_bytes = model.weight_bytes * head_weights
     linear = roofline_time(
-        cost.matmul_flops / tp,
-        (cost.weight_bytes + cost.activation_bytes) / tp,
+        ((cost.matmul_flops - head_flops) / tp + head_flops * head_share) * tile_factor,
+        ((cost.weight_bytes - head_bytes) / tp + head_bytes * head_share) / dequant
+        + cost.activation_bytes / tp,
         hardware,
         dtype,
         smooth,
     )
-    # Attention runs at a fraction of the matmul roofline; the roofline (hard or p-norm
-    # max) is homogeneous, so scaling both FLOPs and bytes scales its time.
+    # Attention runs at a fraction of the matmul roofline in bf16 (fp32 on fp32 models);
+    # the roofline (hard or p-norm max) is homogeneous, so scaling both scales its time.
+    attention_dtype = "fp32" if dtype == "fp32" else "bf16"
     attention_share = 1.0 / (tp * hardware.attention_efficiency)
     attention = roofline_time(
         cost.attention_flops * attention_share,
         (cost.kv_read_bytes + cost.kv_write_bytes) * attention_share,
         hardware,
-        dtype,
+        attention_dtype,
         smooth,
     )
+    elementwise_bytes = (
+        runtime.elementwise_passes * cost.activation_bytes / tp
+        + runtime.sampling_bytes_per_logit * logit_tokens * model.vocab
+    )
+    elementwise_s = elementwise_bytes / (hardware.hbm_bytes_per_s * hardware.memory_efficiency)
     message_bytes = tokens * model.d_model * model.activation_bytes
-    communication_s = 2.0 * model.n_layers * allreduce_time(message_bytes, tp, hardware)
+
+    def allreduce(parallel):
+        return allreduce_time(
+            message_bytes,
+            parallel,
+            hardware,
+            runtime.allreduce_latency_s,
+            runtime.allreduce_bandwidth_fraction,
+            runtime.ring_allreduce_latency_s,
+        )
+
+    communication_s = 2.0 * model.n_layers * allreduce(tp)
     # Expert parallelism: exactly zero at ep = 1 (the same all-reduce subtracted and added).
     routed_bytes = message_bytes * model.experts_per_token / tp
     expert_parallel_s = (
-        2.0 * all_to_all_time(routed_bytes, ep, hardware)
-        + allreduce_time(message_bytes, tp / ep, hardware)
-        - allreduce_time(message_bytes, tp, hardware)
+        2.0 * all_to_all_time(routed_bytes, ep, hardware) + allreduce(tp / ep) - allreduce(tp)
     )
     communication_s = communication_s + model.n_moe_layers * expert_parallel_s
-    kernels = KERNELS_PER_LAYER * model.n_layers + KERNELS_PER_FORWARD
+    kernels = runtime.kernels_per_layer * model.n_layers + runtime.kernels_per_forward
     shared_kernels = where(model.d_ff_shared > 0, KERNELS_PER_SHARED_EXPERT, 0.0)
     kernels = kernels + model.n_moe_layers * (EXTRA_KERNELS_PER_MOE_LAYER + shared_kernels)
-    launch_s = hardware.kernel_launch_s * kernels
-    overhead_s = hardware.step_overhead_s
-    time_s = linear.time_s + attention.time_s + communication_s + launch_s + overhead_s
+    launch_s = runtime.kernel_launch_s * kernels
+    overhead_s = runtime.step_overhead_s + runtime.sequence_overhead_s * batch
+    time_s = (
+        linear.time_s + attention.time_s + elementwise_s + communication_s + launch_s + overhead_s
+    )
     compute_s = linear.compute_s + attention.compute_s
-    memory_s = linear.memory_s + attention.memory_s
+    memory_s = linear.memory_s + attention.memory_s + elementwise_s
     compute_bound_s = linear.time_s * linear.bound + attention.time_s * attention.bound
-    memory_bound_s = linear.time_s * (1 - linear.bound) + attention.time_s * (1 - attention.bound)
+    memory_bound_s = (
+        linear.time_s * (1 - linear.bound)
+        + attention.time_s * (1 - attention.bound)
+        + elementwise_s
+    )
     step = StepTime(
         time_s=time_s,
         linear_s=linear.time_s,
         attention_s=attention.time_s,
+        elementwise_s=elementwise_s,
         compute_s=compute_s,
         memory_s=memory_s,
         compute_bound_s=compute_bound_s,
@@ -334,6 +427,36 @@ def pass_step_time(
         cost=cost,
     )
     return step.replace(bound=binding_bound(step))
+
+
+def _smooth_at_least(value, floor, sharpness: float = 4.0):
+    """``max(value, floor)``, smoothly: ``(value**p + floor**p)**(1/p)`` (p = 4)."""
+    return smooth_max(value, floor, sharpness)
+
+
+def _dequant_efficiency(model: TransformerSpec, hardware: HardwareSpec):
+    """Fraction of the memory roofline a matmul reaches on its stored weight bytes while it
+    dequantises them.
+
+    Weights narrower than the compute dtype (weight-only int8; int4 with its group scales)
+    are converted in registers before the multiply, and that conversion, one per weight,
+    binds: ``int8_dequant_efficiency`` is the speed of an int8 kernel relative to
+    streaming its bytes, ``int4_dequant_efficiency`` that of a 4-bit kernel relative to
+    streaming its 0.5-byte payload. Group scales (up to 1/8 byte per weight at 0.625 bytes)
+    are read once per group and reused from on-chip memory, so a 4-bit kernel's time
+    follows its weights, not its scale bytes: below 0.625 bytes per weight the efficiency
+    on stored bytes is ``int4 x bytes / 0.5``; between 0.625 and 1 byte it is interpolated
+    in log2(bytes) up to the int8 value. Weights as wide as the compute dtype (bf16, or fp8
+    with fp8 compute) are not dequantised.
+    """
+    width = jnp.asarray(model.weight_bytes, jnp.result_type(float))
+    int4, int8 = hardware.int4_dequant_efficiency, hardware.int8_dequant_efficiency
+    four_bit = int4 * jnp.minimum(width, INT4_SCALED_BYTES) / INT4_PAYLOAD_BYTES
+    at_scaled = int4 * INT4_SCALED_BYTES / INT4_PAYLOAD_BYTES
+    x = jnp.clip(jnp.log2(width) / math.log2(INT4_SCALED_BYTES), 0.0, 1.0)  # 1 at 0.625, 0 at 1
+    between = int8 + (at_scaled - int8) * x
+    efficiency = jnp.minimum(jnp.where(width <= INT4_SCALED_BYTES, four_bit, between), 1.0)
+    return jnp.where(width < COMPUTE_DTYPE_BYTES[model.compute_dtype], efficiency, 1.0)
 
 
 def binding_bound(step: StepTime):

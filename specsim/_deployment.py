@@ -21,6 +21,7 @@ from flax import struct
 
 from . import hardware as _hardware
 from . import models as _models
+from . import runtime as _runtime
 from ._acceptance import as_acceptance, validate_acceptance
 from ._feasibility import check_draft_placement, check_draft_split, check_target_split
 from ._limits import MAX_GAMMA
@@ -28,6 +29,7 @@ from ._numerics import concrete_values, host_float
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
+from .runtime import RuntimeProfile
 
 __all__ = ["DEPLOYMENT_FIELDS", "Deployment", "check_draft", "check_gamma"]
 
@@ -44,7 +46,12 @@ class Deployment:
         tp: tensor-parallel degree of the target, >= 1.
         draft_tp: tensor-parallel degree of the draft, >= 1.
         speculation_overhead_s: fixed cost of one speculative iteration (sampling,
-            bookkeeping), s.
+            bookkeeping), s, on top of the runtime's.
+        runtime: the software stack (`specsim.runtime.RuntimeProfile`): kernel, step,
+            sequence and speculation overheads, fusion and the all-reduce's latency floor.
+            ``None`` (the default) stands for ``specsim.runtime.default_for(hardware)``,
+            the chip's catalogue overheads, resolved inside every prediction so that it
+            follows the hardware's leaves.
 
     Examples:
         >>> import specsim
@@ -60,6 +67,7 @@ class Deployment:
     tp: Any = 1.0
     draft_tp: Any = 1.0
     speculation_overhead_s: Any = 0.0
+    runtime: Any = None
 
     @classmethod
     def create(
@@ -72,6 +80,7 @@ class Deployment:
         tp: float = 1.0,
         draft_tp: float | None = None,
         speculation_overhead_s: float = 0.0,
+        runtime: RuntimeProfile | str | None = None,
     ) -> Deployment:
         """A validated deployment.
 
@@ -86,7 +95,11 @@ class Deployment:
                 or a sequence of per-position rates (required).
             tp: tensor-parallel degree of the target.
             draft_tp: tensor-parallel degree of the draft (defaults to ``tp``).
-            speculation_overhead_s: fixed cost per speculative iteration, s.
+            speculation_overhead_s: fixed cost per speculative iteration, s (added to the
+                runtime's).
+            runtime: a `RuntimeProfile` or a runtime catalogue name (``"cuda-graphs"``,
+                ``"trtllm"``, ...); ``None`` or ``"default"``: the chip's catalogue
+                overheads (stored as ``None``, see ``runtime`` above).
 
         Raises:
             ValueError: unknown names, invalid sizes, acceptance outside (0, 1), tp < 1,
@@ -101,6 +114,11 @@ class Deployment:
                 "acceptance is required: a number in (0, 1), per-position rates, or an "
                 "acceptance model (ConstantAcceptance, PositionalAcceptance, SDSLAcceptance)"
             )
+        # The default profile stays None: it reads the chip's own overhead leaves inside
+        # the trace, so replacing the hardware (or differentiating by it) reaches them.
+        if isinstance(runtime, str):
+            name = _runtime.canonical_name(runtime)
+            runtime = None if name == _runtime.DEFAULT else _runtime.get(name, hardware)
         deployment = cls(
             target=target,
             hardware=hardware,
@@ -109,6 +127,7 @@ class Deployment:
             tp=_f32(tp, "tp"),
             draft_tp=_f32(tp if draft_tp is None else draft_tp, "draft_tp"),
             speculation_overhead_s=_f32(speculation_overhead_s, "speculation_overhead_s"),
+            runtime=runtime,
         )
         return deployment.validate()
 
@@ -135,7 +154,19 @@ class Deployment:
         # What engines refuse: tp that cannot split the heads, a draft on other chips.
         check_target_split(self.target, self.tp)
         check_draft_placement(self.tp, self.draft_tp)
+        if self.runtime is not None:
+            if not isinstance(self.runtime, RuntimeProfile):
+                raise ValueError(
+                    f"runtime must be a RuntimeProfile, got {type(self.runtime).__name__}"
+                )
+            self.runtime.validate()
         return self
+
+    def resolved_runtime(self) -> RuntimeProfile:
+        """The runtime profile, with ``None`` resolved to the chip's default profile."""
+        if self.runtime is None:
+            return _runtime.default_for(self.hardware)
+        return self.runtime
 
 
 # Field names of `Deployment`, for containers that forward them (`Scenario.replace`).

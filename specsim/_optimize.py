@@ -145,6 +145,7 @@ class Scenario:
         tp: float = 1.0,
         draft_tp: float | None = None,
         speculation_overhead_s: float = 0.0,
+        runtime=None,
     ) -> Scenario:
         """A validated scenario; default template and bounds follow the target.
 
@@ -162,6 +163,7 @@ class Scenario:
             tp=tp,
             draft_tp=draft_tp,
             speculation_overhead_s=speculation_overhead_s,
+            runtime=runtime,
         )
         return cls.from_deployment(deployment, bounds=bounds, template=template)
 

@@ -22,10 +22,14 @@ def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     return (x + 1.0) / 2.0, w / 2.0
 
 
-def mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth) -> StepTime:
-    """Quadrature-weighted mean of ``step_time`` over ``contexts``; bound from the means."""
-    steps = jax.vmap(lambda c: step_time(model, hardware, batch, new_tokens, c, tp, smooth))(
-        contexts
-    )
+def mean_step(
+    model, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime=None
+) -> StepTime:
+    """Quadrature-weighted mean of ``step_time`` over ``contexts``; bound from the means.
+
+    ``runtime``: the software stack (``None``: the chip's default profile)."""
+    steps = jax.vmap(
+        lambda c: step_time(model, hardware, batch, new_tokens, c, tp, smooth, runtime)
+    )(contexts)
     mean = jax.tree.map(lambda x: jnp.tensordot(weights, x.astype(jnp.float32), axes=1), steps)
     return mean.replace(bound=binding_bound(mean))

@@ -211,6 +211,7 @@ def speculation_schedule(
     speculation_overhead_s: float = 0.0,
     max_gamma: int = DEFAULT_MAX_GAMMA,
     max_batch: int = DEFAULT_MAX_BATCH,
+    runtime=None,
 ) -> Schedule:
     """Best whole gamma for every batch size from 1 to ``max_batch``.
 
@@ -232,6 +233,8 @@ def speculation_schedule(
         speculation_overhead_s: fixed cost per speculative iteration, s.
         max_gamma: largest lookahead considered (default 16).
         max_batch: largest batch size (default 512).
+        runtime: the software stack (a `RuntimeProfile` or catalogue name; default the
+            chip's own overheads).
 
     Returns:
         `Schedule`.
@@ -268,6 +271,7 @@ def speculation_schedule(
         tp=tp,
         draft_tp=draft_tp,
         speculation_overhead_s=speculation_overhead_s,
+        runtime=runtime,
     )
     if isinstance(draft, TransformerSpec):
         check_draft(draft, deployment)

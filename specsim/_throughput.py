@@ -142,18 +142,30 @@ def _throughput(
     contexts = workload.prompt_tokens + nodes * workload.generate_tokens
     gamma = _speculators.draft_tokens(shape)
     tp = d.tp
+    runtime = d.resolved_runtime()
 
     proposal = _speculators.proposal(speculator, d, shape, contexts, weights, smooth)
     verify_tokens, extra_context = _speculators.verification(speculator, shape)
     verify_contexts = contexts if extra_context is None else contexts + extra_context
     verify_step = mean_step(
-        target, hardware, batch, verify_tokens, verify_contexts, weights, tp, smooth
+        target, hardware, batch, verify_tokens, verify_contexts, weights, tp, smooth, runtime
     )
-    target_step = mean_step(target, hardware, batch, 1.0, contexts, weights, tp, smooth)
+    target_step = mean_step(target, hardware, batch, 1.0, contexts, weights, tp, smooth, runtime)
 
     # Speculation costs nothing at gamma = 0 (plain decoding); its fixed overhead ramps in.
+    # Beyond the host work, rejection sampling reads back the gamma proposed tokens'
+    # distributions over the vocabulary (the target's are priced with its verification pass).
     speculating = jnp.clip(gamma, 0.0, 1.0)
-    overhead_s = d.speculation_overhead_s * speculating
+    rejection_s = (
+        runtime.sampling_bytes_per_logit
+        * batch
+        * gamma
+        * target.vocab
+        / (hardware.hbm_bytes_per_s * hardware.memory_efficiency)
+    )
+    overhead_s = (d.speculation_overhead_s + runtime.speculation_overhead_s) * speculating + (
+        rejection_s
+    )
     iteration_s = proposal.time_s + verify_step.time_s + overhead_s
 
     tokens_per_step = _speculators.emitted_tokens(speculator, d, shape)
@@ -162,7 +174,8 @@ def _throughput(
     tokens_per_s = batch * tokens_per_step / iteration_s
     baseline_tokens_per_s = batch / target_step.time_s
 
-    target_prefill = step_time(target, hardware, batch, workload.prompt_tokens, 0.0, tp, smooth)
+    prompt = workload.prompt_tokens
+    target_prefill = step_time(target, hardware, batch, prompt, 0.0, tp, smooth, runtime, 1.0)
     prefill_s = target_prefill.time_s + speculating * _speculators.prefill_s(speculator, d, smooth)
     generate = workload.generate_tokens
     request_latency_s = prefill_s + generate / tokens_per_step * iteration_s
@@ -224,6 +237,8 @@ def predict(
             roofline sharpness p (e.g. 16) to smooth at least this much for gradients:
             p = min(``hardware.roofline_sharpness``, ``smooth``).
         quadrature_nodes: Gauss-Legendre nodes over the growing context.
+        runtime: the software stack, a `RuntimeProfile` or a runtime catalogue name
+            (default: the chip's own overheads, ``"default"``).
 
     Returns:
         ``ThroughputReport``.
@@ -278,6 +293,7 @@ def throughput(
     speculation_overhead_s=0.0,
     smooth: float | None = None,
     quadrature_nodes: int = QUADRATURE_NODES,
+    runtime=None,
 ) -> ThroughputReport:
     """Tokens per second of speculative decoding, and everything behind the number.
 
@@ -304,6 +320,8 @@ def throughput(
             roofline sharpness p (e.g. 16) to smooth at least this much for gradients:
             p = min(``hardware.roofline_sharpness``, ``smooth``).
         quadrature_nodes: Gauss-Legendre nodes over the growing context.
+        runtime: the software stack, a `RuntimeProfile` or a runtime catalogue name
+            (default: the chip's own overheads, ``"default"``).
 
     Returns:
         ``ThroughputReport``.
@@ -322,7 +340,7 @@ def throughput(
         True
     """
     deployment = _deployment(
-        target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s
+        target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s, runtime
     )
     check_speculation(deployment, draft, gamma)
     return _checked_report(
@@ -332,7 +350,9 @@ def throughput(
     )
 
 
-def _deployment(target, hardware, workload, acceptance, tp, draft_tp, overhead) -> Deployment:
+def _deployment(
+    target, hardware, workload, acceptance, tp, draft_tp, overhead, runtime=None
+) -> Deployment:
     """A validated `Deployment` from `throughput`'s positional arguments (objects only)."""
     for what, value, kind in (
         ("target", target, TransformerSpec),
@@ -349,6 +369,7 @@ def _deployment(target, hardware, workload, acceptance, tp, draft_tp, overhead) 
         tp=tp,
         draft_tp=draft_tp,
         speculation_overhead_s=overhead,
+        runtime=runtime,
     )
 
 
@@ -568,13 +589,14 @@ def crossover_batch(
     tp=1.0,
     draft_tp=None,
     speculation_overhead_s=0.0,
+    runtime=None,
 ) -> float:
     """The batch size above which speculation stops paying (speedup < 1).
 
     Speedup is evaluated on a log grid of batch sizes from 1 to 4096 (eight per
     octave) and the first crossing of 1 is interpolated in log-batch. Returns
     ``inf`` if speculation pays on the whole grid and ``1.0`` if it never pays.
-    The workload's own batch is ignored.
+    The workload's own batch is ignored; ``runtime`` as in `throughput`.
 
     Examples:
         >>> import specsim
@@ -583,10 +605,10 @@ def crossover_batch(
         ...                             hardware.get("a100-80gb"), specsim.Workload.create(),
         ...                             4, specsim.ConstantAcceptance.create(0.6))
         >>> round(b)
-        114
+        137
     """
     deployment = _deployment(
-        target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s
+        target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s, runtime
     )
     check_speculation(deployment, draft, gamma)
     batches = jnp.asarray(_CROSSOVER_BATCHES, jnp.float32)

@@ -15,7 +15,7 @@ from conftest import RTOL_F64, assert_close, compilations
 from jax.test_util import check_grads
 
 import specsim
-from specsim import fits, forward_cost, hardware, memory_footprint, models, step_time
+from specsim import fits, forward_cost, hardware, memory_footprint, models, runtime, step_time
 from specsim._cost import (
     EXTRA_KERNELS_PER_MOE_LAYER,
     KERNELS_PER_FORWARD,
@@ -525,8 +525,18 @@ def test_moe_step_time_kernels_and_expert_parallel_collectives(x64):
     message = 4 * 2 * 7168 * 2
     hop, link = entry["interconnect_latency_us"] * 1e-6, entry["interconnect_gb_per_s"] * 1e9
 
+    # All-reduces under the default runtime: its 10 us floor, the fastest of one-shot,
+    # two-shot and ring at the link's achievable (interconnect_efficiency) rate.
+    floor = runtime.entry("default")["allreduce_latency_us"] * 1e-6
+    achievable = link * entry["interconnect_efficiency"]
+
     def allreduce(n):
-        return 2 * (n - 1) * hop + 2 * (n - 1) / n * message / link
+        if n == 1:
+            return 0.0
+        share = 2 * (n - 1) / n * message / achievable
+        return floor + min(
+            hop + (n - 1) * message / achievable, 2 * hop + share, 2 * (n - 1) * hop + share
+        )
 
     def all_to_all(n, size):
         return (n - 1) * hop + (n - 1) / n * size / link
@@ -614,7 +624,9 @@ def test_speculative_speedup_on_moe_versus_dense_of_the_same_active_size(name, t
     upto = batches.index(saturated)
     assert np.all(np.diff(s_moe[: upto + 1]) > -0.02)
     assert s_moe[upto] > s_moe[0] + 0.3
-    assert np.all(np.diff(s_dense) < 1e-6)
+    # (up a few tenths of a percent between batch 2 and 4: decode switches from vector-unit
+    # GEMVs to tensor-core tiles there, while verification already runs on tiles)
+    assert np.all(np.diff(s_dense) < 0.01)
     # Past saturation the MoE's speedup falls too, and stays above the dense twin's.
     assert s_moe[-1] < max(s_moe)
     assert np.all(s_moe[upto:] > s_dense[upto:])

@@ -183,6 +183,7 @@ def add_scenario_arguments(
         "--generate", type=positive(float), default=256, help="tokens generated per sequence"
     )
     parser.add_argument("--tp", type=positive(int), default=1, help="target tensor parallelism")
+    add_runtime_argument(parser)
     parser.add_argument(
         "--draft-tp",
         type=positive(int),
@@ -249,6 +250,16 @@ def memory_refusal(args: argparse.Namespace, memory_bytes: float, capacity_bytes
         f"{memory_bytes / 1e9:.1f} GB per chip, more than its {capacity_bytes / 1e9:.0f} GB; "
         "valid: more chips with --tp, a smaller --batch, --prompt or --generate, or "
         "--allow-infeasible to price it anyway"
+    )
+
+
+def add_runtime_argument(parser) -> None:
+    """``--runtime``: the software stack whose overheads apply (a runtime profile)."""
+    parser.add_argument(
+        "--runtime",
+        default="default",
+        help="software stack: default (the chip's catalogue overheads), eager, cuda-graphs, "
+        "trtllm, xla-tpu (see specsim/runtime/catalog.toml)",
     )
 
 

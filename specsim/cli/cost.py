@@ -7,6 +7,7 @@ import argparse
 from ._args import (
     MODEL_HELP,
     add_json_argument,
+    add_runtime_argument,
     add_weight_dtype_argument,
     hardware_label,
     load_hardware,
@@ -42,6 +43,7 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
         "--context", type=non_negative, default=0, help="tokens already in the KV cache"
     )
     parser.add_argument("--tp", type=positive(int), default=1, help="tensor parallelism")
+    add_runtime_argument(parser)
     add_weight_dtype_argument(parser)
     add_json_argument(parser)
 
@@ -53,6 +55,7 @@ def run_cost(args: argparse.Namespace) -> int:
         fits,
         forward_cost,
         memory_footprint,
+        runtime,
         step_time,
     )
     from specsim._limits import MAX_BATCH, MAX_TOKENS
@@ -66,8 +69,9 @@ def run_cost(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} {value:g}: out of range; valid: at most {limit}")
     model = load_model(args.model, "--model", weight_dtype=args.weight_dtype)
     chip = load_hardware(args.hardware)
+    stack = runtime.get(args.runtime, chip)
     cost = forward_cost(model, args.batch, args.new_tokens, args.context)
-    t = step_time(model, chip, args.batch, args.new_tokens, args.context, args.tp)
+    t = step_time(model, chip, args.batch, args.new_tokens, args.context, args.tp, runtime=stack)
     mem = memory_footprint(model, args.batch, args.context + args.new_tokens)
     report = {
         "model": model_label(args.model),
@@ -76,6 +80,7 @@ def run_cost(args: argparse.Namespace) -> int:
         "new_tokens": args.new_tokens,
         "context": args.context,
         "tp": args.tp,
+        "runtime": args.runtime,
         "matmul_flops": float(cost.matmul_flops),
         "attention_flops": float(cost.attention_flops),
         "weight_bytes": float(cost.weight_bytes),

@@ -540,6 +540,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         tp=args.tp,
         draft_tp=args.draft_tp,
         speculation_overhead_s=args.speculation_overhead_us * 1e-6,
+        runtime=args.runtime,
     )
     steps = args.steps or DEFAULT_STEPS
     restarts = args.restarts or DEFAULT_RESTARTS

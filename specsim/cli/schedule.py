@@ -409,6 +409,7 @@ def run_schedule(args: argparse.Namespace) -> int:
             speculation_overhead_s=args.speculation_overhead_us * 1e-6,
             max_gamma=max_gamma,
             max_batch=args.max_batch,
+            runtime=args.runtime,
         )
         progress.advance()
     finally:

@@ -105,6 +105,30 @@ FIELDS: tuple[Field, ...] = (
     # `HardwareSpec` holds as None).
     Field("roofline_sharpness", "roofline_sharpness", 1.0, SHARPNESS, "roofline sharpness", "",
           default=math.inf),
+    # Per-dtype kernels (see specsim._cost.pass_time). A chip without FP4 units runs FP4 at
+    # its fp8 rate; a dtype without a measured efficiency reaches bf16's fraction.
+    Field("fp4_flops_per_s", "fp4_tflops", TERA, POSITIVE, "fp4 FLOP/s", "TFLOP/s",
+          default=lambda si: si["fp8_flops_per_s"]),
+    Field("fp8_compute_efficiency", "fp8_compute_efficiency", 1.0, FRACTION,
+          "fp8 compute efficiency", "", default=lambda si: si["compute_efficiency"]),
+    Field("int8_compute_efficiency", "int8_compute_efficiency", 1.0, FRACTION,
+          "int8 compute efficiency", "", default=lambda si: si["compute_efficiency"]),
+    Field("fp4_compute_efficiency", "fp4_compute_efficiency", 1.0, FRACTION,
+          "fp4 compute efficiency", "", default=lambda si: si["fp8_compute_efficiency"]),
+    # Fraction of memory_efficiency a weight-only matmul reaches while dequantising.
+    Field("int8_dequant_efficiency", "int8_dequant_efficiency", 1.0, FRACTION,
+          "int8 dequantising efficiency", "", default=1.0),
+    Field("int4_dequant_efficiency", "int4_dequant_efficiency", 1.0, FRACTION,
+          "int4 dequantising efficiency", "", default=1.0),
+    # Rows of the smallest tensor-core / MXU tile: fewer tokens still compute a whole tile.
+    Field("matmul_tile_tokens", "matmul_tile_tokens", 1.0, POSITIVE, "matmul tile rows",
+          "tokens", default=1.0),
+    # Bus bandwidth of a large all-reduce over the link rate.
+    Field("interconnect_efficiency", "interconnect_efficiency", 1.0, FRACTION,
+          "interconnect efficiency", "", default=1.0),
+    # 1: one hop between any two chips (NVSwitch, PCIe switch, full mesh); 0: a torus.
+    Field("interconnect_switched", "interconnect_switched", 1.0, NON_NEGATIVE,
+          "switched interconnect", "", default=1.0),
 )  # fmt: skip
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -28,7 +28,7 @@ def effective_flops_per_s(hardware: HardwareSpec, compute_dtype: str = "bf16"):
         >>> round(float(effective_flops_per_s(hardware.get("h100"))) / 1e12, 1)
         791.2
     """
-    return hardware.peak_flops_per_s(compute_dtype) * hardware.compute_efficiency
+    return hardware.peak_flops_per_s(compute_dtype) * hardware.compute_efficiency_for(compute_dtype)
 
 
 def effective_hbm_bytes_per_s(hardware: HardwareSpec):
@@ -88,12 +88,31 @@ def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
     return jnp.where(finite, hi * (1.0 + powered) ** (1.0 / safe_p), hi)
 
 
+def overlap_max(a, b, sharpness):
+    """``smooth_max(a, b, sharpness)``; the hard max where ``sharpness`` is ``None`` or inf.
+
+    ``sharpness`` may be a traced leaf (``HardwareSpec.roofline_sharpness``); the
+    double ``where`` keeps gradients finite on both branches.
+
+    Examples:
+        >>> float(overlap_max(3.0, 4.0, None)), float(overlap_max(3.0, 4.0, 1.0))
+        (4.0, 7.0)
+    """
+    if sharpness is None:
+        return jnp.maximum(a, b)
+    sharpness = jnp.asarray(sharpness, jnp.result_type(float))
+    finite = jnp.isfinite(sharpness)
+    p = jnp.where(finite, sharpness, 1.0)
+    return jnp.where(finite, smooth_max(a, b, p), jnp.maximum(a, b))
+
+
 def roofline_time(
     flops,
     bytes_moved,
     hardware: HardwareSpec,
     compute_dtype: str = "bf16",
     smooth: float | None = None,
+    compute_efficiency=None,
 ) -> RooflineTime:
     """Time of an operation doing ``flops`` and moving ``bytes_moved`` through HBM.
 
@@ -110,6 +129,8 @@ def roofline_time(
         smooth: ``None``, or a roofline sharpness to smooth at least this much (for
             gradient-based optimisation): p = min(``hardware.roofline_sharpness``,
             ``smooth``).
+        compute_efficiency: fraction of the peak reached (default: the chip's for
+            ``compute_dtype``, ``HardwareSpec.compute_efficiency_for``).
 
     Returns:
         ``RooflineTime`` with the total, both bounds and which one binds.
@@ -120,10 +141,12 @@ def roofline_time(
         >>> int(t.bound)  # 2 TFLOP over 1 GB is compute-bound on an H100
         1
     """
-    compute_s = flops / effective_flops_per_s(hardware, compute_dtype)
+    peak = hardware.peak_flops_per_s(compute_dtype)
+    if compute_efficiency is None:
+        compute_efficiency = hardware.compute_efficiency_for(compute_dtype)
+    compute_s = flops / (peak * compute_efficiency)
     memory_s = bytes_moved / effective_hbm_bytes_per_s(hardware)
-    p = roofline_sharpness(hardware, smooth)
-    time_s = jnp.maximum(compute_s, memory_s) if p is None else smooth_max(compute_s, memory_s, p)
+    time_s = overlap_max(compute_s, memory_s, roofline_sharpness(hardware, smooth))
     bound = jnp.where(compute_s > memory_s, COMPUTE_BOUND, MEMORY_BOUND)
     return RooflineTime(time_s=time_s, compute_s=compute_s, memory_s=memory_s, bound=bound)
 
@@ -178,23 +201,65 @@ def check_smooth(smooth) -> float | None:
     return float(smooth)
 
 
-def allreduce_time(bytes_per_chip, tp, hardware: HardwareSpec):
-    """Ring all-reduce of ``bytes_per_chip`` over ``tp`` chips, s.
+def allreduce_time(
+    bytes_per_chip,
+    tp,
+    hardware: HardwareSpec,
+    latency_floor_s=0.0,
+    bandwidth_fraction=1.0,
+    ring_latency_s=None,
+):
+    """All-reduce of ``bytes_per_chip`` over ``tp`` chips by the fastest algorithm, s.
 
-    A ring all-reduce takes ``2 (tp - 1)`` steps (reduce-scatter then all-gather),
-    each paying the per-hop latency and moving ``bytes / tp`` per chip per
-    direction: ``2 (tp-1) latency + 2 (tp-1)/tp * bytes / bandwidth``. Zero at
-    ``tp = 1``; ``tp`` may be a traced float.
+    With per-hop latency ``h`` and achievable per-chip bandwidth ``B`` of the interconnect
+    (``interconnect_bytes_per_s x interconnect_efficiency``), a runtime offers:
+
+    * on switched fabrics (``interconnect_switched``: every peer one hop away), a
+      latency-optimised kernel (TensorRT-LLM, vLLM and SGLang's custom all-reduce over
+      NVLink peer memory) with its own fixed cost ``latency_floor_s`` and a fraction
+      ``bandwidth_fraction`` of ``B``: one-shot (each chip reads every peer's buffer,
+      ``floor + h + (tp - 1) bytes / (f B)``) or two-shot (reduce-scatter then all-gather,
+      ``floor + 2 h + 2 (tp - 1)/tp bytes / (f B)``);
+    * the bandwidth-optimal ring (NCCL): ``ring floor + 2 (tp - 1) h +
+      2 (tp - 1)/tp bytes / B``.
+
+    The fastest binds: the small kernels for decode messages, the ring for prefill. Zero
+    at ``tp = 1``; ``tp`` may be a traced float (the fixed costs ramp in between 1 and 2).
+
+    Args:
+        bytes_per_chip: message size on each chip, bytes.
+        tp: chips taking part.
+        hardware: the chip (``interconnect_latency_s``, ``interconnect_bytes_per_s``,
+            ``interconnect_efficiency``).
+        latency_floor_s: fixed cost of the latency-optimised all-reduce, s.
+        bandwidth_fraction: the fraction of ``B`` that kernel reaches.
+        ring_latency_s: fixed cost of the ring all-reduce, s (default ``latency_floor_s``).
+
+    References:
+        Thakur, Rabenseifner, Gropp, "Optimization of Collective Communication Operations
+        in MPICH" (2005): ring and reduce-scatter/all-gather cost models.
 
     Examples:
         >>> from specsim import hardware
         >>> float(allreduce_time(1e6, 1.0, hardware.get("h100")))
         0.0
+        >>> round(float(allreduce_time(8192.0, 8.0, hardware.get("h100"), 5e-6)) * 1e6, 1)
+        7.2
     """
-    steps = 2.0 * (tp - 1.0)
-    return steps * hardware.interconnect_latency_s + (
-        steps / tp * bytes_per_chip / hardware.interconnect_bytes_per_s
+    ring_latency_s = latency_floor_s if ring_latency_s is None else ring_latency_s
+    hop = hardware.interconnect_latency_s
+    bandwidth = hardware.interconnect_bytes_per_s * hardware.interconnect_efficiency
+    small = bandwidth * bandwidth_fraction
+    share = (tp - 1.0) / tp
+    one_shot = latency_floor_s + hop + (tp - 1.0) * bytes_per_chip / small
+    two_shot = latency_floor_s + 2.0 * hop + 2.0 * share * bytes_per_chip / small
+    ring = ring_latency_s + 2.0 * (tp - 1.0) * hop + 2.0 * share * bytes_per_chip / bandwidth
+    parallel = jnp.clip(tp - 1.0, 0.0, 1.0)
+    # On a torus of neighbour links (TPU ICI) only the ring exists.
+    small_kernels = jnp.where(
+        hardware.interconnect_switched > 0.5, jnp.minimum(one_shot, two_shot), jnp.inf
     )
+    return parallel * jnp.minimum(small_kernels, ring)
 
 
 def all_to_all_time(bytes_per_chip, n, hardware: HardwareSpec):

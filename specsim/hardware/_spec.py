@@ -44,6 +44,21 @@ class HardwareSpec:
             kernels reach, in (0, 1]. 1 (the catalogue's value) treats attention like a
             weight GEMM/GEMV; measured CPUs, whose XLA attention is a chain of small batched
             matmuls and a softmax, reach a fraction of that (``specsim calibrate`` fits it).
+        fp4_flops_per_s: dense FP4 (NVFP4 / MXFP4) peak, FLOP/s (the fp8 peak where the chip
+            has no FP4 units).
+        fp8_compute_efficiency, int8_compute_efficiency, fp4_compute_efficiency: achievable
+            fraction of that dtype's peak (large GEMM); ``compute_efficiency`` is bf16's.
+        int8_dequant_efficiency, int4_dequant_efficiency: fraction of ``memory_efficiency``
+            that a weight-only quantised matmul reaches while it dequantises 8-bit or 4-bit
+            weights to its compute dtype (1 = streams as fast as a bf16 GEMV).
+        matmul_tile_tokens: rows of the smallest matmul tile (tensor-core / MXU tile): a
+            matmul over fewer tokens computes a full tile.
+        interconnect_efficiency: achievable fraction of ``interconnect_bytes_per_s`` in a
+            large all-reduce (NCCL bus bandwidth over the link rate).
+        interconnect_switched: 1 if every chip reaches every other in one hop (NVSwitch,
+            a PCIe switch, Infinity Fabric's full mesh), so one-shot and two-shot
+            all-reduces exist; 0 for a torus of neighbour links (TPU ICI), where an
+            all-reduce walks the ring.
         roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
             the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
             (``specsim.hardware.smooth_max``); p = 1 is their sum, p < 1 mutual
@@ -77,6 +92,15 @@ class HardwareSpec:
     step_overhead_s: Any
     attention_efficiency: Any = 1.0
     roofline_sharpness: Any = None
+    fp4_flops_per_s: Any = None
+    fp8_compute_efficiency: Any = None
+    int8_compute_efficiency: Any = None
+    fp4_compute_efficiency: Any = None
+    int8_dequant_efficiency: Any = 1.0
+    int4_dequant_efficiency: Any = 1.0
+    matmul_tile_tokens: Any = 1.0
+    interconnect_efficiency: Any = 1.0
+    interconnect_switched: Any = 1.0
 
     @classmethod
     def from_datasheet(cls, entry: Mapping[str, Any], name: str = "hardware") -> HardwareSpec:
@@ -87,7 +111,11 @@ class HardwareSpec:
         ``compute_efficiency``, ``memory_efficiency``, ``kernel_launch_us``,
         ``step_overhead_us`` (required); ``fp32_tflops``, ``fp8_tflops``, ``int8_tops``,
         ``attention_efficiency`` (default 1), ``roofline_sharpness`` (default inf, the hard
-        roofline, held as ``None``); and facts that are not numbers of the model
+        roofline, held as ``None``), the per-dtype kernel fields ``fp4_tflops`` (default the
+        fp8 rate), ``fp8/int8/fp4_compute_efficiency`` (default ``compute_efficiency``;
+        fp4's: fp8's), ``int8/int4_dequant_efficiency`` (default 1),
+        ``matmul_tile_tokens`` (default 1), ``interconnect_efficiency`` (default 1) and
+        ``interconnect_switched`` (default 1); and facts that are not numbers of the model
         (``aliases``, ``kind``, ``vendor``, ``year``, ``source``, ``sources``, ``notes``,
         ``calibration``).
 
@@ -157,10 +185,23 @@ class HardwareSpec:
         return self
 
     def peak_flops_per_s(self, compute_dtype: str):
-        """Dense peak FLOP/s for ``compute_dtype`` (``fp32``, ``bf16``, ``fp8``, ``int8``)."""
+        """Dense peak FLOP/s of ``compute_dtype``: fp32, bf16, fp8, int8 or fp4."""
+        if compute_dtype == "fp4" and self.fp4_flops_per_s is None:
+            return self.fp8_flops_per_s
         try:
             return getattr(self, f"{compute_dtype}_flops_per_s")
         except AttributeError:
             raise ValueError(
-                f"unknown compute dtype {compute_dtype!r}; valid: fp32, bf16, fp8, int8"
+                f"unknown compute dtype {compute_dtype!r}; valid: fp32, bf16, fp8, int8, fp4"
             ) from None
+
+    def compute_efficiency_for(self, compute_dtype: str):
+        """Achievable fraction of ``compute_dtype``'s peak (fp32 and bf16 share one)."""
+        if compute_dtype in ("fp8", "int8", "fp4"):
+            value = getattr(self, f"{compute_dtype}_compute_efficiency")
+            if value is None and compute_dtype == "fp4":
+                value = self.fp8_compute_efficiency
+            return self.compute_efficiency if value is None else value
+        self.peak_flops_per_s(compute_dtype)  # unknown dtypes raise here
+        return self.compute_efficiency
+

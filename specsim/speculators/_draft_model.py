@@ -20,9 +20,12 @@ __all__: list[str] = []
 
 def _proposal(draft: TransformerSpec, deployment, shape, contexts, weights, smooth):
     hardware, batch, tp = deployment.hardware, deployment.workload.batch, deployment.draft_tp
+    runtime = deployment.resolved_runtime()
 
     def pass_step(new_tokens):
-        return mean_step(draft, hardware, batch, new_tokens, contexts, weights, tp, smooth)
+        return mean_step(
+            draft, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime
+        )
 
     return sequential_proposal(pass_step, shape)
 
@@ -47,6 +50,8 @@ def _prefill_s(draft: TransformerSpec, deployment, smooth):
         0.0,
         deployment.draft_tp,
         smooth,
+        deployment.resolved_runtime(),
+        1.0,  # one logit per sequence: the prompt's last position
     ).time_s
 
 

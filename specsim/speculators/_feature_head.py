@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from .._cost import memory_footprint, step_time
 from .._quadrature import mean_step
 from ..hardware import roofline_time
+from ..runtime import default_for
 
 __all__: list[str] = []
 
@@ -36,8 +37,15 @@ def head_model(target, n_layers, vocab, mixture: bool = False):
     )
 
 
-def fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth):
-    """The fusion matmul over ``tokens`` tokens (all sequences): one kernel, s."""
+def fusion_time(
+    target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth, runtime=None
+):
+    """The fusion matmul over ``tokens`` tokens (all sequences): one kernel, s.
+
+    ``runtime``: the software stack whose kernel launch it pays (``None``: the chip's
+    default profile)."""
+    if runtime is None:
+        runtime = default_for(hardware)
     io = tokens * (fusion_inputs + 1.0) * target.d_model * target.activation_bytes
     fusion = roofline_time(
         2.0 * tokens * fusion_weights / tp,
@@ -46,7 +54,7 @@ def fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smo
         target.compute_dtype,
         smooth,
     )
-    return fusion.time_s + hardware.kernel_launch_s
+    return fusion.time_s + runtime.kernel_launch_s
 
 
 def head_pass(deployment, contexts, weights, smooth, model, fusion_weights, fusion_inputs):
@@ -54,11 +62,15 @@ def head_pass(deployment, contexts, weights, smooth, model, fusion_weights, fusi
     its fusion matmul, averaged over the contexts."""
     target, hardware = deployment.target, deployment.hardware
     batch, tp = deployment.workload.batch, deployment.draft_tp
+    runtime = deployment.resolved_runtime()
 
     def pass_step(new_tokens):
-        step = mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth)
+        step = mean_step(
+            model, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime
+        )
         extra = fusion_time(
-            target, hardware, batch * new_tokens, fusion_weights, fusion_inputs, tp, smooth
+            target, hardware, batch * new_tokens, fusion_weights, fusion_inputs, tp, smooth,
+            runtime,
         )
         return step.replace(time_s=step.time_s + extra)
 
@@ -69,11 +81,15 @@ def head_prefill_s(deployment, smooth, model, fusion_weights, fusion_inputs):
     """The head's pass over the prompt, s."""
     target, hardware, workload = deployment.target, deployment.hardware, deployment.workload
     tp = deployment.draft_tp
+    runtime = deployment.resolved_runtime()
+    # (one logit per sequence: the prompt's last position)
     layers = step_time(
-        model, hardware, workload.batch, workload.prompt_tokens, 0.0, tp, smooth
+        model, hardware, workload.batch, workload.prompt_tokens, 0.0, tp, smooth, runtime, 1.0
     ).time_s
     tokens = workload.batch * workload.prompt_tokens
-    return layers + fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth)
+    return layers + fusion_time(
+        target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth, runtime
+    )
 
 
 def head_memory_bytes(deployment, model, batch, context, fusion_weights, own_head_weights):

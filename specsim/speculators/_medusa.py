@@ -89,7 +89,7 @@ def _proposal(heads: Medusa, deployment, shape, contexts, weights, smooth):
         smooth,
     )
     kernels = heads.n_heads * (heads.head_layers + 1.0)
-    pass_s = roofline.time_s + kernels * hardware.kernel_launch_s
+    pass_s = roofline.time_s + kernels * deployment.resolved_runtime().kernel_launch_s
     speculating = jnp.clip(draft_tokens(shape), 0.0, 1.0)
     return Proposal(time_s=speculating * pass_s, step_s=pass_s, bound=roofline.bound)
 

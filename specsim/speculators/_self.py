@@ -73,8 +73,12 @@ def _proposal(spec: SelfSpeculation, deployment, shape, contexts, weights, smoot
     hardware, batch, tp = deployment.hardware, deployment.workload.batch, deployment.tp
     attended = jnp.minimum(contexts, spec.kv_budget_tokens)
 
+    runtime = deployment.resolved_runtime()
+
     def pass_step(new_tokens):
-        return mean_step(draft, hardware, batch, new_tokens, attended, weights, tp, smooth)
+        return mean_step(
+            draft, hardware, batch, new_tokens, attended, weights, tp, smooth, runtime
+        )
 
     return sequential_proposal(pass_step, shape)
 

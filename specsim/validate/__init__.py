@@ -33,6 +33,7 @@ from ._local import validate_local as validate_local
 from ._metrics import mape as mape
 from ._published import load_published as load_published
 from ._published import predict_published as predict_published
+from ._published import published_mape_by_group as published_mape_by_group
 from ._published import validate_published as validate_published
 from ._report import markdown_table as markdown_table
 from ._report import report_local as report_local
@@ -45,6 +46,7 @@ __all__ = [
     "mape",
     "markdown_table",
     "predict_published",
+    "published_mape_by_group",
     "report_local",
     "report_published",
     "split_train_test",

@@ -9,14 +9,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import _schema, hardware, models
-from .._acceptance import ConstantAcceptance
-from .._throughput import throughput
+from .. import _schema, hardware, models, runtime
+from .._deployment import Deployment
+from .._saturation import saturated_throughput, trtllm_bench_limits
+from .._throughput import predict
 from .._workload import Workload
 from ..models import TransformerSpec
-from ..models._spec import BYTES_PER_ELEMENT
+from ..models._spec import BYTES_PER_ELEMENT, COMPUTE_DTYPES
+from ._metrics import mape
 
-__all__ = ["load_published", "predict_published", "validate_published"]
+__all__ = [
+    "ENGINES",
+    "PUBLISHED_QUANTITIES",
+    "load_published",
+    "predict_published",
+    "published_mape_by_group",
+    "validate_published",
+]
+
+PUBLISHED_QUANTITIES = ("baseline_tokens_per_s", "speedup", "saturated_output_tokens_per_s")
+# Engines whose batching limits specsim can derive for saturated-throughput rows.
+ENGINES = ("trtllm-bench",)
 
 
 def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], dict[str, dict]]:
@@ -93,8 +106,22 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
                         "draft, gamma, alpha and published_cost_ratio only with a speedup",
                     )
                 )
+        if row["quantity"] != "saturated_output_tokens_per_s":
+            extra = [k for k in ("engine", "kv_memory_fraction") if k in row]
+            if extra:
+                raise ValueError(
+                    _schema.message(
+                        entry,
+                        extra[0],
+                        row[extra[0]],
+                        "only for a saturated engine",
+                        "engine and kv_memory_fraction only with saturated_output_tokens_per_s",
+                    )
+                )
         try:
             hardware.canonical_name(row["hardware"])
+            if "runtime" in row:
+                runtime.canonical_name(row["runtime"])
             for role in ("target", "draft"):
                 if role in row and row[role] not in architectures:
                     models.info(row[role])
@@ -106,7 +133,8 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
 # The schema of a [[measurement]] and of an [architecture."Name"] (see published.toml).
 _MEASUREMENT_KEYS = {
     "id": _schema.Key("string", required=True),
-    "quantity": _schema.Key("string", choices=("baseline_tokens_per_s", "speedup"), required=True),
+    "quantity": _schema.Key("string", choices=PUBLISHED_QUANTITIES, required=True),
+    "group": _schema.Key("string"),
     "value": _schema.Key("number", _schema.POSITIVE, required=True),
     "kind": _schema.Key("string", choices=("measured", "expected")),
     "hardware": _schema.Key("string", required=True),
@@ -117,6 +145,12 @@ _MEASUREMENT_KEYS = {
     "generate_tokens": _schema.Key("number", _schema.Rule(lambda v: v >= 1, ">= 1")),
     "weight_dtype": _schema.Key("string", choices=tuple(sorted(BYTES_PER_ELEMENT))),
     "weight_bytes": _schema.Key("number", _schema.POSITIVE),
+    "kv_dtype": _schema.Key("string", choices=tuple(sorted(BYTES_PER_ELEMENT))),
+    "compute_dtype": _schema.Key("string", choices=COMPUTE_DTYPES),
+    "tp": _schema.Key("number", _schema.Rule(lambda v: v >= 1, ">= 1")),
+    "runtime": _schema.Key("string"),
+    "engine": _schema.Key("string", choices=ENGINES),
+    "kv_memory_fraction": _schema.Key("number", _schema.FRACTION),
     "gamma": _schema.Key("number", _schema.NON_NEGATIVE),
     "alpha": _schema.Key("number", _schema.Rule(lambda v: 0 < v < 1, "in (0, 1)")),
     "published_cost_ratio": _schema.Key("number", _schema.POSITIVE),
@@ -137,7 +171,7 @@ _ARCHITECTURE_KEYS = {
 }
 
 
-def _published_spec(name: str, architectures: dict, weight_dtype: str, weight_bytes=None):
+def _published_spec(name: str, architectures: dict, row: dict):
     if name in architectures:
         arch = architectures[name]
         spec = TransformerSpec.create(
@@ -153,47 +187,69 @@ def _published_spec(name: str, architectures: dict, weight_dtype: str, weight_by
         )
     else:
         spec = models.get(name)
-    if weight_dtype != "bf16":
-        spec = spec.with_dtypes(weight_dtype)
-    if weight_bytes is not None:
-        spec = spec.replace(weight_bytes=float(weight_bytes))
+    weight_dtype = row.get("weight_dtype", "bf16")
+    if weight_dtype != "bf16" or "kv_dtype" in row or "compute_dtype" in row:
+        spec = spec.with_dtypes(weight_dtype, row.get("kv_dtype"), row.get("compute_dtype"))
+    if row.get("weight_bytes") is not None:
+        spec = spec.replace(weight_bytes=float(row["weight_bytes"]))
     return spec
 
 
 def predict_published(row: dict, architectures: dict) -> dict[str, float]:
     """specsim's prediction for one published measurement (catalogue defaults).
 
+    The row's conditions become a `Deployment` (target in the row's dtypes, chip, tensor
+    parallelism, runtime profile, workload); nothing is fitted to the row.
+
     Returns:
         ``{"predicted": value, "predicted_cost_ratio": c}`` (c only for speedups).
     """
-    dtype = row.get("weight_dtype", "bf16")
-    target = _published_spec(row["target"], architectures, dtype, row.get("weight_bytes"))
-    chip = hardware.get(row["hardware"])
+    target = _published_spec(row["target"], architectures, row)
     workload = Workload.create(
         batch=row["batch"],
         prompt_tokens=row.get("prompt_tokens", 128),
         generate_tokens=row.get("generate_tokens", 128),
     )
-    if row["quantity"] == "baseline_tokens_per_s":
-        report = throughput(target, target, chip, workload, 0.0, ConstantAcceptance.create(0.5))
-        return {"predicted": float(report.baseline_tokens_per_s)}
-    draft = _published_spec(row["draft"], architectures, dtype, row.get("weight_bytes"))
-    report = throughput(
+    deployment = Deployment.create(
         target,
-        draft,
-        chip,
+        hardware.get(row["hardware"]),
         workload,
-        float(row["gamma"]),
-        ConstantAcceptance.create(float(row["alpha"])),
+        float(row.get("alpha", 0.5)),
+        tp=float(row.get("tp", 1)),
+        runtime=row.get("runtime", "default"),
     )
+    if row["quantity"] == "baseline_tokens_per_s":
+        report = predict(deployment, target, 0.0)
+        return {"predicted": float(report.baseline_tokens_per_s)}
+    if row["quantity"] == "saturated_output_tokens_per_s":
+        limits = trtllm_bench_limits(deployment, float(row.get("kv_memory_fraction", 0.9)))
+        return {"predicted": float(saturated_throughput(deployment, limits).output_tokens_per_s)}
+    draft = _published_spec(row["draft"], architectures, row)
+    report = predict(deployment, draft, float(row["gamma"]))
     return {"predicted": float(report.speedup), "predicted_cost_ratio": float(report.cost_ratio)}
+
+
+def published_mape_by_group(published) -> dict[str, float]:
+    """MAPE of each group of published rows, %, in the order the groups first appear.
+
+    Examples:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"group": ["a", "a", "b"], "predicted": [1.1, 0.9, 2.0],
+        ...                       "published": [1.0, 1.0, 2.0]})
+        >>> {k: round(v, 6) for k, v in published_mape_by_group(frame).items()}
+        {'a': 10.0, 'b': 0.0}
+    """
+    return {
+        group: mape(rows["predicted"], rows["published"])
+        for group, rows in published.groupby("group", sort=False)
+    }
 
 
 def validate_published(path: str | os.PathLike | None = None):
     """Predicts every published measurement with default efficiencies.
 
     Returns:
-        DataFrame with ``id``, ``quantity``, ``kind``, ``published``, ``predicted``,
+        DataFrame with ``id``, ``group``, ``quantity``, ``kind``, ``published``, ``predicted``,
         ``error_pct``, cost ratios where given, ``source`` and ``assumed``.
     """
     rows, architectures = load_published(path)
@@ -203,6 +259,7 @@ def validate_published(path: str | os.PathLike | None = None):
         out.append(
             {
                 "id": row["id"],
+                "group": row.get("group", row["quantity"]),
                 "quantity": row["quantity"],
                 "kind": row.get("kind", "measured"),
                 "hardware": row["hardware"],
