@@ -67,8 +67,7 @@ def write(tmp_path, text, name="chip.toml"):
 def stack(specs):
     # The hard roofline (sharpness None, no leaf) stacks beside fitted ones as p = inf.
     specs = [
-        s.replace(roofline_sharpness=math.inf) if s.roofline_sharpness is None else s
-        for s in specs
+        s.replace(roofline_sharpness=math.inf) if s.roofline_sharpness is None else s for s in specs
     ]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *specs)
 

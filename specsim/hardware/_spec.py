@@ -204,4 +204,3 @@ class HardwareSpec:
             return self.compute_efficiency if value is None else value
         self.peak_flops_per_s(compute_dtype)  # unknown dtypes raise here
         return self.compute_efficiency
-

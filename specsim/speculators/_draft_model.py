@@ -23,9 +23,7 @@ def _proposal(draft: TransformerSpec, deployment, shape, contexts, weights, smoo
     runtime = deployment.resolved_runtime()
 
     def pass_step(new_tokens):
-        return mean_step(
-            draft, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime
-        )
+        return mean_step(draft, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime)
 
     return sequential_proposal(pass_step, shape)
 

@@ -37,9 +37,7 @@ def head_model(target, n_layers, vocab, mixture: bool = False):
     )
 
 
-def fusion_time(
-    target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth, runtime=None
-):
+def fusion_time(target, hardware, tokens, fusion_weights, fusion_inputs, tp, smooth, runtime=None):
     """The fusion matmul over ``tokens`` tokens (all sequences): one kernel, s.
 
     ``runtime``: the software stack whose kernel launch it pays (``None``: the chip's
@@ -65,11 +63,15 @@ def head_pass(deployment, contexts, weights, smooth, model, fusion_weights, fusi
     runtime = deployment.resolved_runtime()
 
     def pass_step(new_tokens):
-        step = mean_step(
-            model, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime
-        )
+        step = mean_step(model, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime)
         extra = fusion_time(
-            target, hardware, batch * new_tokens, fusion_weights, fusion_inputs, tp, smooth,
+            target,
+            hardware,
+            batch * new_tokens,
+            fusion_weights,
+            fusion_inputs,
+            tp,
+            smooth,
             runtime,
         )
         return step.replace(time_s=step.time_s + extra)

@@ -76,9 +76,7 @@ def _proposal(spec: SelfSpeculation, deployment, shape, contexts, weights, smoot
     runtime = deployment.resolved_runtime()
 
     def pass_step(new_tokens):
-        return mean_step(
-            draft, hardware, batch, new_tokens, attended, weights, tp, smooth, runtime
-        )
+        return mean_step(draft, hardware, batch, new_tokens, attended, weights, tp, smooth, runtime)
 
     return sequential_proposal(pass_step, shape)
 
