@@ -258,11 +258,12 @@ def datasheet_decimals(si: Any) -> dict[str, Decimal]:
     so nothing is rounded (TOML files are written from these).
     """
     value = si.__getitem__ if isinstance(si, Mapping) else lambda name: getattr(si, name)
-    out = {}
+    out, known = {}, {}
     for f in FIELDS:
         v = value(f.name)
-        if v is None:  # left at its default (the hard roofline's sharpness)
-            v = f.default
+        if v is None:  # left at its default (the hard roofline's sharpness, a fallback rate)
+            v = f.default(known) if callable(f.default) else f.default
+        known[f.name] = float(v)
         out[f.key] = _decimal(float(v)) / _decimal(f.factor)
     return out
 

@@ -86,13 +86,15 @@ def read_toml_entry(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
     entry = dict(data)
     # The file's own keys, `base` among them (a typo names the closest valid one).
     _schema.check_keys(entry, (*DATASHEET_KEYS, *METADATA_KEYS, "base"), where, _SPELLINGS)
-    base = entry.pop("base", None)
-    if base is not None:
-        entry = _over_base(_schema.text(where, "base", base), entry, where)
+    # A fitted sharpness in the file's calibration table (earlier versions) overrides the
+    # base's catalogue sharpness, not a sharpness the file gives itself.
     calibration = entry.get("calibration")
     sharpness = FIELD_BY_NAME["roofline_sharpness"].key
     if isinstance(calibration, Mapping) and sharpness in calibration and sharpness not in entry:
         entry[sharpness] = calibration[sharpness]
+    base = entry.pop("base", None)
+    if base is not None:
+        entry = _over_base(_schema.text(where, "base", base), entry, where)
     return entry, name
 
 
