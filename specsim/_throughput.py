@@ -153,13 +153,16 @@ def _throughput(
     target_step = mean_step(target, hardware, batch, 1.0, contexts, weights, tp, smooth, runtime)
 
     # Speculation costs nothing at gamma = 0 (plain decoding); its fixed overhead ramps in.
-    # Beyond the host work, rejection sampling reads back the gamma proposed tokens'
-    # distributions over the vocabulary (the target's are priced with its verification pass).
+    # Beyond the host work, rejection sampling reads back the distributions over the
+    # vocabulary of the tokens each sequence verified beyond the first (the target's are
+    # priced with its verification pass); drafts copied from the context carry none.
     speculating = jnp.clip(gamma, 0.0, 1.0)
+    sampled = 1.0 if _speculators.sampled_proposals(speculator) else 0.0
     rejection_s = (
-        runtime.sampling_bytes_per_logit
+        sampled
+        * runtime.sampling_bytes_per_logit
         * batch
-        * gamma
+        * (verify_tokens - 1.0)
         * target.vocab
         / (hardware.hbm_bytes_per_s * hardware.memory_efficiency)
     )

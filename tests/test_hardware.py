@@ -567,20 +567,17 @@ def test_switching_hardware_does_not_recompile():
         for name in NAMES:
             time_s(hardware.get(name), 1e12, 1e9)
         time_s(hardware.get("h100").replace(memory_efficiency=0.5), 5e12, 2e9)
-    # One trace per pytree structure: chips with a measured roofline sharpness (a leaf)
-    # and chips on the hard roofline (None, no leaf).
-    kinds = {hardware.get(name).roofline_sharpness is None for name in NAMES}
-    assert kinds == {True, False}
-    assert len(traces) == len(kinds)
-    assert compiled.count("time_s") == len(kinds)
+    # Every catalogue chip carries a roofline sharpness leaf: one pytree structure.
+    assert all(hardware.get(name).roofline_sharpness is not None for name in NAMES)
+    assert len(traces) == 1
+    assert compiled.count("time_s") == 1
 
 
 def test_spec_leaves_are_all_traced():
     leaves = jax.tree_util.tree_leaves(hardware.get("h100"))
     # The H100's catalogue sharpness (2) is a leaf; a hard roofline's (None) is none.
     assert len(leaves) == len(LEAVES) == len(hardware.FIELDS) == 23
-    hard = hardware.get("v5e")
-    assert hard.roofline_sharpness is None
+    hard = hardware.get("v5e").replace(roofline_sharpness=None)
     assert len(jax.tree_util.tree_leaves(hard)) == 22
 
 

@@ -469,7 +469,9 @@ def test_cli_evaluate_takes_a_folder_and_a_cached_hub_id(hub_cache, tmp_path, ca
     # The weight and KV dtype flags reach the prediction: int4 weights, fp8 KV are faster.
     assert main([*argv, "--json", "--weight-dtype", "int4", "--kv-dtype", "fp8"]) == 0
     quantised = json.loads(capsys.readouterr().out)
-    assert quantised["baseline_tokens_per_s"] > 2 * plain["baseline_tokens_per_s"]
+    # Not the byte ratio (~3.6x): int4 kernels dequantise, and gpt-fast measures int4 at
+    # 1.88x bf16 (Llama-2-7B on A100, 196.80 vs 104.9 tokens/s, gpt-fast README 32971d3).
+    assert quantised["baseline_tokens_per_s"] > 1.5 * plain["baseline_tokens_per_s"]
 
 
 def test_cli_uncached_hub_id_is_one_line_exit_2(hub_cache, capsys):

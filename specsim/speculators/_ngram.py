@@ -114,5 +114,6 @@ register(
         memory_bytes=_no_memory,
         prefill_s=_no_prefill,
         validate=_validate,
+        sampled_proposals=False,
     ),
 )

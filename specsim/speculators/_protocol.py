@@ -58,6 +58,7 @@ __all__ = [
     "proposal",
     "register",
     "report_acceptance_rate",
+    "sampled_proposals",
     "sequential_proposal",
     "validate_speculation",
     "verification",
@@ -94,6 +95,9 @@ class Method:
         verification: ``(spec, shape) -> (new_tokens, extra_context or None)``.
         acceptance_rate: ``(spec, deployment) -> alpha`` for the report.
         name_of: ``spec -> name`` where one type serves several names (EAGLE versions).
+        sampled_proposals: whether each proposed token comes with a distribution over the
+            vocabulary that rejection sampling reads back (draft models, heads); False for
+            drafts copied from the context (n-gram lookup), checked by exact match.
     """
 
     name: str
@@ -105,6 +109,7 @@ class Method:
     verification: Callable | None = None
     acceptance_rate: Callable | None = None
     name_of: Callable | None = None
+    sampled_proposals: bool = True
 
 
 _REGISTRY: dict[type, Method] = {}
@@ -149,6 +154,11 @@ def verification(speculator, shape):
     if method.verification is not None:
         return method.verification(speculator, shape)
     return shape_verification(shape)
+
+
+def sampled_proposals(speculator) -> bool:
+    """Whether rejection sampling reads a distribution for each proposed token."""
+    return implementation(speculator).sampled_proposals
 
 
 def emitted_tokens(speculator, deployment, shape):
