@@ -343,7 +343,12 @@ def pass_time(
     padded_tokens = _smooth_at_least(tokens, hardware.matmul_tile_tokens)
     # (the GEMV's time is FLOPs / fp32 peak: peak x efficiency cancel out of it)
     tensor_rate = peak * hardware.compute_efficiency_for(dtype)
-    small_m = jnp.minimum(padded_tokens / tokens, tensor_rate / hardware.fp32_flops_per_s)
+    # (double where: a pass over no tokens does no matmul FLOPs, and its gradient stays finite)
+    has_tokens = tokens > 0
+    padding = padded_tokens / jnp.where(has_tokens, tokens, 1.0)
+    small_m = jnp.minimum(
+        jnp.where(has_tokens, padding, 1.0), tensor_rate / hardware.fp32_flops_per_s
+    )
     tile_factor = jnp.maximum(small_m, 1.0)
     dequant = _dequant_efficiency(model, hardware)
     # Tensor parallelism splits the blocks; the LM head only where the runtime shards its

@@ -119,6 +119,30 @@ class ThroughputReport:
         return out
 
 
+def speculation_overhead_s(deployment: Deployment, speculator, batch, verify_tokens, speculating):
+    """Time one speculative iteration adds beyond drafting and verification passes, s.
+
+    The host work (``deployment.speculation_overhead_s`` plus the runtime's
+    ``speculation_overhead_s``, ramped in by ``speculating`` in [0, 1]) and rejection
+    sampling, which reads back the distributions over the vocabulary of the tokens each
+    sequence verified beyond the first (the target's own are priced with its verification
+    pass); drafts copied from the context (n-gram) carry none. Traced; shared by `predict`
+    and ``specsim.serving.engine_step_time``.
+    """
+    d = deployment
+    runtime, hardware = d.resolved_runtime(), d.hardware
+    sampled = 1.0 if _speculators.sampled_proposals(speculator) else 0.0
+    rejection_s = (
+        sampled
+        * runtime.sampling_bytes_per_logit
+        * batch
+        * (verify_tokens - 1.0)
+        * d.target.vocab
+        / (hardware.hbm_bytes_per_s * hardware.memory_efficiency)
+    )
+    return (d.speculation_overhead_s + runtime.speculation_overhead_s) * speculating + rejection_s
+
+
 @functools.partial(jax.jit, static_argnames=("smooth", "quadrature_nodes"))
 def _throughput(
     deployment: Deployment,
@@ -153,22 +177,8 @@ def _throughput(
     target_step = mean_step(target, hardware, batch, 1.0, contexts, weights, tp, smooth, runtime)
 
     # Speculation costs nothing at gamma = 0 (plain decoding); its fixed overhead ramps in.
-    # Beyond the host work, rejection sampling reads back the distributions over the
-    # vocabulary of the tokens each sequence verified beyond the first (the target's are
-    # priced with its verification pass); drafts copied from the context carry none.
     speculating = jnp.clip(gamma, 0.0, 1.0)
-    sampled = 1.0 if _speculators.sampled_proposals(speculator) else 0.0
-    rejection_s = (
-        sampled
-        * runtime.sampling_bytes_per_logit
-        * batch
-        * (verify_tokens - 1.0)
-        * target.vocab
-        / (hardware.hbm_bytes_per_s * hardware.memory_efficiency)
-    )
-    overhead_s = (d.speculation_overhead_s + runtime.speculation_overhead_s) * speculating + (
-        rejection_s
-    )
+    overhead_s = speculation_overhead_s(d, speculator, batch, verify_tokens, speculating)
     iteration_s = proposal.time_s + verify_step.time_s + overhead_s
 
     tokens_per_step = _speculators.emitted_tokens(speculator, d, shape)

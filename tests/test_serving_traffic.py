@@ -261,9 +261,12 @@ def test_plain_step_is_specsim_step_time(deployment):
 
 
 def test_prefill_only_step_is_specsim_step_time(deployment):
-    """A prefill-only pass of p tokens is one sequence of p new tokens at context 0."""
+    """A prefill-only pass of p tokens is one sequence of p new tokens at context 0 (logits
+    for its last position only)."""
     ours = engine_step_time(deployment, None, 0.0, 0.0, 2048.0, 0.0)
-    ref = specsim.step_time(deployment.target, deployment.hardware, 1.0, 2048.0, 0.0)
+    ref = specsim.step_time(
+        deployment.target, deployment.hardware, 1.0, 2048.0, 0.0, logit_positions=1.0
+    )
     assert_close(ours, ref.time_s)
 
 

@@ -39,12 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._cost import (
-    ForwardCost,
-    forward_cost,
-    pass_step_time,
-)
+from .._cost import forward_cost, pass_time
 from .._deployment import Deployment
+from .._throughput import speculation_overhead_s
 from .._workload import Workload
 from ..speculators import _protocol as _speculators
 from ._engine import EngineConfig, SpecPolicy
@@ -115,27 +112,35 @@ def engine_step_time(
             )
         )
         draft_prefill_s = _speculators.prefill_s(speculator, at_prefill, smooth)
-        drafting_s = speculating * (
-            decoding * (proposal.time_s + d.speculation_overhead_s) + prefilling * draft_prefill_s
-        )
+        verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
+        overhead_s = speculation_overhead_s(at_decode, speculator, b, verify_tokens, speculating)
+        drafting_s = decoding * (speculating * proposal.time_s + overhead_s)
+        drafting_s = drafting_s + speculating * prefilling * draft_prefill_s
     verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
     decode_cost = forward_cost(target, b, verify_tokens, context + extra_context)
-    # (a pass over 0 new tokens is not finite in `forward_cost`: price >= 1 and scale)
+    # (a pass over 0 new tokens is not finite in `forward_cost`: price >= 1 and scale;
+    # a prefill computes logits for its last position only)
     prefill_cost = jax.tree.map(
-        lambda x: prefilling * x, forward_cost(target, 1.0, jnp.maximum(p, 1.0), 0.0)
+        lambda x: prefilling * x,
+        forward_cost(target, 1.0, jnp.maximum(p, 1.0), 0.0, logit_positions=1.0),
     )
     tokens = b * verify_tokens + p
     # Weight bytes depend on the pass's tokens only (weights once, embedding rows, experts
     # touched by all its tokens): price them for the whole pass.
     weight_bytes = forward_cost(target, tokens, 1.0, 0.0).weight_bytes
     cost = jax.tree.map(jnp.add, decode_cost, prefill_cost).replace(weight_bytes=weight_bytes)
-    return _pass_time(target, hardware, cost, tokens, tp, smooth) + drafting_s
-
-
-def _pass_time(model, hardware, cost: ForwardCost, tokens, tp, smooth):
-    """`specsim.step_time`'s composition for a pass given its summed `ForwardCost`
-    (expert parallelism not modelled here: ``ep = 1``)."""
-    return pass_step_time(model, hardware, cost, tokens, tp, smooth).time_s
+    step = pass_time(
+        target,
+        hardware,
+        cost,
+        batch=b + prefilling,
+        tokens=tokens,
+        logit_tokens=b * verify_tokens + prefilling,
+        tp=tp,
+        smooth=smooth,
+        runtime=d.resolved_runtime(),
+    )
+    return step.time_s + drafting_s
 
 
 def emitted_tokens(deployment: Deployment, speculator, lookahead):
