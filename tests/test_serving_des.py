@@ -98,7 +98,10 @@ def test_lone_request_latency_is_the_sum_of_its_steps():
     contexts = prompt + np.arange(output - 1, dtype=np.float64)
     decodes = sum(float(engine_step_time(d, None, 1.0, c, 0.0, 0.0)) for c in contexts[::13])
     decodes = decodes / len(contexts[::13]) * (output - 1)  # (linear in context: the mean)
-    assert_close(result.ttft_s, prefill, rtol=1e-4)
+    # 5e-4, not 1e-4: 700 prompt tokens lie between table nodes, and the p-norm overlap of
+    # compute and memory (roofline_sharpness 2 on an H100) curves the step time in p, so
+    # the multilinear table is off by 1.6e-4 there (documented bound: 1%).
+    assert_close(result.ttft_s, prefill, rtol=5e-4)
     assert_close(result.e2e_s, prefill + decodes, rtol=2e-3)
 
 
