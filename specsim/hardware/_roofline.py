@@ -158,11 +158,11 @@ def roofline_sharpness(hardware: HardwareSpec, smooth: float | None = None):
 
     Examples:
         >>> from specsim import hardware
-        >>> h100 = hardware.get("h100")
-        >>> roofline_sharpness(h100) is None, roofline_sharpness(h100, 16.0)
-        (True, 16.0)
-        >>> float(roofline_sharpness(h100.replace(roofline_sharpness=2.0), 16.0))
-        2.0
+        >>> h100 = hardware.get("h100")  # the catalogue's measured sharpness
+        >>> float(roofline_sharpness(h100)), float(roofline_sharpness(h100, 1.5))
+        (2.0, 1.5)
+        >>> roofline_sharpness(h100.replace(roofline_sharpness=None)) is None
+        True
     """
     p = hardware.roofline_sharpness
     if p is None or smooth is None:
