@@ -57,7 +57,7 @@ class TopK:
         >>> frame = specsim.sweep(batch=[1, 64], gamma=range(9), columns=["tokens_per_s"],
         ...                       reduce=specsim.TopK("gamma", k=2))
         >>> frame[["batch", "rank", "gamma"]].values.tolist()
-        [[1, 1, 8], [1, 2, 7], [64, 1, 4], [64, 2, 3]]
+        [[1, 1, 8], [1, 2, 7], [64, 1, 4], [64, 2, 5]]
     """
 
     over: str | Sequence[str]
@@ -223,7 +223,7 @@ class Histogram:
         >>> frame = specsim.sweep(batch=[1, 64], gamma=range(9),
         ...                       reduce=specsim.Histogram("gamma", [0, 1, 2, 4], "speedup"))
         >>> frame["count"].tolist()
-        [1, 1, 7, 1, 1, 7]
+        [0, 2, 7, 0, 4, 5]
     """
 
     over: str | Sequence[str]
