@@ -207,6 +207,7 @@ def test_cli_text_shows_runs_and_one_file_per_engine():
     # Another vocabulary: refused up front unless the user vouches for one tokenizer
     # (embedding tables padded to other sizes); vLLM still refuses the sizes' mismatch.
     argv = ["--target", "llama-3-8b", "--max-batch", "16", "--max-gamma", "4", "--engine", "vllm"]
+    argv += ["--draft", "llama-68m"]  # (without --draft: Llama-3.2-1B, the target's vocabulary)
     with pytest.raises(ValueError, match="--shared-tokenizer"):
         _run(argv)
     code, text = _run([*argv, "--shared-tokenizer"])

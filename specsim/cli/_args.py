@@ -171,7 +171,14 @@ def add_scenario_arguments(
     target = "llama-2-7b" if draft else "llama-3-8b"
     parser.add_argument("--target", default=target, help="target model: " + MODEL_HELP)
     if draft:
-        parser.add_argument("--draft", default="llama-68m", help=draft_help)
+        parser.add_argument(
+            "--draft",
+            default=None,
+            help=draft_help
+            if "(default" in draft_help
+            else draft_help + " (default: llama-68m for a 32,000-token vocabulary, else the "
+            "smallest catalogue model with the target's vocabulary)",
+        )
         add_feasibility_arguments(parser, memory=allow_infeasible)
     add_dtype_arguments(parser, draft_default="the draft's own" if draft else "the target's")
     parser.add_argument(
@@ -353,6 +360,60 @@ def load_target(args: argparse.Namespace):
     return load_model(
         args.target, "--target", weight_dtype=args.weight_dtype, kv_dtype=args.kv_dtype
     )
+
+
+def default_draft(target, target_name: str | None = None) -> str:
+    """The catalogue draft used when ``--draft`` is not given: one that shares ``target``'s
+    vocabulary, so its tokens can be verified.
+
+    ``llama-68m`` for a 32,000-token vocabulary (Llama 2 and its kin), otherwise the dense
+    catalogue model with the target's vocabulary and the fewest parameters below the
+    target's, of the target's family (the name before its first ``-``) where one is
+    (``Llama-3.2-1B`` for Llama 3 targets, ``Qwen3-0.6B`` for Qwen3).
+
+    Raises:
+        ValueError: no catalogue model shares the target's vocabulary and is smaller.
+
+    Examples:
+        >>> from specsim import models
+        >>> default_draft(models.get("llama-2-7b")), default_draft(models.get("llama-3-8b"))
+        ('llama-68m', 'Llama-3.2-1B')
+        >>> default_draft(models.get("qwen3-8b"), "qwen3-8b")
+        'Qwen3-0.6B'
+    """
+    from specsim import models
+
+    family = None
+    if target_name is not None:
+        try:
+            family = models.canonical_name(target_name).lower().split("-")[0]
+        except ValueError:  # a file or Hub id: no catalogue family
+            family = None
+    vocab = int(target.vocab)
+    if vocab == 32000:
+        return "llama-68m"
+    size = float(target.parameter_count)
+    candidates = []
+    for name in models.names():
+        spec = models.get(name)
+        if int(spec.vocab) == vocab and int(spec.n_experts) <= 1:
+            count = float(spec.parameter_count)
+            if count < size:
+                other_family = family is not None and name.lower().split("-")[0] != family
+                candidates.append((other_family, count, name))
+    if not candidates:
+        raise ValueError(
+            f"--draft: no catalogue model shares the target's {vocab}-token vocabulary and is "
+            "smaller than it; valid: --draft NAME (see `specsim models`), or --method with a "
+            "draft-free speculator"
+        )
+    return min(candidates)[2]
+
+
+def resolve_draft(args: argparse.Namespace, target) -> None:
+    """Sets ``args.draft`` to `default_draft` of ``target`` when ``--draft`` was not given."""
+    if getattr(args, "draft", None) is None:
+        args.draft = default_draft(target, getattr(args, "target", None))
 
 
 def load_draft(args: argparse.Namespace, draft=None):

@@ -206,10 +206,12 @@ def build_speculation(args: argparse.Namespace, target) -> tuple[Any, Any, Any]:
     """``(speculator, shape, acceptance)`` from the flags (shape: gamma or a tree)."""
     from specsim import speculators
 
-    from ._args import load_draft
+    from ._args import load_draft, resolve_draft
 
     check_method_flags(args)
     method = args.method
+    if method == "draft":
+        resolve_draft(args, target)
     options = {
         "draft": load_draft(args) if method == "draft" else None,
         "vocab": args.draft_vocab,

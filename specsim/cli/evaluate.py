@@ -21,6 +21,7 @@ from ._args import (
     model_label,
     non_negative,
     print_json,
+    resolve_draft,
 )
 from ._methods import add_method_arguments, build_speculation, describe_shape, method_requested
 
@@ -91,6 +92,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from specsim._feasibility import reason
 
     target = load_target(args)
+    resolve_draft(args, target)
     draft = load_draft(args)
     chip = load_hardware(args.hardware)
     check_vocabulary(args, target, draft)

@@ -27,6 +27,7 @@ from ._args import (
     model_label,
     positive,
     print_json,
+    resolve_draft,
     whole,
 )
 from ._progress import StageProgress
@@ -87,7 +88,8 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     add_scenario_arguments(
         parser,
         draft_help="draft model: a model as for --target, or LAYERSxWIDTH on the target's template "
-        "(default: llama-68m with --method draft)",
+        "(default with --method draft: llama-68m for a 32,000-token vocabulary, else the "
+        "smallest catalogue model with the target's vocabulary)",
         allow_infeasible=False,  # batches that do not fit are marked in the schedule
     )
     parser.set_defaults(draft=None)  # resolved per --method (llama-68m for draft models)
@@ -276,7 +278,7 @@ def _speculator(args, target):
     if method not in _LOADS_CHECKPOINT and args.draft_id is not None:
         raise ValueError(f"--draft-id applies to a method that loads a checkpoint, not {method}")
     if method == "draft":
-        args.draft = args.draft or "llama-68m"
+        resolve_draft(args, target)
         speculator, label = _schedule_draft(args, target)
         from specsim import engines
 
