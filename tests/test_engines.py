@@ -16,6 +16,7 @@ import ast
 import bisect
 import json
 import os
+import pathlib
 import re
 import shlex
 import tomllib
@@ -492,4 +493,24 @@ def test_write_puts_each_engine_in_its_folder(tmp_path):
         ]
     )
     assert os.access(tmp_path / "out" / "sglang" / "launch.sh", os.X_OK)
-    assert not list((tmp_path / "out").rglob(".*.tmp"))
+    assert not list((tmp_path / "out").rglob(".*"))  # no temporary left behind
+
+
+def test_a_failed_write_leaves_complete_files_and_no_temporary(tmp_path, monkeypatch):
+    outs = [emit(CASES["eagle3-ranges"], "vllm")]
+    calls = []
+    real = pathlib.Path.write_text
+
+    def fail_second(self, text, *args, **kwargs):
+        calls.append(self)
+        if len(calls) == 2:  # the disk fills up half-way through the second file
+            real(self, text[: len(text) // 2])
+            raise OSError(28, "No space left on device")
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", fail_second)
+    with pytest.raises(OSError, match="No space"):
+        engines.write(outs, tmp_path / "out")
+    folder = tmp_path / "out" / "vllm"
+    assert [p.name for p in folder.iterdir()] == ["serve.sh"]  # the first, whole; no temporary
+    assert (folder / "serve.sh").read_text() == outs[0].files["serve.sh"]

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from .._atomic import atomic_output
 from ._files import EngineFiles
 from ._plan import ServingPlan
 from ._schema import EngineVersion, engine_name, resolve_version
@@ -72,10 +73,11 @@ def write(outputs: Iterable[EngineFiles], out_dir: str | os.PathLike) -> list[st
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in output.files.items():
             path = folder / name
-            temporary = path.with_name(f".{name}.tmp")
-            temporary.write_text(text)
-            if name.endswith(".sh"):
-                temporary.chmod(0o755)
-            os.replace(temporary, path)
+            # (atomic: an interrupted or failed write leaves no file and no temporary; the
+            # command line's folder check has already decided on overwriting)
+            with atomic_output(path, overwrite=True, what="--out-dir file") as temporary:
+                Path(temporary).write_text(text)
+                if name.endswith(".sh"):
+                    Path(temporary).chmod(0o755)
             written.append(str(path))
     return written
