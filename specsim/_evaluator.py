@@ -21,6 +21,7 @@ from ._throughput import (
     QUADRATURE_NODES,
     ThroughputReport,
     _checked_nodes,
+    _checked_report,
     _checked_smooth,
     _kind,
     _pack,
@@ -123,7 +124,8 @@ class Evaluator:
 
         Raises:
             ValueError: a negative or non-finite gamma, an invalid or differently
-                structured speculator, tree or deployment.
+                structured speculator, tree or deployment, or a report field that is not
+                finite in float32 (as `specsim.throughput` refuses it).
         """
         floats, integers = self._floats.copy(), self._integers
         if deployment is not None:
@@ -148,8 +150,11 @@ class Evaluator:
             ):
                 if tree is not None:
                     integers = self._write(floats, integers, what, tree)
-        out = self._executable(floats, integers)
-        return _unpack_report(np.asarray(out), self._structure)
+        out = np.asarray(self._executable(floats, integers))
+        report = _unpack_report(out, self._structure)
+        if not np.isfinite(out).all():  # (one vector test; the field is named only on failure)
+            _checked_report(report)
+        return report
 
     def _write(self, floats: np.ndarray, integers: np.ndarray, what: str, tree) -> np.ndarray:
         """Writes ``tree``'s leaves into the vectors; returns the (copied) integer vector."""

@@ -100,3 +100,19 @@ def test_trees_and_speculators_take_the_packed_path_with_integer_leaves():
     assert_same_report(evaluate(other), _throughput(d, eagle, other, None, 8))
     dynamic = specsim.DynamicTree.create([3, 4, 4, 2])
     assert_same_report(specsim.predict(d, eagle, dynamic), _throughput(d, eagle, dynamic, None, 8))
+
+
+def test_a_report_that_is_not_finite_is_refused_as_throughput_refuses_it():
+    # Every input is range-checked, so no valid deployment overflows today; the program's
+    # output is replaced to check that the fast path still names the field, as
+    # `specsim.throughput` does, instead of returning NaN.
+    evaluate = Evaluator(Deployment.create(TARGET, A100, WORKLOAD, 0.8), DRAFT)
+    good = np.asarray(evaluate._executable(evaluate._floats, evaluate._integers))
+    assert np.isfinite(good).all()
+    field = list(specsim.ThroughputReport.__dataclass_fields__).index("tokens_per_s")
+    assert field == 0  # (the packed vector starts with the report's first field)
+    bad = good.copy()
+    bad[field] = np.inf
+    evaluate._executable = lambda floats, integers: bad
+    with pytest.raises(ValueError, match="tokens_per_s inf: not finite in float32"):
+        evaluate(3.0)
