@@ -658,8 +658,9 @@ def sweep(
     Returns:
         A tidy ``pandas.DataFrame``, one row per point (this process's points): the
         axis columns (names as categoricals; counts (tp, batch, tokens, gamma) as int64
-        when every value is whole, other numbers as float64 exactly as given; no
-        ``alpha`` column unless alpha is an axis), then the report fields (float32;
+        when every value is whole, other numbers as float64 exactly as given; an
+        ``alpha`` column for constant rates, the default, none for ``"sdsl"`` or an
+        acceptance model), then the report fields (float32;
         ``*_bound`` categorical over ``STEP_BOUND_NAMES``; ``fits`` bool). A reduction
         gives its rows instead (see `TopK`, `Quantiles`, `Histogram`). A `SweepResult`
         with ``as_frame=False``; ``None`` when ``out`` is given.
