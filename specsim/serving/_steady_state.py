@@ -468,21 +468,29 @@ def _solve(x: _Inputs, rate):
 # --------------------------------------------------------------------------- latencies
 
 
-def _quantile(cdf, probs, lo, hi):
+def _quantile(cdf, probs, lo, hi, cdf_lo=0.0, cdf_hi=1.0):
     """Where a non-decreasing ``cdf`` reaches each of ``probs`` within ``[lo, hi]``.
 
     Bisection to 1/2^12 of the range, then linear interpolation inside the last bracket.
+    The CDF at the bracket's ends is carried through the bisection (``cdf_lo`` and
+    ``cdf_hi`` at the start), so each step costs one evaluation and none is repeated.
     """
 
     def one(p):
-        def body(_, bounds):
-            a, b = bounds
+        def body(_, bracket):
+            a, b, fa, fb = bracket
             mid = (a + b) / 2.0
-            up = cdf(mid) >= p
-            return jnp.where(up, a, mid), jnp.where(up, mid, b)
+            f_mid = cdf(mid)
+            up = f_mid >= p
+            return (
+                jnp.where(up, a, mid),
+                jnp.where(up, mid, b),
+                jnp.where(up, fa, f_mid),
+                jnp.where(up, f_mid, fb),
+            )
 
-        a, b = jax.lax.fori_loop(0, _QUANTILE_STEPS, body, (lo, hi))
-        fa, fb = cdf(a), cdf(b)
+        start = (lo, hi, jnp.asarray(cdf_lo, lo.dtype), jnp.asarray(cdf_hi, lo.dtype))
+        a, b, fa, fb = jax.lax.fori_loop(0, _QUANTILE_STEPS, body, start)
         share = jnp.clip((p - fa) / jnp.maximum(fb - fa, 1e-12), 0.0, 1.0)
         return a + share * (b - a)
 
@@ -535,7 +543,10 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
         return jnp.sum(weights * jnp.clip((t - base) * inverse_wait, 0.0, 1.0))
 
     probs = jnp.asarray(PERCENTILES, jnp.float32) / 100.0
-    ttft_q = _quantile(ttft_cdf, probs, jnp.min(base), jnp.max(base) + jnp.max(running))
+    # (below every base no term has started; above every base + wait all have ended)
+    ttft_q = _quantile(
+        ttft_cdf, probs, jnp.min(base), jnp.max(base) + jnp.max(running), 0.0, jnp.sum(weights)
+    )
     ttft_mean = jnp.sum(weights * (base + wait / 2.0))
     ttft_var = jnp.sum(weights * ((base + wait / 2.0) ** 2 + wait**2 / 12.0)) - ttft_mean**2
 
