@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ._cost import ForwardCost, StepTime, forward_cost, pass_time
+from ._cost import ForwardCost, StepTime, forward_cost, memory_footprint, pass_time
 from ._deployment import Deployment
 from ._numerics import concrete
 from .models import TransformerSpec, parameter_count
@@ -144,15 +144,23 @@ def kv_bytes_per_token(model: TransformerSpec, tp=1.0):
     """KV-cache bytes one token occupies on each of ``tp`` chips.
 
     Every chip holds at least one KV head (``max(n_kv_heads, tp) / tp`` of them), as
-    engines replicate heads when ``tp`` exceeds their number.
+    engines replicate heads when ``tp`` exceeds their number; a multi-head latent attention
+    cache (one latent per token and layer, no heads) is held whole by every chip. The
+    whole model's bytes per token are `memory_footprint`'s (sliding-window layers cache
+    every token up to their window). The serving engine (``specsim.serving``) sizes its
+    paged cache with the same function.
 
     Examples:
         >>> from specsim import models
         >>> float(kv_bytes_per_token(models.get("llama-3-8b")))  # 32 x K,V x 8 heads x 128 x 2 B
         131072.0
+        >>> float(kv_bytes_per_token(models.get("llama-3-8b"), 16.0))  # one head on each chip
+        16384.0
     """
-    heads = jnp.maximum(model.n_kv_heads, tp) / tp
-    return model.n_layers * 2.0 * heads * model.head_dim * model.kv_bytes
+    whole = memory_footprint(model, 1.0, 1.0).kv_cache_bytes
+    heads = jnp.maximum(model.n_kv_heads, 1.0)
+    share = jnp.where(model.kv_lora_rank > 0, 1.0, jnp.maximum(heads, tp) / (heads * tp))
+    return whole * share
 
 
 def _add_costs(decode: ForwardCost, prefill: ForwardCost, weights_bytes) -> ForwardCost:

@@ -69,6 +69,29 @@ def test_kv_capacity_in_bytes():
     assert float(kv_bytes_per_token(seventy, 2.0)) == 80 * 2 * 4 * 128 * 2
 
 
+def _heads_formula(model, tp):
+    """The saturation model's former per-chip KV bytes per token (heads only, no latent)."""
+    heads = max(float(model.n_kv_heads), tp) / tp
+    return float(model.n_layers) * 2.0 * heads * float(model.head_dim) * float(model.kv_bytes)
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_kv_bytes_per_token_is_the_serving_engines(name):
+    """One function sizes the KV cache of the saturation model and the serving engine:
+    identical to the former heads formula on every catalogue model with heads, and the
+    latent cache (MLA) whole on every chip, which the heads formula priced by head."""
+    model = models.get(name)
+    for tp in (1.0, 2.0, 8.0, 16.0):
+        d = Deployment.create(model, "h200", acceptance=0.7)
+        d = d.replace(tp=tp)  # (any tp: the KV arithmetic, not a feasible layout)
+        shared = float(kv_bytes_per_token(model, tp))
+        assert float(specsim.serving.kv_bytes_per_token(d)) == shared
+        if float(model.kv_lora_rank) > 0:
+            assert shared == float(kv_bytes_per_token(model, 1.0))
+        else:
+            assert_close(shared, _heads_formula(model, tp), rtol=1e-6)
+
+
 def test_token_budget_limits_prefill_heavy_requests():
     d = deployment(prompt=2048, output=128)
     report = saturated_throughput(d, BatchingLimits.create(max_batched_tokens=4096))

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .. import _saturation
 from .._cost import memory_footprint
 from .._deployment import Deployment
 from ..speculators import _protocol as _speculators
@@ -157,9 +158,11 @@ class EngineConfig:
 def kv_bytes_per_token(deployment: Deployment, speculator=None):
     """KV-cache bytes one token occupies per chip: the target's plus the speculator's.
 
-    Under tensor parallelism each chip holds ``max(n_kv_heads, tp) / tp`` of the KV heads
-    (engines replicate heads when ``tp`` exceeds their number), and a multi-head latent
-    attention cache (one latent per token, no heads) is held whole by every chip.
+    The target's is ``specsim._saturation.kv_bytes_per_token`` (shared with the saturated
+    throughput model): under tensor parallelism each chip holds ``max(n_kv_heads, tp) / tp``
+    of the KV heads (engines replicate heads when ``tp`` exceeds their number), and a
+    multi-head latent attention cache (one latent per token, no heads) is held whole by
+    every chip.
 
     Examples:
         >>> import specsim
@@ -167,11 +170,7 @@ def kv_bytes_per_token(deployment: Deployment, speculator=None):
         >>> float(kv_bytes_per_token(d))  # 8 KV heads on 16 chips: one head each
         16384.0
     """
-    model, tp = deployment.target, deployment.tp
-    whole = memory_footprint(model, 1.0, 1.0).kv_cache_bytes
-    heads = jnp.maximum(model.n_kv_heads, 1.0)
-    share = jnp.where(model.kv_lora_rank > 0, 1.0, jnp.maximum(heads, tp) / (heads * tp))
-    target = whole * share
+    target = _saturation.kv_bytes_per_token(deployment.target, deployment.tp)
     if speculator is None:
         return target
     one = _speculators.memory_bytes(speculator, deployment, 1.0, 1.0)

@@ -43,6 +43,7 @@ from .._cost import memory_footprint
 from .._deployment import Deployment
 from .._draft import DraftBounds, DraftTemplate, build_draft, buildable_draft
 from .._optimize import decode
+from .._saturation import kv_bytes_per_token
 from ..models import parameter_count
 from ._cost_per_token import ChipPrice
 from ._engine import DEFAULT_BATCH_BUCKETS, EngineConfig, SpecPolicy
@@ -142,10 +143,11 @@ def _kv_blocks(p: _Problem, deployment: Deployment, draft, tp):
     target = deployment.target
     weights = memory_footprint(target, 0.0, 0.0).weight_bytes / tp
     draft_weights = memory_footprint(draft, 0.0, 0.0).weight_bytes / tp
+    # (the target's per chip as the engine and the saturation model count it: heads
+    # replicated beyond their number, a latent cache whole on every chip)
     per_token = (
-        memory_footprint(target, 1.0, 1.0).kv_cache_bytes
-        + memory_footprint(draft, 1.0, 1.0).kv_cache_bytes
-    ) / tp
+        kv_bytes_per_token(target, tp) + memory_footprint(draft, 1.0, 1.0).kv_cache_bytes / tp
+    )
     free = deployment.hardware.hbm_capacity_bytes - weights - draft_weights
     blocks = e.memory_fraction * free / (per_token * e.block_size)
     return 1e3 * jax.nn.softplus(blocks / 1e3)  # no room: a sliver of cache, a huge load
