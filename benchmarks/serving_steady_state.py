@@ -60,8 +60,8 @@ def main() -> None:
         f"{jax.devices()[0].platform}"
     )
     print(
-        f"{n:,} traffic scenarios in chunks of {args.chunk or n:,} (rate 0.5-30 req/s, prompt mean 64-2048, output mean 32-512, "
-        "sigma 0-1)"
+        f"{n:,} traffic scenarios in chunks of {args.chunk or n:,} (rate 0.5-30 req/s, "
+        "prompt mean 64-2048, output mean 32-512, sigma 0-1)"
     )
     policies = {
         "plain": SpecPolicy.off(),
