@@ -11,6 +11,7 @@ loop keeps the input checks, the length nodes, the price table and the doctests.
 
 import math
 import types
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -264,6 +265,26 @@ def test_cost_per_token_and_tokens_per_joule():
     assert_close(cost.tokens_per_joule, 256 / (6 * 700.0), rtol=1e-5)
     assert_close(cost.goodput_tokens_per_usd, 256 / 6e-3, rtol=1e-5)
     assert math.isnan(float(chip_price("tpu-v4").usd_per_hour))
+
+
+def test_board_power_comes_from_the_hardware_catalogue(tmp_path):
+    """Board power is a hardware fact: the catalogue holds it with its source, the price
+    table holds prices only, and a user price file may still override a chip's power."""
+    powered = [n for n in specsim.hardware.names() if "board_power_w" in specsim.hardware.entry(n)]
+    assert len(powered) >= 19
+    for name in powered:
+        entry = specsim.hardware.entry(name)
+        assert len(entry["sources"]["power"]) > 10, name
+        assert float(chip_price(name).power_w) == entry["board_power_w"]
+    assert specsim.hardware.board_power_w("h100") == 700.0
+    assert math.isnan(specsim.hardware.board_power_w("v5e"))
+    assert math.isnan(float(chip_price("v5e").power_w))
+    packaged = (Path(specsim.serving.__file__).parent / "prices.toml").read_text()
+    assert "\npower_w" not in packaged
+    user = tmp_path / "prices.toml"
+    user.write_text('[chip."h100"]\npower_w = 500.0\npower_source = "measured"\n')
+    assert float(chip_price("h100", user).power_w) == 500.0
+    assert_close(chip_price("h100", user).usd_per_hour, 3.99)
 
 
 def test_price_table_is_sourced_and_overridable(tmp_path):

@@ -196,7 +196,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--power-w",
         type=positive(float),
         default=None,
-        help="board power of one chip, W (default: the price table's)",
+        help="board power of one chip, W (default: the hardware catalogue's board_power_w)",
     )
     cost.add_argument(
         "--prices",

@@ -7,6 +7,7 @@ which need JAX, are imported on first use.
 
 import importlib as _importlib
 
+from ._catalog import board_power_w as board_power_w
 from ._catalog import canonical_name as canonical_name
 from ._catalog import entry as entry
 from ._catalog import names as names
@@ -60,6 +61,7 @@ __all__ = [
     "RooflineTime",
     "all_to_all_time",
     "allreduce_time",
+    "board_power_w",
     "calibration_dir",
     "canonical_name",
     "datasheet",

@@ -5,6 +5,7 @@ Plain data (no JAX); `specsim.hardware.get` turns an entry into a `HardwareSpec`
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._registry import Registry, load_package_toml
@@ -36,3 +37,22 @@ def canonical_name(name: str) -> str:
 def entry(name: str) -> dict[str, Any]:
     """The raw catalogue entry (datasheet units, sources) for ``name``."""
     return dict(_REGISTRY.entry(name))
+
+
+def board_power_w(name: str) -> float:
+    """Board power of a catalogued chip at full load (TDP / TBP), W; ``nan`` where the
+    catalogue has none.
+
+    A fact about the chip, kept beside its datasheet numbers with its source
+    (``entry(name)["sources"]["power"]``), not a number of the time model (so not a
+    `HardwareSpec` leaf). ``specsim.serving`` prices tokens per joule with it.
+
+    Raises:
+        ValueError: an unknown name (the message names the closest valid ones).
+
+    Examples:
+        >>> from specsim import hardware
+        >>> hardware.board_power_w("h100"), hardware.board_power_w("v5e")
+        (700.0, nan)
+    """
+    return float(entry(canonical_name(name)).get("board_power_w", math.nan))

@@ -139,6 +139,7 @@ METADATA_KEYS = {
     "kind": "gpu, tpu, ...",
     "vendor": "who makes it",
     "year": "when it was announced",
+    "board_power_w": "board power at full load (TDP / TBP), W",
     "source": "where the numbers come from",
     "sources": "a table of sources by topic",
     "notes": "free text",
@@ -225,8 +226,9 @@ def _check_metadata(entry: Mapping[str, Any], where: str) -> None:
         raise ValueError(
             _schema.message(where, "aliases", entry["aliases"], "not a list", "a list of strings")
         )
-    if "year" in entry:
-        _schema.number(where, "year", entry["year"], POSITIVE)
+    for key in ("year", "board_power_w"):
+        if key in entry:
+            _schema.number(where, key, entry[key], POSITIVE)
     for key in ("sources", "calibration"):
         if key in entry and not isinstance(entry[key], Mapping):
             raise ValueError(

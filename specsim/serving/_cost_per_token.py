@@ -9,8 +9,10 @@ A fleet of ``replicas`` engines, each on ``tp`` chips, rents ``replicas x tp`` c
 * tokens per joule = ``throughput / (replicas x tp x power_w)``: at full board power, a
   lower bound (a chip below full load draws less).
 
-Prices and powers come from ``prices.toml`` (sourced and dated; a user file with the same
-layout overrides it), looked up by hardware catalogue name.
+Prices come from ``prices.toml`` (sourced and dated; a user file with the same layout
+overrides it), looked up by hardware catalogue name; board powers from the hardware
+catalogue (``specsim.hardware.board_power_w``, sourced there), unless a user price file
+gives a chip's ``power_w``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
-from ..hardware import canonical_name
+from ..hardware import board_power_w, canonical_name, names
 from ._steady_state import SteadyStateReport
 
 __all__ = ["ChipPrice", "ServingCost", "chip_price", "load_prices", "serving_cost"]
@@ -122,19 +124,30 @@ def serving_cost(report: SteadyStateReport, price: ChipPrice, tp, replicas=1.0) 
 
 
 def load_prices(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """The price table: the packaged one, with a user file's chips merged over it.
+    """The price table: the packaged one with the catalogue's board powers, a user file's
+    chips merged over it.
 
     Args:
         path: a TOML file laid out as ``prices.toml`` (``[chip."NAME"]`` tables with
             ``usd_per_hour`` and/or ``power_w`` and their sources), or ``None``.
 
     Returns:
-        ``{catalogue name: entry}``.
+        ``{catalogue name: entry}``; a chip whose board power the hardware catalogue knows
+        has it as ``power_w`` (``power_source`` naming the catalogue) unless the user file
+        gives one.
 
     Raises:
         ValueError: an unreadable file, an unknown chip or key, or a non-positive number.
     """
     table = _read(_PRICES)
+    for name in names():
+        power = board_power_w(name)
+        if not math.isnan(power):
+            table[name] = {
+                **table.get(name, {}),
+                "power_w": power,
+                "power_source": f"hardware catalogue: specsim.hardware.entry({name!r})",
+            }
     if path is not None:
         for name, entry in _read(Path(path)).items():
             table[name] = {**table.get(name, {}), **entry}
