@@ -212,52 +212,6 @@ def test_length_nodes_match_the_distributions():
 
 
 @pytest.mark.slow  # compiles the steady-state model (> 3 s)
-def test_bucket_weights_match_the_normal_cdf_to_float32():
-    """The weights come from erf (cheaper): within 1e-6 of the same weights from SciPy's
-    normal CDF in float64, at batches from 0.01 to 4x the last bound, and they sum to 1."""
-    from scipy.special import ndtr
-
-    from specsim.serving._steady_state import bucket_weights
-
-    policy = SpecPolicy.off()
-    bounds = np.asarray(policy.bucket_max_batch, np.float64) + 0.5
-    for batch in (0.01, 0.7, 3.0, 17.0, 100.0, 255.0, 1000.0):
-        cdf = np.concatenate([[0.0], ndtr((bounds - batch) / np.sqrt(batch)), [1.0]])
-        expected = np.diff(cdf)
-        got = np.asarray(bucket_weights(policy, jnp.float32(batch)), np.float64)
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
-        assert abs(got.sum() - 1.0) < 1e-6
-
-
-def test_quantile_bisection_against_a_dense_inversion():
-    """`_quantile` on a mixture of uniforms (the TTFT's form) against the inverse of its
-    CDF on a dense grid: within the bisection's bracket (range / 2^12)."""
-    from specsim.serving._steady_state import _QUANTILE_STEPS, _quantile
-
-    rng = np.random.default_rng(3)
-    starts = rng.uniform(0.01, 0.5, 40)
-    widths = rng.uniform(0.001, 0.2, 40)
-    weights = rng.uniform(0.0, 1.0, 40)
-    weights /= weights.sum()
-
-    def cdf_np(t):
-        return np.sum(weights * np.clip((t[:, None] - starts) / widths, 0.0, 1.0), axis=1)
-
-    s, w, v = (jnp.asarray(a, jnp.float32) for a in (starts, widths, weights))
-
-    def cdf(t):
-        return jnp.sum(v * jnp.clip((t - s) / w, 0.0, 1.0))
-
-    lo, hi = starts.min(), (starts + widths).max()
-    probs = np.array([0.5, 0.9, 0.99])
-    got = np.asarray(
-        _quantile(cdf, jnp.asarray(probs, jnp.float32), jnp.float32(lo), jnp.float32(hi))
-    )
-    grid = np.linspace(lo, hi, 200_001)
-    expected = grid[np.searchsorted(cdf_np(grid), probs)]
-    np.testing.assert_allclose(got, expected, rtol=0, atol=(hi - lo) / 2**_QUANTILE_STEPS)
-
-
 def test_vmap_matches_calls_and_no_recompile(deployment):
     d, policy, traffic, engine, slo = check_inputs(
         deployment, SpecPolicy.off(), _traffic(5.0), None, SLO.create(ttft_s=0.5, tpot_s=0.05)
@@ -349,3 +303,49 @@ def test_price_table_is_sourced_and_overridable(tmp_path):
         chip_price("h100", user)
     with pytest.raises(ValueError, match="no such"):
         load_prices(tmp_path / "missing.toml")
+
+
+def test_bucket_weights_match_the_normal_cdf_to_float32():
+    """The weights come from erf (cheaper): within 1e-6 of the same weights from SciPy's
+    normal CDF in float64, at batches from 0.01 to 4x the last bound, and they sum to 1."""
+    from scipy.special import ndtr
+
+    from specsim.serving._steady_state import bucket_weights
+
+    policy = SpecPolicy.off()
+    bounds = np.asarray(policy.bucket_max_batch, np.float64) + 0.5
+    for batch in (0.01, 0.7, 3.0, 17.0, 100.0, 255.0, 1000.0):
+        cdf = np.concatenate([[0.0], ndtr((bounds - batch) / np.sqrt(batch)), [1.0]])
+        expected = np.diff(cdf)
+        got = np.asarray(bucket_weights(policy, jnp.float32(batch)), np.float64)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        assert abs(got.sum() - 1.0) < 1e-6
+
+
+def test_quantile_bisection_against_a_dense_inversion():
+    """`_quantile` on a mixture of uniforms (the TTFT's form) against the inverse of its
+    CDF on a dense grid: within the bisection's bracket (range / 2^12)."""
+    from specsim.serving._steady_state import _QUANTILE_STEPS, _quantile
+
+    rng = np.random.default_rng(3)
+    starts = rng.uniform(0.01, 0.5, 40)
+    widths = rng.uniform(0.001, 0.2, 40)
+    weights = rng.uniform(0.0, 1.0, 40)
+    weights /= weights.sum()
+
+    def cdf_np(t):
+        return np.sum(weights * np.clip((t[:, None] - starts) / widths, 0.0, 1.0), axis=1)
+
+    s, w, v = (jnp.asarray(a, jnp.float32) for a in (starts, widths, weights))
+
+    def cdf(t):
+        return jnp.sum(v * jnp.clip((t - s) / w, 0.0, 1.0))
+
+    lo, hi = starts.min(), (starts + widths).max()
+    probs = np.array([0.5, 0.9, 0.99])
+    got = np.asarray(
+        _quantile(cdf, jnp.asarray(probs, jnp.float32), jnp.float32(lo), jnp.float32(hi))
+    )
+    grid = np.linspace(lo, hi, 200_001)
+    expected = grid[np.searchsorted(cdf_np(grid), probs)]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=(hi - lo) / 2**_QUANTILE_STEPS)
