@@ -226,6 +226,7 @@ def test_vmap_matches_calls_and_no_recompile(deployment):
         single = at(rate)
         assert_close(batched.ttft_p90_s[i], single.ttft_p90_s, rtol=1e-4)
         assert_close(batched.goodput_tokens_per_s[i], single.goodput_tokens_per_s, rtol=1e-4)
+    steady_state(deployment, SpecPolicy.off(), _traffic(1.5))  # compiles here, in any order
     with compilations() as compiled:
         for rate in (2.0, 3.0):
             steady_state(deployment, SpecPolicy.off(), _traffic(rate))
