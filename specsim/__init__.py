@@ -17,8 +17,25 @@ The front doors:
   (``specsim.measure`` runs the real networks; ``specsim.measure_and_calibrate`` does
   both on this device, ``specsim.validate`` checks predictions against measurements)
 
+Smaller public modules: ``specsim.feasibility`` (can a setup be served: tensor-parallel
+splits, vocabularies), ``specsim.limits`` (the largest inputs a call accepts),
+``specsim.outputs`` (atomic output files), ``specsim.messages`` (the one style of
+bad-input messages). ``specsim.SWEEP_AXES`` names the axes of `sweep` in row order, and
+``DEFAULT_OPTIMIZER`` (Adam with ``DEFAULT_LEARNING_RATE``), ``DEFAULT_STEPS`` and
+``DEFAULT_RESTARTS`` are the search settings of `optimize_draft` and `optimize_scenarios`;
+``DEFAULT_RANK_DECAY`` is the rank decay `AcceptanceStats.tree` assumes for a token tree.
+
 Names are imported on first use (PEP 562), so ``import specsim`` and the ``specsim``
 command's start-up do not pay for JAX, pandas or matplotlib until something needs them.
+
+Examples:
+    >>> import specsim
+    >>> specsim.DEFAULT_STEPS, specsim.DEFAULT_RESTARTS, specsim.DEFAULT_LEARNING_RATE
+    (100, 4, 0.08)
+    >>> specsim.DEFAULT_RANK_DECAY
+    0.55
+    >>> specsim.SWEEP_AXES[:4], specsim.SWEEP_AXES[-1]
+    (('hardware', 'target', 'draft', 'tp'), 'gamma')
 """
 
 import importlib as _importlib
@@ -35,6 +52,10 @@ _EXPORTS = {
     "runtime": ".runtime",
     "speculators": ".speculators",
     "theory": ".theory",
+    "feasibility": ".feasibility",
+    "limits": ".limits",
+    "messages": ".messages",
+    "outputs": ".outputs",
     "ConstantAcceptance": "._acceptance",
     "PositionalAcceptance": "._acceptance",
     "SDSLAcceptance": "._acceptance",
@@ -42,6 +63,7 @@ _EXPORTS = {
     "acceptance_rate": "._acceptance",
     "expected_tokens_per_step": "._acceptance",
     "enable_compilation_cache": "._compilation_cache",
+    "enable_compilation_cache_from_environment": "._compilation_cache",
     "CalibrationResult": "._calibrate",
     "StepTimeData": "._calibrate",
     "calibrate": "._calibrate",
@@ -61,6 +83,7 @@ _EXPORTS = {
     "pass_time": "._cost",
     "Deployment": "._deployment",
     "AcceptanceStats": "._measured_acceptance",
+    "DEFAULT_RANK_DECAY": "._measured_acceptance",
     "acceptance_from_counts": "._measured_acceptance",
     "acceptance_from_histogram": "._measured_acceptance",
     "acceptance_from_tau": "._measured_acceptance",
@@ -68,12 +91,17 @@ _EXPORTS = {
     "DraftBounds": "._draft",
     "DraftParams": "._draft",
     "DraftTemplate": "._draft",
+    "buildable_draft": "._draft",
     "Evaluator": "._evaluator",
     "GridResult": "._optimize",
     "Histogram": "._reduce",
     "Quantiles": "._reduce",
     "TopK": "._reduce",
     "OptimizeResult": "._optimize",
+    "DEFAULT_LEARNING_RATE": "._optimize",
+    "DEFAULT_OPTIMIZER": "._optimize",
+    "DEFAULT_RESTARTS": "._optimize",
+    "DEFAULT_STEPS": "._optimize",
     "Scenario": "._optimize",
     "grid_search": "._optimize",
     "grid_search_scenarios": "._optimize",
@@ -86,6 +114,7 @@ _EXPORTS = {
     "Schedule": "._schedule",
     "speculation_schedule": "._schedule",
     "SweepResult": "._sweep",
+    "SWEEP_AXES": "._sweep:AXES",
     "sweep": "._sweep",
     "sweep_methods": "._method_sweep",
     "ThroughputReport": "._throughput",
@@ -117,8 +146,9 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'specsim' has no attribute {name!r}")
     if module == f".{name}":  # a subpackage or public module
         value = _importlib.import_module(module, __name__)
-    else:
-        value = getattr(_importlib.import_module(module, __name__), name)
+    else:  # "._module" or "._module:its_name"
+        module, _, attribute = module.partition(":")
+        value = getattr(_importlib.import_module(module, __name__), attribute or name)
     globals()[name] = value  # later look-ups skip this function
     return value
 
@@ -128,7 +158,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_LEARNING_RATE",
+    "DEFAULT_OPTIMIZER",
+    "DEFAULT_RANK_DECAY",
+    "DEFAULT_RESTARTS",
+    "DEFAULT_STEPS",
     "STEP_BOUND_NAMES",
+    "SWEEP_AXES",
     "AcceptanceStats",
     "BatchingLimits",
     "CalibrationResult",
@@ -169,27 +205,33 @@ __all__ = [
     "acceptance_from_tau",
     "acceptance_rate",
     "best_tree",
+    "buildable_draft",
     "calibrate",
     "count_tree_profiles",
     "crossover_batch",
     "enable_compilation_cache",
+    "enable_compilation_cache_from_environment",
     "engines",
     "exact_tree_search",
     "expected_tokens_per_step",
+    "feasibility",
     "fits",
     "forward_cost",
     "grid_search",
     "grid_search_scenarios",
     "hardware",
+    "limits",
     "load_acceptance",
     "load_hardware",
     "measure_and_calibrate",
     "memory_footprint",
+    "messages",
     "models",
     "optimize_chain",
     "optimize_draft",
     "optimize_scenarios",
     "optimize_tree",
+    "outputs",
     "pass_time",
     "plot",
     "predict",

@@ -26,6 +26,7 @@ __all__ = [
     "cache_dir_from_environment",
     "default_cache_dir",
     "enable_compilation_cache",
+    "enable_compilation_cache_from_environment",
 ]
 
 ENVIRONMENT_VARIABLE = "SPECSIM_JAX_CACHE"
@@ -109,3 +110,23 @@ def enable_compilation_cache(
 
     _executable_cache.set_folder(os.path.join(folder, "specsim-executables"))
     return folder
+
+
+def enable_compilation_cache_from_environment() -> str | None:
+    """Turns the persistent cache on as ``SPECSIM_JAX_CACHE`` says, as ``specsim`` does.
+
+    Unset: the default folder (`default_cache_dir`); ``0``, ``off``, ``false``, ``no``,
+    ``none`` or empty: the cache stays off; anything else: that folder.
+
+    Returns:
+        The folder in use, or ``None`` when the variable turns the cache off or the folder
+        cannot be created.
+
+    Examples:
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"SPECSIM_JAX_CACHE": "off"}):
+        ...     enable_compilation_cache_from_environment() is None
+        True
+    """
+    folder = cache_dir_from_environment()
+    return None if folder is None else enable_compilation_cache(folder)

@@ -381,8 +381,7 @@ def buildable_draft(params: DraftParams, template: DraftTemplate, xp=jnp) -> Tra
 
     Examples:
         >>> from specsim import models
-        >>> from specsim import DraftParams, DraftTemplate
-        >>> from specsim._draft import buildable_draft
+        >>> from specsim import DraftParams, DraftTemplate, buildable_draft
         >>> t = DraftTemplate.from_target(models.get("llama-3-8b"))
         >>> spec = buildable_draft(DraftParams(n_layers=2.0, d_model=768.0, gamma=4.0), t)
         >>> int(spec.n_heads), int(spec.n_kv_heads), int(spec.d_ff)

@@ -36,6 +36,7 @@ __all__ = [
     "check_target_split",
     "check_vocabulary",
     "feasibility_code",
+    "reason",
     "tp_problem",
     "valid_tp",
 ]
@@ -66,7 +67,12 @@ _REASONS = {
 
 
 def reason(code: str) -> str:
-    """A sentence for a code of `FEASIBILITY_NAMES`."""
+    """A sentence for a code of `FEASIBILITY_NAMES` (an unknown code is returned as is).
+
+    Examples:
+        >>> reason("tp-heads")
+        'tensor parallelism does not divide the attention heads'
+    """
     return _REASONS.get(code, code)
 
 
@@ -183,6 +189,13 @@ def check_vocabulary(target, draft, *, shared_tokenizer: bool = False, hint: str
         shared_tokenizer: the user says both use one tokenizer (embedding tables padded to
             different sizes, as Qwen2.5's 151,936 and 152,064 rows).
         hint: how to say so, for the message (``"shared_tokenizer=True"``).
+
+    Examples:
+        >>> from specsim import models
+        >>> check_vocabulary(models.get("llama-3-8b"), models.get("llama-68m"))
+        Traceback (most recent call last):
+        ...
+        ValueError: draft vocabulary 32000: differs from the target's 128256, ...
     """
     if shared_tokenizer:
         return

@@ -175,6 +175,9 @@ LAYERS = (
             "specsim._lambertw",
             "specsim._dataflow",
             "specsim._reduce",
+            "specsim.limits",
+            "specsim.messages",
+            "specsim.outputs",
         ),
     ),
     ("catalogues", ("specsim.hardware", "specsim.models", "specsim.runtime", "specsim.theory")),
@@ -190,7 +193,15 @@ LAYERS = (
             "specsim._plausibility",
         ),
     ),
-    ("deployment", ("specsim._deployment", "specsim._feasibility", "specsim.speculators")),
+    (
+        "deployment",
+        (
+            "specsim._deployment",
+            "specsim._feasibility",
+            "specsim.feasibility",
+            "specsim.speculators",
+        ),
+    ),
     ("prediction", ("specsim._throughput", "specsim._evaluator", "specsim._saturation")),
     (
         "search and batches",
@@ -245,3 +256,78 @@ def test_imports_flow_down_the_layers():
             if None not in (low, high) and high > low:
                 upward.append(f"{module} ({LAYERS[low][0]}) imports {target} ({LAYERS[high][0]})")
     assert not upward, "imports going up a layer: " + "; ".join(sorted(upward))
+
+
+def _private_names(module: str, is_package: bool, source: str, package: str) -> list[str]:
+    """The private specsim names one module's source imports (see `private_imports`)."""
+    here = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            pairs = [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = here.split(".")[: len(here.split(".")) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            pairs = [(base, alias.name) for alias in node.names]
+        else:
+            continue
+        for base, name in pairs:
+            if base != "specsim" and not base.startswith("specsim."):
+                continue  # another library
+            if base == package or base.startswith(package + "."):
+                continue  # the package's own modules are its business
+            what = base if name is None else f"{base}.{name}"
+            if any(part.startswith("_") for part in what.split(".")):
+                found.append(what)
+    return found
+
+
+def private_imports(package: str = "specsim.cli") -> list[tuple[str, str]]:
+    """``(module, name)`` for each private specsim name that ``package``'s modules import.
+
+    Private: a module of ``specsim`` outside ``package`` with a component starting with
+    ``_`` (``specsim._sweep``, ``specsim.engines._plan``), or a name starting with ``_``
+    imported from one (``from specsim import _atomic``), at module level or inside a
+    function. A package's own private modules (``specsim.cli._args``) are its business.
+    """
+    found = []
+    for name, path in _module_names().items():
+        if name == package or name.startswith(package + "."):
+            for what in _private_names(name, path.name == "__init__.py", path.read_text(), package):
+                found.append((name, what))
+    return found
+
+
+def test_private_import_reader_sees_every_form():
+    source = """
+import specsim._sweep
+from specsim import _atomic, sweep
+from specsim.engines._plan import placeholder
+from .._errors import relabel
+from ._args import load_target
+from specsim.hardware import get
+import numpy._core
+
+def f():
+    from specsim._limits import MAX_BATCH
+"""
+    found = _private_names("specsim.cli.sweep", False, source, "specsim.cli")
+    assert sorted(found) == [
+        "specsim._atomic",
+        "specsim._errors.relabel",
+        "specsim._limits.MAX_BATCH",
+        "specsim._sweep",
+        "specsim.engines._plan.placeholder",
+    ]
+
+
+def test_cli_uses_only_the_public_api():
+    """The command line is a shell over the public API (docs/design.md): it imports no
+    private module or name of specsim outside ``specsim.cli``."""
+    found = private_imports("specsim.cli")
+    assert not found, "specsim.cli imports private names: " + "; ".join(
+        f"{module} imports {what}" for module, what in sorted(set(found))
+    )

@@ -167,19 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import signal
 
-    from specsim import _atomic
+    from specsim import outputs
 
     parser = build_parser()
     args = parser.parse_args(argv)
     prefix = f"specsim {args.command}"
     if getattr(args, "no_jax_cache", True) is False:
-        from specsim._compilation_cache import cache_dir_from_environment, enable_compilation_cache
+        from specsim import enable_compilation_cache_from_environment
 
-        folder = cache_dir_from_environment()
-        if folder is not None:
-            enable_compilation_cache(folder)
+        enable_compilation_cache_from_environment()
     handler = signal.getsignal(signal.SIGINT)
-    _atomic.hold_interrupts(True)
+    outputs.hold_interrupts(True)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and closed: not an error
@@ -203,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: failed: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
-        _atomic.hold_interrupts(False)
+        outputs.hold_interrupts(False)
         if argv is not None and handler is not None and _in_main_thread():
             signal.signal(signal.SIGINT, handler)
 
@@ -240,7 +238,7 @@ _API_NAMES = {
 
 def _in_flags(message: str, parser: argparse.ArgumentParser, args) -> str:
     """A library message with its leading Python name replaced by the command's flag."""
-    from specsim._errors import relabel
+    from specsim.messages import relabel
 
     command = parser._command_parser(args) if isinstance(parser, _Parser) else None
     flags = {o for a in (command or parser)._actions for o in a.option_strings}

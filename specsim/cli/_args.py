@@ -245,7 +245,7 @@ def add_feasibility_arguments(parser, *, memory: bool = True) -> None:
 
 def check_vocabulary(args: argparse.Namespace, target, draft) -> None:
     """Refuses a draft of another vocabulary unless ``--shared-tokenizer`` (``ValueError``)."""
-    from specsim._feasibility import check_vocabulary as check
+    from specsim.feasibility import check_vocabulary as check
 
     check(target, draft, shared_tokenizer=args.shared_tokenizer, hint="--shared-tokenizer")
 
@@ -293,7 +293,7 @@ def add_plot_argument(parser) -> None:
 def check_plot_path(path: str, overwrite: bool = False) -> None:
     """Raises ``ValueError`` unless ``--plot path`` can be written: a chart suffix, an
     existing writable folder, and no file there unless ``overwrite`` (``--overwrite``)."""
-    from specsim._atomic import check_output_path
+    from specsim.outputs import check_output_path
 
     check_output_path(
         path,
@@ -347,7 +347,7 @@ def load_model(reference, flag: str, **dtypes):
     """``specsim.models.load(reference, **dtypes)``, its errors naming ``flag``
     (``--target``, ``--draft``, ``--model``)."""
     from specsim import models
-    from specsim._errors import relabel
+    from specsim.messages import relabel
 
     try:
         return models.load(reference, **dtypes)
@@ -430,7 +430,7 @@ def load_draft(args: argparse.Namespace, draft=None):
 def load_hardware(name: str, flag: str = "--hardware"):
     """``specsim.hardware.get(name)``, its errors naming ``flag``."""
     from specsim import hardware
-    from specsim._errors import relabel
+    from specsim.messages import relabel
 
     try:
         return hardware.get(name)

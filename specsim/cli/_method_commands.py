@@ -238,7 +238,7 @@ def run_method_sweep(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
     )
     elapsed = time.perf_counter() - start
     if args.out is not None:
-        from specsim._atomic import atomic_output
+        from specsim.outputs import atomic_output
 
         with atomic_output(
             args.out, overwrite=args.overwrite, what="--out", overwrite_hint="--overwrite"

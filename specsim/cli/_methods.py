@@ -253,19 +253,19 @@ def shape_depth(shape) -> int:
 def acceptance_for(args: argparse.Namespace, shape, *, tree: bool | None = None):
     """The acceptance model the flags describe, for a chain or a tree."""
     from specsim import (
+        DEFAULT_RANK_DECAY,
         ConstantAcceptance,
+        DynamicTree,
         PositionalAcceptance,
         TokenTree,
         TreeAcceptance,
         acceptance_from_tau,
         load_acceptance,
     )
-    from specsim._measured_acceptance import DEFAULT_RANK_DECAY
-    from specsim._tree import is_tree
 
     from ._args import build_acceptance
 
-    tree = is_tree(shape) if tree is None else tree
+    tree = isinstance(shape, TokenTree | DynamicTree) if tree is None else tree
     decay = DEFAULT_RANK_DECAY if args.rank_decay is None else args.rank_decay
     depth = shape_depth(shape)
     if args.acceptance_file:

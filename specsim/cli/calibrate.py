@@ -96,8 +96,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     import jax
 
     from specsim import measure, measure_and_calibrate, save_hardware
-    from specsim._atomic import atomic_output, check_output_path
     from specsim.hardware import calibration_dir
+    from specsim.outputs import atomic_output, check_output_path
 
     check_name(args.name)
     output = Path(args.output) if args.output else calibration_dir() / f"{args.name}.toml"

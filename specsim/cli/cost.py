@@ -58,7 +58,7 @@ def run_cost(args: argparse.Namespace) -> int:
         runtime,
         step_time,
     )
-    from specsim._limits import MAX_BATCH, MAX_TOKENS
+    from specsim.limits import MAX_BATCH, MAX_TOKENS
 
     for flag, value, limit in (
         ("--batch", args.batch, MAX_BATCH),

@@ -55,7 +55,7 @@ def save_roofline(args: argparse.Namespace, target=None, draft=None) -> str:
     models when given (e.g. with their dtype flags applied). The chart is written
     atomically; an existing file is replaced only with ``args.overwrite``.
     """
-    from specsim._atomic import atomic_output
+    from specsim.outputs import atomic_output
     from specsim.plot import roofline
 
     overwrite = getattr(args, "overwrite", False)
@@ -89,7 +89,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if method_requested(args):
         return _run_method(args)
     from specsim import Workload, crossover_batch, throughput
-    from specsim._feasibility import reason
+    from specsim.feasibility import reason
 
     target = load_target(args)
     resolve_draft(args, target)

@@ -258,7 +258,7 @@ def _notes(result, bounds, acceptance_info, gamma: int) -> list[str]:
 
 def _split_notes(draft: dict[str, Any], gamma: int, draft_tp: int) -> list[str]:
     """A note when the recommended draft cannot be split over ``draft_tp`` chips."""
-    from specsim._feasibility import tp_problem
+    from specsim.feasibility import tp_problem
 
     if gamma == 0 or draft_tp == 1:
         return []
@@ -477,6 +477,10 @@ def run_optimize(args: argparse.Namespace) -> int:
     import optax
 
     from specsim import (
+        DEFAULT_LEARNING_RATE,
+        DEFAULT_OPTIMIZER,
+        DEFAULT_RESTARTS,
+        DEFAULT_STEPS,
         DraftBounds,
         DraftTemplate,
         Scenario,
@@ -484,12 +488,6 @@ def run_optimize(args: argparse.Namespace) -> int:
         grid_search_scenarios,
         models,
         optimize_scenarios,
-    )
-    from specsim._optimize import (
-        DEFAULT_LEARNING_RATE,
-        DEFAULT_OPTIMIZER,
-        DEFAULT_RESTARTS,
-        DEFAULT_STEPS,
     )
 
     started = time.perf_counter()

@@ -244,8 +244,7 @@ def _schedule_draft(args, target):
     import jax
     import jax.numpy as jnp
 
-    from specsim import DraftParams, DraftTemplate, models
-    from specsim._draft import buildable_draft
+    from specsim import DraftParams, DraftTemplate, buildable_draft, models
 
     shape = _DRAFT_SHAPE.match(str(args.draft))
     if shape is None:
@@ -285,7 +284,7 @@ def _speculator(args, target):
         draft_id = args.draft_id or engines.model_id(args.draft, "draft")
         return speculator, label, draft_id, {}
     from specsim import speculators
-    from specsim.engines._plan import placeholder
+    from specsim.engines import placeholder
 
     if method in ("eagle", "eagle3"):
         version = 3 if method == "eagle3" else 2

@@ -26,7 +26,7 @@ import shutil
 import sys
 import time
 
-from specsim._atomic import atomic_output, check_output_path
+from specsim.outputs import atomic_output, check_output_path
 
 from ._args import (
     add_overwrite_argument,
@@ -304,7 +304,7 @@ def _format_bytes(n: float) -> str:
 
 def check_grid_size(args: argparse.Namespace, size: GridSize) -> None:
     """Refuses a sweep whose result cannot fit, or a large one without --allow-large."""
-    from specsim._limits import HOST_MEMORY_FRACTION, physical_memory_bytes
+    from specsim.limits import HOST_MEMORY_FRACTION, physical_memory_bytes
 
     in_memory = args.out is None or args.plot is not None
     physical = physical_memory_bytes()
@@ -411,8 +411,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     size = grid_size(args)
     check_grid_size(args, size)
 
+    from specsim import SWEEP_AXES as AXES
     from specsim import sweep
-    from specsim._sweep import AXES
 
     kwargs = _grid_arguments(args)
     if args.method is not None:

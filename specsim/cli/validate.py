@@ -104,7 +104,7 @@ def _output_paths(args: argparse.Namespace, output_dir: Path | None) -> dict[str
     """The files ``--output-dir`` will hold, by suffix, each checked as writable now."""
     if output_dir is None:
         return {}
-    from specsim._atomic import check_output_path
+    from specsim.outputs import check_output_path
 
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output-dir {output_dir}: not a folder; valid: a folder")
@@ -181,7 +181,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if output_dir is not None:
         import contextlib
 
-        from specsim._atomic import atomic_output
+        from specsim.outputs import atomic_output
 
         def temp(suffix: str) -> str:  # each file renamed into place once all are written
             return files.enter_context(

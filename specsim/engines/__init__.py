@@ -24,6 +24,7 @@ from ._plan import METHODS as METHODS
 from ._plan import ServingPlan as ServingPlan
 from ._plan import is_placeholder as is_placeholder
 from ._plan import model_id as model_id
+from ._plan import placeholder as placeholder
 from ._schema import ENGINES as ENGINES
 from ._schema import EngineVersion as EngineVersion
 from ._schema import check as check
@@ -44,6 +45,7 @@ __all__ = [
     "engine_name",
     "is_placeholder",
     "model_id",
+    "placeholder",
     "resolve_version",
     "tensorrt_llm_schedule",
     "versions",
