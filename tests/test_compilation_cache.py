@@ -101,18 +101,33 @@ def test_folder_is_capped(executable_folder, monkeypatch):
     assert not os.listdir(executable_folder)  # larger than the cap: evicted at once
 
 
-@pytest.mark.slow
-def test_cli_writes_the_cache_and_the_opt_outs_do_not(tmp_path):
-    def run(*flags, cache):
-        env = {**os.environ, "SPECSIM_JAX_CACHE": str(cache)}
-        command = [sys.executable, "-m", "specsim.cli", "optimize", "--steps", "3", "--json"]
-        subprocess.run([*command, *flags], env=env, check=True, capture_output=True)
-
-    run(cache=tmp_path / "on")
+@pytest.mark.slow  # one `specsim optimize` process, compiled cold into an empty cache
+def test_cli_writes_the_cache(tmp_path):
+    env = {**os.environ, "SPECSIM_JAX_CACHE": str(tmp_path / "on")}
+    command = [sys.executable, "-m", "specsim.cli", "optimize", "--steps", "3", "--json"]
+    subprocess.run(command, env=env, check=True, capture_output=True)
     names = os.listdir(tmp_path / "on")
     assert "specsim-executables" in names and len(names) > 1  # plus JAX's own entries
     assert os.listdir(tmp_path / "on" / "specsim-executables")
-    run("--no-jax-cache", cache=tmp_path / "flag")
-    assert not (tmp_path / "flag").exists()
-    run(cache="off")
-    assert not (tmp_path / "off").exists()
+
+
+def test_cli_turns_the_cache_on_unless_told_not_to(tmp_path, monkeypatch, capsys):
+    """Which folder the command line asks for (what it writes there is the test above).
+
+    In-process: this process's JAX cache is the suite's (tests/conftest.py), so the
+    request itself is recorded rather than the folder's contents."""
+    from specsim.cli import main
+
+    asked = []
+    monkeypatch.setattr(_compilation_cache, "enable_compilation_cache", asked.append)
+    argv = ["cost", "--json"]  # the cheapest command that compiles (JAX_CACHE_COMMANDS)
+    for flags, setting, expected in (
+        ([], str(tmp_path / "on"), [str(tmp_path / "on")]),
+        (["--no-jax-cache"], str(tmp_path / "flag"), []),
+        ([], "off", []),
+    ):
+        asked.clear()
+        monkeypatch.setenv("SPECSIM_JAX_CACHE", setting)
+        assert main([*argv, *flags]) == 0, capsys.readouterr().err
+        assert asked == expected, (flags, setting)
+    assert not any(tmp_path.iterdir())

@@ -12,6 +12,7 @@ the repository root (so ``import specsim`` finds this checkout).
 
 import asyncio
 import importlib.util
+import os
 from pathlib import Path
 
 import nbformat
@@ -25,6 +26,21 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
 
 
+def _kernel_env(path: Path) -> dict[str, str]:
+    """The kernel's environment: the suite's, plus a persistent JAX compilation cache.
+
+    Each notebook's kernel keeps its compiled programs in its own folder beside the
+    suite's (tests/conftest.py), so a second run of the suite loads rather than compiles
+    them; one folder per notebook, so no kernel reads a file another is writing. Delete
+    .pytest_cache/jax for a cold run."""
+    folder = ROOT / ".pytest_cache" / "jax" / f"notebook-{path.stem}"
+    return {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": str(folder),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+
+
 async def _execute(path: Path) -> nbformat.NotebookNode:
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -33,7 +49,7 @@ async def _execute(path: Path) -> nbformat.NotebookNode:
         kernel_name="python3",
         resources={"metadata": {"path": str(ROOT)}},
     )
-    await client.async_execute()
+    await client.async_execute(env=_kernel_env(path))
     return notebook
 
 
