@@ -207,7 +207,7 @@ def _all_finite(value) -> bool:
 @pytest.fixture
 def stubbed(monkeypatch, tmp_path):
     """Every entry point that would compile or measure is a stub; files land in tmp_path."""
-    from specsim import _sweep, validate
+    from specsim import _sweep, plot, serving, validate
 
     monkeypatch.chdir(tmp_path)
     for module, name in [
@@ -221,6 +221,15 @@ def stubbed(monkeypatch, tmp_path):
         (_sweep, "sweep"),
         (validate, "validate_local"),
         (validate, "validate_published"),
+        # The speculation methods (evaluate, optimize and sweep with --method) and serve.
+        (specsim, "optimize_chain"),
+        (specsim, "optimize_tree"),
+        (specsim, "exact_tree_search"),
+        (specsim, "sweep_methods"),
+        (serving, "steady_state"),
+        (serving, "simulate"),
+        (serving, "max_slo_rate"),
+        (plot, "roofline"),  # evaluate --plot
     ]:
         monkeypatch.setattr(module, name, _stub)
     return tmp_path
