@@ -84,8 +84,10 @@ def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
     safe_p = jnp.where(finite, p, 1.0)
     positive = (hi > 0) & (lo > 0)
     ratio = jnp.where(positive, lo / jnp.where(positive, hi, 1.0), 1.0)
-    powered = jnp.where(positive, ratio**safe_p, 0.0)
-    return jnp.where(finite, hi * (1.0 + powered) ** (1.0 / safe_p), hi)
+    # The powers as exp(p log x): the same numbers to float32 rounding, and vectorised
+    # on a CPU, where XLA's `pow` calls the scalar C library (about 4x slower in sweeps).
+    powered = jnp.where(positive, jnp.exp(safe_p * jnp.log(ratio)), 0.0)
+    return jnp.where(finite, hi * jnp.exp(jnp.log1p(powered) / safe_p), hi)
 
 
 def overlap_max(a, b, sharpness):
