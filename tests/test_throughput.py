@@ -248,6 +248,22 @@ def test_alpha_outside_unit_interval_raises(alpha):
         specsim.throughput(TARGET, DRAFT, A100, WORKLOAD, 4.0, ConstantAcceptance(alpha))
 
 
+@pytest.mark.parametrize(
+    "field, value", [("speedup", np.inf), ("iteration_s", np.nan), ("prefill_s", -np.inf)]
+)
+def test_a_non_finite_report_field_is_named(field, value):
+    from specsim._throughput import _checked_report
+
+    report = _report()
+    assert _checked_report(report) is report  # every field finite: passes as it is
+    bad = report.replace(**{field: np.float32(value)})
+    with pytest.raises(ValueError, match=f"^{field} {value}: not finite in float32"):
+        _checked_report(bad)
+    batched = jax.tree.map(lambda x: np.stack([x, x]), bad)  # fields of one shape
+    with pytest.raises(ValueError, match=f"^{field} {value}: not finite"):
+        _checked_report(batched)
+
+
 @pytest.mark.parametrize("batch", [0, -3])
 def test_zero_batch_raises(batch):
     with pytest.raises(ValueError, match="batch"):
