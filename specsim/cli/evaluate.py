@@ -98,31 +98,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_vocabulary(args, target, draft)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     acceptance = build_acceptance(args)
-    report = throughput(
-        target,
-        draft,
-        chip,
-        workload,
-        args.gamma,
-        acceptance,
-        args.tp,
-        args.draft_tp,
-        runtime=args.runtime,
-    )
+    setup = (target, draft, chip, workload, args.gamma, acceptance, args.tp, args.draft_tp)
+    report = throughput(*setup, runtime=args.runtime)
     out = report.to_dict()
     if not out["fits"] and not args.allow_infeasible:
         raise memory_refusal(args, out["memory_per_chip_bytes"], float(chip.hbm_capacity_bytes))
-    crossover = crossover_batch(
-        target,
-        draft,
-        chip,
-        workload,
-        args.gamma,
-        acceptance,
-        args.tp,
-        args.draft_tp,
-        runtime=args.runtime,
-    )
+    crossover = crossover_batch(*setup, runtime=args.runtime)
     out["crossover_batch"] = None if not math.isfinite(crossover) else float(crossover)
     out["infeasible"] = [] if out["fits"] else ["memory"]
     out["feasible"] = not out["infeasible"]
