@@ -95,29 +95,21 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
             if missing:
                 raise ValueError(f"{entry}: missing required key {missing[0]!r} (of a speedup)")
         else:
-            extra = [k for k in (*speculative, "published_cost_ratio") if k in row]
-            if extra:
-                raise ValueError(
-                    _schema.message(
-                        entry,
-                        extra[0],
-                        row[extra[0]],
-                        "not used by plain decoding",
-                        "draft, gamma, alpha and published_cost_ratio only with a speedup",
-                    )
-                )
+            _refuse_extra(
+                entry,
+                row,
+                (*speculative, "published_cost_ratio"),
+                "not used by plain decoding",
+                "draft, gamma, alpha and published_cost_ratio only with a speedup",
+            )
         if row["quantity"] != "saturated_output_tokens_per_s":
-            extra = [k for k in ("engine", "kv_memory_fraction") if k in row]
-            if extra:
-                raise ValueError(
-                    _schema.message(
-                        entry,
-                        extra[0],
-                        row[extra[0]],
-                        "only for a saturated engine",
-                        "engine and kv_memory_fraction only with saturated_output_tokens_per_s",
-                    )
-                )
+            _refuse_extra(
+                entry,
+                row,
+                ("engine", "kv_memory_fraction"),
+                "only for a saturated engine",
+                "engine and kv_memory_fraction only with saturated_output_tokens_per_s",
+            )
         try:
             hardware.canonical_name(row["hardware"])
             if "runtime" in row:
@@ -273,3 +265,10 @@ def validate_published(path: str | os.PathLike | None = None):
             }
         )
     return pd.DataFrame(out)
+
+
+def _refuse_extra(entry, row, keys, why: str, valid: str) -> None:
+    """A ``ValueError`` naming the first of ``keys`` that ``row`` has but should not."""
+    extra = [k for k in keys if k in row]
+    if extra:
+        raise ValueError(_schema.message(entry, extra[0], row[extra[0]], why, valid))
