@@ -20,15 +20,22 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # compares them with one device). Must precede the backend's start, hence here.
 jax.config.update("jax_num_cpu_devices", 4)
 
-# Compiled programs persist between runs (JAX keys them by program, backend, devices and
-# flags), so a second run of the suite compiles little; a hit still counts in
-# `compilations()` below. One folder per xdist worker, so no worker reads a file another
-# is writing. Delete .pytest_cache/jax for a cold run.
+# JAX's persistent compilation cache is off in the suite unless SPECSIM_TEST_JAX_CACHE=1:
+# on a fresh clone (CI) it cannot pay for itself, every compiled program would be
+# serialised to disk, and a worker that had compiled several hundred programs aborted
+# inside that write (jax compilation_cache.put_executable_and_time, twice in CI), after
+# which pytest-xdist's controller waited forever for the lost worker's tests. Locally,
+# SPECSIM_TEST_JAX_CACHE=1 keeps one folder per xdist worker in .pytest_cache/jax (no
+# worker reads a file another is writing), so a second run compiles little; a hit still
+# counts in `compilations()` below.
+TEST_JAX_CACHE = os.environ.get("SPECSIM_TEST_JAX_CACHE", "").strip().lower() in ("1", "on", "yes")
 _JAX_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"
-jax.config.update(
-    "jax_compilation_cache_dir", str(_JAX_CACHE / os.environ.get("PYTEST_XDIST_WORKER", "main"))
-)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+if TEST_JAX_CACHE:
+    jax.config.update(
+        "jax_compilation_cache_dir",
+        str(_JAX_CACHE / os.environ.get("PYTEST_XDIST_WORKER", "main")),
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 # float32 is the library default; tests that need float64 say so with `x64()` below.
 RTOL_F32 = 1e-5

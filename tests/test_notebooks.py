@@ -27,12 +27,11 @@ CELL_TIMEOUT_S = 600
 
 
 def _kernel_env(path: Path) -> dict[str, str]:
-    """The kernel's environment: the suite's, plus a persistent JAX compilation cache.
-
-    Each notebook's kernel keeps its compiled programs in its own folder beside the
-    suite's (tests/conftest.py), so a second run of the suite loads rather than compiles
-    them; one folder per notebook, so no kernel reads a file another is writing. Delete
-    .pytest_cache/jax for a cold run."""
+    """The kernel's environment: the suite's, plus (with SPECSIM_TEST_JAX_CACHE=1, as in
+    tests/conftest.py) a persistent JAX compilation cache in a folder of its own beside
+    the suite's, so that no kernel reads a file another is writing."""
+    if os.environ.get("SPECSIM_TEST_JAX_CACHE", "").strip().lower() not in ("1", "on", "yes"):
+        return dict(os.environ)
     folder = ROOT / ".pytest_cache" / "jax" / f"notebook-{path.stem}"
     return {
         **os.environ,
