@@ -1,6 +1,7 @@
 """Shared test configuration: strict JAX semantics and one place for tolerances."""
 
 import contextlib
+import gc
 import os
 import re
 from pathlib import Path
@@ -36,6 +37,37 @@ if TEST_JAX_CACHE:
         str(_JAX_CACHE / os.environ.get("PYTEST_XDIST_WORKER", "main")),
     )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+# Every compiled XLA CPU program keeps its machine code in memory maps of its own (about
+# 500 for a program of 100 fused kernels), and a process may hold at most
+# vm.max_map_count of them (65530 by default): a worker that had compiled a thousand
+# programs crashed inside the next compilation (a segfault in backend_compile_and_load,
+# an abort in the cache write), and pytest-xdist then waited forever for its tests. So
+# after any test that leaves the worker past a third of the limit, JAX's caches are dropped
+# (the next test recompiles what it needs).
+def _memory_map_limit() -> int:
+    try:
+        return int(Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        return 0  # not Linux: no /proc to read, and no such limit to respect
+
+
+_MEMORY_MAP_LIMIT = _memory_map_limit()
+
+
+def _memory_maps() -> int:
+    with open("/proc/self/maps", "rb") as maps:
+        return sum(1 for _ in maps)
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    yield
+    if _MEMORY_MAP_LIMIT and _memory_maps() > _MEMORY_MAP_LIMIT // 3:
+        jax.clear_caches()
+        gc.collect()
+
 
 # float32 is the library default; tests that need float64 say so with `x64()` below.
 RTOL_F32 = 1e-5
