@@ -63,6 +63,15 @@ FITTABLE = (*_PEAK_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, SHARPNESS)
 # Range of random restarts for the sharpness, and its start where nothing else says.
 _SHARPNESS_RANGE = (0.3, 16.0)
 _START_SHARPNESS = 4.0
+# Bounds of the log-space parameters. Measurements that do not pin a field down (too few
+# passes, or all faster than any prediction) would push it without limit: a fit of four
+# passes once drove a peak efficiency to 7e25, whose peak overflowed float32. Within
+# these bounds every fitted spec stays finite in float32 (a peak at most 1e6 x the
+# nominal one, an overhead within 1e-9..1e3 x the median pass), and the plausibility
+# check (`_plausibility.implausible_rates`) flags what sits far outside the micro-benchmarks.
+_LOG_EFFICIENCY_BOUNDS = (math.log(1e-6), math.log(1e6))
+_LOG_OVERHEAD_BOUNDS = (math.log(1e-9), math.log(1e3))
+_LOG_SHARPNESS_BOUNDS = (math.log(1e-6), math.log(1e4))
 
 
 @struct.dataclass
@@ -288,11 +297,13 @@ def _to_fields(params, fit, time_scale_s) -> dict[str, Any]:
         if name in _FRACTIONS:
             fields[name] = jax.nn.sigmoid(params[i])
         elif name == SHARPNESS:
-            fields[name] = MIN_ROOFLINE_SHARPNESS + jnp.exp(params[i])
+            fields[name] = MIN_ROOFLINE_SHARPNESS + jnp.exp(
+                jnp.clip(params[i], *_LOG_SHARPNESS_BOUNDS)
+            )
         elif name in _PEAK_EFFICIENCIES:
-            fields[name] = jnp.exp(params[i])
+            fields[name] = jnp.exp(jnp.clip(params[i], *_LOG_EFFICIENCY_BOUNDS))
         else:
-            fields[name] = time_scale_s * jnp.exp(params[i])
+            fields[name] = time_scale_s * jnp.exp(jnp.clip(params[i], *_LOG_OVERHEAD_BOUNDS))
     return fields
 
 

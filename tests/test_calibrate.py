@@ -96,6 +96,28 @@ def test_calibration_recovers_the_attention_efficiency(truth):
 
 
 @pytest.mark.slow
+def test_timings_no_spec_can_explain_give_a_finite_bounded_fit():
+    # Every pass a million times faster than the nominal chip allows: nothing pins the
+    # efficiencies or overheads, and an unbounded log-space fit once drove a peak past
+    # float32's range. The fit must stay finite and inside its bounds (1e6 x nominal peak,
+    # overheads >= 1e-9 x the median pass).
+    nominal = hardware.get("a100")
+    data = StepTimeData.from_points(
+        [(models.get("llama-68m"), b, n, 0, 1.0) for b in (1, 8) for n in (1, 5)]
+    )
+    data = data.replace(time_s=predict_step_times(data, nominal) * 1e-6)
+    result = calibrate(data, nominal, restarts=2)
+    fitted = result.hardware
+    for field in ("bf16_flops_per_s", "fp32_flops_per_s", "hbm_bytes_per_s"):
+        value = float(getattr(fitted, field))
+        assert np.isfinite(value) and value <= 1.0001e6 * float(getattr(nominal, field)), field
+    median_s = float(np.median(np.asarray(data.time_s)))
+    for field in ("kernel_launch_s", "step_overhead_s"):
+        assert float(getattr(fitted, field)) >= 0.9999e-9 * median_s, field
+    assert np.all(np.isfinite(result.predicted_s)) and np.isfinite(result.loss)
+
+
+@pytest.mark.slow
 def test_calibration_accepts_a_measurement_table():
     truth = hardware.get("h100").replace(compute_efficiency=0.5, step_overhead_s=1e-4)
     config = ModelConfig.from_spec(tiny_spec(d_model=256, n_heads=4, n_kv_heads=2, d_ff=1024))
