@@ -10,6 +10,14 @@ import jax
 import numpy as np
 import pytest
 
+# The suite checks numbers, not speed, and spends most of its time in XLA's CPU compiler:
+# LLVM's cheaper settings (no float semantics change; XLA's HLO passes all still run)
+# took tests/test_reduce.py's 25 compilations from 88.6 to 54.8 s. Read when JAX starts its
+# backend (the first computation, after this file); inherited by the commands and
+# notebook kernels the tests start. Benchmarks (benchmarks/) run with the defaults.
+_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+
 # Commands run in-process must not write the user's compilation cache (nor read a stale
 # one); tests/test_compilation_cache.py turns it on in a temporary folder.
 os.environ["SPECSIM_JAX_CACHE"] = "off"
