@@ -30,13 +30,10 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_num_cpu_devices", 4)
 
 # JAX's persistent compilation cache is off in the suite unless SPECSIM_TEST_JAX_CACHE=1:
-# on a fresh clone (CI) it cannot pay for itself, every compiled program would be
-# serialised to disk, and a worker that had compiled several hundred programs aborted
-# inside that write (jax compilation_cache.put_executable_and_time, twice in CI), after
-# which pytest-xdist's controller waited forever for the lost worker's tests. Locally,
-# SPECSIM_TEST_JAX_CACHE=1 keeps one folder per xdist worker in .pytest_cache/jax (no
-# worker reads a file another is writing), so a second run compiles little; a hit still
-# counts in `compilations()` below.
+# on a fresh clone (CI) it cannot pay for itself (every compiled program is serialised to
+# disk, none is read back). Locally, SPECSIM_TEST_JAX_CACHE=1 keeps one folder per xdist
+# worker in .pytest_cache/jax (no worker reads a file another is writing), so a second
+# run compiles little; a hit still counts in `compilations()` below.
 TEST_JAX_CACHE = os.environ.get("SPECSIM_TEST_JAX_CACHE", "").strip().lower() in ("1", "on", "yes")
 _JAX_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"
 if TEST_JAX_CACHE:

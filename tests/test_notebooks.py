@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import TEST_JAX_CACHE
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def _kernel_env(path: Path) -> dict[str, str]:
     """The kernel's environment: the suite's, plus (with SPECSIM_TEST_JAX_CACHE=1, as in
     tests/conftest.py) a persistent JAX compilation cache in a folder of its own beside
     the suite's, so that no kernel reads a file another is writing."""
-    if os.environ.get("SPECSIM_TEST_JAX_CACHE", "").strip().lower() not in ("1", "on", "yes"):
+    if not TEST_JAX_CACHE:
         return dict(os.environ)
     folder = ROOT / ".pytest_cache" / "jax" / f"notebook-{path.stem}"
     return {
