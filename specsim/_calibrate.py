@@ -69,11 +69,12 @@ _START_SHARPNESS = 4.0
 # these bounds every fitted spec stays finite in float32 (a peak at most 1e6 x the
 # nominal one, an overhead within 1e-9..1e3 x the median pass), and the plausibility
 # check (`_plausibility.implausible_rates`) flags what sits far outside the micro-benchmarks.
-# L-BFGS polish stops a restart whose loss gradient (per log-space parameter) is this small.
-_POLISH_GRADIENT_TOL = 1e-6
 _LOG_EFFICIENCY_BOUNDS = (math.log(1e-6), math.log(1e6))
 _LOG_OVERHEAD_BOUNDS = (math.log(1e-9), math.log(1e3))
 _LOG_SHARPNESS_BOUNDS = (math.log(1e-6), math.log(1e4))
+# The L-BFGS polish stops a restart whose loss gradient (norm over the log-space
+# parameters) is this small.
+_POLISH_GRADIENT_TOL = 1e-6
 
 
 @struct.dataclass

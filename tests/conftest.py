@@ -46,9 +46,10 @@ if TEST_JAX_CACHE:
 
 # Every compiled XLA CPU program keeps its machine code in memory maps of its own (about
 # 500 for a program of 100 fused kernels), and a process may hold at most
-# vm.max_map_count of them (65530 by default): a worker that had compiled a thousand
-# programs crashed inside the next compilation (a segfault in backend_compile_and_load,
-# an abort in the cache write), and pytest-xdist then waited forever for its tests. So
+# vm.max_map_count of them (65530 by default). Long-lived workers crashed inside a
+# compilation (a segfault in backend_compile_and_load, an abort in the cache write) with
+# memory to spare, which this limit explains, and pytest-xdist then waited forever for
+# their tests; with the fixture below no run has crashed. So
 # after any test that leaves the worker past a third of the limit, JAX's caches are dropped
 # (the next test recompiles what it needs).
 def _memory_map_limit() -> int:
