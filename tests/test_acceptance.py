@@ -54,6 +54,7 @@ def test_positional_with_equal_entries_matches_constant():
         )
 
 
+@pytest.mark.slow
 def test_constant_under_jit_vmap_grad():
     stacked = ConstantAcceptance(alpha=jnp.asarray([0.3, 0.6, 0.9]))
     gamma = jnp.asarray([1.0, 4.0, 7.5])
@@ -82,6 +83,7 @@ def test_positional_under_jit_vmap_grad():
     assert_close(acceptance_rate(acc), geometric_mean)
 
 
+@pytest.mark.slow
 def test_sdsl_under_jit_vmap_grad():
     acc = SDSLAcceptance.create(draft_train_tokens=2e12, target_train_tokens=2e12)
     draft_params = jnp.asarray([1e8, 3e8, 1e9])

@@ -593,6 +593,7 @@ def speedups(target, batches, tp):
     return np.array([one(b) for b in batches])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "tp", "saturated"), [("qwen3-30b-a3b", 1.0, 64), ("mixtral-8x7b", 2.0, 16)]
 )

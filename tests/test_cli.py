@@ -208,6 +208,7 @@ def test_bad_hardware_files_exit_2(capsys, tmp_path):
 # --------------------------------------------------------------------------- as a program
 
 
+@pytest.mark.slow
 def test_python_m_specsim_cli_subprocess():
     """One smoke test of the real program (the rest run in-process): ``python -m specsim.cli``
     from the source tree, so it needs no installed console script."""
@@ -286,6 +287,7 @@ def test_help_and_the_hardware_table_start_without_jax(argv, start_up_imports):
     assert found.get(tuple(argv)) == [], stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_import_specsim_is_lazy_and_complete():
     result = _python(
         "import sys, specsim\n"
@@ -344,6 +346,7 @@ def test_summaries_come_from_the_registry(capsys):
         assert name in out and " ".join(summary.split()[:3]) in " ".join(out.split())
 
 
+@pytest.mark.slow
 def test_a_legal_alpha_just_below_one_is_accepted(capsys):
     """Issue 11, point 9: --alpha 0.99999999 was refused as "got 1" (float32 rounding)."""
     code, out, err = run(capsys, "evaluate", "--alpha", "0.99999999", "--json")

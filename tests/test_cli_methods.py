@@ -14,6 +14,7 @@ from specsim.speculators import Eagle
 FILES = resources.files("specsim") / "data" / "acceptance"
 
 
+@pytest.mark.slow
 def test_evaluate_a_tree_matches_the_library(capsys):
     code, out, err = run(
         capsys, "evaluate", "--target", "llama-3-8b", "--method", "eagle3", "--tree", "4,8,8,4",
@@ -28,6 +29,7 @@ def test_evaluate_a_tree_matches_the_library(capsys):
     assert_close(got["tokens_per_s"], float(want.tokens_per_s), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [
@@ -69,6 +71,7 @@ def test_optimize_rejects_method_flags_for_the_draft_search(capsys):
     assert_usage_error(*run(capsys, "optimize", "--alphas", "0.8,0.7"), "--method draft")
 
 
+@pytest.mark.slow
 def test_schedule_takes_the_method_flags_of_the_other_commands(capsys):
     # schedule writes engine files through specsim.engines (tests/test_schedule.py checks
     # them against each release's schema); here only the shared flag spelling is checked.

@@ -61,6 +61,7 @@ def _same(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_a_stored_search_is_loaded_not_compiled(executable_folder, monkeypatch):
     first = _search()
     (entry,) = os.listdir(executable_folder)
@@ -80,6 +81,7 @@ def test_a_stored_search_is_loaded_not_compiled(executable_folder, monkeypatch):
     _same(first, second)
 
 
+@pytest.mark.slow
 def test_a_damaged_entry_is_replaced(executable_folder):
     first = _search()
     (entry,) = os.listdir(executable_folder)
@@ -90,11 +92,13 @@ def test_a_damaged_entry_is_replaced(executable_folder):
     assert (executable_folder / entry).stat().st_size > 1000  # written again
 
 
+@pytest.mark.slow
 def test_an_optimizer_unknown_across_processes_is_not_stored(executable_folder):
     _search(optimizer=optax.adam(0.05))
     assert not executable_folder.exists() or not os.listdir(executable_folder)
 
 
+@pytest.mark.slow
 def test_folder_is_capped(executable_folder, monkeypatch):
     monkeypatch.setattr(_executable_cache, "MAX_FOLDER_BYTES", 10)
     _search()

@@ -229,6 +229,7 @@ def test_matmul_flops_are_twice_the_weights_per_token(x64):
 # --------------------------------------------------------------------------- step time
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_through_step_time(name):
     """Same checks for every catalogue model: the jitted step equals the independent
@@ -255,6 +256,7 @@ def test_every_model_through_step_time(name):
         assert int(eager.bound) == int(np.argmax([float(v) for v in breakdown]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["H100 SXM", "TPU v5e", "MI300X", "B200", "Gaudi 3"])
 def test_step_time_against_reference_on_other_chips(x64, name):
     arch, entry = models.info("Mistral-7B-v0.1"), hardware.entry(name)
@@ -435,6 +437,7 @@ def test_jit_equals_eager_in_float32():
     assert_close(smooth.time_s, eager.time_s, rtol=RTOL_F32)
 
 
+@pytest.mark.slow
 def test_vmap_equals_loop(x64):
     spec, chip = models.get("qwen2.5-7b"), hardware.get("mi300x")
     batches = jnp.array([1.0, 4.0, 64.0, 256.0])
@@ -489,6 +492,7 @@ def test_no_recompilation_when_only_traced_values_change():
     assert len(traces) == 2
 
 
+@pytest.mark.slow
 def test_check_grads_float64(x64):
     base_model, base_chip = models.get("llama-2-7b"), hardware.get("a100")
 
@@ -512,6 +516,7 @@ def test_check_grads_float64(x64):
     check_grads(lambda *x: time_ms(*x, smooth=16.0), (0.5, 1.5, 2.0, 0.7, 3.0, 8.0), order=1)
 
 
+@pytest.mark.slow
 def test_gradients_finite_and_signed_for_every_model_and_chip(x64):
     # float64: d(time)/d(peak FLOP/s) of a memory-bound step is ~1e-17 s per FLOP/s times the
     # smooth max's ratio**15, which underflows to -0.0 in float32.

@@ -24,6 +24,7 @@ def test_float_acceptance_means_a_constant_rate():
     assert_close(float(by_float.acceptance_rate), 0.7, rtol=1e-7)
 
 
+@pytest.mark.slow
 def test_sequence_acceptance_means_per_position_rates():
     rates = [0.9, 0.8, 0.6]
     by_list = specsim.throughput(TARGET, DRAFT, A100, WORKLOAD, 3.0, rates)
@@ -94,6 +95,7 @@ def test_predict_rejects_bad_draft_gamma_and_static_options():
             specsim.predict(d, DRAFT, 4.0, quadrature_nodes=nodes)
 
 
+@pytest.mark.slow
 def test_deployments_stack_and_vmap_like_a_loop():
     chips = [hardware.get(n) for n in ("a100-80gb", "h100", "v5e")]
     deployments = [

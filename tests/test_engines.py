@@ -252,6 +252,7 @@ def _consecutive(runs):
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(ranges=RANGES, method=st.sampled_from(["draft", "eagle3", "ngram"]))
 def test_any_schedule_round_trips_through_every_engine(ranges, method):

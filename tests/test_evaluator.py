@@ -27,6 +27,7 @@ def assert_same_report(a, b):
             np.testing.assert_array_equal(x, y, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("acceptance", [0.7, [0.9, 0.7, 0.5], SDSLAcceptance.create(1e11, 2e12)])
 def test_packed_call_equals_the_jitted_core_bit_for_bit(acceptance):
     d = Deployment.create(TARGET, A100, WORKLOAD, acceptance, tp=2, draft_tp=1)
@@ -36,6 +37,7 @@ def test_packed_call_equals_the_jitted_core_bit_for_bit(acceptance):
         assert_same_report(Evaluator(d, DRAFT)(gamma), direct)
 
 
+@pytest.mark.slow
 def test_evaluator_takes_new_values_without_recompiling():
     d = Deployment.create(TARGET, A100, WORKLOAD, 0.8)
     evaluate = Evaluator(d, DRAFT, 4.0, smooth=16.0)
@@ -66,6 +68,7 @@ def test_evaluator_rejects_bad_values_and_other_structures():
         Evaluator(TARGET, DRAFT)
 
 
+@pytest.mark.slow
 def test_traced_inputs_take_the_general_path():
     d = Deployment.create(TARGET, A100, WORKLOAD, 0.8)
     gammas = jnp.asarray([1.0, 2.0, 5.0])
@@ -78,6 +81,7 @@ def test_traced_inputs_take_the_general_path():
         jax.jit(lambda g: Evaluator(d, DRAFT, g)().tokens_per_s)(3.0)
 
 
+@pytest.mark.slow
 def test_concrete_batched_inputs_keep_their_shapes():
     d = Deployment.create(TARGET, A100, Workload.create(batch=np.asarray([1.0, 8.0, 64.0])), 0.8)
     report = specsim.predict(d, DRAFT, 4.0)
@@ -86,6 +90,7 @@ def test_concrete_batched_inputs_keep_their_shapes():
     np.testing.assert_array_equal(report.tokens_per_s, direct.tokens_per_s)
 
 
+@pytest.mark.slow
 def test_trees_and_speculators_take_the_packed_path_with_integer_leaves():
     tree_acceptance = specsim.TreeAcceptance.from_top1([0.8, 0.75, 0.7, 0.7], ranks=4)
     d = Deployment.create(TARGET, A100, WORKLOAD, tree_acceptance)

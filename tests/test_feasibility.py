@@ -65,6 +65,7 @@ def test_valid_tp_lists_the_splits():
     assert valid_tp(64, 8) == [1, 2, 4, 8, 16, 32, 64]
 
 
+@pytest.mark.slow
 def test_feasibility_code_matches_the_rules_point_by_point():
     tps = np.asarray([1.0, 2.0, 3.0, 16.0, 64.0], np.float32)
     code = feasibility_code(LLAMA3, LLAMA3, tps, 1.0, True)
@@ -104,6 +105,7 @@ def test_a_draft_its_tp_cannot_split_is_refused():
         specsim.throughput(LLAMA2, SMALL, H100, Workload.create(), 4, 0.8, tp=8)
 
 
+@pytest.mark.slow
 def test_traced_splits_are_not_checked_so_grids_still_work():
     import jax
 
@@ -144,6 +146,7 @@ def test_impossible_setups_exit_2(capsys, command, argv, fragments):
     assert_refused(*run(capsys, command, *argv), f"specsim {command}: ", *fragments)
 
 
+@pytest.mark.slow
 def test_a_shared_tokenizer_is_the_users_call(capsys):
     argv = ["evaluate", "--target", "qwen2.5-7b", "--draft", "qwen2.5-0.5b", "--json"]
     assert_refused(*run(capsys, *argv), "draft vocabulary 151936: differs")
@@ -182,6 +185,7 @@ def test_a_feasible_evaluation_says_so_in_json(capsys):
 # --------------------------------------------------------------------------- grids
 
 
+@pytest.mark.slow
 def test_sweeps_mark_infeasible_points_instead_of_refusing():
     frame = specsim.sweep(
         target=["llama-3-8b"],
@@ -201,6 +205,7 @@ def test_sweeps_mark_infeasible_points_instead_of_refusing():
     assert list(frame.feasibility.cat.categories) == list(FEASIBILITY_NAMES)
 
 
+@pytest.mark.slow
 def test_sweep_shared_tokenizer_skips_the_vocabulary_rule():
     frame = specsim.sweep(
         target="llama-3-8b", draft="llama-68m", columns=["feasibility"], shared_tokenizer=True
@@ -208,6 +213,7 @@ def test_sweep_shared_tokenizer_skips_the_vocabulary_rule():
     assert frame.feasibility.tolist() == ["ok"]
 
 
+@pytest.mark.slow
 def test_best_over_prefers_feasible_points():
     # Llama-2-70B on one 80 GB chip never fits; at tp 2 and tp 4 it does.
     frame = specsim.sweep(

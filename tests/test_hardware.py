@@ -452,6 +452,7 @@ def test_smooth_max_edges(x64):
     assert_close(values, [math.sqrt(2.0), 5.0, math.sqrt(5.0)], rtol=RTOL_F64)
 
 
+@pytest.mark.slow
 def test_smooth_max_gradients(x64):
     grad = jax.grad(smooth_max, argnums=(0, 1))
     # The non-binding term keeps a nonzero gradient (hard max would give exactly 0).
@@ -467,6 +468,7 @@ def test_smooth_max_gradients(x64):
     check_grads(lambda a, b: smooth_max(a, b, 4.0), (0.3, 2.0), order=1)
 
 
+@pytest.mark.slow
 def test_roofline_gradients_in_float64(x64):
     h100 = hardware.get("h100").replace(roofline_sharpness=math.inf)  # the hard roofline
 

@@ -26,6 +26,7 @@ def frame():
     )
 
 
+@pytest.mark.slow
 def test_whole_counts_are_int64_and_fractional_ones_float64(frame):
     for name in ("tp", "batch", "prompt_tokens", "gamma"):
         assert frame[name].dtype == np.int64, name
@@ -35,6 +36,7 @@ def test_whole_counts_are_int64_and_fractional_ones_float64(frame):
     assert sorted(frame["generate_tokens"].unique()) == [128.0, 256.5]
 
 
+@pytest.mark.slow
 def test_reduced_axis_is_integer(frame):
     best = specsim.sweep(
         target="llama-3.2-1b",
@@ -52,6 +54,7 @@ def test_reduced_axis_is_integer(frame):
     assert best[["batch", "gamma"]].to_numpy().tolist() == expected.to_numpy().tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_streamed_files_keep_integers(tmp_path, suffix):
     path = tmp_path / f"grid{suffix}"
@@ -77,6 +80,7 @@ def test_streamed_files_keep_integers(tmp_path, suffix):
     assert len(read) == 6
 
 
+@pytest.mark.slow
 def test_method_sweep_counts_are_integers():
     frame = specsim.sweep_methods(
         ["draft"], target="llama-3.2-1b", hardware="h100", batch=[1, 4.0], gamma=[2, 3]

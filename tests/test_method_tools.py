@@ -26,6 +26,7 @@ def test_create_rejects_options_of_other_methods():
     assert float(mtp.n_modules) == 1.0  # DeepSeek-V3 ships one module
 
 
+@pytest.mark.slow
 def test_optimize_chain_is_the_argmax_over_every_gamma():
     d = Deployment.create("llama-3-8b", "h100", Workload.create(16, 512, 256), 0.7)
     spec = speculators.Ngram.create(match_probability=0.6)
@@ -35,6 +36,7 @@ def test_optimize_chain_is_the_argmax_over_every_gamma():
     assert_close(result.tokens_per_s, max(loop), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_sweep_methods_matches_predict_point_by_point():
     frame = specsim.sweep_methods(
         ["eagle", "medusa"], batch=[1, 32], gamma=[2.0, 3.0], acceptance=0.75

@@ -480,6 +480,7 @@ def test_cli_uncached_hub_id_is_one_line_exit_2(hub_cache, capsys):
     assert err.count("\n") == 1 and "hf download meta-llama/Llama-3.1-405B" in err
 
 
+@pytest.mark.slow
 def test_sweep_and_deployment_take_files_and_hub_ids(hub_cache, tmp_path):
     import specsim
 

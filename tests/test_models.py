@@ -370,6 +370,7 @@ def test_parameter_count_jit_vmap_grad(x64):
     assert all(np.isfinite(float(g)) for g in jax.tree_util.tree_leaves(grads))
 
 
+@pytest.mark.slow
 def test_parameter_count_check_grads(x64):
     base = models.get("mistral-7b-v0.1")
 

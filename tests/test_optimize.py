@@ -464,6 +464,7 @@ def test_cli_text_for_constant_alpha_says_size_does_not_matter(suite):
     assert "--draft 2x256 --alpha 0.75" in out.getvalue()
 
 
+@pytest.mark.slow
 def test_cli_infeasible_request_raises_value_error():
     with pytest.raises(ValueError, match="does not fit"):
         _run_cli(["--target", "llama-3-70b"])

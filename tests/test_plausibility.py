@@ -70,6 +70,7 @@ def fake_measurement(monkeypatch):
     return use
 
 
+@pytest.mark.slow
 def test_calibrate_refuses_an_implausible_fit(tmp_path, fake_measurement, capsys):
     fake_measurement(_fold_into_peaks(CPU.replace(compute_efficiency=1e6)))
     parser = add_calibrate_arguments(argparse.ArgumentParser())

@@ -37,6 +37,7 @@ def _check(figure, path):
         assert ax.lines or ax.images or ax.patches
 
 
+@pytest.mark.slow
 def test_roofline_places_three_phases_per_chip_below_the_roof(tmp_path):
     path = tmp_path / "roofline.png"
     figure = plot.roofline(["h200", "tpu-v5p"], batch=[1, 8, 64], gamma=3, path=path)
@@ -60,6 +61,7 @@ def test_roofline_places_three_phases_per_chip_below_the_roof(tmp_path):
         assert np.all(vx > 2 * dx)
 
 
+@pytest.mark.slow
 def test_heatmap_marks_the_best_gamma_of_each_batch(tmp_path, frame):
     path = tmp_path / "heatmap.png"
     h200 = frame[frame.hardware == "H200 SXM"]
@@ -74,6 +76,7 @@ def test_heatmap_marks_the_best_gamma_of_each_batch(tmp_path, frame):
     np.testing.assert_array_equal(marked, best.to_numpy())
 
 
+@pytest.mark.slow
 def test_best_gamma_and_hardware_comparison_render(tmp_path, frame):
     path = tmp_path / "best.png"
     figure = plot.best_gamma(frame, path=path)
@@ -99,6 +102,7 @@ def test_best_gamma_and_hardware_comparison_render(tmp_path, frame):
     assert len(figure.axes[0].patches) == 4  # two chips x (speculative, plain)
 
 
+@pytest.mark.slow
 def test_optimal_draft_size_follows_the_sdsl_law(tmp_path):
     path = tmp_path / "sdsl.png"
     figure = plot.optimal_draft_size(path=path)

@@ -52,6 +52,7 @@ def _same(got, expected, exact=True):
         pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [None, 40])
 @pytest.mark.parametrize(
     "over, k, objective, maximize",
@@ -71,12 +72,14 @@ def test_top_k_equals_a_stable_sort_per_group(over, k, objective, maximize, chun
     _same(got, top_k(full, names, k, objective, maximize, FIELDS))
 
 
+@pytest.mark.slow
 def test_best_over_is_top_1(full):
     a = sweep(**GRID, columns=FIELDS, best_over=["alpha", "gamma"], objective="speedup")
     b = sweep(**GRID, columns=FIELDS, reduce=TopK(["gamma", "alpha"], 1, "speedup"))
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [None, 40])
 @pytest.mark.parametrize("over", ["gamma", ("tp", "gamma"), ("hardware", "batch", "alpha")])
 def test_quantiles_equal_numpy_per_group(over, chunk_size):
@@ -90,6 +93,7 @@ def test_quantiles_equal_numpy_per_group(over, chunk_size):
     _same(got, quantiles(full, names, q, fields), exact=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [None, 40])
 @pytest.mark.parametrize("over", ["gamma", ("batch", "alpha", "gamma")])
 def test_histograms_equal_numpy_per_group(over, chunk_size):
@@ -121,6 +125,7 @@ def test_sweep_result_holds_the_frame_lazily(full):
     assert result.array("hardware")[1, 0, 0, 0, 0, 0, 0, 0, 0] == "TPU v5e"
 
 
+@pytest.mark.slow
 def test_sweep_result_of_a_reduction(full):
     result = sweep(**GRID, columns=FIELDS, reduce=TopK("gamma", 2), as_frame=False)
     assert result.dims[-1] == "rank" and result.shape[-1] == 2

@@ -341,6 +341,7 @@ def test_throughput_is_finite_or_a_value_error(
     ANSWERED["throughput"] += 1
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(
     alpha=_NUMBERS,

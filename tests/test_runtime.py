@@ -56,6 +56,7 @@ def test_unknown_or_incomplete_profiles_are_clear_errors():
         RuntimeProfile.from_datasheet({**runtime.entry("trtllm"), "step_overhead_us": -1.0})
 
 
+@pytest.mark.slow
 def test_launch_and_host_costs_follow_the_profile(x64):
     """Kernel launches and per-pass/per-sequence host work are exactly the profile's."""
     model, h100 = models.get("llama-3-8b"), hardware.get("h100")
@@ -91,6 +92,7 @@ def test_a_replicated_lm_head_is_read_whole_by_every_chip(x64):
     assert_close(one.linear_s, step_time(model, a100, 1.0, 1.0, 100.0, runtime=sharded).linear_s)
 
 
+@pytest.mark.slow
 def test_profiles_in_a_deployment_and_grads():
     d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7, runtime="trtllm")
     assert d.runtime == runtime.get("trtllm", "h100")

@@ -123,6 +123,7 @@ def test_trtllm_bench_limits_follow_its_documented_heuristic():
         assert LIMIT_NAMES[int(saturated_throughput(d, limits).limit)] == "kv_cache"
 
 
+@pytest.mark.slow
 def test_saturated_rates_are_monotone_and_differentiable():
     d = deployment(prompt=500, output=2000, model=models.get("llama-3-8b"))
     base = saturated_throughput(d)

@@ -36,6 +36,7 @@ def low_alpha_schedule(low_alpha):
     return speculation_schedule(*low_alpha, max_batch=MAX_BATCH, max_gamma=8)
 
 
+@pytest.mark.slow
 def test_best_gamma_matches_brute_force(low_alpha, low_alpha_schedule):
     target, draft, chip, acceptance = low_alpha
     for batch in (1, 7, 64, 200):
@@ -120,6 +121,7 @@ def test_snippets_are_the_engine_files_of_the_schedule(low_alpha_schedule):
     assert "draft_len_schedule={1: " in lower and "<set --target-id" in lower
 
 
+@pytest.mark.slow
 def test_target_that_does_not_fit_is_a_clear_error(low_alpha):
     _, draft, chip, acceptance = low_alpha
     with pytest.raises(ValueError, match="does not fit in memory even at batch 1"):
@@ -181,6 +183,7 @@ def test_cli_json_keys_and_optimised_draft_shape(capsys):
     assert "not loadable until set: <set --draft-id: 2x512" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_text_shows_runs_and_one_file_per_engine():
     code, text = _run(
         [
@@ -214,6 +217,7 @@ def test_cli_text_shows_runs_and_one_file_per_engine():
     assert "vllm: not written: vLLM 0.34.0 refuses a draft model whose vocabulary" in text
 
 
+@pytest.mark.slow
 def test_cli_out_dir_engine_versions_and_ids(tmp_path):
     out = tmp_path / "serve"
     argv = [
@@ -283,6 +287,7 @@ def test_cli_rejects_a_draft_shape_off_the_head_grid():
         _run(["--draft", "2x100"])
 
 
+@pytest.mark.slow
 def test_cli_method_eagle3_writes_each_engines_per_batch_form(tmp_path):
     out = tmp_path / "serve"
     code, text = _run(
@@ -329,6 +334,7 @@ def test_cli_method_flags_belong_to_their_method(argv, message):
         _run(argv)
 
 
+@pytest.mark.slow
 def test_cli_method_without_engine_support_says_why():
     code, text = _run(["--method", "self", "--self-layers", "8", "--max-batch", "8"])
     assert code == 0 and "self-speculation (8 layers)" in text
@@ -341,6 +347,7 @@ def test_cli_method_without_engine_support_says_why():
     assert '"method": "medusa"' in text
 
 
+@pytest.mark.slow
 def test_schedule_takes_any_speculator():
     from specsim import speculators
 

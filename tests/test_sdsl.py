@@ -69,6 +69,7 @@ def optima():
     }
 
 
+@pytest.mark.slow
 def test_default_law_reproduces_table_9(optima):
     # Measured: mu = 2.79e-3 (+2.9%), M0 = 8.87e7 (+1.8%), N*(OPT-13B) = 117.5M.
     mu, m0 = fit_law(optima["besiroglu"])
@@ -208,6 +209,7 @@ def test_clamp_unit_properties():
     assert np.all(np.isfinite(slope) & (slope > 0.0) & (slope <= 1.0))
 
 
+@pytest.mark.slow
 def test_clamp_unit_smooth(x64):
     # eps far below the corner width 1 / sharpness = 2.5e-4.
     for x in [-0.5, 0.0, 1e-4, 0.3, 0.9999, 1.2]:

@@ -57,6 +57,7 @@ def _compare(deployment, engine, policy, load, requests, warmup, model=None):
     return {name: abs(ss / ref - 1.0) for name, (ss, ref) in pairs.items()}
 
 
+@pytest.mark.slow
 def test_quick_agreement_at_one_load():
     """One point of the grid, plain decoding, a short replay (the quick loop's check)."""
     deployment, engine = _setup()

@@ -84,6 +84,7 @@ def test_md1_mean_wait_is_pollaczek_khinchine():
     assert abs((wait < 1e-12).mean() - 0.5) < 0.02
 
 
+@pytest.mark.slow
 def test_lone_request_latency_is_the_sum_of_its_steps():
     """Requests far apart: TTFT = the prefill step, e2e = prefill + (output - 1) decodes,
     each priced by the traced step time at its own context (within the table's
@@ -227,6 +228,7 @@ def test_accepted_tokens_are_sampled_from_the_speculator():
     assert abs(decode_steps / expected - 1) < 0.03
 
 
+@pytest.mark.slow
 def test_ngram_speculates_only_on_a_match():
     """n-gram with match probability 0.5 at lookahead 3, alpha 0.7: a step emits
     1 + 0.5 (0.7 + 0.49 + 0.343) tokens on average (a miss decodes plainly)."""
@@ -243,6 +245,7 @@ def test_ngram_speculates_only_on_a_match():
     assert abs((result.steps - 4) / (4 * (output - 1) / per_step) - 1) < 0.03
 
 
+@pytest.mark.slow
 def test_speculation_cuts_latency_on_a_real_deployment():
     d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.8)
     trace = Traffic.poisson(4.0, prompt=256, output=128).sample(300, seed=0)
@@ -371,6 +374,7 @@ def test_replicas_are_round_robin_replays():
     assert np.array_equal(threaded.finish_s, merged.finish_s)
 
 
+@pytest.mark.slow
 def test_time_shards_approximate_the_serial_replay():
     """Four time shards with a 200-request overlap against one serial replay. At light load
     the engine drains inside every overlap, after which shard and serial replay step in

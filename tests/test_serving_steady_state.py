@@ -201,6 +201,7 @@ def test_bad_inputs_are_value_errors(deployment):
         steady_state(deployment, SpecPolicy.off(), 3.0)
 
 
+@pytest.mark.slow
 def test_length_nodes_match_the_distributions():
     tokens, weights = length_nodes(L.lognormal(512, 0.6))
     assert_close(jnp.sum(weights), 1.0)
@@ -323,6 +324,7 @@ def test_bucket_weights_match_the_normal_cdf_to_float32():
         assert abs(got.sum() - 1.0) < 1e-6
 
 
+@pytest.mark.slow
 def test_quantile_bisection_against_a_dense_inversion():
     """`_quantile` on a mixture of uniforms (the TTFT's form) against the inverse of its
     CDF on a dense grid: within the bisection's bracket (range / 2^12)."""

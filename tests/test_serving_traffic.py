@@ -270,6 +270,7 @@ def test_prefill_only_step_is_specsim_step_time(deployment):
     assert_close(ours, ref.time_s)
 
 
+@pytest.mark.slow
 def test_speculative_step_matches_predict(deployment):
     """Decode-only with a draft at lookahead k: the draft's k steps + verification + the
     speculation overhead = `predict`'s iteration at a fixed context."""
@@ -291,6 +292,7 @@ def test_mixed_step_reads_weights_once(deployment):
     assert max(decode, prefill) < mixed < decode + prefill
 
 
+@pytest.mark.slow
 def test_step_time_is_finite_with_gradients_at_the_edges(deployment):
     draft = specsim.models.get("llama-68m")
 
@@ -304,6 +306,7 @@ def test_step_time_is_finite_with_gradients_at_the_edges(deployment):
     assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
 
 
+@pytest.mark.slow
 def test_table_interpolates_the_traced_function(deployment):
     draft = specsim.models.get("llama-68m")
     policy = SpecPolicy.fixed(draft, 4)
@@ -330,6 +333,7 @@ def test_table_interpolates_the_traced_function(deployment):
     assert_close(model.survival, 0.7 ** np.arange(1, 5), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_ngram_survival_includes_the_match_probability(deployment):
     policy = SpecPolicy.fixed(Ngram.create(match_probability=0.4), 3)
     model = StepTimeModel.build(

@@ -57,6 +57,7 @@ def test_sharded_sweep_equals_unsharded_on_four_fake_devices(monkeypatch):
     _same(pd.concat(parts, ignore_index=True), sharded)
 
 
+@pytest.mark.slow
 def test_top_k_on_four_devices_equals_the_host_top_k():
     """The quick tier's share of the next test: one reduction, sharded over 4 devices."""
     from host_reductions import top_k

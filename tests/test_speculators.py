@@ -40,6 +40,7 @@ def _deployment(acceptance=TREE_ACC, workload=WORKLOAD, **kwargs):
     return Deployment.create(TARGET, H100, workload, acceptance, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SPECULATORS))
 def test_every_method_predicts_a_chain_with_finite_values_and_gradients(name):
     spec = SPECULATORS[name]
@@ -56,6 +57,7 @@ def test_every_method_predicts_a_chain_with_finite_values_and_gradients(name):
         assert np.all(np.isfinite(np.asarray(leaf))), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SPECULATORS if n != "ngram"])
 def test_every_tree_method_predicts_trees(name):
     spec = SPECULATORS[name]
@@ -69,6 +71,7 @@ def test_every_tree_method_predicts_trees(name):
     assert_close(float(built.tokens_per_s), float(report.tokens_per_s), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["draft", "eagle", "mtp", "self", "medusa"])
 def test_a_tree_of_branching_one_equals_the_chain(name):
     spec = SPECULATORS[name]
@@ -80,6 +83,7 @@ def test_a_tree_of_branching_one_equals_the_chain(name):
             assert_close(float(getattr(as_tree, field)), float(getattr(chain, field)), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_ngram_that_always_matches_is_a_free_draft():
     d = _deployment(CHAIN_ACC, speculation_overhead_s=2e-4)
     ngram = specsim.predict(d, Ngram.create(match_probability=1.0, lookup_s=0.0), 5.0)
@@ -91,6 +95,7 @@ def test_ngram_that_always_matches_is_a_free_draft():
     assert float(ngram.proposal_s) == 0.0
 
 
+@pytest.mark.slow
 def test_ngram_without_matches_is_plain_decoding():
     d = _deployment(CHAIN_ACC)
     report = specsim.predict(d, Ngram.create(match_probability=0.0, lookup_s=0.0), 5.0)
@@ -108,6 +113,7 @@ def test_ngram_mixes_matched_and_plain_iterations():
     assert_close(float(report.proposal_s), host, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_eagle_pass_is_one_target_layer_plus_the_fusion_matmul():
     d = _deployment(CHAIN_ACC, workload=Workload.create(1, 512, 256))
     report = specsim.predict(d, Eagle.create(version=1), 3.0)
@@ -127,6 +133,7 @@ def test_eagle_pass_is_one_target_layer_plus_the_fusion_matmul():
     assert_close(float(report.proposal_s), 3 * (layer_s + fc_s), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_eagle3_reads_a_smaller_lm_head_than_eagle1_on_a_large_vocabulary():
     d = _deployment(CHAIN_ACC, workload=Workload.create(1, 512, 256))
     e1 = specsim.predict(d, Eagle.create(version=1), 3.0)
@@ -136,6 +143,7 @@ def test_eagle3_reads_a_smaller_lm_head_than_eagle1_on_a_large_vocabulary():
     assert float(e3.memory_per_chip_bytes) > float(e1.memory_per_chip_bytes)
 
 
+@pytest.mark.slow
 def test_mtp_pass_equals_an_eagle1_pass():
     d = _deployment(CHAIN_ACC)
     mtp = specsim.predict(d, MTP.create(), 3.0)
@@ -146,6 +154,7 @@ def test_mtp_pass_equals_an_eagle1_pass():
     assert_close(float(more.draft_step_s), float(mtp.draft_step_s))
 
 
+@pytest.mark.slow
 def test_medusa_drafts_in_one_pass_whatever_the_depth():
     d = _deployment(CHAIN_ACC)
     heads = Medusa.create(n_heads=5)
@@ -157,6 +166,7 @@ def test_medusa_drafts_in_one_pass_whatever_the_depth():
         specsim.predict(_deployment(), heads, DynamicTree.create([1, 1, 1, 1, 1, 1]))
 
 
+@pytest.mark.slow
 def test_self_speculation_with_every_layer_costs_a_target_step():
     d = _deployment(CHAIN_ACC)
     full = specsim.predict(d, SelfSpeculation.create(draft_layers=float(TARGET.n_layers)), 2.0)
@@ -171,6 +181,7 @@ def test_self_speculation_with_every_layer_costs_a_target_step():
     assert float(fast.draft_step_s) < 0.5 * float(slow.draft_step_s)  # KV-bound at 16k
 
 
+@pytest.mark.slow
 def test_tree_verification_costs_more_at_large_batch():
     tree = DynamicTree.create([8, 16, 16, 8])
     small, large = (
@@ -181,6 +192,7 @@ def test_tree_verification_costs_more_at_large_batch():
     assert float(large.verify_step_s) > 3 * float(large.target_step_s)
 
 
+@pytest.mark.slow
 def test_jit_does_not_recompile_when_values_change():
     d = _deployment()
     specsim.predict(d, Eagle.create(), DynamicTree.create([3, 4, 2]))
@@ -194,6 +206,7 @@ def test_jit_does_not_recompile_when_values_change():
     assert "_throughput" not in compiled, compiled
 
 
+@pytest.mark.slow
 def test_speculators_stack_and_vmap_like_a_loop():
     heads = [Medusa.create(n_heads=n) for n in (3, 4, 5)]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *heads)
@@ -257,6 +270,7 @@ def test_eagle_head_size_matches_the_paper(target, published):
     assert_close(head_bytes / 2.0, published, rtol=0.02)  # bf16: 2 bytes per weight
 
 
+@pytest.mark.slow
 def test_mtp_module_on_an_moe_target_is_an_moe_block():
     from specsim.speculators._protocol import memory_bytes
 

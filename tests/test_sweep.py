@@ -55,6 +55,7 @@ def _throughput_row(row, acceptance=None):
     )
 
 
+@pytest.mark.slow
 def test_every_point_matches_throughput(full_frame):
     assert len(full_frame) == 2**6
     assert list(full_frame.columns) == list(AXES) + list(REPORT_COLUMNS)
@@ -84,6 +85,7 @@ def test_rows_are_in_cartesian_order_with_gamma_fastest(full_frame):
     assert full_frame.batch.dtype == np.int64 and full_frame.tokens_per_s.dtype == np.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [1, 24])
 def test_chunking_and_padding_do_not_change_results(full_frame, chunk_size):
     frame = sweep(**GRID, columns=FEW, chunk_size=chunk_size, progress=chunk_size == 24)
@@ -111,6 +113,7 @@ def test_more_processes_than_points_gives_empty_frames(full_frame):
     pd.testing.assert_frame_equal(last, expected)
 
 
+@pytest.mark.slow
 def test_best_over_gamma_equals_groupby_argmax(full_frame):
     best = sweep(**GRID, columns=FEW, best_over="gamma")
     keys = [a for a in AXES if a != "gamma"]
@@ -119,6 +122,7 @@ def test_best_over_gamma_equals_groupby_argmax(full_frame):
     pd.testing.assert_frame_equal(best, expected)
 
 
+@pytest.mark.slow
 def test_best_over_two_axes_minimising_latency(full_frame):
     best = sweep(
         **GRID,
@@ -133,6 +137,7 @@ def test_best_over_two_axes_minimising_latency(full_frame):
     pd.testing.assert_frame_equal(best, expected.reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_only_changing_axis_values_does_not_recompile():
     grid = dict(GRID, batch=[2, 8], gamma=[1, 5], alpha=[0.5, 0.7])
     sweep(**grid, columns=FEW)
@@ -345,6 +350,7 @@ def test_cli_writes_the_grid(tmp_path, capsys, full_frame, suffix):
     assert "64 points in" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_best_over_with_plot_and_json(tmp_path, capsys):
     plot_path = tmp_path / "best_gamma.png"
     columns = "tokens_per_s,baseline_tokens_per_s,speedup"  # the grid of test_plot.py

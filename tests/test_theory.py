@@ -314,6 +314,7 @@ def test_optimal_gamma_edges_of_the_domain():
             )
 
 
+@pytest.mark.slow
 def test_optimal_gamma_check_grads(x64):
     # eps well below 1 - alpha, where gamma* (~ 1 / (1 - alpha)) curves sharply.
     for alpha, ratio, eps in [(0.6, 20.0, 1e-6), (0.95, 1e4, 1e-6), (0.999999, 1e5, 1e-10)]:

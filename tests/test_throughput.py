@@ -81,6 +81,7 @@ def test_quadrature_matches_brute_force_average_over_contexts():
     assert_close(report.verify_step_s, verify, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_speedup_falls_below_one_at_large_batch_and_crossover_is_reported():
     # Short contexts: large-batch decode turns compute-bound, verification stops being free.
     workload = Workload.create(batch=1, prompt_tokens=32, generate_tokens=32)
@@ -142,6 +143,7 @@ def test_models_that_do_not_fit_are_flagged():
     assert float(report.memory_per_chip_bytes) > float(A100.hbm_capacity_bytes)
 
 
+@pytest.mark.slow
 def test_sdsl_acceptance_flows_into_throughput():
     acc = SDSLAcceptance.create(draft_train_tokens=2e12, target_train_tokens=2e12)
     report = specsim.throughput(TARGET, DRAFT, A100, WORKLOAD, 4.0, acc)
@@ -150,6 +152,7 @@ def test_sdsl_acceptance_flows_into_throughput():
     assert 0.3 < float(report.acceptance_rate) < 0.9
 
 
+@pytest.mark.slow
 def test_positional_acceptance_matches_constant_when_flat():
     flat = PositionalAcceptance.create([0.8] * 8)
     a = specsim.throughput(TARGET, DRAFT, A100, WORKLOAD, 5.0, flat)

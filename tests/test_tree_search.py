@@ -45,6 +45,7 @@ def test_profiles_are_every_buildable_tree_once():
     assert len(table) == brute
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chip, batch", [("h100", 1), ("a100", 16), ("l4", 4)])
 def test_gradient_search_matches_the_exact_certificate(chip, batch):
     d = _deployment(chip, batch)
@@ -57,6 +58,7 @@ def test_gradient_search_matches_the_exact_certificate(chip, batch):
     assert exact.evaluations == count_tree_profiles(10, 5, 10, 4)
 
 
+@pytest.mark.slow
 def test_search_declines_to_speculate_where_it_cannot_pay():
     d = _deployment("l4", 256)
     exact = exact_tree_search(d, Eagle.create(), max_nodes=6, max_depth=3)
@@ -64,6 +66,7 @@ def test_search_declines_to_speculate_where_it_cannot_pay():
     assert exact.token_tree(ACC) is None
 
 
+@pytest.mark.slow
 def test_gradient_search_never_returns_a_tree_that_does_not_fit():
     # Llama-3-8B with five Medusa heads (each its own LM head, ~1 GB) at batch 32 on a
     # 24 GB L4: no tree fits, plain decoding does. The certificate says so; the gradient
@@ -77,6 +80,7 @@ def test_gradient_search_never_returns_a_tree_that_does_not_fit():
     assert found.tokens_per_s == pytest.approx(exact.tokens_per_s, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_result_builds_the_tree_it_reports():
     d = _deployment()
     r = exact_tree_search(d, Eagle.create(), max_nodes=8, max_depth=4)
@@ -87,6 +91,7 @@ def test_result_builds_the_tree_it_reports():
     assert out["nodes"] == tree.size and len(out["paths"]) == tree.size
 
 
+@pytest.mark.slow
 def test_random_search_never_beats_the_certificate():
     d = _deployment()
     exact = exact_tree_search(d, Eagle.create(), max_nodes=8, max_depth=4)

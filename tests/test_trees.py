@@ -143,6 +143,7 @@ def test_from_top1_makes_geometric_ranks_at_decay_one():
 # --------------------------------------------------------------------------- values
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "tree",
     [
@@ -157,12 +158,14 @@ def test_expected_tokens_equal_brute_force_enumeration(tree):
     assert_close(float(tree_expected_tokens(ACC, tree)), _brute_force_tokens(ACC, tree), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_tree_of_branching_one_is_the_chain():
     chain = specsim.expected_tokens_per_step(specsim.PositionalAcceptance.create(ACC.top1), 4.0)
     for tree in (TokenTree.chain(4), DynamicTree.create([1, 1, 1, 1])):
         assert_close(float(tree_expected_tokens(ACC, tree)), float(chain), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_greedy_tree_equals_its_buildable_tree_and_interpolates_between_widths():
     tree = DynamicTree.create([3, 5, 4, 2])
     built = tree.to_token_tree(ACC)
@@ -175,6 +178,7 @@ def test_greedy_tree_equals_its_buildable_tree_and_interpolates_between_widths()
     assert_close(mid, lo + 0.25 * (hi - lo), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_greedy_gradient_is_finite_and_positive(x64):
     probs = jnp.asarray(ACC.rank_probs, jnp.float64)
     grad = jax.grad(lambda w: greedy_expected_tokens(probs, w, 6))(
@@ -195,6 +199,7 @@ def test_dp_best_tree_is_the_best_of_all_trees(nodes, depth):
     assert_close(value, max(every), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_best_widths_reproduce_the_dp_optimum():
     for nodes in (4, 9, 16, 25):
         value, _ = best_tree(ACC, nodes, 6)

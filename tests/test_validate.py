@@ -65,6 +65,7 @@ def test_leviathan_expected_speedups_follow_from_their_own_cost_ratios():
         assert improvement == pytest.approx(row["value"], abs=0.07)  # as stated in the paper
 
 
+@pytest.mark.slow
 def test_published_predictions():
     table = validate_published()
     by_group = published_mape_by_group(table)
