@@ -15,7 +15,13 @@ alpha 0.8):
 and the parts of a `throughput` call: building and validating the deployment, packing
 the leaves, the compiled kernel, unpacking the report.
 
-Usage: ``python benchmarks/single_call.py [--calls N]``.
+On a CPU, JAX runs a compiled call on a worker thread unless XLA counts it under 1,000
+FLOPs (this kernel: about 6,900). On an idle machine, a virtual one especially, handing the
+call to that thread and waking the caller again can cost several times the kernel.
+``--sync-dispatch`` sets ``jax_cpu_enable_async_dispatch`` to False first (every CPU call
+then runs in the calling thread), the setting for a loop of single calls.
+
+Usage: ``python benchmarks/single_call.py [--calls N] [--sync-dispatch]``.
 """
 
 from __future__ import annotations
@@ -51,8 +57,15 @@ def median_us(fn, calls: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--sync-dispatch",
+        action="store_true",
+        help="run each CPU computation in the calling thread (jax_cpu_enable_async_dispatch off)",
+    )
     args = parser.parse_args()
     n = args.calls
+    if args.sync_dispatch:  # before JAX's CPU client exists: it reads the flag once
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
 
     target, draft = models.get("llama-2-7b"), models.get("llama-68m")
     chip = hardware.get("a100-80gb")
@@ -101,7 +114,11 @@ def main() -> None:
         f"{os.cpu_count()} cores, jax {jax.__version__}, Python {platform.python_version()}; "
         f"load average {load:.1f}"
     )
-    print(f"median of {n:,} calls each (Llama-2-7B + Llama-68M on A100 80GB, batch 1, gamma 4)")
+    dispatch = "synchronous" if args.sync_dispatch else "asynchronous (JAX's default)"
+    print(
+        f"median of {n:,} calls each (Llama-2-7B + Llama-68M on A100 80GB, batch 1, gamma 4); "
+        f"CPU dispatch {dispatch}"
+    )
     for label, fn in rows:
         print(f"{label:44s} {median_us(fn, n):8.1f} us")
     print("parts of a throughput call:")

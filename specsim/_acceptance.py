@@ -44,6 +44,10 @@ __all__ = [
 ]
 
 
+# The largest float32 below 1: a legal alpha that float32 would round up to 1 is stored as it.
+_BELOW_ONE_F32 = np.nextafter(np.float32(1), np.float32(0))
+
+
 @struct.dataclass
 class ConstantAcceptance:
     """Every drafted token is accepted independently with probability alpha.
@@ -67,6 +71,12 @@ class ConstantAcceptance:
         float32 would round it to 1.0 (0.99999999) is stored as the largest float32
         below 1 instead, its nearest value inside the domain.
         """
+        if type(alpha) is float and not jax.config.jax_enable_x64:
+            # The common case, a Python number, checked without NumPy's general path; the
+            # value stored is the one below. (An alpha that float32 rounds to 0 falls
+            # through, to be refused there.)
+            if 0.0 < alpha < 1.0 and (stored := np.float32(alpha)) > 0:
+                return cls(alpha=np.asarray(min(stored, _BELOW_ONE_F32)))
         value = concrete(alpha)
         if value is not None:
             bad = np.flatnonzero(~((value > 0.0) & (value < 1.0)))
@@ -74,7 +84,7 @@ class ConstantAcceptance:
                 raise ValueError(f"alpha must be in (0, 1), got {_show(value.ravel()[bad[0]])}")
         stored = host_float(alpha)
         if value is not None and stored.dtype == np.float32:
-            stored = np.asarray(np.minimum(stored, np.nextafter(np.float32(1), np.float32(0))))
+            stored = np.asarray(np.minimum(stored, _BELOW_ONE_F32))
         return validate_acceptance(cls(alpha=stored))
 
 

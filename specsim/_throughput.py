@@ -277,10 +277,8 @@ def predict(
         raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
     deployment.validate()
     check_speculation(deployment, speculator, gamma)
-    return _checked_report(
-        _evaluate(
-            deployment, speculator, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
-        )
+    return _evaluate(
+        deployment, speculator, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
     )
 
 
@@ -356,10 +354,8 @@ def throughput(
         target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s, runtime
     )
     check_speculation(deployment, draft, gamma)
-    return _checked_report(
-        _evaluate(
-            deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
-        )
+    return _evaluate(
+        deployment, draft, gamma, _checked_smooth(smooth), _checked_nodes(quadrature_nodes)
     )
 
 
@@ -477,10 +473,15 @@ def _kind(leaf) -> str | None:
         return "f"
     if kind is bool:
         return "b"
+    if kind is np.ndarray:
+        return _ARRAY_KINDS.get(leaf.dtype.kind)
     dtype = getattr(leaf, "dtype", None)
     if dtype is None or isinstance(leaf, jax.core.Tracer):
         return None
-    return {"f": "f", "i": "i", "u": "i", "b": "b"}.get(np.dtype(dtype).kind)
+    return _ARRAY_KINDS.get(np.dtype(dtype).kind)
+
+
+_ARRAY_KINDS = {"f": "f", "i": "i", "u": "i", "b": "b"}
 
 
 def _pack(args) -> tuple[np.ndarray, np.ndarray, _Layout] | None:
@@ -489,7 +490,7 @@ def _pack(args) -> tuple[np.ndarray, np.ndarray, _Layout] | None:
     if jax.config.jax_enable_x64:
         return None
     leaves, treedef = jax.tree.flatten(args)
-    kinds = "".join(_kind(leaf) or "?" for leaf in leaves)
+    kinds = "".join([_kind(leaf) or "?" for leaf in leaves])
     if "?" in kinds:
         return None
     if "i" not in kinds and "b" not in kinds:
@@ -580,13 +581,17 @@ def _unpack_report(values: np.ndarray, structure: _ReportStructure) -> Throughpu
 
 
 def _evaluate(deployment, speculator, shape, smooth, quadrature_nodes) -> ThroughputReport:
-    """`_throughput` of validated inputs: packed when they are concrete, else direct."""
+    """`_throughput` of validated inputs, its report checked (`_checked_report`): packed
+    when the inputs are concrete, else direct."""
     packed = _pack((deployment, speculator, shape))
     if packed is None:
-        return _throughput(deployment, speculator, shape, smooth, quadrature_nodes)
+        return _checked_report(_throughput(deployment, speculator, shape, smooth, quadrature_nodes))
     floats, integers, layout = packed
-    out = _throughput_packed(floats, integers, layout, smooth, quadrature_nodes)
-    return _unpack_report(np.asarray(out), _report_structure(layout, smooth, quadrature_nodes))
+    out = np.asarray(_throughput_packed(floats, integers, layout, smooth, quadrature_nodes))
+    report = _unpack_report(out, _report_structure(layout, smooth, quadrature_nodes))
+    if not np.isfinite(out).all():  # one test of the packed vector; a field named on failure
+        _checked_report(report)
+    return report
 
 
 _CROSSOVER_BATCHES = 2.0 ** (np.arange(0, 12 * 8 + 1) / 8.0)  # 1 .. 4096, 8 points per octave
