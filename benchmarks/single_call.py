@@ -101,7 +101,7 @@ def main() -> None:
         ("  pack leaves into one vector", lambda: core._pack((deployment, draft, 4.0))),
         (
             "  compiled kernel (one vector in, one out)",
-            lambda: np.asarray(
+            lambda: core.host_result(
                 core._throughput_packed(floats, integers, layout, None, core.QUADRATURE_NODES)
             ),
         ),

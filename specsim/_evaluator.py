@@ -29,6 +29,7 @@ from ._throughput import (
     _throughput_packed,
     _unpack_report,
     check_speculation,
+    host_result,
 )
 
 __all__ = ["Evaluator"]
@@ -150,7 +151,7 @@ class Evaluator:
             ):
                 if tree is not None:
                     integers = self._write(floats, integers, what, tree)
-        out = np.asarray(self._executable(floats, integers))
+        out = host_result(self._executable(floats, integers))
         report = _unpack_report(out, self._structure)
         if not np.isfinite(out).all():  # (one vector test; the field is named only on failure)
             _checked_report(report)

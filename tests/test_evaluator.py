@@ -121,3 +121,13 @@ def test_a_report_that_is_not_finite_is_refused_as_throughput_refuses_it():
     evaluate._executable = lambda floats, integers: bad
     with pytest.raises(ValueError, match="tokens_per_s inf: not finite in float32"):
         evaluate(3.0)
+
+
+@pytest.mark.parametrize("poll_s", [0.0, 1e-3])
+def test_host_result_is_the_array_polled_or_not(monkeypatch, poll_s):
+    # Polling only changes when the caller looks; the values are the device's.
+    from specsim import _throughput
+
+    monkeypatch.setattr(_throughput, "_POLL_S", poll_s)
+    values = jnp.arange(5.0) * 1.5
+    np.testing.assert_array_equal(_throughput.host_result(values), np.arange(5.0) * 1.5)
