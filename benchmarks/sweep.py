@@ -747,12 +747,13 @@ def main() -> None:
     npy = flat = py = None
     if not args.jax_only:
         npy, flat, py = (child(m, args) for m in ("numpy", "numpy-flat", "python"))
-    for run in () if args.jax_only else (npy, flat, py):
-        if not run["max_rel_error"] < 1e-4:  # float32 sweep vs float64 references
-            raise SystemExit(
-                f"{run['method']} disagrees with the sweep (max relative error "
-                f"{run['max_rel_error']:.1e}): the reference formulas are out of date"
-            )
+    # A reference that computes other numbers is not a reference: its speed ratio is
+    # left out (and said so), the sweep's own figures are still reported.
+    stale = [
+        run
+        for run in (() if args.jax_only else (npy, flat, py))
+        if not run["max_rel_error"] < 1e-4  # float32 sweep vs float64 references
+    ]
     limit = jx["limit"]
     nominal = limit["nominal"]
     print(
@@ -773,6 +774,12 @@ def main() -> None:
         print(describe_run(label, run, limit))
     if args.jax_only:
         print("(--jax-only: NumPy and pure-Python references skipped)")
+    elif stale:
+        for run in stale:
+            print(
+                f"{run['method']} disagrees with the sweep (max relative error "
+                f"{run['max_rel_error']:.1e}): its formulas are out of date, no ratio reported"
+            )
     else:
         references_report(n, jx, npy, flat, py)
     best = child("best", args)
