@@ -34,7 +34,7 @@ from flax import struct
 from ._cost import ForwardCost, StepTime, forward_cost, memory_footprint, pass_time
 from ._deployment import Deployment
 from ._numerics import concrete
-from .models import TransformerSpec, parameter_count
+from .models import TransformerSpec
 
 __all__ = [
     "LIMIT_NAMES",
@@ -176,7 +176,8 @@ def _saturated(deployment: Deployment, limits: BatchingLimits, smooth=None) -> S
     runtime = d.resolved_runtime()
     prompt, output = workload.prompt_tokens, workload.generate_tokens
 
-    weights_per_chip = parameter_count(model) * model.weight_bytes / tp
+    # (resident weights as `memory_footprint` counts them: routed experts at their own width)
+    weights_per_chip = memory_footprint(model, 0.0, 0.0).weight_bytes / tp
     free = hardware.hbm_capacity_bytes - weights_per_chip - limits.reserved_bytes
     kv_budget = jnp.maximum(free, 0.0) * limits.kv_memory_fraction
     reserved_tokens = prompt + limits.kv_reserved_fraction * output
@@ -295,7 +296,7 @@ def trtllm_bench_limits(deployment: Deployment, kv_memory_fraction: float = 0.90
     model, hardware, tp = d.target, d.hardware, float(d.tp)
     prompt = float(d.workload.prompt_tokens)
     output = float(d.workload.generate_tokens)
-    weights = float(parameter_count(model) * model.weight_bytes)
+    weights = float(memory_footprint(model, 0.0, 0.0).weight_bytes)
     free = float(hardware.hbm_capacity_bytes) * tp - weights
     per_request = float(kv_bytes_per_token(model, tp)) * tp * (prompt + output)
     requests = max(free * kv_memory_fraction / per_request, 1.0)

@@ -69,6 +69,27 @@ def test_kv_capacity_in_bytes():
     assert float(kv_bytes_per_token(seventy, 2.0)) == 80 * 2 * 4 * 128 * 2
 
 
+def test_quantised_moe_weights_are_counted_at_their_own_width():
+    """gpt-oss-120b keeps its routed experts in MXFP4 (4-bit values and one 8-bit scale per
+    32: 0.53125 bytes, OCP Microscaling spec) and the rest in bf16; counted at bf16
+    throughout (234 GB) it left no memory for a single sequence on one H100."""
+    model = models.get("gpt-oss-120b")
+    experts = 36 * 128 * 3 * 2880 * 2880  # MoE layers x experts x (gate, up, down) x d x d_ff
+    weights = experts * 0.53125 + (float(models.parameter_count(model)) - experts) * 2.0
+    assert weights == pytest.approx(65.17e9, rel=1e-3)
+    d = deployment(prompt=1000, output=1000, model=model)
+    report = saturated_throughput(
+        d, BatchingLimits.create(kv_memory_fraction=0.9, reserved_bytes=2e9)
+    )
+    per_sequence = float(kv_bytes_per_token(model, 1.0)) * 2000
+    assert_close(report.kv_capacity_sequences, 0.9 * (80e9 - weights - 2e9) / per_sequence)
+    assert float(report.output_tokens_per_s) > 0
+    # trtllm-bench sizes its batch from the same free memory: 95.6 requests, rounded up to 96.
+    requests = 0.95 * (80e9 - weights) / per_sequence
+    assert requests == pytest.approx(95.6, abs=0.1)
+    assert float(trtllm_bench_limits(d, 0.95).max_batch) == 32 * math.ceil(requests / 32)
+
+
 def _heads_formula(model, tp):
     """The saturation model's former per-chip KV bytes per token (heads only, no latent)."""
     heads = max(float(model.n_kv_heads), tp) / tp
