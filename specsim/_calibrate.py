@@ -367,7 +367,9 @@ def _fold_into_peaks(hardware: HardwareSpec) -> HardwareSpec:
     updates = {}
     if compute > 1.0:
         for field in (f.name for f in FIELDS if f.name.endswith("_flops_per_s")):
-            updates[field] = float(getattr(hardware, field)) * compute
+            peak = getattr(hardware, field)
+            if peak is not None:  # (a dtype the chip has no peak for stays without one)
+                updates[field] = float(peak) * compute
         updates["compute_efficiency"] = 1.0
     if memory > 1.0:
         updates["hbm_bytes_per_s"] = float(hardware.hbm_bytes_per_s) * memory

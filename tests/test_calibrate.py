@@ -13,6 +13,7 @@ from specsim._calibrate import (
     LOCAL_FIT,
     WITH_SHARPNESS,
     StepTimeData,
+    _fold_into_peaks,
     calibrate,
     predict_step_times,
 )
@@ -118,6 +119,21 @@ def test_timings_no_spec_can_explain_give_a_finite_bounded_fit():
 
 
 @pytest.mark.slow
+def test_an_efficiency_above_one_moves_into_the_peaks_the_chip_has():
+    # A quiet CPU can beat its own micro-benchmark (compute efficiency fitted at 1.3): the
+    # peaks rise by that factor, a dtype without a peak (fp4 here) stays without one,
+    # and every product peak x efficiency is what the fit found.
+    chip = hardware.get("a100").replace(
+        fp4_flops_per_s=None, compute_efficiency=1.3, memory_efficiency=1.1
+    )
+    folded = _fold_into_peaks(chip)
+    assert folded.fp4_flops_per_s is None
+    assert float(folded.compute_efficiency) == 1.0 and float(folded.memory_efficiency) == 1.0
+    for field in ("bf16_flops_per_s", "fp32_flops_per_s", "fp8_flops_per_s", "int8_flops_per_s"):
+        assert_close(getattr(folded, field), 1.3 * float(getattr(chip, field)))
+    assert_close(folded.hbm_bytes_per_s, 1.1 * float(chip.hbm_bytes_per_s))
+
+
 def test_calibration_accepts_a_measurement_table():
     truth = hardware.get("h100").replace(compute_efficiency=0.5, step_overhead_s=1e-4)
     config = ModelConfig.from_spec(tiny_spec(d_model=256, n_heads=4, n_kv_heads=2, d_ff=1024))
