@@ -590,8 +590,14 @@ def _evaluate(deployment, speculator, shape, smooth, quadrature_nodes) -> Throug
         return _checked_report(_throughput(deployment, speculator, shape, smooth, quadrature_nodes))
     floats, integers, layout = packed
     out = host_result(_throughput_packed(floats, integers, layout, smooth, quadrature_nodes))
-    report = _unpack_report(out, _report_structure(layout, smooth, quadrature_nodes))
-    if not np.isfinite(out).all():  # one test of the packed vector; a field named on failure
+    return _checked_packed_report(out, _report_structure(layout, smooth, quadrature_nodes))
+
+
+def _checked_packed_report(values: np.ndarray, structure: _ReportStructure) -> ThroughputReport:
+    """`_unpack_report`, refused as `_checked_report` refuses a report with a number that is
+    not finite (one test of the vector; the field is named only on failure)."""
+    report = _unpack_report(values, structure)
+    if not np.isfinite(values).all():
         _checked_report(report)
     return report
 
@@ -599,7 +605,8 @@ def _evaluate(deployment, speculator, shape, smooth, quadrature_nodes) -> Throug
 # Polling for a single configuration's result, s: several times its kernel on a CPU.
 # Only where the process may use two cores or more: on one, polling would hold the core
 # the worker needs.
-_POLL_S = 500e-6 if len(getattr(os, "sched_getaffinity", lambda _: range(2))(0)) > 1 else 0.0
+_USABLE_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+_POLL_S = 500e-6 if (_USABLE_CORES or 1) > 1 else 0.0
 
 
 def host_result(out) -> np.ndarray:
