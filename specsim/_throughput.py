@@ -1,7 +1,7 @@
 """Throughput of speculative decoding: one differentiable function of pytrees.
 
 One iteration = the speculator's proposal (``gamma`` draft decode steps for a draft
-model's chain; one pass per depth for a tree; one pass of Medusa heads; a host-side
+model's chain, the first over two tokens per sequence; one pass per depth for a tree; one pass of Medusa heads; a host-side
 n-gram lookup) + one target pass over the verified tokens (``gamma + 1``, or a tree's
 nodes + 1 under a tree mask) + a fixed speculation overhead; it yields the speculator's
 expected tokens per sequence. Step times depend on the KV-cache length, which grows
@@ -63,7 +63,8 @@ class ThroughputReport:
         verify_step_s: one target pass over the verified tokens, s.
         target_step_s: one plain target decode step, s.
         iteration_s: ``proposal_s + verify_step_s + speculation_overhead_s``
-            (``proposal_s = gamma * draft_step_s`` for a draft model's chain).
+            (for a draft model's chain ``proposal_s = gamma * draft_step_s`` plus the
+            first pass's second token: the draft's last proposal, refed).
         speculation_overhead_s: fixed per-iteration cost of speculating, s.
         cost_ratio: ``draft_step_s / target_step_s`` (Leviathan et al.'s c).
         draft_bound, verify_bound, target_bound: index into ``STEP_BOUND_NAMES``.

@@ -15,7 +15,7 @@ Every forward pass is one jitted call (as in gpt-fast), so a measured iteration
 costs what the simulator prices: ``gamma`` draft steps plus one verification.
 The draft's first step of an iteration feeds two tokens (the last two of the
 sequence) so that its cache also holds the final draft token of an iteration in
-which everything was accepted; its cost is that of a one-token step.
+which everything was accepted; the simulator prices that pass at two tokens.
 
 Sequences of a batch advance independently (each keeps its own length), so
 batched speculation is exact too.

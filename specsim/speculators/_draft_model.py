@@ -25,7 +25,10 @@ def _proposal(draft: TransformerSpec, deployment, shape, contexts, weights, smoo
     def pass_step(new_tokens):
         return mean_step(draft, hardware, batch, new_tokens, contexts, weights, tp, smooth, runtime)
 
-    return sequential_proposal(pass_step, shape)
+    # The draft's cache misses its last proposal after a fully accepted iteration: the
+    # first pass refeeds it beside the target's token (as static-shape loops do, and
+    # specsim.measure's), two tokens per sequence.
+    return sequential_proposal(pass_step, shape, first_pass_tokens=2.0)
 
 
 def _emitted_tokens(draft: TransformerSpec, deployment, shape):

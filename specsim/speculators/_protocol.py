@@ -206,30 +206,42 @@ def shape_verification(shape):
     return nodes + 1.0, (nodes - depth) / 2.0
 
 
-def sequential_proposal(pass_step: Callable, shape) -> Proposal:
+def sequential_proposal(pass_step: Callable, shape, first_pass_tokens: float = 1.0) -> Proposal:
     """Drafting by sequential passes: a chain runs ``gamma`` passes of one token; a tree
     runs one pass per depth, pass ``d`` over the ``w_{d-1}`` nodes of the previous depth
     (``w_0 = 1``, the root; at least one token), counted with weight ``min(w_d, 1)`` so a
     fractional last depth is a fractional pass.
 
+    ``first_pass_tokens`` is what the first pass feeds per sequence instead of one token:
+    a draft with a KV cache of its own never fed its last proposal, so after an iteration
+    that accepted every draft its cache misses that token; a static-shape loop refeeds it
+    with the target's token every iteration (2 tokens). The first pass's weight stays
+    ``min(gamma, 1)``, so the time is continuous at ``gamma = 0``.
+
     Args:
         pass_step: ``new_tokens -> StepTime`` (mean over the contexts) of one pass.
         shape: a chain's gamma or a tree.
+        first_pass_tokens: tokens per sequence of the first pass (>= 1, static).
     """
     if not is_tree(shape):
+        gamma = jnp.asarray(shape, jnp.float32)
         step = pass_step(1.0)
-        return Proposal(
-            time_s=jnp.asarray(shape, jnp.float32) * step.time_s,
-            step_s=step.time_s,
-            bound=step.bound,
-        )
+        time_s = gamma * step.time_s
+        if first_pass_tokens != 1.0:
+            first = pass_step(float(first_pass_tokens))
+            time_s = time_s + jnp.minimum(gamma, 1.0) * (first.time_s - step.time_s)
+        return Proposal(time_s=time_s, step_s=step.time_s, bound=step.bound)
     widths = tree_level_widths(shape)
     # A pass processes at least one token per sequence (and a missing depth none: its
     # weight is 0; the floor keeps its unused cost finite).
     tokens_in = jnp.maximum(jnp.concatenate([jnp.ones(1, jnp.float32), widths[:-1]]), 1.0)
+    tokens_in = tokens_in.at[0].set(float(first_pass_tokens))
     steps = jax.vmap(pass_step)(tokens_in)
     time_s = jnp.sum(jnp.clip(widths, 0.0, 1.0) * steps.time_s)
-    return Proposal(time_s=time_s, step_s=steps.time_s[0], bound=steps.bound[0])
+    if first_pass_tokens == 1.0:
+        return Proposal(time_s=time_s, step_s=steps.time_s[0], bound=steps.bound[0])
+    step = pass_step(1.0)
+    return Proposal(time_s=time_s, step_s=step.time_s, bound=step.bound)
 
 
 def chain_or_tree_tokens(acceptance, shape, draft_params=None, target_params=None):
