@@ -1,12 +1,13 @@
 """Throughput of speculative decoding: one differentiable function of pytrees.
 
 One iteration = the speculator's proposal (``gamma`` draft decode steps for a draft
-model's chain, the first over two tokens per sequence; one pass per depth for a tree; one pass of Medusa heads; a host-side
-n-gram lookup) + one target pass over the verified tokens (``gamma + 1``, or a tree's
-nodes + 1 under a tree mask) + a fixed speculation overhead; it yields the speculator's
-expected tokens per sequence. Step times depend on the KV-cache length, which grows
-over the generation, so they are averaged over the context with Gauss-Legendre
-quadrature (exact for the piecewise-linear dependence inside each regime).
+model's chain, the first over two tokens per sequence; one pass per depth for a tree; one
+pass of Medusa heads; a host-side n-gram lookup) + one target pass over the verified
+tokens (``gamma + 1``, or a tree's nodes + 1 under a tree mask) + a fixed speculation
+overhead; it yields the speculator's expected tokens per sequence. Step times depend on
+the KV-cache length, which grows over the generation, so they are averaged over the
+context with Gauss-Legendre quadrature (exact for the piecewise-linear dependence inside
+each regime).
 """
 
 from __future__ import annotations

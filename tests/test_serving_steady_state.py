@@ -352,3 +352,60 @@ def test_quantile_bisection_against_a_dense_inversion():
     grid = np.linspace(lo, hi, 200_001)
     expected = grid[np.searchsorted(cdf_np(grid), probs)]
     np.testing.assert_allclose(got, expected, rtol=0, atol=(hi - lo) / 2**_QUANTILE_STEPS)
+
+
+def test_prefill_interpolation_is_exact_at_its_ends_and_close_to_the_step_time(deployment):
+    """`_interpolated_steps` against the step time evaluated at every count: exact for a
+    linear function and at the least and largest counts; within 1% of the engine's
+    step time at a decode batch of 8 (its knee from memory- to compute-bound included)."""
+    from specsim.serving._steady_state import _interpolated_steps
+
+    tokens = jnp.asarray([[3.0, 40.0, 700.0], [1.0, 2048.0, 8192.0], [150.0, 150.0, 5000.0]])
+
+    def linear(p):
+        return 2e-3 + 3e-7 * p
+
+    np.testing.assert_allclose(
+        np.asarray(_interpolated_steps(linear, tokens)), np.asarray(linear(tokens)), rtol=1e-5
+    )
+
+    def step(p):
+        return jax.vmap(lambda q: engine_step_time(deployment, None, 8.0, 1000.0, q, 0.0))(p)
+
+    exact = np.asarray(step(tokens.reshape(-1)).reshape(tokens.shape))
+    got = np.asarray(jax.jit(lambda t: _interpolated_steps(step, t))(tokens))
+    # Nodes 1.8x apart over 1..8192 tokens: the chord of the convex prefill cost
+    # (attention grows as p^2) lies up to 0.51% above it here; 1% bounds that.
+    np.testing.assert_allclose(got, exact, rtol=1e-2)
+    assert np.all(got >= exact * (1 - 1e-6))  # a chord of a convex curve: never below
+    for index in ((1, 0), (1, 2)):  # the least and the largest counts are nodes
+        np.testing.assert_allclose(got[index], exact[index], rtol=1e-5)
+
+
+def test_saturation_vertex_of_a_parabola_and_none_at_the_ends():
+    """`_vertex_rise` recovers the maximum of a sampled parabola exactly; a maximum at
+    either end of the grid is not extrapolated."""
+    from specsim.serving._steady_state import _vertex_rise
+
+    x = np.arange(16, dtype=np.float64)
+    values = 3.0 - 0.2 * (x - 6.3) ** 2  # maximum 3.0 at 6.3, sampled peak at x = 6
+    peak = int(np.argmax(values))
+    rise = float(_vertex_rise(jnp.asarray(values, jnp.float32), peak))
+    assert_close(values[peak] + rise, 3.0, rtol=1e-5)
+    rising = jnp.asarray(np.log1p(x), jnp.float32)  # a limit-bound curve: peak at the end
+    assert float(_vertex_rise(rising, 15)) == 0.0
+    assert float(_vertex_rise(-rising, 0)) == 0.0
+
+
+@pytest.mark.slow  # compiles the steady-state model (> 3 s)
+def test_rates_below_the_batch_grid_keep_littles_law(deployment, draft_policy):
+    """At rates whose mean decode batch lies below the grid of rate(B) (B << 0.01), the
+    root is extrapolated (rate proportional to B) and refined: Little's law holds and the
+    throughput is still rate x mean output."""
+    for policy in (SpecPolicy.off(), draft_policy):
+        for rate in (1e-4, 1e-2):
+            r = steady_state(deployment, policy, fixed(rate, 256, 100))
+            assert float(r.decode_batch) < 1e-2
+            steps = 99.0 / float(r.tokens_per_step)
+            assert_close(r.decode_batch, rate * steps * float(r.step_s), rtol=1e-3)
+            assert_close(r.throughput_tokens_per_s, rate * 100.0)

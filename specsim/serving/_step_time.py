@@ -84,6 +84,9 @@ def engine_step_time(
     """
     d = deployment
     target, hardware, tp = d.target, d.hardware, d.tp
+    # A literal 0 prefills nothing: the prefill's passes are left out of the program (a
+    # traced 0 prices them and multiplies by 0, the same value at more cost).
+    no_prefill = type(prefill_tokens) in (int, float) and prefill_tokens == 0
     b = jnp.asarray(decode_seqs, jnp.float32)
     context = jnp.asarray(context, jnp.float32)
     p = jnp.asarray(prefill_tokens, jnp.float32)
@@ -111,24 +114,28 @@ def engine_step_time(
                 batch=jnp.ones(()), prompt_tokens=jnp.maximum(p, 1.0), generate_tokens=1.0
             )
         )
-        draft_prefill_s = _speculators.prefill_s(speculator, at_prefill, smooth)
         verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
         overhead_s = speculation_overhead_s(at_decode, speculator, b, verify_tokens, speculating)
         drafting_s = decoding * (speculating * proposal.time_s + overhead_s)
-        drafting_s = drafting_s + speculating * prefilling * draft_prefill_s
+        if not no_prefill:
+            draft_prefill_s = _speculators.prefill_s(speculator, at_prefill, smooth)
+            drafting_s = drafting_s + speculating * prefilling * draft_prefill_s
     verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
     decode_cost = forward_cost(target, b, verify_tokens, context + extra_context)
     # (a pass over 0 new tokens is not finite in `forward_cost`: price >= 1 and scale;
     # a prefill computes logits for its last position only)
-    prefill_cost = jax.tree.map(
-        lambda x: prefilling * x,
-        forward_cost(target, 1.0, jnp.maximum(p, 1.0), 0.0, logit_positions=1.0),
-    )
     tokens = b * verify_tokens + p
     # Weight bytes depend on the pass's tokens only (weights once, embedding rows, experts
     # touched by all its tokens): price them for the whole pass.
     weight_bytes = forward_cost(target, tokens, 1.0, 0.0).weight_bytes
-    cost = jax.tree.map(jnp.add, decode_cost, prefill_cost).replace(weight_bytes=weight_bytes)
+    cost = decode_cost
+    if not no_prefill:
+        prefill_cost = jax.tree.map(
+            lambda x: prefilling * x,
+            forward_cost(target, 1.0, jnp.maximum(p, 1.0), 0.0, logit_positions=1.0),
+        )
+        cost = jax.tree.map(jnp.add, cost, prefill_cost)
+    cost = cost.replace(weight_bytes=weight_bytes)
     step = pass_time(
         target,
         hardware,
