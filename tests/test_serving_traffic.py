@@ -3,6 +3,7 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import assert_close
@@ -258,6 +259,19 @@ def test_plain_step_is_specsim_step_time(deployment):
         ours = engine_step_time(deployment, None, batch, context, 0.0, 0.0)
         ref = specsim.step_time(deployment.target, deployment.hardware, batch, 1.0, context)
         assert_close(ours, ref.time_s)
+
+
+@pytest.mark.slow  # eager step times with a draft (~4 s)
+def test_a_literal_zero_prefill_equals_a_traced_one(deployment):
+    """A literal 0 prefill leaves the prefill passes out of the program; a traced 0 prices
+    them and multiplies by 0: the same step time, with and without a draft."""
+    draft = specsim.models.get("llama-68m")
+    traced = jax.jit(engine_step_time, static_argnums=1)
+    for speculator, lookahead in ((None, 0.0), (draft, 3.0)):
+        for batch, context in ((1.0, 100.0), (48.0, 3000.0)):
+            literal = engine_step_time(deployment, speculator, batch, context, 0.0, lookahead)
+            zero = traced(deployment, speculator, batch, context, jnp.float32(0.0), lookahead)
+            assert float(literal) == float(zero)
 
 
 def test_prefill_only_step_is_specsim_step_time(deployment):
