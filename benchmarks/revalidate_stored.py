@@ -15,6 +15,7 @@ predicted speedup at batch 1 and 4 (predicted / measured - 1, mean over runs).
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 import specsim
 from specsim._calibrate import LOCAL_FIT
 from specsim.measure._timing import config_from_columns
-from specsim.validate._local import network_label
+from specsim.validate._local import loop_predictions, network_label
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The CPU grids' speculative runs (specsim.measure.speculative_configs on a CPU).
@@ -52,14 +53,19 @@ def replay(prefix: str) -> None:
     rows = []
     for _, run in pd.read_csv(RESULTS / f"{prefix}.sd.csv").iterrows():
         config = networks[run["target"]]
-        report = specsim.throughput(
+        loop = types.SimpleNamespace(
+            batch=int(run["batch"]),
+            prompt_tokens=PROMPT_TOKENS,
+            new_tokens=NEW_TOKENS,
+            gamma=int(run["gamma"]),
+        )
+        report, baseline = loop_predictions(
             config.to_spec(),
             config.with_layers(int(run["draft_layers"])).to_spec(),
             fit.hardware,
-            specsim.Workload.create(int(run["batch"]), PROMPT_TOKENS, NEW_TOKENS),
-            gamma=float(run["gamma"]),
-            acceptance=float(np.clip(run["alpha"], 1e-3, 1 - 1e-3)),
-            smooth=fit.smooth,
+            loop,
+            float(np.clip(run["alpha"], 1e-3, 1 - 1e-3)),
+            fit.smooth,
         )
         rows.append(
             {
@@ -67,9 +73,9 @@ def replay(prefix: str) -> None:
                 "batch": int(run["batch"]),
                 "tokens_per_s_err": 100
                 * (float(report.tokens_per_s) / run["measured_tokens_per_s"] - 1),
-                "baseline_err": 100
-                * (float(report.baseline_tokens_per_s) / run["measured_baseline_tokens_per_s"] - 1),
-                "speedup_err": 100 * (float(report.speedup) / run["measured_speedup"] - 1),
+                "baseline_err": 100 * (baseline / run["measured_baseline_tokens_per_s"] - 1),
+                "speedup_err": 100
+                * (float(report.tokens_per_s) / baseline / run["measured_speedup"] - 1),
                 "stored_speedup_err": 100
                 * (run["predicted_speedup"] / run["measured_speedup"] - 1),
             }

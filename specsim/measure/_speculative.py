@@ -352,7 +352,8 @@ def generate(
     now = clock_function(clock)
     if int(new_tokens) < 1:
         raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
-    prompt, seqs = _prepare(model, prompt, capacity=prompt_len(prompt) + int(new_tokens))
+    capacity = plain_buffer_tokens(prompt_len(prompt), new_tokens)
+    prompt, seqs = _prepare(model, prompt, capacity=capacity)
     key = jax.random.key(seed)
     cache = init_cache(model.config, seqs.tokens.shape[0], seqs.tokens.shape[1])
     start = now()
@@ -383,6 +384,21 @@ def generate(
         tokens_per_s=generated / decode_s if decode_s > 0 and generated else float("nan"),
         step_s=step_s,
         steady_tokens_per_s=batch / float(np.median(step_s)) if step_s else float("nan"),
+    )
+
+
+def plain_buffer_tokens(prompt_tokens: int, new_tokens: int) -> int:
+    """Length of `generate`'s static KV buffer: the prompt and every new token. Each of its
+    passes attends over the whole buffer (under a causal mask), whatever the position."""
+    return int(prompt_tokens) + int(new_tokens)
+
+
+def speculative_buffer_tokens(prompt_tokens: int, new_tokens: int, gamma: int) -> int:
+    """Length of `speculative_generate`'s static KV buffers (target and draft): the goal and
+    the iterations that may run past it before the host checks (``gamma + 1`` tokens
+    each); every pass attends over the whole buffer."""
+    return plain_buffer_tokens(prompt_tokens, new_tokens) + SPECULATIVE_CHECK_EVERY * (
+        int(gamma) + 1
     )
 
 
@@ -444,7 +460,7 @@ def speculative_generate(
     if draft.config.vocab != target.config.vocab:
         raise ValueError(f"draft vocab {draft.config.vocab} != target vocab {target.config.vocab}")
     goal = prompt_len(prompt) + int(new_tokens)
-    capacity = goal + SPECULATIVE_CHECK_EVERY * (gamma + 1)
+    capacity = speculative_buffer_tokens(prompt_len(prompt), new_tokens, gamma)
     prompt, seqs = _prepare(target, prompt, capacity, extra_models=(draft,))
     batch = seqs.tokens.shape[0]
     key = jax.random.key(seed)

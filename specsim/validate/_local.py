@@ -23,6 +23,7 @@ from .._throughput import throughput
 from .._workload import Workload
 from ..measure import _grids
 from ..measure._runs import SpeculativeSession
+from ..measure._speculative import plain_buffer_tokens, speculative_buffer_tokens
 from ._metrics import mape
 
 __all__ = ["LocalValidation", "validate_local"]
@@ -208,11 +209,42 @@ def validate_local(
     )
 
 
+def loop_predictions(target_spec, draft_spec, hardware, config, alpha: float, smooth):
+    """The throughput report of `specsim.measure`'s speculative loop for ``config`` (a
+    `SpeculativeConfig`, or anything with its batch, prompt_tokens, new_tokens and gamma)
+    at acceptance ``alpha``, and the plain loop's predicted tokens/s: each priced at its
+    static KV buffer's length (see `_speculative_row`)."""
+    buffers = {
+        "speculative": speculative_buffer_tokens(
+            config.prompt_tokens, config.new_tokens, config.gamma
+        ),
+        "plain": plain_buffer_tokens(config.prompt_tokens, config.new_tokens),
+    }
+    reports = {
+        name: throughput(
+            target_spec,
+            draft_spec,
+            hardware,
+            Workload.fixed_context(config.batch, buffer),
+            gamma=float(config.gamma),
+            acceptance=ConstantAcceptance.create(alpha),
+            smooth=smooth,
+        )
+        for name, buffer in buffers.items()
+    }
+    return reports["speculative"], float(reports["plain"].baseline_tokens_per_s)
+
+
 def _speculative_row(config, sd, plain, calibration, statistic: str) -> dict[str, Any]:
     """Measured and predicted tokens/s of one speculative-decoding configuration.
 
     The prediction uses the calibrated spec and the *measured* acceptance rate; measured
-    rates divide tokens per iteration by ``statistic`` of the iteration times.
+    rates divide tokens per iteration by ``statistic`` of the iteration times. Every pass
+    of the measured loops attends over its whole static KV buffer (under a causal mask;
+    as in gpt-fast), so passes are priced at the buffer's length, not at the position
+    reached: ``speculative_buffer_tokens`` for speculation, ``plain_buffer_tokens`` for
+    the plain baseline (as the step-time grid, measured with buffers of exactly context +
+    new tokens, was fitted).
     """
     target_spec = config.target.to_spec()
     draft_spec = config.target.with_layers(config.draft_layers).to_spec()
@@ -221,18 +253,8 @@ def _speculative_row(config, sd, plain, calibration, statistic: str) -> dict[str
     measured = config.batch * sd.tokens_per_step / iteration_s
     measured_plain = config.batch / step_s
     alpha = float(np.clip(sd.alpha, 1e-3, 1.0 - 1e-3))
-    report = throughput(
-        target_spec,
-        draft_spec,
-        calibration.hardware,
-        Workload.create(
-            batch=config.batch,
-            prompt_tokens=config.prompt_tokens,
-            generate_tokens=sd.generated_tokens / config.batch,
-        ),
-        gamma=float(config.gamma),
-        acceptance=ConstantAcceptance.create(alpha),
-        smooth=calibration.smooth,
+    report, baseline = loop_predictions(
+        target_spec, draft_spec, calibration.hardware, config, alpha, calibration.smooth
     )
     row = {
         "name": config.name,
@@ -250,9 +272,9 @@ def _speculative_row(config, sd, plain, calibration, statistic: str) -> dict[str
         "elapsed_tokens_per_s": sd.tokens_per_s,
         "predicted_tokens_per_s": float(report.tokens_per_s),
         "measured_baseline_tokens_per_s": measured_plain,
-        "predicted_baseline_tokens_per_s": float(report.baseline_tokens_per_s),
+        "predicted_baseline_tokens_per_s": baseline,
         "measured_speedup": measured / measured_plain,
-        "predicted_speedup": float(report.speedup),
+        "predicted_speedup": float(report.tokens_per_s) / baseline,
     }
     row["error_pct"] = 100.0 * (row["predicted_tokens_per_s"] / row["measured_tokens_per_s"] - 1.0)
     return row
