@@ -64,8 +64,9 @@ class ThroughputReport:
         verify_step_s: one target pass over the verified tokens, s.
         target_step_s: one plain target decode step, s.
         iteration_s: ``proposal_s + verify_step_s + speculation_overhead_s``
-            (for a draft model's chain ``proposal_s = gamma * draft_step_s`` plus the
-            first pass's second token: the draft's last proposal, refed).
+            (for a draft model's chain ``proposal_s = gamma * draft_step_s`` plus
+            ``min(gamma, 1)`` times what the first pass's second token adds: the
+            draft's last proposal, refed).
         speculation_overhead_s: fixed per-iteration cost of speculating, s.
         cost_ratio: ``draft_step_s / target_step_s`` (Leviathan et al.'s c).
         draft_bound, verify_bound, target_bound: index into ``STEP_BOUND_NAMES``.

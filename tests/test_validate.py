@@ -269,29 +269,43 @@ def test_the_command_offers_the_library_statistics():
 
 
 @pytest.mark.slow  # builds and runs a network, compiles two throughput reports (~5 s)
-def test_measured_loops_are_priced_at_their_static_buffers():
+def test_measured_loops_are_priced_at_their_static_buffers(monkeypatch):
     """`specsim.measure`'s loops attend over their whole KV buffer at every pass (gpt-fast's
-    static cache), so the validation prices every pass at the buffer's length: the plain
-    loop's buffer is what `generate` allocates, and the reports' steps are the step times
-    at those lengths (+ 0.5: the fixed-context workload's one generated token)."""
+    static cache), so the validation prices every pass at the buffer's length: the buffers
+    are what `generate` and `speculative_generate` allocate, and the reports' steps are
+    the step times of one-token passes over those buffers (context = buffer - 1)."""
     import jax.numpy as jnp
 
     import specsim
-    from specsim.measure import build_model, generate, tiny_spec
-    from specsim.measure._speculative import plain_buffer_tokens, speculative_buffer_tokens
+    from specsim.measure import _speculative, build_model, layer_skip_draft, tiny_spec
     from specsim.validate._local import loop_predictions
 
-    spec = tiny_spec()
-    out = generate(build_model(spec), jnp.zeros((2, 5), jnp.int32), 7, temperature=0.0)
-    assert out.tokens.shape == (2, plain_buffer_tokens(5, 7))
-    assert speculative_buffer_tokens(5, 7, 3) == 5 + 7 + 2 * (3 + 1)
+    allocated = []
+    init_cache = _speculative.init_cache
 
-    target = specsim.models.get("llama-2-7b")
+    def recording(config, batch, max_len):
+        allocated.append(max_len)
+        return init_cache(config, batch, max_len)
+
+    monkeypatch.setattr(_speculative, "init_cache", recording)
+    target = build_model(tiny_spec(n_layers=2))
+    prompt = jnp.zeros((2, 5), jnp.int32)
+    _speculative.generate(target, prompt, 7, temperature=0.0)
+    _speculative.speculative_generate(
+        target, layer_skip_draft(target, 1), prompt, 7, gamma=3, temperature=0.0
+    )
+    assert allocated == [
+        _speculative.plain_buffer_tokens(5, 7),
+        *[_speculative.speculative_buffer_tokens(5, 7, 3)] * 2,  # target and draft
+    ]
+
+    llama = specsim.models.get("llama-2-7b")
     draft = specsim.models.get("llama-68m")
     h100 = specsim.hardware.get("h100")
     loop = argparse.Namespace(batch=4, prompt_tokens=32, new_tokens=96, gamma=4)
-    report, baseline = loop_predictions(target, draft, h100, loop, 0.7, None)
-    at = specsim.step_time(target, h100, 4.0, 1.0, 32 + 96 + 10 + 0.5).time_s
+    report, baseline = loop_predictions(llama, draft, h100, loop, 0.7, None)
+    buffer = _speculative.speculative_buffer_tokens(32, 96, 4)
+    at = specsim.step_time(llama, h100, 4.0, 1.0, buffer - 1.0).time_s
     assert abs(float(report.target_step_s) / float(at) - 1) < 1e-5
-    plain = specsim.step_time(target, h100, 4.0, 1.0, 32 + 96 + 0.5).time_s
+    plain = specsim.step_time(llama, h100, 4.0, 1.0, 32 + 96 - 1.0).time_s
     assert abs(baseline / (4.0 / float(plain)) - 1) < 1e-5

@@ -201,7 +201,7 @@ def _by_preference(elasticities: dict[str, float]) -> list[str]:
 def _bottleneck(report: dict[str, Any], elasticities: dict[str, float]) -> dict[str, Any]:
     """Which phase dominates an iteration, and which hardware resource binds tokens/s."""
     iteration = report["iteration_s"]
-    draft_share = report["gamma"] * report["draft_step_s"] / iteration
+    draft_share = report["proposal_s"] / iteration  # every proposal pass, refeed included
     verify_share = report["verify_step_s"] / iteration
     if report["gamma"] == 0:
         phase = "target"

@@ -18,11 +18,12 @@ token comes with its prefill). With mean step time ``tau``:
 
 So every ``B`` fixes ``tau`` and the rate that sustains it in closed form,
 ``lambda(B) = B / (n x T(B, lookahead(B), E[prompt] B / n))``; the state at a given rate
-is the root of ``lambda(B) = lambda``, found by bisection in ``log B`` and made
-differentiable by one implicit-function Newton step (the gradient of the root, not of the
-bisection). The engine's limits bound ``B``: ``max_num_seqs``, the KV cache (``B`` times
-the mean resident context, lookahead slots and half a block of rounding per sequence),
-``max_num_batched_tokens`` (verified plus prefill tokens) and the prefill chunk budget.
+is the root of ``lambda(B) = lambda``, interpolated on a log grid of ``B`` and refined
+by one Newton step whose expansion also gives the root's implicit-function gradient (not
+the gradient of the interpolation). The engine's limits bound ``B``: ``max_num_seqs``,
+the KV cache (``B`` times the mean resident context, lookahead slots and half a block of
+rounding per sequence), ``max_num_batched_tokens`` (verified plus prefill tokens) and the
+prefill chunk budget.
 The largest ``lambda(B)`` within those bounds is the *saturation rate*; ``load = lambda /
 saturation rate``.
 
@@ -113,8 +114,7 @@ _NODE_WEIGHTS = np.diff(_BIN_EDGES)
 # 26 halve it below one float32 ulp of log B, where further steps change nothing.
 _BISECTION_STEPS = 26
 # Points of the rate(B) curve, log-spaced from _GRID_LOW_BATCH to the limits' bound (1.97x
-# apart for a bound of 256). Below the grid the step time no longer depends on B (rate(B)
-# is proportional to B there, which the root's extrapolation uses).
+# apart for a bound of 256), and one more at _MIN_BATCH (see `_solve`).
 _GRID_POINTS = 16
 _GRID_LOW_BATCH = 1e-2
 # Prefill-token counts at which the TTFT's own prefill step is evaluated (interpolated
@@ -445,28 +445,38 @@ def _bisect(fn, lo, hi, steps):
 def _solve(x: _Inputs, rate):
     """The state at ``rate`` per replica, its saturation rate and the binding limit.
 
-    ``rate(B)`` is evaluated on a log grid of ``B`` up to the limits' bound (one ``vmap``);
-    its maximum is the saturation rate (at an interior maximum, the vertex of the
-    parabola through the three points around it, in log-log); the root of ``rate(B) =
-    rate`` is interpolated in log-log on the rising part of the curve (below the grid,
-    extrapolated as ``rate`` proportional to ``B``), then refined by one Newton step. The
-    state at the root is the first-order expansion around the interpolated point (one
+    ``rate(B)`` is evaluated on a log grid of ``B`` up to the limits' bound (one ``vmap``;
+    `_GRID_POINTS` from `_GRID_LOW_BATCH` and one at `_MIN_BATCH`); its maximum is the
+    saturation rate (at an interior maximum, the vertex of the parabola through the three
+    points around it, in log-log); the root of ``rate(B) = rate`` is interpolated in
+    log-log on the rising part of the curve (below `_MIN_BATCH`, extrapolated as ``rate``
+    proportional to ``B``), then refined by one Newton step within the start's grid cell.
+    The state at the root is the first-order expansion around the interpolated point (one
     ``jvp``), so its gradient is the implicit-function gradient of the root.
     """
     log_max, limit = _max_batch(x)
     stopped = jax.lax.stop_gradient
     fractions = jnp.linspace(0.0, 1.0, _GRID_POINTS)
     log_lo = jnp.minimum(jnp.log(jnp.asarray(_GRID_LOW_BATCH, jnp.float32)), log_max - 1.0)
-    log_grid = stopped(log_lo + fractions * (log_max - log_lo))
+    spacing = (log_max - log_lo) / (_GRID_POINTS - 1)
+    # One more point far below, at _MIN_BATCH: where a step's prefill share is still large
+    # at B = _GRID_LOW_BATCH (long prompts, few decode steps per request), rate(B) bends
+    # below the grid, and interpolating down to _MIN_BATCH keeps the start of the Newton
+    # step within its cell.
+    log_min = jnp.log(jnp.asarray(_MIN_BATCH, jnp.float32))
+    log_grid = stopped(jnp.concatenate([log_min[None], log_lo + fractions * (log_max - log_lo)]))
+    points = _GRID_POINTS + 1
     log_rates = jnp.log(jax.vmap(lambda lb: _state_at(x, lb).rate)(log_grid))
     peak = jnp.argmax(log_rates)
-    compute_bound = peak < _GRID_POINTS - 1
+    compute_bound = peak < points - 1
     limit = jnp.where(compute_bound, 0, limit)
-    saturation = jnp.exp(log_rates[peak] + _vertex_rise(log_rates, peak))
-    rising = jnp.where(jnp.arange(_GRID_POINTS) <= peak, log_rates, log_rates[peak] + 1.0)
+    # (the vertex on the equally spaced part of the grid: a peak at _MIN_BATCH is an end)
+    rise, offset = _vertex(log_rates[1:], peak - 1)
+    saturation = jnp.exp(log_rates[peak] + rise)
+    rising = jnp.where(jnp.arange(points) <= peak, log_rates, log_rates[peak] + 1.0)
     rising = jax.lax.cummax(rising)
     target = jnp.log(jnp.minimum(rate, saturation))
-    below = log_grid[0] + (target - rising[0])
+    below = log_grid[0] + (target - rising[0])  # rate proportional to B below _MIN_BATCH
     log_b0 = stopped(jnp.where(target < rising[0], below, jnp.interp(target, rising, log_grid)))
 
     def at(lb):
@@ -476,10 +486,12 @@ def _solve(x: _Inputs, rate):
     # Newton on log rate(log B) = target: value unchanged to second order at a good start.
     slope = jnp.maximum(stopped(tangent.rate / state.rate), 1e-3)
     delta = (target - jnp.log(state.rate)) / slope
-    # A trust region of one grid cell: near the peak the slope vanishes and a full Newton
-    # step would extrapolate the expansion far outside where it holds.
-    spacing = log_grid[1] - log_grid[0]
-    delta = jnp.minimum(jnp.clip(delta, -spacing, spacing), log_grid[peak] - log_b0)
+    # A trust region of the start's grid cell: near the peak the slope vanishes and a full
+    # Newton step would extrapolate the expansion far outside where it holds; nor does it
+    # go past the saturation's vertex.
+    cell = jnp.where(log_b0 < log_grid[1], log_grid[1] - log_grid[0], spacing)
+    top = stopped(log_grid[peak] + offset * spacing)
+    delta = jnp.minimum(jnp.clip(delta, -cell, cell), top - log_b0)
     state = jax.tree.map(lambda v, t: v + t * delta, state, tangent)
     log_b = log_b0 + delta
     # d(step)/dB for the batch-size part of the TPOT spread.
@@ -511,19 +523,24 @@ def _interpolated_steps(step_of, tokens):
     return (hat @ step_of(nodes)).reshape(tokens.shape)
 
 
-def _vertex_rise(values, peak):
-    """How far the parabola through ``values[peak - 1 : peak + 2]`` (equally spaced) rises
-    above ``values[peak]`` at its vertex; 0 when ``peak`` is at either end."""
+def _vertex(values, peak):
+    """``(rise, offset)`` of the vertex of the parabola through ``values[peak - 1 : peak +
+    2]`` (equally spaced, ``values[peak]`` the largest): how far it rises above
+    ``values[peak]`` and where it lies, in cells from ``peak`` (within +-1/2); ``(0, 0)``
+    when ``peak`` is at either end (or outside ``values``)."""
     n = values.shape[0]
-    left = values[jnp.maximum(peak - 1, 0)]
-    right = values[jnp.minimum(peak + 1, n - 1)]
-    curvature = jnp.minimum(left - 2.0 * values[peak] + right, -1e-12)  # < 0 at a maximum
+    centre = values[jnp.clip(peak, 0, n - 1)]
+    left = values[jnp.clip(peak - 1, 0, n - 1)]
+    right = values[jnp.clip(peak + 1, 0, n - 1)]
+    curvature = jnp.minimum(left - 2.0 * centre + right, -1e-12)  # < 0 at a maximum
+    offset = jnp.clip((left - right) / (2.0 * curvature), -0.5, 0.5)
     rise = -((left - right) ** 2) / (8.0 * curvature)
     interior = (peak > 0) & (peak < n - 1)
-    # The vertex lies within half a cell of the peak (values[peak] is the largest), where
-    # the parabola rises by at most a quarter of the larger drop beside it.
-    cap = 0.25 * jnp.maximum(values[peak] - left, values[peak] - right)
-    return jnp.where(interior, jnp.clip(rise, 0.0, cap), 0.0)
+    # With the largest value at the centre the parabola rises by at most 1/8 of the
+    # larger drop beside it (a cap that only guards the flat case's rounding).
+    cap = 0.125 * jnp.maximum(centre - left, centre - right)
+    rise = jnp.where(interior, jnp.clip(rise, 0.0, cap), 0.0)
+    return rise, jnp.where(interior, offset, 0.0)
 
 
 # --------------------------------------------------------------------------- latencies

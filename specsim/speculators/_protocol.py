@@ -212,11 +212,14 @@ def sequential_proposal(pass_step: Callable, shape, first_pass_tokens: float = 1
     (``w_0 = 1``, the root; at least one token), counted with weight ``min(w_d, 1)`` so a
     fractional last depth is a fractional pass.
 
-    ``first_pass_tokens`` is what the first pass feeds per sequence instead of one token:
-    a draft with a KV cache of its own never fed its last proposal, so after an iteration
-    that accepted every draft its cache misses that token; a static-shape loop refeeds it
-    with the target's token every iteration (2 tokens). The first pass's weight stays
-    ``min(gamma, 1)``, so the time is continuous at ``gamma = 0``.
+    ``first_pass_tokens`` is what the first pass feeds per sequence instead of one token.
+    The draft-model speculator passes 2: its own KV cache never received its last
+    proposal, so after an iteration that accepted every draft the cache misses that
+    token, and a static-shape loop refeeds it with the target's token every iteration.
+    (EAGLE, MTP and self-speculation keep 1: their passes are priced as one token each.)
+    The first pass's weight stays ``min(gamma, 1)``, so the time is continuous at ``gamma
+    = 0``; its derivative in ``gamma`` steps down at ``gamma = 1`` by what the second
+    token adds (a small kink for optimisers crossing 1).
 
     Args:
         pass_step: ``new_tokens -> StepTime`` (mean over the contexts) of one pass.

@@ -225,7 +225,10 @@ def loop_predictions(target_spec, draft_spec, hardware, config, alpha: float, sm
             target_spec,
             draft_spec,
             hardware,
-            Workload.fixed_context(config.batch, buffer),
+            # A one-token pass attending over a buffer of L positions is the grid's pass
+            # at context L - 1 (measured with buffers of context + new tokens); the fixed-
+            # context workload's mean context is its prompt + 0.5.
+            Workload.fixed_context(config.batch, buffer - 1.5),
             gamma=float(config.gamma),
             acceptance=ConstantAcceptance.create(alpha),
             smooth=smooth,
@@ -244,7 +247,9 @@ def _speculative_row(config, sd, plain, calibration, statistic: str) -> dict[str
     as in gpt-fast), so passes are priced at the buffer's length, not at the position
     reached: ``speculative_buffer_tokens`` for speculation, ``plain_buffer_tokens`` for
     the plain baseline (as the step-time grid, measured with buffers of exactly context +
-    new tokens, was fitted).
+    new tokens, was fitted: a one-token pass over a buffer of ``L`` is priced at context
+    ``L - 1``; the verification's ``gamma + 1`` tokens are priced at that context too,
+    ``gamma`` positions more than the grid's convention, about 3% of its attention).
     """
     target_spec = config.target.to_spec()
     draft_spec = config.target.with_layers(config.draft_layers).to_spec()
