@@ -79,7 +79,7 @@ from .._deployment import Deployment
 from ..speculators import _protocol as _speculators
 from ._engine import EngineConfig, SpecPolicy
 from ._slo import SLO
-from ._step_time import engine_step_time
+from ._step_time import engine_step_time, engine_step_times
 from ._traffic import LengthDistribution, Traffic
 
 __all__ = [
@@ -350,15 +350,11 @@ class _State:
 
 
 def _plain_and_mixed(x: _Inputs, batch, context, chunk, lookahead):
-    """Step times without prefill and with ``chunk`` prefill tokens (the decode's passes,
-    and the proposal, shared)."""
-
-    def step(prefill):
-        return engine_step_time(
-            x.deployment, x.policy.speculator, batch, context, prefill, lookahead
-        )
-
-    return step(0.0), step(chunk)
+    """Step times without prefill and with ``chunk`` prefill tokens (the decode side, the
+    proposal included, shared)."""
+    return engine_step_times(
+        x.deployment, x.policy.speculator, batch, context, (0.0, chunk), lookahead
+    )
 
 
 def _state_at(x: _Inputs, log_batch) -> _State:

@@ -46,7 +46,7 @@ from .._workload import Workload
 from ..speculators import _protocol as _speculators
 from ._engine import EngineConfig, SpecPolicy
 
-__all__ = ["StepTimeModel", "emitted_tokens", "engine_step_time"]
+__all__ = ["StepTimeModel", "emitted_tokens", "engine_step_time", "engine_step_times"]
 
 
 def engine_step_time(
@@ -82,18 +82,37 @@ def engine_step_time(
         >>> 1.0 < float(spec / plain) < 2.0  # verifying 4 tokens per sequence + drafting
         True
     """
+    return engine_step_times(
+        deployment, speculator, decode_seqs, context, (prefill_tokens,), lookahead, smooth
+    )[0]
+
+
+def engine_step_times(
+    deployment: Deployment,
+    speculator,
+    decode_seqs,
+    context,
+    prefills: tuple,
+    lookahead,
+    smooth: float | None = None,
+) -> tuple:
+    """`engine_step_time` at each prefill-token count of the tuple ``prefills``, with the
+    decode side (the speculator's proposal, the speculation overhead, the decode's cost)
+    computed once for all of them (one program, not one per count, for XLA to compile).
+
+    Examples:
+        >>> import specsim
+        >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7)
+        >>> plain, mixed = engine_step_times(d, None, 32.0, 1024.0, (0.0, 256.0), 0.0)
+        >>> float(mixed) > float(plain) == float(engine_step_time(d, None, 32.0, 1024.0, 0.0, 0.0))
+        True
+    """
     d = deployment
-    target, hardware, tp = d.target, d.hardware, d.tp
-    # A literal 0 prefills nothing: the prefill's passes are left out of the program (a
-    # traced 0 prices them and multiplies by 0, the same value at more cost).
-    no_prefill = type(prefill_tokens) in (int, float) and prefill_tokens == 0
+    target = d.target
     b = jnp.asarray(decode_seqs, jnp.float32)
     context = jnp.asarray(context, jnp.float32)
-    p = jnp.asarray(prefill_tokens, jnp.float32)
     decoding = jnp.clip(b, 0.0, 1.0)  # a step without decodes drafts nothing
-    prefilling = jnp.clip(p, 0.0, 1.0)
     if speculator is None:
-        k = jnp.zeros((), jnp.float32)
         verify_tokens, extra_context = jnp.ones((), jnp.float32), 0.0
         speculating = jnp.zeros((), jnp.float32)
         drafting_s = jnp.zeros((), jnp.float32)
@@ -109,19 +128,35 @@ def engine_step_time(
         proposal = _speculators.proposal(
             speculator, at_decode, k, contexts, jnp.ones(1, jnp.float32), smooth
         )
+        verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
+        overhead_s = speculation_overhead_s(at_decode, speculator, b, verify_tokens, speculating)
+        drafting_s = decoding * (speculating * proposal.time_s + overhead_s)
+    verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
+    decode_cost = forward_cost(target, b, verify_tokens, context + extra_context)
+    return tuple(
+        _with_prefill(
+            d, speculator, b, verify_tokens, decode_cost, drafting_s, speculating, p, smooth
+        )
+        for p in prefills
+    )
+
+
+def _with_prefill(d, speculator, b, verify_tokens, decode_cost, drafting_s, speculating, p, smooth):
+    """One step's time: the shared decode side plus ``p`` prefill tokens in the same pass."""
+    target = d.target
+    # A literal 0 prefills nothing: the prefill's passes are left out of the program (a
+    # traced 0 prices them and multiplies by 0, the same value at more cost).
+    no_prefill = type(p) in (int, float) and p == 0
+    p = jnp.asarray(p, jnp.float32)
+    prefilling = jnp.clip(p, 0.0, 1.0)
+    if speculator is not None and not no_prefill:
         at_prefill = d.replace(
             workload=Workload(
                 batch=jnp.ones(()), prompt_tokens=jnp.maximum(p, 1.0), generate_tokens=1.0
             )
         )
-        verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
-        overhead_s = speculation_overhead_s(at_decode, speculator, b, verify_tokens, speculating)
-        drafting_s = decoding * (speculating * proposal.time_s + overhead_s)
-        if not no_prefill:
-            draft_prefill_s = _speculators.prefill_s(speculator, at_prefill, smooth)
-            drafting_s = drafting_s + speculating * prefilling * draft_prefill_s
-    verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
-    decode_cost = forward_cost(target, b, verify_tokens, context + extra_context)
+        draft_prefill_s = _speculators.prefill_s(speculator, at_prefill, smooth)
+        drafting_s = drafting_s + speculating * prefilling * draft_prefill_s
     # (a pass over 0 new tokens is not finite in `forward_cost`: price >= 1 and scale;
     # a prefill computes logits for its last position only)
     tokens = b * verify_tokens + p
@@ -138,12 +173,12 @@ def engine_step_time(
     cost = cost.replace(weight_bytes=weight_bytes)
     step = pass_time(
         target,
-        hardware,
+        d.hardware,
         cost,
         batch=b + prefilling,
         tokens=tokens,
         logit_tokens=b * verify_tokens + prefilling,
-        tp=tp,
+        tp=d.tp,
         smooth=smooth,
         runtime=d.resolved_runtime(),
     )
