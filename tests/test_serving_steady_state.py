@@ -354,6 +354,7 @@ def test_quantile_bisection_against_a_dense_inversion():
     np.testing.assert_allclose(got, expected, rtol=0, atol=(hi - lo) / 2**_QUANTILE_STEPS)
 
 
+@pytest.mark.slow  # compiles the interpolated and the exact step times (~3 s)
 def test_prefill_interpolation_is_exact_at_its_ends_and_close_to_the_step_time(deployment):
     """`_interpolated_steps` against the step time evaluated at every count: exact for a
     linear function and at the least and largest counts; within 1% of the engine's
