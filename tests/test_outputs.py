@@ -35,15 +35,22 @@ def _env() -> dict:
 
 
 def _specsim(*argv, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "specsim.cli", *map(str, argv)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-        env=_env(),
-        **kwargs,
-    )
+    # A child inherits an ignored SIGINT (and only that: handlers reset at exec). Some test
+    # run earlier in the same xdist worker may leave SIGINT ignored, and a command started
+    # from there never sees Ctrl-C; start it as a shell would, with SIGINT handled.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "specsim.cli", *map(str, argv)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+            env=_env(),
+            **kwargs,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _leftovers(folder: pathlib.Path) -> list[str]:
