@@ -37,6 +37,7 @@ def replay(prefix: str) -> None:
         compute_efficiency=1.0,
         memory_efficiency=1.0,
         attention_efficiency=1.0,
+        attention_compute_efficiency=1.0,
         kernel_launch_s=0.0,
         step_overhead_s=0.0,
     )

@@ -52,12 +52,14 @@ DEFAULT_FIT = ("compute_efficiency", "memory_efficiency", "kernel_launch_s", "st
 SHARPNESS = "roofline_sharpness"
 WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
 # What `specsim calibrate` and `specsim validate` fit on a measured grid, which varies
-# the context and so pins down how fast attention runs next to the weight matmuls.
-LOCAL_FIT = (*DEFAULT_FIT, "attention_efficiency", SHARPNESS)
+# the context and so pins down how fast attention runs next to the weight matmuls: its
+# KV reads and its FLOPs apart (on a CPU the two differ by ~20x: see
+# `HardwareSpec.attention_compute_efficiency`).
+LOCAL_FIT = (*DEFAULT_FIT, "attention_efficiency", "attention_compute_efficiency", SHARPNESS)
 # Efficiencies multiplying a peak: one fitted above 1 is folded into the peak.
 _PEAK_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
 # Fractions in (0, 1] that are not folded into a peak: fitted through a logistic.
-_FRACTIONS = ("attention_efficiency",)
+_FRACTIONS = ("attention_efficiency", "attention_compute_efficiency")
 _OVERHEADS = ("kernel_launch_s", "step_overhead_s", "interconnect_latency_s")
 FITTABLE = (*_PEAK_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, SHARPNESS)
 # Range of random restarts for the sharpness, and its start where nothing else says.
@@ -399,9 +401,10 @@ def calibrate(
         hardware: the starting spec with the nominal peaks (default: micro-benchmarks of
             the local device, ``specsim.measure.local_hardware()``).
         fit: names of the fields to fit (efficiencies, ``attention_efficiency``,
-            ``kernel_launch_s``, ``step_overhead_s``, ``interconnect_latency_s``), and
+            ``attention_compute_efficiency``, ``kernel_launch_s``, ``step_overhead_s``,
+            ``interconnect_latency_s``), and
             optionally ``"roofline_sharpness"`` (see ``SHARPNESS``; ``WITH_SHARPNESS``
-            fits it too, ``LOCAL_FIT`` also the attention efficiency).
+            fits it too, ``LOCAL_FIT`` also attention's two efficiencies).
         steps: Adam steps (one ``lax.scan`` inside one ``jit``).
         polish_steps: L-BFGS steps after Adam.
         learning_rate: Adam learning rate in log space.
@@ -459,6 +462,8 @@ def calibrate(
     elif smooth is not None:
         hardware = hardware.replace(roofline_sharpness=min(sharpness, smooth))
 
+    if hardware.attention_compute_efficiency is None:  # (it follows attention_efficiency)
+        hardware = hardware.replace(attention_compute_efficiency=hardware.attention_efficiency)
     time_scale_s = float(np.median(np.asarray(data.time_s)))
     start = [float(getattr(hardware, name)) for name in fit]
     rng = np.random.default_rng(seed)

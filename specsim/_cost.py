@@ -258,7 +258,8 @@ def step_time(
       computes a full tile; bytes at the HBM bandwidth, where weights narrower than the
       compute dtype (weight-only int8/int4) stream at the chip's dequantising efficiency;
       compute and memory overlap as far as ``roofline_sharpness`` says;
-    * attention over the KV cache, at ``attention_efficiency`` of that roofline;
+    * attention over the KV cache, its KV bytes at ``attention_efficiency`` of the
+      bandwidth and its FLOPs at ``attention_compute_efficiency`` of the FLOP rate;
     * element-wise kernels (norms, rotary embedding, activation, residual adds) and the
       sampler over the vocabulary, memory-bound, as the ``runtime`` fuses them;
     * two all-reduces per block with tensor parallelism (``allreduce_time``, with the
@@ -365,13 +366,12 @@ def pass_time(
         dtype,
         smooth,
     )
-    # Attention runs at a fraction of the matmul roofline in bf16 (fp32 on fp32 models);
-    # the roofline (hard or p-norm max) is homogeneous, so scaling both scales its time.
+    # Attention runs in bf16 (fp32 on fp32 models), its FLOPs and its KV bytes each at a
+    # fraction of the matmul roofline's side (scaling both scales the p-norm max).
     attention_dtype = "fp32" if dtype == "fp32" else "bf16"
-    attention_share = 1.0 / (tp * hardware.attention_efficiency)
     attention = roofline_time(
-        cost.attention_flops * attention_share,
-        (cost.kv_read_bytes + cost.kv_write_bytes) * attention_share,
+        cost.attention_flops / (tp * hardware.attention_compute_fraction()),
+        (cost.kv_read_bytes + cost.kv_write_bytes) / (tp * hardware.attention_efficiency),
         hardware,
         attention_dtype,
         smooth,

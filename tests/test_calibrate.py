@@ -75,11 +75,14 @@ def test_calibration_recovers_the_roofline_sharpness(truth):
 
 
 @pytest.mark.slow
-def test_calibration_recovers_the_attention_efficiency(truth):
+def test_calibration_recovers_both_attention_efficiencies(truth):
     # Long contexts make attention a large share of the decode steps, so it is identifiable.
     # (the sharpness is set on the spec: the catalogue's A100 carries a measured 1.5, which
     # would cap a prediction's smooth=3.0)
-    true = truth.replace(attention_efficiency=0.3, roofline_sharpness=3.0)
+    # Its KV reads and its FLOPs at different fractions (a CPU's attention: ~0.8 and ~0.04).
+    true = truth.replace(
+        attention_efficiency=0.3, attention_compute_efficiency=0.05, roofline_sharpness=3.0
+    )
     points = [
         (models.get(name), batch, new, context, 1.0)
         for name in ("llama-68m", "llama-2-7b")
@@ -91,6 +94,7 @@ def test_calibration_recovers_the_attention_efficiency(truth):
     data = data.replace(time_s=predict_step_times(data, true))
     result = calibrate(data, hardware.get("a100"), fit=LOCAL_FIT)
     assert_close(result.hardware.attention_efficiency, 0.3, rtol=1e-2)
+    assert_close(result.hardware.attention_compute_efficiency, 0.05, rtol=1e-2)
     assert result.smooth == pytest.approx(3.0, rel=1e-2)
     assert result.mape < 0.5
     assert float(result.hardware.attention_efficiency) <= 1.0  # a fraction by construction

@@ -144,10 +144,12 @@ def slow_step_time(arch, chip, batch, new_tokens, context, tp=1, weight="bf16", 
         flops * tile_factor / peak,
         (weight_bytes / dequant + cost["activation_bytes"] / tp) / bandwidth,
     )
-    # Attention kernels reach a fraction of the matmul roofline (1 unless the entry says).
+    # Attention kernels reach a fraction of the matmul roofline (1 unless the entry says);
+    # their FLOPs the same fraction of the FLOP rate unless the entry gives another.
     attention_fraction = chip.get("attention_efficiency", 1.0)
+    attention_compute = chip.get("attention_compute_efficiency", attention_fraction)
     attention = overlap(
-        cost["attention_flops"] / tp / (peak * attention_fraction),
+        cost["attention_flops"] / tp / (peak * attention_compute),
         (cost["kv_read_bytes"] + cost["kv_write_bytes"]) / tp / (bandwidth * attention_fraction),
     )
     elementwise = (
@@ -282,6 +284,39 @@ def test_attention_efficiency_against_reference(x64):
             base = step_time(models.get("mistral-7b-v0.1"), default, *shape, tp=tp)
             assert_close(actual.attention_s, 4 * base.attention_s, rtol=RTOL_F64)
             assert_close(actual.linear_s, base.linear_s, rtol=RTOL_F64)
+
+
+def test_attention_compute_efficiency_against_reference(x64):
+    # A CPU-like split: KV reads at 80% of the bandwidth, attention FLOPs at 5% of the rate.
+    arch = models.info("Mistral-7B-v0.1")
+    split = {"attention_efficiency": 0.8, "attention_compute_efficiency": 0.05}
+    entry = {**hardware.entry("H100 SXM"), **split}
+    chip = hardware.HardwareSpec.from_datasheet(entry)
+    kv_only = hardware.HardwareSpec.from_datasheet({**entry, "attention_compute_efficiency": 0.8})
+    spec = models.get("mistral-7b-v0.1")
+    for shape in [(1, 1, 100), (64, 1, 8000), (4, 512, 0), (1, 2048, 2048)]:
+        for tp in (1, 8):
+            expected = slow_step_time(arch, entry, *shape, tp=tp)
+            actual = step_time(spec, chip, *shape, tp=tp)
+            assert_close(actual.time_s, expected, rtol=RTOL_F64)
+            # Only attention changes: its FLOPs run 0.8 / 0.05 = 16x slower.
+            assert_close(actual.linear_s, step_time(spec, kv_only, *shape, tp=tp).linear_s)
+    # Under the hard roofline: a long prefill's attention, compute-bound at either split,
+    # is exactly 16x slower; a decode over a long cache stays bound by its KV reads.
+    chip, kv_only = (c.replace(roofline_sharpness=None) for c in (chip, kv_only))
+    prefill, base = (step_time(spec, c, 1, 2048, 2048) for c in (chip, kv_only))
+    assert_close(prefill.attention_s, 16 * base.attention_s, rtol=RTOL_F64)
+    decode, base = (step_time(spec, c, 64, 1, 8000) for c in (chip, kv_only))
+    assert_close(decode.attention_s, base.attention_s, rtol=RTOL_F64)
+    # Left out, the compute fraction follows attention_efficiency (older files predict as before).
+    assert (
+        float(
+            hardware.HardwareSpec.from_datasheet(
+                {**hardware.entry("H100 SXM"), "attention_efficiency": 0.3}
+            ).attention_compute_efficiency
+        )
+        == 0.3
+    )
 
 
 def test_three_regimes_llama_2_7b_on_a100():

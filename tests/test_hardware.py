@@ -578,9 +578,9 @@ def test_switching_hardware_does_not_recompile():
 def test_spec_leaves_are_all_traced():
     leaves = jax.tree_util.tree_leaves(hardware.get("h100"))
     # The H100's catalogue sharpness (2) is a leaf; a hard roofline's (None) is none.
-    assert len(leaves) == len(LEAVES) == len(hardware.FIELDS) == 23
+    assert len(leaves) == len(LEAVES) == len(hardware.FIELDS) == 24
     hard = hardware.get("v5e").replace(roofline_sharpness=None)
-    assert len(jax.tree_util.tree_leaves(hard)) == 22
+    assert len(jax.tree_util.tree_leaves(hard)) == 23
 
 
 def test_finite_gradients_for_every_chip(x64):

@@ -129,6 +129,10 @@ FIELDS: tuple[Field, ...] = (
     # 1: one hop between any two chips (NVSwitch, PCIe switch, full mesh); 0: a torus.
     Field("interconnect_switched", "interconnect_switched", 1.0, NON_NEGATIVE,
           "switched interconnect", "", default=1.0),
+    # Attention's FLOPs may run at another fraction of the matmul rate than its KV reads
+    # reach of the bandwidth (a CPU's batched small matmuls: a few percent).
+    Field("attention_compute_efficiency", "attention_compute_efficiency", 1.0, FRACTION,
+          "attention compute efficiency", "", default=lambda si: si["attention_efficiency"]),
 )  # fmt: skip
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

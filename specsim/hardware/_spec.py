@@ -41,9 +41,9 @@ class HardwareSpec:
         step_overhead_s: fixed overhead per forward pass (host, scheduler), s.
         attention_efficiency: the fraction of the matmul roofline (peak x
             ``compute_efficiency``, bandwidth x ``memory_efficiency``) that attention
-            kernels reach, in (0, 1]. 1 (the catalogue's value) treats attention like a
-            weight GEMM/GEMV; measured CPUs, whose XLA attention is a chain of small batched
-            matmuls and a softmax, reach a fraction of that (``specsim calibrate`` fits it).
+            kernels reach, in (0, 1]: of its bandwidth for the KV cache's bytes, and of its
+            FLOP rate too unless ``attention_compute_efficiency`` says otherwise. 1 (the
+            catalogue's value) treats attention like a weight GEMM/GEMV.
         fp4_flops_per_s: dense FP4 (NVFP4 / MXFP4) peak, FLOP/s (the fp8 peak where the chip
             has no FP4 units).
         fp8_compute_efficiency, int8_compute_efficiency, fp4_compute_efficiency: achievable
@@ -55,6 +55,12 @@ class HardwareSpec:
             matmul over fewer tokens computes a full tile.
         interconnect_efficiency: achievable fraction of ``interconnect_bytes_per_s`` in a
             large all-reduce (NCCL bus bandwidth over the link rate).
+        attention_compute_efficiency: the fraction of the matmul FLOP rate (peak x
+            ``compute_efficiency``) that attention's FLOPs (scores and weighted values)
+            reach, in (0, 1]; ``None`` (the default): ``attention_efficiency``. Measured
+            CPUs, whose XLA attention is a chain of small batched matmuls (one per sequence
+            and KV head) and a softmax, reach a few percent while streaming the KV cache at
+            most of their bandwidth (``specsim calibrate`` fits both).
         interconnect_switched: 1 if every chip reaches every other in one hop (NVSwitch,
             a PCIe switch, Infinity Fabric's full mesh), so one-shot and two-shot
             all-reduces exist; 0 for a torus of neighbour links (TPU ICI), where an
@@ -101,6 +107,7 @@ class HardwareSpec:
     matmul_tile_tokens: Any = 1.0
     interconnect_efficiency: Any = 1.0
     interconnect_switched: Any = 1.0
+    attention_compute_efficiency: Any = None
 
     @classmethod
     def from_datasheet(cls, entry: Mapping[str, Any], name: str = "hardware") -> HardwareSpec:
@@ -114,8 +121,9 @@ class HardwareSpec:
         roofline, held as ``None``), the per-dtype kernel fields ``fp4_tflops`` (default the
         fp8 rate), ``fp8/int8/fp4_compute_efficiency`` (default ``compute_efficiency``;
         fp4's: fp8's), ``int8/int4_dequant_efficiency`` (default 1),
-        ``matmul_tile_tokens`` (default 1), ``interconnect_efficiency`` (default 1) and
-        ``interconnect_switched`` (default 1); and facts that are not numbers of the model
+        ``matmul_tile_tokens`` (default 1), ``interconnect_efficiency`` (default 1),
+        ``interconnect_switched`` (default 1) and ``attention_compute_efficiency`` (default
+        ``attention_efficiency``); and facts that are not numbers of the model
         (``aliases``, ``kind``, ``vendor``, ``year``, ``source``, ``sources``, ``notes``,
         ``calibration``).
 
@@ -194,6 +202,11 @@ class HardwareSpec:
             raise ValueError(
                 f"unknown compute dtype {compute_dtype!r}; valid: fp32, bf16, fp8, int8, fp4"
             ) from None
+
+    def attention_compute_fraction(self):
+        """``attention_compute_efficiency``, or ``attention_efficiency`` where it is ``None``."""
+        value = self.attention_compute_efficiency
+        return self.attention_efficiency if value is None else value
 
     def compute_efficiency_for(self, compute_dtype: str):
         """Achievable fraction of ``compute_dtype``'s peak (fp32 and bf16 share one)."""

@@ -106,6 +106,7 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
                 "compute_efficiency",
                 "memory_efficiency",
                 "attention_efficiency",
+                "attention_compute_efficiency",
                 "kernel_launch_us",
                 "step_overhead_us",
             )
