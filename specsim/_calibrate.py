@@ -462,7 +462,9 @@ def calibrate(
     elif smooth is not None:
         hardware = hardware.replace(roofline_sharpness=min(sharpness, smooth))
 
-    if hardware.attention_compute_efficiency is None:  # (it follows attention_efficiency)
+    if "attention_compute_efficiency" in fit and hardware.attention_compute_efficiency is None:
+        # Fitted on its own, it starts where it stood: at attention_efficiency. (Not fitted,
+        # it keeps following attention_efficiency, fitted or not.)
         hardware = hardware.replace(attention_compute_efficiency=hardware.attention_efficiency)
     time_scale_s = float(np.median(np.asarray(data.time_s)))
     start = [float(getattr(hardware, name)) for name in fit]

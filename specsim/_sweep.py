@@ -74,6 +74,7 @@ from ._sweep_kernel import evaluate_chunk as _evaluate_chunk
 from ._sweep_result import FileSink, SweepResult
 from ._throughput import QUADRATURE_NODES, ThroughputReport, _checked_nodes
 from .hardware import HardwareSpec
+from .hardware._fields import FOLLOWS
 from .hardware._roofline import check_smooth
 from .models import TransformerSpec
 
@@ -261,6 +262,13 @@ def _hardware_axis(value) -> _Axis:
         labels.append(label)
         specs.append(spec)
     _check_unique("hardware", labels)
+    for field, followed in FOLLOWS.items():
+        if any(getattr(spec, field) is not None for spec in specs):
+            # Stack a field that follows another (None, no leaf) as that field's value.
+            specs = [
+                s.replace(**{field: getattr(s, followed)}) if getattr(s, field) is None else s
+                for s in specs
+            ]
     if any(spec.roofline_sharpness is not None for spec in specs):
         # Stack the hard roofline (None, no leaf) beside fitted sharpnesses as p = inf.
         specs = [

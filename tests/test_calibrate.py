@@ -10,6 +10,7 @@ from conftest import assert_close
 
 from specsim import hardware, load_hardware, models, save_hardware
 from specsim._calibrate import (
+    DEFAULT_FIT,
     LOCAL_FIT,
     WITH_SHARPNESS,
     StepTimeData,
@@ -98,6 +99,27 @@ def test_calibration_recovers_both_attention_efficiencies(truth):
     assert result.smooth == pytest.approx(3.0, rel=1e-2)
     assert result.mape < 0.5
     assert float(result.hardware.attention_efficiency) <= 1.0  # a fraction by construction
+
+
+@pytest.mark.slow
+def test_a_fit_without_the_compute_fraction_keeps_it_following(truth):
+    # Fitting attention_efficiency alone fits one fraction for attention's FLOPs and bytes,
+    # as before the two were split: it is recovered, and the compute side follows it.
+    true = truth.replace(attention_efficiency=0.3, roofline_sharpness=3.0)
+    points = [
+        (models.get(name), batch, new, context, 1.0)
+        for name in ("llama-68m", "llama-2-7b")
+        for batch in (1, 64)
+        for new in (1, 512)
+        for context in (0, 16384)
+    ]
+    data = StepTimeData.from_points(points)
+    data = data.replace(time_s=predict_step_times(data, true))
+    start = hardware.get("a100").replace(roofline_sharpness=3.0)  # (the sharpness is not fitted)
+    result = calibrate(data, start, fit=(*DEFAULT_FIT, "attention_efficiency"))
+    assert result.hardware.attention_compute_efficiency is None
+    assert_close(result.hardware.attention_efficiency, 0.3, rtol=1e-2)
+    assert result.mape < 0.5
 
 
 @pytest.mark.slow

@@ -308,15 +308,15 @@ def test_attention_compute_efficiency_against_reference(x64):
     assert_close(prefill.attention_s, 16 * base.attention_s, rtol=RTOL_F64)
     decode, base = (step_time(spec, c, 64, 1, 8000) for c in (chip, kv_only))
     assert_close(decode.attention_s, base.attention_s, rtol=RTOL_F64)
-    # Left out, the compute fraction follows attention_efficiency (older files predict as before).
-    assert (
-        float(
-            hardware.HardwareSpec.from_datasheet(
-                {**hardware.entry("H100 SXM"), "attention_efficiency": 0.3}
-            ).attention_compute_efficiency
-        )
-        == 0.3
+    # Left out, the compute fraction follows attention_efficiency, as replaced.
+    followed = hardware.HardwareSpec.from_datasheet(
+        {**hardware.entry("H100 SXM"), "attention_efficiency": 0.05}
     )
+    assert followed.attention_compute_efficiency is None
+    replaced = hardware.get("H100 SXM").replace(attention_efficiency=0.05)
+    for c in (followed, replaced):  # (compute-bound: the KV side's 0.8 or 0.05 binds nothing)
+        c = c.replace(roofline_sharpness=None)
+        assert_close(step_time(spec, c, 1, 2048, 2048).attention_s, prefill.attention_s)
 
 
 def test_three_regimes_llama_2_7b_on_a100():

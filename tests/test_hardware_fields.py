@@ -186,6 +186,21 @@ def test_saved_file_lists_every_field_with_its_label_and_unit(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["h100.toml"]  # no temporary file left
 
 
+def test_a_field_that_follows_another_round_trips_set_and_unset(tmp_path):
+    # Unset, attention_compute_efficiency follows attention_efficiency: not written, read
+    # back unset; set, written and read back exactly.
+    unset = H100.replace(attention_efficiency=0.3)
+    path = hardware.save_hardware(unset, tmp_path / "unset.toml", "unset")
+    assert "attention_compute_efficiency" not in path.read_text()
+    assert "attention_compute_efficiency" not in unset.to_datasheet()
+    assert hardware.get(path) == unset and hardware.get(path).attention_compute_efficiency is None
+    fitted = unset.replace(attention_compute_efficiency=0.04)
+    path = hardware.save_hardware(fitted, tmp_path / "fitted.toml", "fitted")
+    assert "attention_compute_efficiency = 0.04  # attention compute efficiency" in path.read_text()
+    assert hardware.get(path) == fitted
+    assert HardwareSpec.from_datasheet(fitted.to_datasheet()) == fitted
+
+
 def test_save_refuses_what_it_cannot_write(tmp_path):
     with pytest.raises(ValueError, match="hardware name"):
         hardware.save_hardware(H100, tmp_path / "x.toml", 'my "gpu"')

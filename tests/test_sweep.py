@@ -202,6 +202,32 @@ def test_fixed_acceptance_model_and_spec_inputs():
     assert_close(row.tokens_per_s, expected.tokens_per_s, rtol=2e-6)
 
 
+def test_a_fitted_spec_sweeps_beside_catalogue_chips():
+    # A calibrated spec carries attention_compute_efficiency (and a sharpness) that the
+    # catalogue's chips leave to follow attention_efficiency: they stack all the same.
+    fitted = hw.get("h100").replace(
+        attention_efficiency=0.8, attention_compute_efficiency=0.05, roofline_sharpness=0.7
+    )
+    frame = sweep(
+        hardware={"h100": "h100", "fitted": fitted},
+        prompt_tokens=[512, 8192],
+        gamma=3,
+        alpha=0.7,
+        columns=["tokens_per_s"],
+    )
+    for row in frame.itertuples():
+        chip = fitted if row.hardware == "fitted" else hw.get("h100")
+        expected = specsim.throughput(
+            models.get("llama-3-8b"),
+            models.get("llama-68m"),
+            chip,
+            Workload.create(1, row.prompt_tokens, 256),
+            3.0,
+            ConstantAcceptance.create(0.7),
+        )
+        assert_close(row.tokens_per_s, expected.tokens_per_s, rtol=2e-6)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_streaming_to_a_file_equals_the_frame(tmp_path, full_frame, suffix):
     path = tmp_path / f"sweep{suffix}"

@@ -140,7 +140,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         )
     print(f"fitted {len(local.steps)} measured step times; fit error (MAPE) {result.mape:.1f}%")
     for key, value in result.hardware.to_datasheet().items():
-        print(f"  {key:24s} {value:.6g}")
+        print(f"  {key:28s} {value:.6g}")
     path = output
     print(f"wrote {path}  (load with specsim.hardware.get({str(path)!r}))")
     return 0

@@ -137,6 +137,10 @@ FIELDS: tuple[Field, ...] = (
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
+# Fields a spec holds as ``None`` unless its entry gives them: ``None`` means "the value
+# of the field named here", so replacing that field moves both (files leave them out).
+FOLLOWS: dict[str, str] = {"attention_compute_efficiency": "attention_efficiency"}
+
 # Keys of an entry that are facts about the chip, not numbers of the model.
 METADATA_KEYS = {
     "aliases": "other names (a list of strings)",
@@ -157,7 +161,7 @@ _SPELLINGS = {f.name: f.key for f in FIELDS} | {
 }
 
 
-def to_si(entry: Mapping[str, Any], where: str = "hardware") -> dict[str, float]:
+def to_si(entry: Mapping[str, Any], where: str = "hardware") -> dict[str, float | None]:
     """The SI value of every field from a datasheet entry, checked strictly.
 
     Each number is converted once, exactly in decimal (``3.35`` TB/s is exactly
@@ -169,7 +173,8 @@ def to_si(entry: Mapping[str, Any], where: str = "hardware") -> dict[str, float]
         where: names the entry in messages (``"<file>: <entry>"``).
 
     Returns:
-        ``{field name: SI value}`` for every field (defaults filled in).
+        ``{field name: SI value}`` for every field (defaults filled in; ``None`` for a
+        field of ``FOLLOWS`` the entry leaves out).
 
     Raises:
         ValueError: an unknown key (naming the closest valid ones), a missing required
@@ -209,7 +214,9 @@ def to_si(entry: Mapping[str, Any], where: str = "hardware") -> dict[str, float]
                 + f" ({field.label}, {field.unit or 'a fraction'})"
             )
     for field in FIELDS:
-        if field.name not in si:
+        if field.name in FOLLOWS and field.name not in si:
+            si[field.name] = None  # follows its field (see FOLLOWS)
+        elif field.name not in si:
             default = field.default
             si[field.name] = float(default(si) if callable(default) else default)
     return {f.name: si[f.name] for f in FIELDS}
@@ -247,7 +254,8 @@ def to_datasheet(si: Any) -> dict[str, float]:
         si: a `HardwareSpec` with concrete leaves, or a mapping of field names to SI values.
 
     Returns:
-        ``{datasheet key: value}`` for every field, in table order (capacity as ``hbm_gb``).
+        ``{datasheet key: value}`` for every field, in table order (capacity as ``hbm_gb``;
+        a field of ``FOLLOWS`` left unset is left out).
 
     Examples:
         >>> from specsim import hardware
@@ -267,6 +275,8 @@ def datasheet_decimals(si: Any) -> dict[str, Decimal]:
     out, known = {}, {}
     for f in FIELDS:
         v = value(f.name)
+        if v is None and f.name in FOLLOWS:
+            continue  # follows its field: not written (read back the same way)
         if v is None:  # left at its default (the hard roofline's sharpness, a fallback rate)
             v = f.default(known) if callable(f.default) else f.default
         known[f.name] = float(v)

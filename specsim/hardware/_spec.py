@@ -57,7 +57,8 @@ class HardwareSpec:
             large all-reduce (NCCL bus bandwidth over the link rate).
         attention_compute_efficiency: the fraction of the matmul FLOP rate (peak x
             ``compute_efficiency``) that attention's FLOPs (scores and weighted values)
-            reach, in (0, 1]; ``None`` (the default): ``attention_efficiency``. Measured
+            reach, in (0, 1]; ``None`` (the default, and what an entry without the key
+            loads as): ``attention_efficiency``, whatever it is replaced by. Measured
             CPUs, whose XLA attention is a chain of small batched matmuls (one per sequence
             and KV head) and a softmax, reach a few percent while streaming the KV cache at
             most of their bandwidth (``specsim calibrate`` fits both).

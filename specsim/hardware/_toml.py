@@ -209,9 +209,10 @@ def save_hardware(
         "# Datasheet units; read back with specsim.hardware.get(path).",
         f"[hardware.{json.dumps(name)}]",
     ]
-    for field, (key, value) in zip(FIELDS, datasheet_decimals(hardware).items(), strict=True):
+    decimals = datasheet_decimals(hardware)  # (a field following another, unset: left out)
+    for field in (f for f in FIELDS if f.key in decimals):
         unit = f", {field.unit}" if field.unit else ""
-        lines.append(f"{key} = {_toml_number(value)}  # {field.label}{unit}")
+        lines.append(f"{field.key} = {_toml_number(decimals[field.key])}  # {field.label}{unit}")
     if source:
         lines.append(f"source = {json.dumps(str(source))}")
     if metadata:

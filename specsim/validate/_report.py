@@ -110,6 +110,7 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
                 "kernel_launch_us",
                 "step_overhead_us",
             )
+            if k in fitted  # (attention_compute_efficiency: only where fitted apart)
         )
         + f", roofline sharpness p = {sharpness:.3g}"
         + f" (nominal {fitted['bf16_tflops'] * 1e3:.1f} GFLOP/s, "
