@@ -53,7 +53,7 @@ SHARPNESS = "roofline_sharpness"
 WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
 # What `specsim calibrate` and `specsim validate` fit on a measured grid, which varies
 # the context and so pins down how fast attention runs next to the weight matmuls: its
-# KV reads and its FLOPs apart (on a CPU the two differ by ~20x: see
+# KV reads and its FLOPs apart (on a CPU the two differ 20-35x: see
 # `HardwareSpec.attention_compute_efficiency`).
 LOCAL_FIT = (*DEFAULT_FIT, "attention_efficiency", "attention_compute_efficiency", SHARPNESS)
 # Efficiencies multiplying a peak: one fitted above 1 is folded into the peak.

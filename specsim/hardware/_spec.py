@@ -55,6 +55,10 @@ class HardwareSpec:
             matmul over fewer tokens computes a full tile.
         interconnect_efficiency: achievable fraction of ``interconnect_bytes_per_s`` in a
             large all-reduce (NCCL bus bandwidth over the link rate).
+        interconnect_switched: 1 if every chip reaches every other in one hop (NVSwitch,
+            a PCIe switch, Infinity Fabric's full mesh), so one-shot and two-shot
+            all-reduces exist; 0 for a torus of neighbour links (TPU ICI), where an
+            all-reduce walks the ring.
         attention_compute_efficiency: the fraction of the matmul FLOP rate (peak x
             ``compute_efficiency``) that attention's FLOPs (scores and weighted values)
             reach, in (0, 1]; ``None`` (the default, and what an entry without the key
@@ -62,10 +66,6 @@ class HardwareSpec:
             CPUs, whose XLA attention is a chain of small batched matmuls (one per sequence
             and KV head) and a softmax, reach a few percent while streaming the KV cache at
             most of their bandwidth (``specsim calibrate`` fits both).
-        interconnect_switched: 1 if every chip reaches every other in one hop (NVSwitch,
-            a PCIe switch, Infinity Fabric's full mesh), so one-shot and two-shot
-            all-reduces exist; 0 for a torus of neighbour links (TPU ICI), where an
-            all-reduce walks the ring.
         roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
             the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
             (``specsim.hardware.smooth_max``); p = 1 is their sum, p < 1 mutual
