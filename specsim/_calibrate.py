@@ -30,7 +30,7 @@ from flax import struct
 
 from ._cost import step_time
 from .hardware import FIELDS, HardwareSpec
-from .hardware._fields import MIN_ROOFLINE_SHARPNESS
+from .hardware._fields import FOLLOWS, MIN_ROOFLINE_SHARPNESS
 from .hardware._roofline import check_smooth
 from .models import TransformerSpec
 
@@ -462,10 +462,11 @@ def calibrate(
     elif smooth is not None:
         hardware = hardware.replace(roofline_sharpness=min(sharpness, smooth))
 
-    if "attention_compute_efficiency" in fit and hardware.attention_compute_efficiency is None:
-        # Fitted on its own, it starts where it stood: at attention_efficiency. (Not fitted,
-        # it keeps following attention_efficiency, fitted or not.)
-        hardware = hardware.replace(attention_compute_efficiency=hardware.attention_efficiency)
+    for name, followed in FOLLOWS.items():
+        if name in fit and getattr(hardware, name) is None:
+            # Fitted on its own, a field that follows another starts at that one's value;
+            # not fitted, it keeps following it (fitted or not).
+            hardware = hardware.replace(**{name: getattr(hardware, followed)})
     time_scale_s = float(np.median(np.asarray(data.time_s)))
     start = [float(getattr(hardware, name)) for name in fit]
     rng = np.random.default_rng(seed)

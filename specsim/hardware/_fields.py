@@ -41,6 +41,9 @@ class Field:
             absent: a number, or a function of the SI values of the required fields.
         alternatives: other accepted keys with their factors, e.g. ``("hbm_gib", 2**30)``;
             a datasheet gives exactly one of ``key`` and these.
+        follows: ``None``, or the field whose value this one takes when the key is absent:
+            the spec then holds ``None`` (no leaf), so replacing the followed field moves
+            both, and datasheets and files leave the key out (see ``FOLLOWS``).
     """
 
     name: str
@@ -51,6 +54,7 @@ class Field:
     unit: str
     default: float | Callable[[Mapping[str, float]], float] | None = None
     alternatives: tuple[tuple[str, float], ...] = ()
+    follows: str | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -132,14 +136,14 @@ FIELDS: tuple[Field, ...] = (
     # Attention's FLOPs may run at another fraction of the matmul rate than its KV reads
     # reach of the bandwidth (a CPU's batched small matmuls: a few percent).
     Field("attention_compute_efficiency", "attention_compute_efficiency", 1.0, FRACTION,
-          "attention compute efficiency", "", default=lambda si: si["attention_efficiency"]),
+          "attention compute efficiency", "", follows="attention_efficiency"),
 )  # fmt: skip
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
-# Fields a spec holds as ``None`` unless its entry gives them: ``None`` means "the value
-# of the field named here", so replacing that field moves both (files leave them out).
-FOLLOWS: dict[str, str] = {"attention_compute_efficiency": "attention_efficiency"}
+# Fields a spec holds as ``None`` unless its entry gives them, and the field each then
+# follows (``Field.follows``).
+FOLLOWS: dict[str, str] = {f.name: f.follows for f in FIELDS if f.follows is not None}
 
 # Keys of an entry that are facts about the chip, not numbers of the model.
 METADATA_KEYS = {
@@ -206,7 +210,7 @@ def to_si(entry: Mapping[str, Any], where: str = "hardware") -> dict[str, float 
                 raise ValueError(
                     _schema.message(where, key, entry[key], "overflows in SI units", "smaller")
                 )
-        elif field.default is None:
+        elif field.default is None and field.follows is None:
             alternatives = " (or " + ", ".join(map(repr, field.keys[1:])) + ")"
             raise ValueError(
                 f"{where}: missing required key {field.key!r}"
@@ -214,8 +218,8 @@ def to_si(entry: Mapping[str, Any], where: str = "hardware") -> dict[str, float 
                 + f" ({field.label}, {field.unit or 'a fraction'})"
             )
     for field in FIELDS:
-        if field.name in FOLLOWS and field.name not in si:
-            si[field.name] = None  # follows its field (see FOLLOWS)
+        if field.follows is not None and field.name not in si:
+            si[field.name] = None  # follows its field
         elif field.name not in si:
             default = field.default
             si[field.name] = float(default(si) if callable(default) else default)
@@ -275,7 +279,7 @@ def datasheet_decimals(si: Any) -> dict[str, Decimal]:
     out, known = {}, {}
     for f in FIELDS:
         v = value(f.name)
-        if v is None and f.name in FOLLOWS:
+        if v is None and f.follows is not None:
             continue  # follows its field: not written (read back the same way)
         if v is None:  # left at its default (the hard roofline's sharpness, a fallback rate)
             v = f.default(known) if callable(f.default) else f.default

@@ -131,7 +131,6 @@ def engine_step_times(
         verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
         overhead_s = speculation_overhead_s(at_decode, speculator, b, verify_tokens, speculating)
         drafting_s = decoding * (speculating * proposal.time_s + overhead_s)
-    verify_tokens = jnp.asarray(verify_tokens, jnp.float32)
     decode_cost = forward_cost(target, b, verify_tokens, context + extra_context)
     return tuple(
         _with_prefill(
