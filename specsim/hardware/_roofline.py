@@ -82,8 +82,11 @@ def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
     # (0**p for p < 1 has an infinite derivative; p = inf gives inf / inf).
     finite = jnp.isfinite(p)
     safe_p = jnp.where(finite, p, 1.0)
-    positive = (hi > 0) & (lo > 0)
-    ratio = jnp.where(positive, lo / jnp.where(positive, hi, 1.0), 1.0)
+    # A ratio below float32's smallest normal number may flush to 0 (XLA's CPU code
+    # does), where log's derivative is infinite: such a term counts as 0.
+    raw = lo / jnp.where(hi > 0, hi, 1.0)
+    positive = (hi > 0) & (raw >= jnp.finfo(raw.dtype).tiny)
+    ratio = jnp.where(positive, raw, 1.0)
     # The powers as exp(p log x): the same numbers to float32 rounding, and vectorised
     # on a CPU, where XLA's `pow` calls the scalar C library (about 4x slower in sweeps).
     powered = jnp.where(positive, jnp.exp(safe_p * jnp.log(ratio)), 0.0)

@@ -122,8 +122,9 @@ def mean_keys_in_window(context, new_tokens, window):
     below = minimum(maximum(window - context, 0.0), new_tokens)  # positions not yet clipped
     total = below * context + below * (below + 1.0) / 2.0 + (new_tokens - below) * window
     # A pass of no new tokens (an empty prompt's prefill) attends to nothing: its limit,
-    # not 0 / 0 = NaN (which the where below keeps out of values and gradients).
-    some = new_tokens > 0.0
+    # not 0 / 0 = NaN (which the where below keeps out of values and gradients). Below
+    # 1e-12 tokens the quotient's derivative would overflow float32: counted as none.
+    some = new_tokens > 1e-12
     return where(some, total / where(some, new_tokens, 1.0), minimum(context, window))
 
 
