@@ -347,11 +347,13 @@ def _optional_float(value) -> float | None:
 _CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-def _backend_jit(fun=None, **jit_kwargs):
-    """``jax.jit`` with fast-compile options when the default backend is the CPU."""
+def _backend_jit(fun=None, *, cpu_options=None, **jit_kwargs):
+    """``jax.jit`` with fast-compile options when the default backend is the CPU
+    (``cpu_options``: XLA options to add to them there)."""
     if fun is None:
-        return functools.partial(_backend_jit, **jit_kwargs)
-    on_cpu = jax.jit(fun, compiler_options=_CPU_COMPILER_OPTIONS, **jit_kwargs)
+        return functools.partial(_backend_jit, cpu_options=cpu_options, **jit_kwargs)
+    options = {**_CPU_COMPILER_OPTIONS, **(cpu_options or {})}
+    on_cpu = jax.jit(fun, compiler_options=options, **jit_kwargs)
     elsewhere = jax.jit(fun, **jit_kwargs)
 
     @functools.wraps(fun)

@@ -42,7 +42,7 @@ from .._acceptance import SDSLAcceptance
 from .._cost import memory_footprint
 from .._deployment import Deployment
 from .._draft import DraftBounds, DraftTemplate, build_draft, buildable_draft
-from .._optimize import decode
+from .._optimize import _backend_jit, decode
 from .._saturation import kv_bytes_per_token
 from ..models import parameter_count
 from ._cost_per_token import ChipPrice
@@ -215,7 +215,18 @@ def _best_of_candidates(z, p: _Problem):
     return (layers, width, lookahead, tps[i], reps[i]), pick
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "steps", "restarts"))
+# XLA's CPU fusion pass is quadratic in the size of a fusion for every reduction it fuses
+# (it counts the reductions already inside, up to five), and the steady-state model's
+# gradient is thousands of small reductions (the transposes of its broadcasts): 97% of a
+# 300 s compile on a 2-core CPU went there. Unfused, it compiles in about 40 s, and one
+# value and gradient runs in about 5 ms. (Other programs, such as the draft and tree
+# searches, compile no faster unfused: they keep the default.)
+_UNFUSED = {"xla_disable_hlo_passes": "fusion"}
+
+
+@functools.partial(
+    _backend_jit, cpu_options=_UNFUSED, static_argnames=("optimizer", "steps", "restarts")
+)
 def _gradient_search(problem, key, optimizer, steps, restarts):
     z0 = jax.random.uniform(
         key, (restarts, _dims(problem)), minval=-_INIT_SPREAD, maxval=_INIT_SPREAD
