@@ -59,14 +59,19 @@ class RooflineTime:
     bound: Any
 
 
+# The smallest larger term smooth_max smooths (1e-18 s as a time; any count below one).
+_SMOOTH_FLOOR = 1e-18
+
+
 def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
     """p-norm of two non-negative times: ``(a**p + b**p)**(1/p)``, ``p = roofline_sharpness``.
 
     For p >= 1 it is ``>= max(a, b)`` and at most ``2**(1/p)`` times it (4.4% for
     p = 16, only where both terms are equal); the non-binding term keeps a nonzero
-    gradient, which the optimiser needs. Scale-free, unlike log-sum-exp. p = +inf is
-    the hard max, exactly (value and gradients); p may be traced. p in [0.1, 1) exceeds
-    the sum (the two interfere), as calibration on a CPU finds.
+    gradient, which the optimiser needs. Scale-free above 1e-18 (the hard max below),
+    unlike log-sum-exp. p = +inf is the hard max, exactly (value and gradients); p may
+    be traced. p in [0.1, 1) exceeds the sum (the two interfere), as calibration on a
+    CPU finds.
 
     Examples:
         >>> float(smooth_max(1.0, 0.0))
@@ -83,9 +88,10 @@ def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
     finite = jnp.isfinite(p)
     safe_p = jnp.where(finite, p, 1.0)
     # A ratio below float32's smallest normal number may flush to 0 (XLA's CPU code
-    # does), where log's derivative is infinite: such a term counts as 0.
-    raw = lo / jnp.where(hi > 0, hi, 1.0)
-    positive = (hi > 0) & (raw >= jnp.finfo(raw.dtype).tiny)
+    # does), where log's derivative is infinite: such a term counts as 0. Below
+    # _SMOOTH_FLOOR the ratio's derivative (lo / hi^2) overflows float32: the hard max.
+    raw = lo / jnp.where(hi > _SMOOTH_FLOOR, hi, 1.0)
+    positive = (hi > _SMOOTH_FLOOR) & (raw >= jnp.finfo(raw.dtype).tiny)
     ratio = jnp.where(positive, raw, 1.0)
     # The powers as exp(p log x): the same numbers to float32 rounding, and vectorised
     # on a CPU, where XLA's `pow` calls the scalar C library (about 4x slower in sweeps).
