@@ -40,9 +40,6 @@ KERNELS_PER_SHARED_EXPERT = 2.0
 
 STEP_BOUND_NAMES = ("memory", "compute", "communication", "overhead")
 
-# Passes over fewer tokens than this (over all sequences) count as passes over none.
-_NO_TOKENS = 1e-12
-
 
 @struct.dataclass
 class ForwardCost:
@@ -347,10 +344,9 @@ def pass_time(
     padded_tokens = _smooth_at_least(tokens, hardware.matmul_tile_tokens)
     # (the GEMV's time is FLOPs / fp32 peak: peak x efficiency cancel out of it)
     tensor_rate = peak * hardware.compute_efficiency_for(dtype)
-    # (double where: a pass over no tokens does no matmul FLOPs, and its gradient stays
-    # finite; below _NO_TOKENS tokens, padding's derivative, -padded / tokens^2, would
-    # overflow float32, and a zero cotangent times it is NaN. Those FLOPs take < 1e-13 s.)
-    has_tokens = tokens > _NO_TOKENS
+    # (double where: a pass over no tokens, or fewer than NO_TOKENS, does no matmul FLOPs,
+    # and the gradient of padded / tokens stays finite)
+    has_tokens = tokens >= _attention.NO_TOKENS
     padding = padded_tokens / jnp.where(has_tokens, tokens, 1.0)
     small_m = jnp.minimum(
         jnp.where(has_tokens, padding, 1.0), tensor_rate / hardware.fp32_flops_per_s

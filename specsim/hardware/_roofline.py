@@ -59,7 +59,9 @@ class RooflineTime:
     bound: Any
 
 
-# The smallest larger term smooth_max smooths (1e-18 s as a time; any count below one).
+# The smallest larger term smooth_max smooths: the ratio's derivative, lo / hi^2, leaves
+# float32's range below about 1e-19; 1e-18 leaves a margin (as a time, 1e-18 s; as a count,
+# far below one token).
 _SMOOTH_FLOOR = 1e-18
 
 
@@ -89,9 +91,9 @@ def smooth_max(a, b, roofline_sharpness=DEFAULT_SMOOTH):
     safe_p = jnp.where(finite, p, 1.0)
     # A ratio below float32's smallest normal number may flush to 0 (XLA's CPU code
     # does), where log's derivative is infinite: such a term counts as 0. Below
-    # _SMOOTH_FLOOR the ratio's derivative (lo / hi^2) overflows float32: the hard max.
-    raw = lo / jnp.where(hi > _SMOOTH_FLOOR, hi, 1.0)
-    positive = (hi > _SMOOTH_FLOOR) & (raw >= jnp.finfo(raw.dtype).tiny)
+    # _SMOOTH_FLOOR, the hard max.
+    raw = lo / jnp.where(hi >= _SMOOTH_FLOOR, hi, 1.0)
+    positive = (hi >= _SMOOTH_FLOOR) & (raw >= jnp.finfo(raw.dtype).tiny)
     ratio = jnp.where(positive, raw, 1.0)
     # The powers as exp(p log x): the same numbers to float32 rounding, and vectorised
     # on a CPU, where XLA's `pow` calls the scalar C library (about 4x slower in sweeps).

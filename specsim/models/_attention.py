@@ -111,6 +111,13 @@ def mean_keys(context, new_tokens):
     return context + (new_tokens + 1.0) / 2.0
 
 
+# Passes over fewer tokens than this (over all sequences) count as passes over none: a
+# quotient by the token count has a derivative of 1 / tokens^2, which leaves float32's
+# range below about 1e-19 tokens (and a zero cotangent times it is NaN); 1e-12 leaves
+# a margin, and the FLOPs of so few tokens take about 1e-13 s or less on any chip.
+NO_TOKENS = 1e-12
+
+
 def mean_keys_in_window(context, new_tokens, window):
     """``mean_keys`` for a sliding window: new token ``i`` (1-based) attends to
     ``min(context + i, window)`` keys; the mean over ``i = 1 .. new_tokens`` in closed form.
@@ -122,9 +129,9 @@ def mean_keys_in_window(context, new_tokens, window):
     below = minimum(maximum(window - context, 0.0), new_tokens)  # positions not yet clipped
     total = below * context + below * (below + 1.0) / 2.0 + (new_tokens - below) * window
     # A pass of no new tokens (an empty prompt's prefill) attends to nothing: its limit,
-    # not 0 / 0 = NaN (which the where below keeps out of values and gradients). Below
-    # 1e-12 tokens the quotient's derivative would overflow float32: counted as none.
-    some = new_tokens > 1e-12
+    # not 0 / 0 = NaN (which the where below keeps out of values and gradients); nor
+    # one of fewer than NO_TOKENS, whose quotient's derivative overflows float32.
+    some = new_tokens >= NO_TOKENS
     return where(some, total / where(some, new_tokens, 1.0), minimum(context, window))
 
 

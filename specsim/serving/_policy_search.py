@@ -220,7 +220,8 @@ def _best_of_candidates(z, p: _Problem):
 # gradient is thousands of small reductions (the transposes of its broadcasts): 97% of a
 # 300 s compile on a 2-core CPU went there. Unfused, it compiles in about 40 s, and one
 # value and gradient runs in about 5 ms. (Other programs, such as the draft and tree
-# searches, compile no faster unfused: they keep the default.)
+# searches, compile no faster unfused: they keep the default.) Like those searches, it
+# also compiles at LLVM's optimisation level 0 on the CPU (`_backend_jit`).
 _UNFUSED = {"xla_disable_hlo_passes": "fusion"}
 
 
