@@ -7,7 +7,10 @@ edited without rebuilding, when a cell has no stored run, or when an output leak
 of the machine that built it. The slow tier re-executes every notebook (they carry
 their own ``assert`` s: the SDSL law within a few percent of the paper, the gradient
 search matching the exhaustive grid), concurrently, each in its own kernel started in
-the repository root (so ``import specsim`` finds this checkout).
+the repository root (so ``import specsim`` finds this checkout). The kernels start one at
+a time, and a kernel that dies before it is ready is started again: one of eight kernels
+started at once on a loaded CI machine died before replying to ``kernel_info`` (a known
+start-up race of Jupyter kernels; no cell had run).
 """
 
 import asyncio
@@ -41,20 +44,44 @@ def _kernel_env(path: Path) -> dict[str, str]:
     }
 
 
-async def _execute(path: Path) -> nbformat.NotebookNode:
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=CELL_TIMEOUT_S,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(ROOT)}},
-    )
-    await client.async_execute(env=_kernel_env(path))
-    return notebook
+# Tries at starting a notebook's kernel; cells only ever run once.
+KERNEL_STARTS = 3
+
+
+async def _execute(path: Path, starting: asyncio.Lock) -> nbformat.NotebookNode:
+    """Run ``path`` in a fresh kernel; ``starting`` is held until the kernel is ready."""
+    for start in range(1, KERNEL_STARTS + 1):
+        notebook = nbformat.read(path, as_version=4)
+        ready = False
+
+        def kernel_ready(**_) -> None:
+            nonlocal ready
+            ready = True
+            starting.release()
+
+        client = NotebookClient(
+            notebook,
+            timeout=CELL_TIMEOUT_S,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(ROOT)}},
+            on_notebook_start=kernel_ready,
+        )
+        await starting.acquire()
+        try:
+            await client.async_execute(env=_kernel_env(path))
+            return notebook
+        except Exception:
+            if ready or start == KERNEL_STARTS:
+                raise
+        finally:
+            if not ready:
+                starting.release()
+    raise AssertionError("unreachable")
 
 
 async def _execute_all() -> dict[str, BaseException | nbformat.NotebookNode]:
-    runs = await asyncio.gather(*(_execute(p) for p in NOTEBOOKS), return_exceptions=True)
+    starting = asyncio.Lock()
+    runs = await asyncio.gather(*(_execute(p, starting) for p in NOTEBOOKS), return_exceptions=True)
     return {path.name: run for path, run in zip(NOTEBOOKS, runs, strict=True)}
 
 
