@@ -4,6 +4,8 @@ import contextlib
 import gc
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -12,11 +14,37 @@ import pytest
 
 # The suite checks numbers, not speed, and spends most of its time in XLA's CPU compiler:
 # LLVM's cheaper settings (no float semantics change; XLA's HLO passes all still run)
-# took tests/test_reduce.py's 25 compilations from 88.6 to 54.8 s. Read when JAX starts its
-# backend (the first computation, after this file); inherited by the commands and
-# notebook kernels the tests start. Benchmarks (benchmarks/) run with the defaults.
-_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+# took tests/test_reduce.py's 25 compilations from 88.6 to 54.8 s, and XLA's older code
+# emitter for fused kernels (instead of its MLIR fusion emitters; the same HLO) took three
+# compile-bound test files from 149 to 105 s and the quick tier from 99 to 85 s. Read when
+# JAX starts its backend (the first computation, after this file); inherited by the
+# commands, notebook kernels and xdist workers the tests start. Benchmarks (benchmarks/)
+# run with the defaults.
+_FAST_COMPILE = (
+    "--xla_backend_optimization_level=0",
+    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_cpu_use_fusion_emitters=false",
+)
+_PROBED = "SPECSIM_TEST_XLA_FLAGS"  # set once the flags were probed (workers inherit it)
+
+
+def _known_xla_flags(flags: tuple[str, ...]) -> list[str]:
+    """The ``flags`` this jaxlib knows: XLA aborts a process whose XLA_FLAGS name an
+    unknown one (these are debug options, and a newer jaxlib may drop one), so each is
+    tried in a child process first (about a second, once per run)."""
+
+    def starts(*tried: str) -> bool:
+        env = {**os.environ, "XLA_FLAGS": " ".join(tried), "JAX_PLATFORMS": "cpu"}
+        probe = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
+        child = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True)
+        return child.returncode == 0
+
+    return list(flags) if starts(*flags) else [flag for flag in flags if starts(flag)]
+
+
+if _PROBED not in os.environ:
+    os.environ[_PROBED] = " ".join(_known_xla_flags(_FAST_COMPILE))
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {os.environ[_PROBED]}".strip()
 
 # Commands run in-process must not write the user's compilation cache (nor read a stale
 # one); tests/test_compilation_cache.py turns it on in a temporary folder.
