@@ -88,7 +88,7 @@ def many_scenarios(n: int = N_SCENARIOS) -> list[Scenario]:
 
 
 def _search_function():
-    return _optimize_batch.on_cpu if jax.default_backend() == "cpu" else _optimize_batch.elsewhere
+    return _optimize_batch.jitted()[0]
 
 
 def measure(scenarios: list[Scenario], repeats: int) -> dict[str, float]:

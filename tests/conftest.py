@@ -18,14 +18,16 @@ import pytest
 # emitter for fused kernels (instead of its MLIR fusion emitters; the same HLO) took three
 # compile-bound test files from 149 to 105 s and the quick tier from 99 to 85 s. Read when
 # JAX starts its backend (the first computation, after this file); inherited by the
-# commands, notebook kernels and xdist workers the tests start. Benchmarks (benchmarks/)
-# run with the defaults.
+# commands and notebook kernels the tests start and by pytest-xdist's workers. Flags of
+# the same name already in XLA_FLAGS win (they come last). Benchmarks (benchmarks/) run
+# with the defaults.
 _FAST_COMPILE = (
     "--xla_backend_optimization_level=0",
     "--xla_llvm_disable_expensive_passes=true",
     "--xla_cpu_use_fusion_emitters=false",
 )
-_PROBED = "SPECSIM_TEST_XLA_FLAGS"  # set once the flags were probed (workers inherit it)
+# The flags kept, set once they were probed (so that workers do not probe again).
+_PROBED = "_SPECSIM_TEST_XLA_FLAGS_PROBED"
 
 
 def _known_xla_flags(flags: tuple[str, ...]) -> list[str]:
@@ -36,7 +38,12 @@ def _known_xla_flags(flags: tuple[str, ...]) -> list[str]:
     def starts(*tried: str) -> bool:
         env = {**os.environ, "XLA_FLAGS": " ".join(tried), "JAX_PLATFORMS": "cpu"}
         probe = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
-        child = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True)
+        try:
+            child = subprocess.run(
+                [sys.executable, "-c", probe], env=env, capture_output=True, timeout=120
+            )
+        except subprocess.TimeoutExpired:
+            return False
         return child.returncode == 0
 
     return list(flags) if starts(*flags) else [flag for flag in flags if starts(flag)]
@@ -44,7 +51,18 @@ def _known_xla_flags(flags: tuple[str, ...]) -> list[str]:
 
 if _PROBED not in os.environ:
     os.environ[_PROBED] = " ".join(_known_xla_flags(_FAST_COMPILE))
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {os.environ[_PROBED]}".strip()
+    os.environ["XLA_FLAGS"] = f"{os.environ[_PROBED]} {os.environ.get('XLA_FLAGS', '')}".strip()
+
+
+def pytest_report_header() -> str:
+    """Says which of the suite's compile flags this jaxlib refused (the suite then runs
+    slower, not differently)."""
+    kept = os.environ[_PROBED].split()
+    dropped = [flag for flag in _FAST_COMPILE if flag not in kept]
+    return f"XLA flags for fast compiles: {' '.join(kept) or 'none'}" + (
+        f" (unknown to this jaxlib, left out: {' '.join(dropped)})" if dropped else ""
+    )
+
 
 # Commands run in-process must not write the user's compilation cache (nor read a stale
 # one); tests/test_compilation_cache.py turns it on in a temporary folder.

@@ -16,6 +16,7 @@ start-up race of Jupyter kernels; no cell had run).
 import asyncio
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -25,7 +26,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-# A guard against a hung kernel, not a speed target: five kernels share the cores with the
+# A guard against a hung kernel, not a speed target: eight kernels share the cores with the
 # other pytest-xdist worker (and, on a shared machine, with whatever else runs there).
 CELL_TIMEOUT_S = 600
 
@@ -70,9 +71,10 @@ async def _execute(path: Path, starting: asyncio.Lock) -> nbformat.NotebookNode:
         try:
             await client.async_execute(env=_kernel_env(path))
             return notebook
-        except Exception:
+        except RuntimeError as error:  # nbclient's "Kernel died before replying ..."
             if ready or start == KERNEL_STARTS:
                 raise
+            print(f"{path.name}: kernel start {start} failed: {error}", file=sys.stderr)
         finally:
             if not ready:
                 starting.release()

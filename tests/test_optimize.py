@@ -491,3 +491,20 @@ def test_optimize_draft_smooth_is_checked_like_throughputs(smooth, message):
             specsim.ConstantAcceptance.create(0.8),
             smooth=smooth,
         )
+
+
+def test_cpu_compile_options_this_jaxlib_does_not_know_are_left_out():
+    """The searches' fast-compile options are XLA debug options, which come and go between
+    jaxlib versions; XLA refuses to compile a program that names an unknown one."""
+    from specsim._optimize import _CPU_COMPILER_OPTIONS, _backend_jit, cpu_compiler_options
+
+    wanted = {"xla_backend_optimization_level": 0, "xla_no_such_option_in_any_xla": True}
+    assert cpu_compiler_options(wanted) == {"xla_backend_optimization_level": 0}
+    # The options in use are all known here, and a search compiled with them runs.
+    assert cpu_compiler_options(_CPU_COMPILER_OPTIONS) == _CPU_COMPILER_OPTIONS
+    double = _backend_jit(lambda x: 2 * x, cpu_options={"xla_no_such_option_in_any_xla": 1})
+    assert float(double(3.0)) == 6.0
+    jitted, options = double.jitted()
+    on_cpu = jax.default_backend() == "cpu"
+    assert options == (_CPU_COMPILER_OPTIONS if on_cpu else None)
+    assert float(jitted(1.0)) == 2.0

@@ -221,10 +221,10 @@ def _best_of_candidates(z, p: _Problem):
 # 300 s compile on a 2-core CPU went there. Unfused, it compiles in about 40 s, and one
 # value and gradient runs in about 5 ms. (Other programs, such as the draft and tree
 # searches, compile no faster unfused: they keep the default.) Like those searches, it
-# also compiles at LLVM's optimisation level 0 on the CPU (`_backend_jit`). Its kernels go
-# through XLA's current (MLIR) emitters whatever XLA_FLAGS say: with the older emitter
-# (--xla_cpu_use_fusion_emitters=false) this unfused program crashed the process while
-# it compiled.
+# also compiles at LLVM's optimisation level 0 on the CPU (`_backend_jit`), but its kernels
+# go through XLA's current (MLIR) emitters, against `_backend_jit`'s default and whatever
+# XLA_FLAGS say: with the older emitter this unfused program crashed the process while it
+# compiled.
 _UNFUSED = {"xla_disable_hlo_passes": "fusion", "xla_cpu_use_fusion_emitters": True}
 
 
