@@ -15,6 +15,7 @@ start-up race of Jupyter kernels; no cell had run).
 
 import asyncio
 import importlib.util
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ KERNEL_STARTS = 3
 
 async def _execute(path: Path, starting: asyncio.Lock) -> nbformat.NotebookNode:
     """Run ``path`` in a fresh kernel; ``starting`` is held until the kernel is ready."""
-    for start in range(1, KERNEL_STARTS + 1):
+    for start in itertools.count(1):
         notebook = nbformat.read(path, as_version=4)
         ready = False
 
@@ -78,7 +79,6 @@ async def _execute(path: Path, starting: asyncio.Lock) -> nbformat.NotebookNode:
         finally:
             if not ready:
                 starting.release()
-    raise AssertionError("unreachable")
 
 
 async def _execute_all() -> dict[str, BaseException | nbformat.NotebookNode]:
