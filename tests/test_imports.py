@@ -174,6 +174,7 @@ LAYERS = (
             "specsim._scaling",
             "specsim._lambertw",
             "specsim._dataflow",
+            "specsim._inline",
             "specsim._reduce",
             "specsim.limits",
             "specsim.messages",
