@@ -5,9 +5,11 @@ specsim's). Traced inside ``vmap``, each call is a ``jit`` equation whose batchi
 rule traces the callee's program again, once per level of nesting and per pattern of
 batched inputs: under a sweep's nested ``vmap`` s (one per grid axis) that re-tracing
 is most of the tracing time. `inline_jits` traces the function once into a jaxpr and
-replays its equations with every nested ``jit`` expanded in place, so each primitive
-is batched directly. The replayed program computes the same values, bit for bit (the
-same primitives, in the same order; XLA inlines the calls anyway).
+replays its equations with the ``jit`` calls it makes (and those they make) expanded in
+place, so each primitive is batched directly. The replayed program is the same
+primitives in the same order (XLA inlines the calls anyway), with their source
+locations and scope names. ``jit`` calls inside other sub-programs (custom derivatives,
+loops, conditionals) are kept as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import functools
 from collections.abc import Callable
 
 import jax
+from jax._src import source_info_util  # (private: eval_jaxpr's way to keep source info)
 from jax.extend import core as jax_core
 
 __all__ = ["inline_jits"]
@@ -24,7 +27,7 @@ _JIT = frozenset({"jit", "pjit"})
 
 
 def inline_jits(fn: Callable) -> Callable:
-    """``fn`` as one flat program: same results, nested ``jit`` calls expanded in place.
+    """``fn`` as one flat program: the same primitives, its ``jit`` calls expanded in place.
 
     Every call traces ``fn`` at its arguments' shapes and dtypes (so call it under a
     transformation or an outer ``jit``, where it runs once per trace, not in a loop of
@@ -62,14 +65,17 @@ def _evaluate(jaxpr, consts, args) -> list:
     env.update(zip(jaxpr.invars, args, strict=True))
     for eqn in jaxpr.eqns:
         operands = [read(atom) for atom in eqn.invars]
+        name_stack = source_info_util.current_name_stack() + eqn.source_info.name_stack
+        where = source_info_util.user_context(eqn.source_info.traceback, name_stack=name_stack)
         if eqn.primitive.name in _JIT:
             inner = eqn.params["jaxpr"]
-            results = _evaluate(inner.jaxpr, inner.consts, operands)
+            with where:
+                results = _evaluate(inner.jaxpr, inner.consts, operands)
         else:
             params = eqn.primitive.get_bind_params(eqn.params)
             # (older jax returns sub-functions with the parameters)
             subfuns, params = params if isinstance(params, tuple) else ((), params)
-            with eqn.ctx.manager:
+            with where, eqn.ctx.manager:
                 results = eqn.primitive.bind(*subfuns, *operands, **params)
             if not eqn.primitive.multiple_results:
                 results = [results]

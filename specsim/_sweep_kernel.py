@@ -199,7 +199,7 @@ def evaluate_chunk(offsets, start_digits, tables, constants, plan: Plan) -> dict
     dependence = dict(plan.dependence)
 
     # Traced once and replayed flat: batching nested jit calls at every vmap level
-    # took 5.6 s of a 4-axis sweep's 8.2 s first call, 2.1 s flat.
+    # took 5.6 s of a 4-axis sweep's 8.2 s first call, 2.0 s flat.
     point = inline_jits(
         functools.partial(
             point_fields,
