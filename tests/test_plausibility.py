@@ -132,6 +132,48 @@ def test_validate_report_flags_an_implausible_fit():
     assert np.isfinite(summary["step_time_mape_pct"])
 
 
+@pytest.mark.parametrize("spread, noisy", [(1.12, False), (1.31, True)])
+def test_validate_report_says_when_the_timings_are_too_noisy(spread, noisy):
+    # Runs 10 and 12 of benchmarks/results/validate_cpu_runs.md (a quiet host): a grid
+    # point's median was 1.12x its p10 (median over the grid); runs 13-14, on a host that
+    # failed the bars with implausible fits, 1.30-1.32.
+    from specsim.validate import report_local
+    from specsim.validate._local import LocalValidation
+
+    p10 = np.array([1.0, 2.0, 4.0])
+    steps = pd.DataFrame(
+        {
+            "split": ["train", "test", "test"],
+            "model": ["a"] * 3,
+            "phase": ["decode"] * 3,
+            "batch": [1, 4, 16],
+            "new_tokens": [1] * 3,
+            "context": [8] * 3,
+            "measured_ms": p10,
+            "p10_ms": p10,
+            "median_ms": p10 * np.array([1.0, spread, 2.0]),  # the middle one is the median
+            "p90_ms": p10 * 2.5,
+            "predicted_ms": p10,
+            "error_pct": [0.0] * 3,
+            "error_vs_median_pct": [0.0] * 3,
+        }
+    )
+    validation = LocalValidation(
+        steps=steps,
+        speculative=pd.DataFrame(),
+        calibration=_local(CPU).calibration,
+        nominal=CPU,
+        clock="wall",
+        statistic="p10",
+        elapsed_s=1.0,
+    )
+    assert validation.median_over_p10 == pytest.approx(spread)
+    text, summary = report_local(validation)
+    assert f"median step time is {spread:.2f} times its p10" in text
+    assert ("**Noisy timings**" in text) is noisy and summary["noisy_timings"] is noisy
+    assert summary["step_median_over_p10"] == pytest.approx(spread)
+
+
 @pytest.mark.parametrize("command", ["calibrate", "validate"])
 def test_size_help_states_measured_durations(command):
     # Issue 12: "tiny (seconds)" took over 2 minutes. Every size names its duration, and

@@ -24,7 +24,7 @@ from .._workload import Workload
 from ..measure import _grids
 from ..measure._runs import SpeculativeSession
 from ..measure._speculative import plain_buffer_tokens, speculative_buffer_tokens
-from ._metrics import mape
+from ._metrics import NOISY_MEDIAN_OVER_P10, mape
 
 __all__ = ["LocalValidation", "validate_local"]
 
@@ -58,6 +58,20 @@ class LocalValidation:
         return implausible_rates(
             self.calibration.hardware, self.nominal, compute_dtype=local_compute_dtype()
         )
+
+    @property
+    def median_over_p10(self) -> float:
+        """How much this host's repeated timings vary: each grid point's median step time
+        over its p10, the median over the grid (about 1.1 on a quiet host; NaN without a
+        ``p10_ms`` column)."""
+        if "p10_ms" not in self.steps or len(self.steps) == 0:
+            return float("nan")
+        return float(np.median(self.steps["median_ms"] / self.steps["p10_ms"]))
+
+    @property
+    def noisy(self) -> bool:
+        """The timings vary more than ``NOISY_MEDIAN_OVER_P10`` allows for."""
+        return self.median_over_p10 > NOISY_MEDIAN_OVER_P10
 
     @property
     def step_mape(self) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._metrics import mape
+from ._metrics import NOISY_MEDIAN_OVER_P10, mape
 
 __all__ = ["markdown_table", "report_local", "report_published"]
 
@@ -117,6 +117,22 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
         f"{fitted['hbm_tb_per_s'] * 1e3:.1f} GB/s).",
         "",
     ]
+    spread = local.median_over_p10
+    if np.isfinite(spread):
+        lines += [
+            f"Timing spread: a grid point's median step time is {spread:.2f} times its p10 "
+            "(the median over the grid; about 1.1 on a quiet host).",
+            "",
+        ]
+    if local.noisy:
+        lines += [
+            f"**Noisy timings** (above {NOISY_MEDIAN_OVER_P10}): this host's repeated timings "
+            "vary more than the 15% bars allow for, so the errors here say more about the host "
+            "than about the model, and a fit on them can come out implausible. Rerun on a "
+            "quieter host (load average is not enough: a shared physical CPU can be busy "
+            "while this one looks idle).",
+            "",
+        ]
     implausible = local.implausible
     if implausible:
         lines += [
@@ -132,6 +148,8 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
         "step_points": len(steps),
         "fitted": fitted,
         "roofline_sharpness": sharpness,
+        "step_median_over_p10": spread,
+        "noisy_timings": local.noisy,
         "plausible": not implausible,
         "implausible": implausible,
         "clock": local.clock,
