@@ -22,6 +22,7 @@ import pandas as pd
 from . import hardware as _hardware
 from . import models as _models
 from ._deployment import Deployment
+from ._inline import inline_jits
 from ._throughput import ThroughputReport, check_speculation, predict
 from ._tree import DynamicTree
 from ._workload import Workload
@@ -163,6 +164,7 @@ def sweep_methods(
 
 @jax.jit
 def _evaluate(deployments, speculator, shapes):
+    @inline_jits  # (batched flat: see `specsim._inline`)
     def one(d, s):
         return predict(d, speculator, s)
 

@@ -58,6 +58,7 @@ from ._draft import (
     gamma_values,
     train_tokens_for,
 )
+from ._inline import inline_jits
 from ._throughput import ThroughputReport, _throughput
 from ._workload import Workload
 from .hardware import DEFAULT_SMOOTH as ROOFLINE_DEFAULT_SMOOTH
@@ -851,11 +852,13 @@ def _grid_best(scenarios: Scenario, layers, widths, shape_valid, gammas, gamma_v
     device; only one score and one index per scenario leave it.
     """
 
+    @inline_jits  # (batched flat: see `specsim._inline`)
+    def score(scenario, n_i, d_i, g_j, ok):
+        return _score_buildable(scenario, n_i, d_i, g_j, ok)[0]
+
     def scenario_best(scenario, n, d, n_valid, g, g_valid):
         def shape_scores(n_i, d_i, ok):
-            return jax.vmap(
-                lambda g_j, ok_j: _score_buildable(scenario, n_i, d_i, g_j, ok & ok_j)[0]
-            )(g, g_valid)
+            return jax.vmap(lambda g_j, ok_j: score(scenario, n_i, d_i, g_j, ok & ok_j))(g, g_valid)
 
         scores = jax.vmap(shape_scores)(n, d, n_valid).reshape(-1)
         # The first maximum, as max then min of the matching indices: two plain reductions

@@ -21,6 +21,7 @@ import numpy as np
 from flax import struct
 
 from ._deployment import Deployment, check_draft
+from ._inline import inline_jits
 from ._optimize import _backend_jit
 from ._throughput import _throughput
 from ._workload import Workload
@@ -178,6 +179,7 @@ class Schedule:
 def _schedule_grid(deployment: Deployment, draft, batches, gammas):
     """Exact tokens/s, speedup and memory fit on a ``(batch, gamma)`` grid."""
 
+    @inline_jits  # (batched flat: see `specsim._inline`)
     def at(batch, gamma):
         at_batch = deployment.replace(workload=deployment.workload.replace(batch=batch))
         report = _throughput(at_batch, draft, gamma)
