@@ -22,8 +22,9 @@ def mape(predicted, measured) -> float:
 
 
 # A grid point's median step time over its p10, the median over the grid: 1.12 on a quiet
-# 2-core Intel Xeon host (runs 10 and 12 of benchmarks/results/validate_cpu_runs.md, which met
-# the 15% bars), 1.30-1.32 on a 2-core AMD EPYC host whose load average said it was quiet
-# (runs 13-14: 19-25% errors and implausible fits). A diagnostic of the host, not a model
-# constant: above it the report says that the timings are too noisy to judge the model by.
+# 2-core Intel Xeon host (runs 10 and 12 of benchmarks/results/validate_cpu_runs.md, which
+# met the step-time and tokens/s bars), 1.30-1.32 on a 2-core AMD EPYC host whose load
+# average said it was quiet (runs 13-14: 19-25% errors and implausible fits). A diagnostic
+# of the host, not a model constant: above it the report says the timings are too noisy
+# to judge the model by.
 NOISY_MEDIAN_OVER_P10 = 1.2
