@@ -499,6 +499,13 @@ def _interpolated_steps(step_of, tokens):
     """``step_of`` at every prefill-token count of ``tokens``, evaluated at
     ``_PREFILL_NODES`` counts log-spaced from their least to their largest (both exact)
     and interpolated linearly in the tokens between them."""
+    nodes, hat = _interpolation(tokens)
+    return (hat @ step_of(nodes)).reshape(tokens.shape)
+
+
+def _interpolation(tokens):
+    """`_interpolated_steps`'s nodes, shape (``_PREFILL_NODES``,), and each count's
+    weights on them, shape (``tokens.size``, ``_PREFILL_NODES``)."""
     count = _PREFILL_NODES
     stopped = jax.lax.stop_gradient
     log_lo = stopped(jnp.log(jnp.maximum(jnp.min(tokens), 1.0)))
@@ -516,7 +523,7 @@ def _interpolated_steps(step_of, tokens):
     hat = jnp.where(nodes_index == index[:, None], 1.0 - share[:, None], 0.0) + jnp.where(
         nodes_index == index[:, None] + 1.0, share[:, None], 0.0
     )
-    return (hat @ step_of(nodes)).reshape(tokens.shape)
+    return nodes, hat
 
 
 def _vertex(values, peak):
@@ -593,19 +600,33 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
         p = jnp.exp(-mean[..., None]) * mean[..., None] ** k / factorial
         return p.at[..., -1].set(1.0 - jnp.sum(p[..., :-1], axis=-1))
 
-    step_of = jax.vmap(
-        lambda p: engine_step_time(
-            x.deployment, x.policy.speculator, batch, context, p, s.lookahead
-        )
+    prompts = x.prompt_tokens[:, None] + others[None, :] * prompt_mean  # (N, K)
+    own_nodes, own_hat = _interpolation(jnp.minimum(s.budget, prompts))
+    # A decoding sequence is in every step it waits for, with B others on average (the
+    # Palm view of a Poisson population): its steps have batch B + 1, not B.
+    chunk = jnp.minimum(s.prefill / s.prefill_share, s.budget)
+    # Every step time read below in one mapped call (one copy of the step's model for XLA
+    # to compile, not one per use): the running step with j = 0, 1, 2 prompts and the
+    # prompt's own prefill step at the interpolation nodes, at batch B; the tagged
+    # sequence's plain and mixed steps at B + 1.
+    running_counts = jnp.minimum(s.budget, jnp.arange(_RUNNING) * prompt_mean)  # (J,)
+    counts = jnp.concatenate([running_counts, own_nodes, jnp.stack([0.0, chunk])])
+    at_batch = jnp.concatenate(
+        [jnp.broadcast_to(batch, (_RUNNING + _PREFILL_NODES,)), jnp.stack([batch + 1.0] * 2)]
     )
-    running = step_of(jnp.minimum(s.budget, jnp.arange(_RUNNING) * prompt_mean))  # (J,)
+    steps = jax.vmap(
+        lambda b, p: engine_step_time(
+            x.deployment, x.policy.speculator, b, context, p, s.lookahead
+        )
+    )(at_batch, counts)
+    running = steps[:_RUNNING]  # (J,)
+    own_step = (own_hat @ steps[_RUNNING : _RUNNING + _PREFILL_NODES]).reshape(prompts.shape)
+    tagged = steps[-2:]
     running_weights = poisson(rate * tau, _RUNNING) * running
     running_weights = running_weights / jnp.sum(running_weights)
     poisson_others = poisson(rate * running, _OTHERS)  # (J, K)
-    prompts = x.prompt_tokens[:, None] + others[None, :] * prompt_mean  # (N, K)
     ahead = backlog + x.prompt_tokens[:, None] + others[None, :] * prompt_mean / 2.0
     prefill_steps = jnp.maximum(1.0, ahead / s.budget)
-    own_step = _interpolated_steps(step_of, jnp.minimum(s.budget, prompts))
     base = (prefill_steps * own_step)[:, None, :]  # (N, 1, K)
     weights = (
         x.prompt_weights[:, None, None] * running_weights[None, :, None] * poisson_others[None]
@@ -630,10 +651,6 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
     w_out = jnp.where(has_tpot, x.output_weights, 0.0)
     w_out = w_out / jnp.maximum(jnp.sum(w_out), 1e-12)
     node_steps = jnp.maximum(decoded / emitted, 1.0)
-    # A decoding sequence is in every step it waits for, with B others on average (the
-    # Palm view of a Poisson population): its steps have batch B + 1, not B.
-    chunk = jnp.minimum(s.prefill / s.prefill_share, s.budget)
-    tagged = _plain_and_mixed(x, batch + 1.0, context, chunk, s.lookahead)
     share = jnp.clip(s.prefill_share, 0.0, 1.0)
     tau_tagged = (1.0 - share) * tagged[0] + share * tagged[1]
     tpot_mean = tau_tagged / emitted

@@ -132,12 +132,21 @@ def engine_step_times(
         overhead_s = speculation_overhead_s(at_decode, speculator, b, verify_tokens, speculating)
         drafting_s = decoding * (speculating * proposal.time_s + overhead_s)
     decode_cost = forward_cost(target, b, verify_tokens, context + extra_context)
-    return tuple(
-        _with_prefill(
+
+    def with_prefill(p):
+        return _with_prefill(
             d, speculator, b, verify_tokens, decode_cost, drafting_s, speculating, p, smooth
         )
-        for p in prefills
-    )
+
+    if len(prefills) == 1:
+        return (with_prefill(prefills[0]),)
+    # Several counts: one program mapped over them (a literal 0 among them is then priced
+    # and multiplied by 0, the same value), not one copy of the step's model per count:
+    # XLA compiles the steady-state model's value and gradient (several such calls) about
+    # twice as fast.
+    counts = jnp.stack(jnp.broadcast_arrays(*(jnp.asarray(p, jnp.float32) for p in prefills)))
+    steps = jax.vmap(with_prefill)(counts)
+    return tuple(steps[i] for i in range(len(prefills)))
 
 
 def _with_prefill(d, speculator, b, verify_tokens, decode_cost, drafting_s, speculating, p, smooth):

@@ -228,11 +228,13 @@ def sequential_proposal(pass_step: Callable, shape, first_pass_tokens: float = 1
     """
     if not is_tree(shape):
         gamma = jnp.asarray(shape, jnp.float32)
-        step = pass_step(1.0)
-        time_s = gamma * step.time_s
-        if first_pass_tokens != 1.0:
-            first = pass_step(float(first_pass_tokens))
-            time_s = time_s + jnp.minimum(gamma, 1.0) * (first.time_s - step.time_s)
+        if first_pass_tokens == 1.0:
+            step = pass_step(1.0)
+            return Proposal(time_s=gamma * step.time_s, step_s=step.time_s, bound=step.bound)
+        # Both passes from one mapped program (one copy of the pass's model to compile).
+        both = jax.vmap(pass_step)(jnp.asarray([1.0, first_pass_tokens], jnp.float32))
+        step, first = (jax.tree.map(lambda v, i=i: v[i], both) for i in (0, 1))
+        time_s = gamma * step.time_s + jnp.minimum(gamma, 1.0) * (first.time_s - step.time_s)
         return Proposal(time_s=time_s, step_s=step.time_s, bound=step.bound)
     widths = tree_level_widths(shape)
     # A pass processes at least one token per sequence (and a missing depth none: its
