@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax._src import core as _jax_core
 
 from . import _executable_cache
 from ._acceptance import SDSLAcceptance
@@ -368,11 +369,19 @@ def _known_option(name: str, value: Any) -> bool:
     return True
 
 
+def _top_level() -> bool:
+    """Whether no JAX trace is active (JAX's own test; private, so a jaxlib without it
+    counts as inside one: the options are then left out, never misplaced)."""
+    clean = getattr(_jax_core, "trace_state_clean", None)
+    return bool(clean()) if clean is not None else False
+
+
 def _backend_jit(fun=None, *, cpu_options=None, **jit_kwargs):
     """``jax.jit`` with fast-compile options when the default backend is the CPU
     (``cpu_options``: XLA options to add to them there; options this jaxlib does not know
-    are left out). ``.jitted()`` gives the ``jax.jit`` object for the default backend and
-    its compiler options (``None`` off the CPU)."""
+    are left out). Called inside another trace, a plain ``jax.jit``. ``.jitted()`` gives
+    the ``jax.jit`` object for the default backend and its compiler options (``None`` off
+    the CPU)."""
     if fun is None:
         return functools.partial(_backend_jit, cpu_options=cpu_options, **jit_kwargs)
     wanted = {**_CPU_COMPILER_OPTIONS, **(cpu_options or {})}
@@ -388,7 +397,12 @@ def _backend_jit(fun=None, *, cpu_options=None, **jit_kwargs):
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
-        return jitted()[0](*args, **kwargs)
+        jitted_fun, options = jitted()
+        if options and not _top_level():
+            # Inside another trace (a caller's jit, vmap or grad) it is a nested jit, which
+            # takes no compiler options: the program being traced decides them.
+            jitted_fun = elsewhere
+        return jitted_fun(*args, **kwargs)
 
     call.jitted = jitted
     return call

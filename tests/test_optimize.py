@@ -508,3 +508,16 @@ def test_cpu_compile_options_this_jaxlib_does_not_know_are_left_out():
     on_cpu = jax.default_backend() == "cpu"
     assert options == (_CPU_COMPILER_OPTIONS if on_cpu else None)
     assert float(jitted(1.0)) == 2.0
+
+
+def test_a_fast_compile_jit_composes_inside_other_transformations():
+    """Compiler options belong to a top-level program: called inside a caller's jit, vmap
+    or grad, a `_backend_jit` function is an ordinary nested jit (without the fallback,
+    the jit case raises "compiler_options can only be passed to top-level jax.jit")."""
+    from specsim._optimize import _backend_jit
+
+    cube = _backend_jit(lambda x: x**3)
+    assert float(cube(2.0)) == 8.0
+    assert float(jax.jit(lambda x: cube(x) + 1.0)(2.0)) == 9.0
+    np.testing.assert_array_equal(np.asarray(jax.vmap(cube)(jnp.arange(3.0))), [0.0, 1.0, 8.0])
+    assert float(jax.grad(cube)(2.0)) == 12.0

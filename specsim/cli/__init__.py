@@ -47,7 +47,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Commands that compile JAX programs: they take --no-jax-cache and, without it, use the
 # persistent compilation cache (specsim._compilation_cache).
-JAX_CACHE_COMMANDS = ("cost", "evaluate", "optimize", "schedule", "sweep", "calibrate", "validate")
+JAX_CACHE_COMMANDS = (
+    "cost",
+    "evaluate",
+    "optimize",
+    "schedule",
+    "sweep",
+    "serve",
+    "calibrate",
+    "validate",
+)
 
 
 class HelpFormatter(argparse.HelpFormatter):

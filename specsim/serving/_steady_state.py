@@ -76,6 +76,7 @@ from flax import struct
 from jax.scipy.special import ndtr, ndtri
 
 from .._deployment import Deployment
+from .._optimize import _backend_jit
 from ..speculators import _protocol as _speculators
 from ._engine import EngineConfig, SpecPolicy
 from ._slo import SLO
@@ -615,9 +616,7 @@ def _latencies(x: _Inputs, batch, s: _State, slope_b, rate, slo: SLO):
         [jnp.broadcast_to(batch, (_RUNNING + _PREFILL_NODES,)), jnp.stack([batch + 1.0] * 2)]
     )
     steps = jax.vmap(
-        lambda b, p: engine_step_time(
-            x.deployment, x.policy.speculator, b, context, p, s.lookahead
-        )
+        lambda b, p: engine_step_time(x.deployment, x.policy.speculator, b, context, p, s.lookahead)
     )(at_batch, counts)
     running = steps[:_RUNNING]  # (J,)
     own_step = (own_hat @ steps[_RUNNING : _RUNNING + _PREFILL_NODES]).reshape(prompts.shape)
@@ -763,7 +762,7 @@ def evaluate(
     return report, ttft_ok * tpot_ok
 
 
-@functools.partial(jax.jit, static_argnames=("max_load",))
+@functools.partial(_backend_jit, static_argnames=("max_load",))
 def _steady_state(
     deployment: Deployment,
     policy: SpecPolicy,
@@ -859,22 +858,33 @@ def check_inputs(deployment, policy, traffic, engine, slo):
 _RATE_STEPS = 24
 
 
-@functools.partial(jax.jit, static_argnames=("max_load",))
+@functools.partial(_backend_jit, static_argnames=("max_load",))
 def _max_slo_rate(deployment, policy, traffic, engine, slo, replicas, max_load=DEFAULT_MAX_LOAD):
-    saturation = _steady_state(
-        deployment, policy, traffic, engine, slo, replicas, max_load
-    ).saturation_rate_per_s
+    """Bisection between 1e-4 and 0.999 of the saturation rate, in one loop whose body is
+    the only call of the model (XLA compiles one copy of a program per call site; three
+    took three times as long): step 0 reads the saturation rate at the traffic's own rate
+    (it does not depend on the rate), step 1 tries the lowest rate, the rest bisect."""
 
-    def failing(log_rate):
-        at = traffic.replace(rate_per_s=jnp.exp(log_rate))
-        met = _steady_state(deployment, policy, at, engine, slo, replicas, max_load).slo_met
-        return jnp.where(met, -1.0, 1.0)
+    def body(i, carry):
+        lo, hi, saturation, lowest_fails = carry
+        log_rate = jnp.where(i == 1, lo, (lo + hi) / 2.0)
+        at = traffic.replace(rate_per_s=jnp.where(i == 0, traffic.rate_per_s, jnp.exp(log_rate)))
+        report = _steady_state(deployment, policy, at, engine, slo, replicas, max_load)
+        fails = ~report.slo_met
+        if_first = (report.saturation_rate_per_s, jnp.log(report.saturation_rate_per_s * 0.999))
+        saturation = jnp.where(i == 0, if_first[0], saturation)
+        top = if_first[1]
+        return (
+            jnp.where(i == 0, top + jnp.log(1e-4), jnp.where((i > 1) & ~fails, log_rate, lo)),
+            jnp.where(i == 0, top, jnp.where((i > 1) & fails, log_rate, hi)),
+            saturation,
+            jnp.where(i == 1, fails, lowest_fails),
+        )
 
-    hi = jnp.log(saturation * 0.999)
-    lo = hi + jnp.log(1e-4)
-    log_rate = _bisect(failing, lo, hi, _RATE_STEPS)
-    rate = jnp.exp(log_rate)
-    lowest_fails = failing(lo) > 0
+    zero = jnp.zeros((), jnp.float32)
+    start = (zero, zero, zero, jnp.zeros((), bool))
+    lo, hi, saturation, lowest_fails = jax.lax.fori_loop(0, _RATE_STEPS + 2, body, start)
+    rate = jnp.exp((lo + hi) / 2.0)
     return jnp.where(lowest_fails, 0.0, rate), saturation
 
 
@@ -921,7 +931,7 @@ def max_slo_rate(
     return float(rate), float(saturation)
 
 
-@functools.partial(jax.jit, static_argnames=("max_load",))
+@functools.partial(_backend_jit, static_argnames=("max_load",))
 def _over_rates(deployment, policy, traffic, engine, slo, replicas, rates, max_load):
     def at(rate):
         return _steady_state(
