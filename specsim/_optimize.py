@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from jax._src import core as _jax_core
 
 from . import _executable_cache
 from ._acceptance import SDSLAcceptance
@@ -370,18 +369,22 @@ def _known_option(name: str, value: Any) -> bool:
 
 
 def _top_level() -> bool:
-    """Whether no JAX trace is active (JAX's own test; private, so a jaxlib without it
-    counts as inside one: the options are then left out, never misplaced)."""
-    clean = getattr(_jax_core, "trace_state_clean", None)
-    return bool(clean()) if clean is not None else False
+    """Whether no JAX trace is active (JAX's own test, which is private: a JAX without it
+    counts as inside one, so the options are left out, never misplaced)."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:
+        return False
+    return bool(trace_state_clean())
 
 
 def _backend_jit(fun=None, *, cpu_options=None, **jit_kwargs):
     """``jax.jit`` with fast-compile options when the default backend is the CPU
     (``cpu_options``: XLA options to add to them there; options this jaxlib does not know
-    are left out). Called inside another trace, a plain ``jax.jit``. ``.jitted()`` gives
-    the ``jax.jit`` object for the default backend and its compiler options (``None`` off
-    the CPU)."""
+    are left out). Called inside another trace (a caller's ``jit``, ``vmap`` or ``grad``),
+    a plain ``jax.jit``: XLA takes options for a top-level program only, so there the
+    caller's program decides them. ``.jitted()`` gives the ``jax.jit`` object for the
+    default backend and its compiler options (``None`` off the CPU)."""
     if fun is None:
         return functools.partial(_backend_jit, cpu_options=cpu_options, **jit_kwargs)
     wanted = {**_CPU_COMPILER_OPTIONS, **(cpu_options or {})}

@@ -234,6 +234,15 @@ def test_vmap_matches_calls_and_no_recompile(deployment):
     assert "_steady_state" not in compiled
 
 
+def test_the_slo_rate_bisection_traces_in_float64(deployment, x64):
+    """Its loop carries the model's float: float64 under x64 (traced only, not compiled)."""
+    from specsim.serving._steady_state import _max_slo_rate
+
+    inputs = check_inputs(deployment, SpecPolicy.off(), _traffic(5.0), None, SLO.create(0.5))
+    rate, saturation = jax.eval_shape(lambda: _max_slo_rate(*inputs, 1.0))
+    assert rate.dtype == saturation.dtype == jnp.float64
+
+
 @pytest.mark.slow  # compiles the steady-state model and its gradient (> 3 s)
 def test_gradients_are_finite_and_match_finite_differences(deployment):
     d, policy, traffic, engine, slo = check_inputs(
@@ -356,10 +365,14 @@ def test_quantile_bisection_against_a_dense_inversion():
 
 @pytest.mark.slow  # compiles the interpolated and the exact step times (~3 s)
 def test_prefill_interpolation_is_exact_at_its_ends_and_close_to_the_step_time(deployment):
-    """`_interpolated_steps` against the step time evaluated at every count: exact for a
+    """`_interpolation` against the step time evaluated at every count: exact for a
     linear function and at the least and largest counts; within 1% of the engine's
     step time at a decode batch of 8 (its knee from memory- to compute-bound included)."""
-    from specsim.serving._steady_state import _interpolated_steps
+    from specsim.serving._steady_state import _interpolation
+
+    def _interpolated_steps(step_of, tokens):  # as the model reads its prefill steps
+        nodes, weights = _interpolation(tokens)
+        return (weights @ step_of(nodes)).reshape(tokens.shape)
 
     tokens = jnp.asarray([[3.0, 40.0, 700.0], [1.0, 2048.0, 8192.0], [150.0, 150.0, 5000.0]])
 

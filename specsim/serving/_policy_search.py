@@ -218,11 +218,11 @@ def _best_of_candidates(z, p: _Problem):
 # XLA's CPU fusion pass is quadratic in the size of a fusion for every reduction it fuses
 # (it counts the reductions already inside, up to five), and the steady-state model's
 # gradient is thousands of small reductions (the transposes of its broadcasts): 97% of a
-# 300 s compile on a 2-core CPU went there. Unfused, it compiles in about 40 s, and one
-# value and gradient runs in about 5 ms. (The size of the program matters as much: the
-# steady-state model evaluates its step times in three mapped calls, not nine inlined
-# copies of the step's model, which took the test's search from 200 to 87 s on a slower
-# 2-core host.) (Other programs, such as the draft and tree
+# 300 s compile on a 2-core CPU went there. Unfused, it compiled in about 40 s on a 2-core
+# Xeon, and one value and gradient runs in about 5 ms. The program's size matters as
+# much: the steady-state model reads its step times from three mapped calls, not nine
+# inlined copies of the step's model, which took the test's search from 200 to 87 s on a
+# slower 2-core EPYC. (Other programs, such as the draft and tree
 # searches, compile no faster unfused: they keep the default.) Like those searches, it
 # also compiles at LLVM's optimisation level 0 on the CPU (`_backend_jit`), but its kernels
 # go through XLA's current (MLIR) emitters, against `_backend_jit`'s default and whatever

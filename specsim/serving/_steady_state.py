@@ -496,17 +496,12 @@ def _solve(x: _Inputs, rate):
     return jnp.exp(log_b), state, slope_b, saturation, limit
 
 
-def _interpolated_steps(step_of, tokens):
-    """``step_of`` at every prefill-token count of ``tokens``, evaluated at
-    ``_PREFILL_NODES`` counts log-spaced from their least to their largest (both exact)
-    and interpolated linearly in the tokens between them."""
-    nodes, hat = _interpolation(tokens)
-    return (hat @ step_of(nodes)).reshape(tokens.shape)
-
-
 def _interpolation(tokens):
-    """`_interpolated_steps`'s nodes, shape (``_PREFILL_NODES``,), and each count's
-    weights on them, shape (``tokens.size``, ``_PREFILL_NODES``)."""
+    """A step time at every prefill-token count of ``tokens``, read off ``_PREFILL_NODES``
+    counts log-spaced from their least to their largest (both exact) and interpolated
+    linearly in the tokens between them: the nodes, shape (``_PREFILL_NODES``,), and each
+    count's weights on them, shape (``tokens.size``, ``_PREFILL_NODES``); the counts' step
+    times are ``(weights @ step_times_at_nodes).reshape(tokens.shape)``."""
     count = _PREFILL_NODES
     stopped = jax.lax.stop_gradient
     log_lo = stopped(jnp.log(jnp.maximum(jnp.min(tokens), 1.0)))
@@ -867,21 +862,23 @@ def _max_slo_rate(deployment, policy, traffic, engine, slo, replicas, max_load=D
 
     def body(i, carry):
         lo, hi, saturation, lowest_fails = carry
+        first, bisecting = i == 0, i > 1
         log_rate = jnp.where(i == 1, lo, (lo + hi) / 2.0)
-        at = traffic.replace(rate_per_s=jnp.where(i == 0, traffic.rate_per_s, jnp.exp(log_rate)))
-        report = _steady_state(deployment, policy, at, engine, slo, replicas, max_load)
+        rate = jnp.where(first, traffic.rate_per_s, jnp.exp(log_rate))
+        report = _steady_state(
+            deployment, policy, traffic.replace(rate_per_s=rate), engine, slo, replicas, max_load
+        )
         fails = ~report.slo_met
-        if_first = (report.saturation_rate_per_s, jnp.log(report.saturation_rate_per_s * 0.999))
-        saturation = jnp.where(i == 0, if_first[0], saturation)
-        top = if_first[1]
-        return (
-            jnp.where(i == 0, top + jnp.log(1e-4), jnp.where((i > 1) & ~fails, log_rate, lo)),
-            jnp.where(i == 0, top, jnp.where((i > 1) & fails, log_rate, hi)),
-            saturation,
+        top = jnp.log(report.saturation_rate_per_s * 0.999)
+        new = (
+            jnp.where(first, top + jnp.log(1e-4), jnp.where(bisecting & ~fails, log_rate, lo)),
+            jnp.where(first, top, jnp.where(bisecting & fails, log_rate, hi)),
+            jnp.where(first, report.saturation_rate_per_s, saturation),
             jnp.where(i == 1, fails, lowest_fails),
         )
+        return tuple(jnp.asarray(v, c.dtype) for v, c in zip(new, carry, strict=True))
 
-    zero = jnp.zeros((), jnp.float32)
+    zero = jnp.zeros((), jnp.result_type(float))  # float32, or float64 under x64
     start = (zero, zero, zero, jnp.zeros((), bool))
     lo, hi, saturation, lowest_fails = jax.lax.fori_loop(0, _RATE_STEPS + 2, body, start)
     rate = jnp.exp((lo + hi) / 2.0)

@@ -98,7 +98,9 @@ def engine_step_times(
 ) -> tuple:
     """`engine_step_time` at each prefill-token count of the tuple ``prefills``, with the
     decode side (the speculator's proposal, the speculation overhead, the decode's cost)
-    computed once for all of them (one program, not one per count, for XLA to compile).
+    computed once for all of them, and one program mapped over the counts (not one per
+    count, for XLA to compile). With several counts, each step time has the counts'
+    common broadcast shape.
 
     Examples:
         >>> import specsim
@@ -153,7 +155,8 @@ def _with_prefill(d, speculator, b, verify_tokens, decode_cost, drafting_s, spec
     """One step's time: the shared decode side plus ``p`` prefill tokens in the same pass."""
     target = d.target
     # A literal 0 prefills nothing: the prefill's passes are left out of the program (a
-    # traced 0 prices them and multiplies by 0, the same value at more cost).
+    # traced 0 prices them and multiplies by 0, the same value at more cost). Only a
+    # single count arrives literal: `engine_step_times` maps several as traced values.
     no_prefill = type(p) in (int, float) and p == 0
     p = jnp.asarray(p, jnp.float32)
     prefilling = jnp.clip(p, 0.0, 1.0)

@@ -241,12 +241,13 @@ def sequential_proposal(pass_step: Callable, shape, first_pass_tokens: float = 1
     # weight is 0; the floor keeps its unused cost finite).
     tokens_in = jnp.maximum(jnp.concatenate([jnp.ones(1, jnp.float32), widths[:-1]]), 1.0)
     tokens_in = tokens_in.at[0].set(float(first_pass_tokens))
+    depth = tokens_in.shape[-1]
+    if first_pass_tokens != 1.0:  # the one-token step, read from the same mapped program
+        tokens_in = jnp.concatenate([tokens_in, jnp.ones(1, jnp.float32)])
     steps = jax.vmap(pass_step)(tokens_in)
-    time_s = jnp.sum(jnp.clip(widths, 0.0, 1.0) * steps.time_s)
-    if first_pass_tokens == 1.0:
-        return Proposal(time_s=time_s, step_s=steps.time_s[0], bound=steps.bound[0])
-    step = pass_step(1.0)
-    return Proposal(time_s=time_s, step_s=step.time_s, bound=step.bound)
+    time_s = jnp.sum(jnp.clip(widths, 0.0, 1.0) * steps.time_s[:depth])
+    one = 0 if first_pass_tokens == 1.0 else depth
+    return Proposal(time_s=time_s, step_s=steps.time_s[one], bound=steps.bound[one])
 
 
 def chain_or_tree_tokens(acceptance, shape, draft_params=None, target_params=None):
