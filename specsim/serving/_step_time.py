@@ -143,9 +143,9 @@ def engine_step_times(
     if len(prefills) == 1:
         return (with_prefill(prefills[0]),)
     # Several counts: one program mapped over them (a literal 0 among them is then priced
-    # and multiplied by 0, the same value), not one copy of the step's model per count:
-    # XLA compiles the steady-state model's value and gradient (several such calls) about
-    # twice as fast.
+    # and multiplied by 0, the same value), not one copy of the step's model per count for
+    # XLA to compile (with the steady-state model's other merges, its serving search
+    # compiled in 87 s instead of 200 s).
     counts = jnp.stack(jnp.broadcast_arrays(*(jnp.asarray(p, jnp.float32) for p in prefills)))
     steps = jax.vmap(with_prefill)(counts)
     return tuple(steps[i] for i in range(len(prefills)))
