@@ -58,6 +58,7 @@ from ._draft import (
     gamma_values,
     train_tokens_for,
 )
+from ._fast_jit import _backend_jit
 from ._inline import inline_jits
 from ._throughput import ThroughputReport, _throughput
 from ._workload import Workload
@@ -343,72 +344,6 @@ def _optional_float(value) -> float | None:
 
 
 # --------------------------------------------------------------------------- the model
-
-# XLA's CPU backend spends most of its compile time in LLVM optimisation passes that buy
-# nothing measurable here (the search runs in milliseconds either way); level 0 cuts the
-# compile of the search from ~17 s to ~6 s on a 2-core CPU. XLA's older emitter for fused
-# kernels compiles the same HLO faster than its MLIR fusion emitters: `specsim optimize`
-# from cold (no compilation cache) took 18.1-19.7 s instead of 24.2-24.7 s, with the same
-# answer. Other backends keep defaults.
-_CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-
-
-def cpu_compiler_options(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` less the ones this jaxlib's XLA does not know (it refuses a program
-    compiled with one; these are debug options, which come and go between versions)."""
-    return {name: value for name, value in options.items() if _known_option(name, value)}
-
-
-@functools.cache
-def _known_option(name: str, value: Any) -> bool:
-    try:  # one tiny program per option, once per process (~20 ms)
-        jax.jit(lambda x: x, compiler_options={name: value}).lower(0.0).compile()
-    except Exception:  # "No such compile option" (its error class differs across jaxlibs)
-        return False
-    return True
-
-
-def _top_level() -> bool:
-    """Whether no JAX trace is active (JAX's own test, which is private: a JAX without it
-    counts as inside one, so the options are left out, never misplaced)."""
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:
-        return False
-    return bool(trace_state_clean())
-
-
-def _backend_jit(fun=None, *, cpu_options=None, **jit_kwargs):
-    """``jax.jit`` with fast-compile options when the default backend is the CPU
-    (``cpu_options``: XLA options to add to them there; options this jaxlib does not know
-    are left out). Called inside another trace (a caller's ``jit``, ``vmap`` or ``grad``),
-    a plain ``jax.jit``: XLA takes options for a top-level program only, so there the
-    caller's program decides them. ``.jitted()`` gives the ``jax.jit`` object for the
-    default backend and its compiler options (``None`` off the CPU)."""
-    if fun is None:
-        return functools.partial(_backend_jit, cpu_options=cpu_options, **jit_kwargs)
-    wanted = {**_CPU_COMPILER_OPTIONS, **(cpu_options or {})}
-    elsewhere = jax.jit(fun, **jit_kwargs)
-
-    @functools.cache
-    def on_cpu():  # built at the first call: which options are known needs the backend
-        options = cpu_compiler_options(wanted)
-        return jax.jit(fun, compiler_options=options, **jit_kwargs), options
-
-    def jitted():
-        return on_cpu() if jax.default_backend() == "cpu" else (elsewhere, None)
-
-    @functools.wraps(fun)
-    def call(*args, **kwargs):
-        jitted_fun, options = jitted()
-        if options and not _top_level():
-            # Inside another trace (a caller's jit, vmap or grad) it is a nested jit, which
-            # takes no compiler options: the program being traced decides them.
-            jitted_fun = elsewhere
-        return jitted_fun(*args, **kwargs)
-
-    call.jitted = jitted
-    return call
 
 
 def _evaluate(scenario: Scenario, params: DraftParams, draft: TransformerSpec, smooth):

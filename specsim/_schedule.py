@@ -21,8 +21,8 @@ import numpy as np
 from flax import struct
 
 from ._deployment import Deployment, check_draft
+from ._fast_jit import _backend_jit
 from ._inline import inline_jits
-from ._optimize import _backend_jit
 from ._throughput import _throughput
 from ._workload import Workload
 from .hardware import HardwareSpec

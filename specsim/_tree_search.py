@@ -40,7 +40,7 @@ from flax import struct
 
 from ._acceptance import TreeAcceptance
 from ._deployment import Deployment
-from ._optimize import _backend_jit
+from ._fast_jit import _backend_jit
 from ._throughput import ThroughputReport, _throughput, check_speculation
 from ._tree import DynamicTree, TokenTree
 

@@ -175,6 +175,7 @@ LAYERS = (
             "specsim._lambertw",
             "specsim._dataflow",
             "specsim._inline",
+            "specsim._fast_jit",
             "specsim._reduce",
             "specsim.limits",
             "specsim.messages",

@@ -496,7 +496,7 @@ def test_optimize_draft_smooth_is_checked_like_throughputs(smooth, message):
 def test_cpu_compile_options_this_jaxlib_does_not_know_are_left_out():
     """The searches' fast-compile options are XLA debug options, which come and go between
     jaxlib versions; XLA refuses to compile a program that names an unknown one."""
-    from specsim._optimize import _CPU_COMPILER_OPTIONS, _backend_jit, cpu_compiler_options
+    from specsim._fast_jit import _CPU_COMPILER_OPTIONS, _backend_jit, cpu_compiler_options
 
     wanted = {"xla_backend_optimization_level": 0, "xla_no_such_option_in_any_xla": True}
     assert cpu_compiler_options(wanted) == {"xla_backend_optimization_level": 0}
@@ -514,7 +514,7 @@ def test_a_fast_compile_jit_composes_inside_other_transformations():
     """Compiler options belong to a top-level program: called inside a caller's jit, vmap
     or grad, a `_backend_jit` function is an ordinary nested jit (without the fallback,
     the jit case raises "compiler_options can only be passed to top-level jax.jit")."""
-    from specsim._optimize import _backend_jit, _top_level
+    from specsim._fast_jit import _backend_jit, _top_level
 
     assert _top_level()  # JAX's private test is still there (else the options are lost)
     cube = _backend_jit(lambda x: x**3)

@@ -42,7 +42,8 @@ from .._acceptance import SDSLAcceptance
 from .._cost import memory_footprint
 from .._deployment import Deployment
 from .._draft import DraftBounds, DraftTemplate, build_draft, buildable_draft
-from .._optimize import _backend_jit, decode
+from .._fast_jit import _backend_jit
+from .._optimize import decode
 from .._saturation import kv_bytes_per_token
 from ..models import parameter_count
 from ._cost_per_token import ChipPrice

@@ -76,7 +76,7 @@ from flax import struct
 from jax.scipy.special import ndtr, ndtri
 
 from .._deployment import Deployment
-from .._optimize import _backend_jit
+from .._fast_jit import _backend_jit
 from ..speculators import _protocol as _speculators
 from ._engine import EngineConfig, SpecPolicy
 from ._slo import SLO

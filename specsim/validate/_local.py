@@ -62,8 +62,8 @@ class LocalValidation:
     @property
     def median_over_p10(self) -> float:
         """How much this host's repeated timings vary: each grid point's median step time
-        over its p10, the median over the grid (1.12 on the quiet host where the bars were met;
-        NaN without a ``p10_ms`` column)."""
+        over its p10, the median over the grid (``QUIET_MEDIAN_OVER_P10`` on the quiet host
+        where the bars were met; NaN without a ``p10_ms`` column)."""
         if "p10_ms" not in self.steps or len(self.steps) == 0:
             return float("nan")
         return float(np.median(self.steps["median_ms"] / self.steps["p10_ms"]))

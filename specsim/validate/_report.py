@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._metrics import NOISY_MEDIAN_OVER_P10, mape
+from ._metrics import NOISY_MEDIAN_OVER_P10, QUIET_MEDIAN_OVER_P10, mape
 
 __all__ = ["markdown_table", "report_local", "report_published"]
 
@@ -121,7 +121,8 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
     if np.isfinite(spread):
         lines += [
             f"Timing spread: a grid point's median step time is {spread:.2f} times its p10 "
-            "(the median over the grid; 1.12 on the quiet Xeon host where the bars were met).",
+            f"(the median over the grid; {QUIET_MEDIAN_OVER_P10} on the quiet Xeon host where "
+            "the bars were met).",
             "",
         ]
     if local.noisy:
