@@ -92,6 +92,7 @@ def test_chunking_and_padding_do_not_change_results(full_frame, chunk_size):
     pd.testing.assert_frame_equal(frame, full_frame[list(AXES) + FEW])
 
 
+@pytest.mark.slow
 def test_process_slices_concatenate_to_the_whole(full_frame):
     assert [_process_slice(10, i, 4) for i in range(4)] == [(0, 2), (2, 5), (5, 7), (7, 10)]
     parts = [
@@ -103,6 +104,7 @@ def test_process_slices_concatenate_to_the_whole(full_frame):
     pd.testing.assert_frame_equal(joined, full_frame[list(AXES) + FEW])
 
 
+@pytest.mark.slow
 def test_more_processes_than_points_gives_empty_frames(full_frame):
     # chunk_size=1 leaves no inner axes: 64 outer points over 65 processes.
     first, last = (
@@ -202,6 +204,7 @@ def test_fixed_acceptance_model_and_spec_inputs():
     assert_close(row.tokens_per_s, expected.tokens_per_s, rtol=2e-6)
 
 
+@pytest.mark.slow
 def test_a_fitted_spec_sweeps_beside_catalogue_chips():
     # A calibrated spec carries attention_compute_efficiency (and a sharpness) that the
     # catalogue's chips leave to follow attention_efficiency: they stack all the same.
@@ -366,6 +369,7 @@ def _cli(argv):
     return run_sweep(parser.parse_args(argv))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_cli_writes_the_grid(tmp_path, capsys, full_frame, suffix):
     path = tmp_path / f"grid{suffix}"
