@@ -234,7 +234,7 @@ def test_vmap_matches_calls_and_no_recompile(deployment):
     assert "_steady_state" not in compiled
 
 
-@pytest.mark.slow  # the bisection compiled in float64: 2.1 s (2-core EPYC)
+@pytest.mark.slow  # tracing the bisection in float64: 2.1 s (2-core EPYC)
 def test_the_slo_rate_bisection_traces_in_float64(deployment, x64):
     """Its loop carries the model's float: float64 under x64 (traced only, not compiled)."""
     from specsim.serving._steady_state import _max_slo_rate

@@ -92,7 +92,7 @@ def test_chunking_and_padding_do_not_change_results(full_frame, chunk_size):
     pd.testing.assert_frame_equal(frame, full_frame[list(AXES) + FEW])
 
 
-@pytest.mark.slow  # four process slices' kernels: 4.3 s (2-core EPYC)
+@pytest.mark.slow  # three process slices' kernels: 4.3 s (2-core EPYC)
 def test_process_slices_concatenate_to_the_whole(full_frame):
     assert [_process_slice(10, i, 4) for i in range(4)] == [(0, 2), (2, 5), (5, 7), (7, 10)]
     parts = [
@@ -104,7 +104,7 @@ def test_process_slices_concatenate_to_the_whole(full_frame):
     pd.testing.assert_frame_equal(joined, full_frame[list(AXES) + FEW])
 
 
-@pytest.mark.slow  # slices of one point each: 3.8 s (2-core EPYC)
+@pytest.mark.slow  # two of 65 one-point slices (chunk_size=1): 3.8 s (2-core EPYC)
 def test_more_processes_than_points_gives_empty_frames(full_frame):
     # chunk_size=1 leaves no inner axes: 64 outer points over 65 processes.
     first, last = (
@@ -369,7 +369,7 @@ def _cli(argv):
     return run_sweep(parser.parse_args(argv))
 
 
-@pytest.mark.slow  # the command's sweep kernel: 5.1 s (2-core EPYC)
+@pytest.mark.slow  # the command's sweep kernel: 5.1 s for both (2-core EPYC)
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_cli_writes_the_grid(tmp_path, capsys, full_frame, suffix):
     path = tmp_path / f"grid{suffix}"
