@@ -40,6 +40,7 @@ def replay(prefix: str) -> None:
         attention_compute_efficiency=1.0,
         kernel_launch_s=0.0,
         step_overhead_s=0.0,
+        gemm_weight_passes=0.0,
     )
     steps = pd.read_csv(RESULTS / f"{prefix}.steps.csv")
     train = (steps["split"] == "train").to_numpy()

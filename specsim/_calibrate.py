@@ -55,13 +55,24 @@ WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
 # the context and so pins down how fast attention runs next to the weight matmuls: its
 # KV reads and its FLOPs apart (on a CPU the two differ 20-35x: see
 # `HardwareSpec.attention_compute_efficiency`).
-LOCAL_FIT = (*DEFAULT_FIT, "attention_efficiency", "attention_compute_efficiency", SHARPNESS)
+# And the extra weight passes of multi-row matmuls (`HardwareSpec.gemm_weight_passes`):
+# the grid's one-row decode passes against its passes of 4-64 rows pin them down.
+LOCAL_FIT = (
+    *DEFAULT_FIT,
+    "attention_efficiency",
+    "attention_compute_efficiency",
+    "gemm_weight_passes",
+    SHARPNESS,
+)
 # Efficiencies multiplying a peak: one fitted above 1 is folded into the peak.
 _PEAK_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
 # Fractions in (0, 1] that are not folded into a peak: fitted through a logistic.
 _FRACTIONS = ("attention_efficiency", "attention_compute_efficiency")
 _OVERHEADS = ("kernel_launch_s", "step_overhead_s", "interconnect_latency_s")
-FITTABLE = (*_PEAK_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, SHARPNESS)
+# Counts >= 0 (fitted in log space; _PASSES_FLOOR stands for none).
+_COUNTS = ("gemm_weight_passes",)
+_PASSES_FLOOR = 1e-3
+FITTABLE = (*_PEAK_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, *_COUNTS, SHARPNESS)
 # Range of random restarts for the sharpness, and its start where nothing else says.
 _SHARPNESS_RANGE = (0.3, 16.0)
 _START_SHARPNESS = 4.0
@@ -74,6 +85,7 @@ _START_SHARPNESS = 4.0
 _LOG_EFFICIENCY_BOUNDS = (math.log(1e-6), math.log(1e6))
 _LOG_OVERHEAD_BOUNDS = (math.log(1e-9), math.log(1e3))
 _LOG_SHARPNESS_BOUNDS = (math.log(1e-6), math.log(1e4))
+_LOG_COUNT_BOUNDS = (math.log(_PASSES_FLOOR), math.log(100.0))
 # The L-BFGS polish stops a restart whose loss gradient (norm over the log-space
 # parameters) is this small.
 _POLISH_GRADIENT_TOL = 1e-6
@@ -290,6 +302,8 @@ def _to_params(values, fit, time_scale_s):
             out.append(jnp.log(jnp.maximum(value - MIN_ROOFLINE_SHARPNESS, 1e-6)))
         elif name in _PEAK_EFFICIENCIES:
             out.append(jnp.log(jnp.maximum(value, 1e-6)))
+        elif name in _COUNTS:
+            out.append(jnp.log(jnp.maximum(value, _PASSES_FLOOR)))
         else:
             out.append(jnp.log(jnp.maximum(value, 1e-12) / time_scale_s))
     return jnp.stack(out)
@@ -307,6 +321,8 @@ def _to_fields(params, fit, time_scale_s) -> dict[str, Any]:
             )
         elif name in _PEAK_EFFICIENCIES:
             fields[name] = jnp.exp(jnp.clip(params[i], *_LOG_EFFICIENCY_BOUNDS))
+        elif name in _COUNTS:
+            fields[name] = jnp.exp(jnp.clip(params[i], *_LOG_COUNT_BOUNDS))
         else:
             fields[name] = time_scale_s * jnp.exp(jnp.clip(params[i], *_LOG_OVERHEAD_BOUNDS))
     return fields
@@ -476,6 +492,8 @@ def calibrate(
             return float(np.exp(rng.uniform(np.log(0.05), np.log(0.95))))
         if name == SHARPNESS:
             return float(np.exp(rng.uniform(*np.log(_SHARPNESS_RANGE))))
+        if name in _COUNTS:
+            return float(np.exp(rng.uniform(np.log(0.01), np.log(4.0))))
         return float(time_scale_s * np.exp(rng.uniform(np.log(1e-4), 0.0)))
 
     initial = [start] + [[random_value(n) for n in fit] for _ in range(int(restarts) - 1)]

@@ -256,8 +256,9 @@ def step_time(
     * weight matmuls: FLOPs at the compute dtype's peak x efficiency, where a pass over
       fewer tokens than the chip's smallest matmul tile (``matmul_tile_tokens``) still
       computes a full tile; bytes at the HBM bandwidth, where weights narrower than the
-      compute dtype (weight-only int8/int4) stream at the chip's dequantising efficiency;
-      compute and memory overlap as far as ``roofline_sharpness`` says;
+      compute dtype (weight-only int8/int4) stream at the chip's dequantising efficiency,
+      and a matmul of two or more rows reads them ``gemm_weight_passes`` more times
+      (0 except on CPUs); compute and memory overlap as far as ``roofline_sharpness`` says;
     * attention over the KV cache, its KV bytes at ``attention_efficiency`` of the
       bandwidth and its FLOPs at ``attention_compute_efficiency`` of the FLOP rate;
     * element-wise kernels (norms, rotary embedding, activation, residual adds) and the
@@ -359,9 +360,15 @@ def pass_time(
     head_share = runtime.lm_head_sharding / tp + (1.0 - runtime.lm_head_sharding)
     head_flops = 2.0 * logit_tokens * head_weights
     head_bytes = model.weight_bytes * head_weights
+    # A matmul of two or more rows may read its weights more than once (a CPU's GEMM
+    # packing its weight panels; one row runs as a GEMV): ramped in from one row to two.
+    passes = hardware.gemm_weight_passes
+    block_reads = 1.0 + passes * jnp.clip(tokens - 1.0, 0.0, 1.0)
+    head_reads = 1.0 + passes * jnp.clip(logit_tokens - 1.0, 0.0, 1.0)
     linear = roofline_time(
         ((cost.matmul_flops - head_flops) / tp + head_flops * head_share) * tile_factor,
-        ((cost.weight_bytes - head_bytes) / tp + head_bytes * head_share) / dequant
+        ((cost.weight_bytes - head_bytes) / tp * block_reads + head_bytes * head_share * head_reads)
+        / dequant
         + cost.activation_bytes / tp,
         hardware,
         dtype,

@@ -102,6 +102,31 @@ def test_calibration_recovers_both_attention_efficiencies(truth):
 
 
 @pytest.mark.slow
+def test_calibration_recovers_gemm_weight_passes(truth):
+    # A CPU-like chip: one-row passes stream the weights once, passes of more rows three
+    # times (a GEMM packing them); the grid's decode at batch 1 against its other passes
+    # pins the count down.
+    true = truth.replace(gemm_weight_passes=2.0, roofline_sharpness=3.0)
+    points = [
+        (models.get(name), batch, new, context, 1.0)
+        for name in ("llama-68m", "llama-2-7b")
+        for batch in (1, 4, 64)
+        for new in (1, 5, 512)
+        for context in (0, 2048)
+    ]
+    data = StepTimeData.from_points(points)
+    data = data.replace(time_s=predict_step_times(data, true))
+    result = calibrate(data, hardware.get("a100"), fit=LOCAL_FIT)
+    assert_close(result.hardware.gemm_weight_passes, 2.0, rtol=1e-2)
+    assert_close(result.hardware.compute_efficiency, true.compute_efficiency, rtol=1e-2)
+    assert result.mape < 0.5
+    # Where the truth has none, the fit puts it at its floor (1e-3 passes).
+    plain = data.replace(time_s=predict_step_times(data, true.replace(gemm_weight_passes=0.0)))
+    refit = calibrate(plain, hardware.get("a100"), fit=LOCAL_FIT)
+    assert float(refit.hardware.gemm_weight_passes) < 0.01
+
+
+@pytest.mark.slow
 def test_a_fit_without_the_compute_fraction_keeps_it_following(truth):
     # Fitting attention_efficiency alone fits one fraction for attention's FLOPs and bytes,
     # as before the two were split: it is recovered, and the compute side follows it.

@@ -134,7 +134,11 @@ def slow_step_time(arch, chip, batch, new_tokens, context, tp=1, weight="bf16", 
     head_share = rt["lm_head_sharding"] / tp + (1 - rt["lm_head_sharding"])
     head_flops, head_bytes = 2 * tokens * head, head * BYTES[weight]
     flops = (cost["matmul_flops"] - head_flops) / tp + head_flops * head_share
-    weight_bytes = (cost["weight_bytes"] - head_bytes) / tp + head_bytes * head_share
+    # A matmul of two or more rows reads its weights gemm_weight_passes more times (a CPU
+    # GEMM packing them), ramped in between one row and two; here every matmul has
+    # `tokens` rows, the LM head included.
+    reads = 1.0 + chip.get("gemm_weight_passes", 0.0) * min(max(tokens - 1.0, 0.0), 1.0)
+    weight_bytes = ((cost["weight_bytes"] - head_bytes) / tp + head_bytes * head_share) * reads
     dequant = 1.0
     if weight == "int8":
         dequant = chip.get("int8_dequant_efficiency", 1.0)
@@ -317,6 +321,34 @@ def test_attention_compute_efficiency_against_reference(x64):
     for c in (followed, replaced):  # (compute-bound: the KV side's 0.8 or 0.05 binds nothing)
         c = c.replace(roofline_sharpness=None)
         assert_close(step_time(spec, c, 1, 2048, 2048).attention_s, prefill.attention_s)
+
+
+def test_gemm_weight_passes_against_reference(x64):
+    # A CPU-like chip whose GEMM packs its weights (two extra passes) where a single row runs
+    # as a GEMV: a decode at batch 1 reads the weights once, a pass of 2 or more rows 3x.
+    arch = models.info("llama-2-7b")
+    spec = models.get("llama-2-7b")
+    entry = {**hardware.entry("H100 SXM"), "gemm_weight_passes": 2.0}
+    chip = hardware.HardwareSpec.from_datasheet(entry)
+    plain = hardware.get("H100 SXM")
+    for shape in [(1, 1, 100), (2, 1, 100), (4, 1, 100), (1, 5, 2048), (64, 1, 8000)]:
+        for tp in (1, 8):
+            expected = slow_step_time(arch, entry, *shape, tp=tp)
+            assert_close(step_time(spec, chip, *shape, tp=tp).time_s, expected, rtol=RTOL_F64)
+    # One row: exactly the chip without passes; under the hard roofline, a memory-bound
+    # pass of a few rows reads the weights (not the activations) three times.
+    hard, plain = chip.replace(roofline_sharpness=None), plain.replace(roofline_sharpness=None)
+    assert step_time(spec, hard, 1, 1, 100).time_s == step_time(spec, plain, 1, 1, 100).time_s
+    few, base = (step_time(spec, c, 1, 4, 100) for c in (hard, plain))
+    weights = float(base.cost.weight_bytes)
+    bandwidth = float(plain.hbm_bytes_per_s * plain.memory_efficiency)
+    assert_close(few.linear_s - base.linear_s, 2.0 * weights / bandwidth, rtol=RTOL_F64)
+    # Ramped in linearly between one row and two: 1.5 rows (a mean over sequences) pay half.
+    half, base = (step_time(spec, c, 1.5, 1, 100) for c in (hard, plain))
+    weights = float(base.cost.weight_bytes)
+    assert_close(half.linear_s - base.linear_s, 1.0 * weights / bandwidth, rtol=RTOL_F64)
+    # Its default, 0, leaves every catalogue chip as it was.
+    assert all(float(hardware.get(n).gemm_weight_passes) == 0.0 for n in hardware.names())
 
 
 def test_three_regimes_llama_2_7b_on_a100():

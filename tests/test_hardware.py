@@ -104,8 +104,13 @@ def test_catalogue_entry(name):
     for leaf in (f for f in LEAVES if getattr(spec, f) is not None):
         value = float(getattr(spec, leaf))
         assert math.isfinite(value) or (leaf == "roofline_sharpness" and value == math.inf)
-        # (interconnect_switched is 0 for torus interconnects)
-        non_negative = ("interconnect_latency_s", "kernel_launch_s", "interconnect_switched")
+        # (interconnect_switched is 0 for torus interconnects; gemm_weight_passes 0 off CPUs)
+        non_negative = (
+            "interconnect_latency_s",
+            "kernel_launch_s",
+            "interconnect_switched",
+            "gemm_weight_passes",
+        )
         assert value >= 0 if leaf in non_negative else value > 0
     assert 0 < float(spec.compute_efficiency) <= 1
     assert 0 < float(spec.memory_efficiency) <= 1
@@ -579,9 +584,9 @@ def test_spec_leaves_are_all_traced():
     leaves = jax.tree_util.tree_leaves(hardware.get("h100"))
     # The H100's catalogue sharpness (2) is a leaf; a hard roofline's (None) is none.
     # attention_compute_efficiency follows attention_efficiency (None, no leaf) unless given.
-    assert len(leaves) + 1 == len(LEAVES) == len(hardware.FIELDS) == 24
+    assert len(leaves) + 1 == len(LEAVES) == len(hardware.FIELDS) == 25
     hard = hardware.get("v5e").replace(roofline_sharpness=None)
-    assert len(jax.tree_util.tree_leaves(hard)) == 22
+    assert len(jax.tree_util.tree_leaves(hard)) == 23
 
 
 def test_finite_gradients_for_every_chip(x64):

@@ -66,6 +66,13 @@ class HardwareSpec:
             CPUs, whose XLA attention is a chain of small batched matmuls (one per sequence
             and KV head) and a softmax, reach a few percent while streaming the KV cache at
             most of their bandwidth (``specsim calibrate`` fits both).
+        gemm_weight_passes: extra passes over the weights, >= 0, that a matmul of two or
+            more rows makes beyond the one pass of a matrix-vector product (GEMV); 0 (the
+            default) on GPUs and TPUs. On a CPU, XLA emits its own GEMV for one row but
+            calls Eigen's GEMM for more, which copies ("packs") the weight panels on every
+            call: a decode pass at batch 1 streams the weights once, a verification pass of
+            a few tokens reads them again for the copy. Measured CPUs whose weights do not
+            sit in the last-level cache pay about two passes (``specsim calibrate`` fits it).
         roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
             the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
             (``specsim.hardware.smooth_max``); p = 1 is their sum, p < 1 mutual
@@ -109,6 +116,7 @@ class HardwareSpec:
     interconnect_efficiency: Any = 1.0
     interconnect_switched: Any = 1.0
     attention_compute_efficiency: Any = None
+    gemm_weight_passes: Any = 0.0
 
     @classmethod
     def from_datasheet(cls, entry: Mapping[str, Any], name: str = "hardware") -> HardwareSpec:
@@ -123,10 +131,10 @@ class HardwareSpec:
         fp8 rate), ``fp8/int8/fp4_compute_efficiency`` (default ``compute_efficiency``;
         fp4's: fp8's), ``int8/int4_dequant_efficiency`` (default 1),
         ``matmul_tile_tokens`` (default 1), ``interconnect_efficiency`` (default 1),
-        ``interconnect_switched`` (default 1) and ``attention_compute_efficiency`` (default
-        ``attention_efficiency``); and facts that are not numbers of the model
-        (``aliases``, ``kind``, ``vendor``, ``year``, ``source``, ``sources``, ``notes``,
-        ``calibration``).
+        ``interconnect_switched`` (default 1), ``attention_compute_efficiency`` (default
+        ``attention_efficiency``) and ``gemm_weight_passes`` (default 0); and facts that are
+        not numbers of the model (``aliases``, ``kind``, ``vendor``, ``year``, ``source``,
+        ``sources``, ``notes``, ``calibration``).
 
         Args:
             entry: the datasheet entry.

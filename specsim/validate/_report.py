@@ -107,6 +107,7 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
                 "memory_efficiency",
                 "attention_efficiency",
                 "attention_compute_efficiency",
+                "gemm_weight_passes",
                 "kernel_launch_us",
                 "step_overhead_us",
             )
