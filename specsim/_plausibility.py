@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from .hardware import HardwareSpec
 
-__all__ = ["MAX_RATIO", "implausible_rates"]
+__all__ = ["MAX_GEMM_WEIGHT_PASSES", "MAX_RATIO", "implausible_rates"]
 
 # A fitted rate may exceed its micro-benchmark (which can run during a slow spell of a
 # shared machine, or miss a faster kernel), but not by this factor.
 MAX_RATIO = 3.0
+# A GEMM that packs its weights reads them, writes the copy and reads the copy back: at
+# most about three passes beyond a GEMV's one (`benchmarks/gemm_rows_cpu.py` measures up
+# to 1.9 on a CPU whose cache does not hold them). More says the fit used the count to
+# absorb something else.
+MAX_GEMM_WEIGHT_PASSES = 4.0
 
 
 def implausible_rates(
@@ -31,7 +36,7 @@ def implausible_rates(
     """One message per effective rate of ``fitted`` above ``max_ratio`` x ``measured``'s.
 
     Effective rates are peak x efficiency: matmul FLOP/s in ``compute_dtype`` and memory
-    bandwidth.
+    bandwidth. Also flags ``gemm_weight_passes`` above ``MAX_GEMM_WEIGHT_PASSES``.
 
     Args:
         fitted: the calibrated spec.
@@ -77,4 +82,11 @@ def implausible_rates(
                 f"micro-benchmark ({reference:.3g} {unit}), above the plausible {max_ratio:g}x: "
                 "no measured pass is bound by it, so the fit does not determine it"
             )
+    passes = float(fitted.gemm_weight_passes)
+    if passes > MAX_GEMM_WEIGHT_PASSES:
+        messages.append(
+            f"fitted gemm_weight_passes {passes:.3g} is above the plausible "
+            f"{MAX_GEMM_WEIGHT_PASSES:g}: a GEMM packing its weights reads them about 1-3 "
+            "more times, so the fit used the count to absorb another cost"
+        )
     return messages

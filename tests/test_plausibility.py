@@ -46,6 +46,13 @@ def test_rates_within_the_bound_pass_and_beyond_it_are_named():
     assert MAX_RATIO == 3.0
 
 
+def test_extra_gemm_weight_passes_beyond_a_packing_copy_are_named():
+    # A packing GEMM reads, writes and re-reads its weights: up to ~3 extra passes.
+    assert implausible_rates(CPU.replace(gemm_weight_passes=1.9), CPU) == []
+    (message,) = implausible_rates(CPU.replace(gemm_weight_passes=12.0), CPU)
+    assert message.startswith("fitted gemm_weight_passes 12 is above the plausible 4")
+
+
 def _local(fitted) -> LocalCalibration:
     spec = models.get("llama-68m")
     data = StepTimeData.from_points([(spec, 1, 1, 0, 1e-3), (spec, 4, 1, 64, 2e-3)])
