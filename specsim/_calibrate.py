@@ -69,9 +69,9 @@ _PEAK_EFFICIENCIES = ("compute_efficiency", "memory_efficiency")
 # Fractions in (0, 1] that are not folded into a peak: fitted through a logistic.
 _FRACTIONS = ("attention_efficiency", "attention_compute_efficiency")
 _OVERHEADS = ("kernel_launch_s", "step_overhead_s", "interconnect_latency_s")
-# Counts >= 0 (fitted in log space; _PASSES_FLOOR stands for none).
+# Counts >= 0, fitted in log space above _COUNT_FLOOR; a fit at the floor is saved as 0.
 _COUNTS = ("gemm_weight_passes",)
-_PASSES_FLOOR = 1e-3
+_COUNT_FLOOR = 1e-3
 FITTABLE = (*_PEAK_EFFICIENCIES, *_FRACTIONS, *_OVERHEADS, *_COUNTS, SHARPNESS)
 # Range of random restarts for the sharpness, and its start where nothing else says.
 _SHARPNESS_RANGE = (0.3, 16.0)
@@ -85,7 +85,7 @@ _START_SHARPNESS = 4.0
 _LOG_EFFICIENCY_BOUNDS = (math.log(1e-6), math.log(1e6))
 _LOG_OVERHEAD_BOUNDS = (math.log(1e-9), math.log(1e3))
 _LOG_SHARPNESS_BOUNDS = (math.log(1e-6), math.log(1e4))
-_LOG_COUNT_BOUNDS = (math.log(_PASSES_FLOOR), math.log(100.0))
+_LOG_COUNT_BOUNDS = (math.log(_COUNT_FLOOR), math.log(100.0))
 # The L-BFGS polish stops a restart whose loss gradient (norm over the log-space
 # parameters) is this small.
 _POLISH_GRADIENT_TOL = 1e-6
@@ -303,7 +303,7 @@ def _to_params(values, fit, time_scale_s):
         elif name in _PEAK_EFFICIENCIES:
             out.append(jnp.log(jnp.maximum(value, 1e-6)))
         elif name in _COUNTS:
-            out.append(jnp.log(jnp.maximum(value, _PASSES_FLOOR)))
+            out.append(jnp.log(jnp.maximum(value, _COUNT_FLOOR)))
         else:
             out.append(jnp.log(jnp.maximum(value, 1e-12) / time_scale_s))
     return jnp.stack(out)
@@ -418,9 +418,10 @@ def calibrate(
             the local device, ``specsim.measure.local_hardware()``).
         fit: names of the fields to fit (efficiencies, ``attention_efficiency``,
             ``attention_compute_efficiency``, ``kernel_launch_s``, ``step_overhead_s``,
-            ``interconnect_latency_s``), and
+            ``interconnect_latency_s``, ``gemm_weight_passes``), and
             optionally ``"roofline_sharpness"`` (see ``SHARPNESS``; ``WITH_SHARPNESS``
-            fits it too, ``LOCAL_FIT`` also attention's two efficiencies).
+            fits it too, ``LOCAL_FIT`` also attention's two efficiencies and
+            ``gemm_weight_passes``).
         steps: Adam steps (one ``lax.scan`` inside one ``jit``).
         polish_steps: L-BFGS steps after Adam.
         learning_rate: Adam learning rate in log space.
@@ -509,6 +510,9 @@ def calibrate(
         int(polish_steps),
     )
     fields = {k: float(v) for k, v in _to_fields(params, fit, time_scale_s).items()}
+    for name in set(fit) & set(_COUNTS):  # (at the floor: none of it)
+        if fields[name] <= _COUNT_FLOOR * (1.0 + 1e-3):
+            fields[name] = 0.0
     fitted = _fold_into_peaks(hardware.replace(**fields)).validate("calibrated hardware")
     return CalibrationResult(
         hardware=fitted,

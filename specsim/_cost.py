@@ -258,7 +258,8 @@ def step_time(
       computes a full tile; bytes at the HBM bandwidth, where weights narrower than the
       compute dtype (weight-only int8/int4) stream at the chip's dequantising efficiency,
       and a matmul of two or more rows reads them ``gemm_weight_passes`` more times
-      (0 except on CPUs); compute and memory overlap as far as ``roofline_sharpness`` says;
+      (ramped in between one row and two; 0 except on CPUs); compute and memory
+      overlap as far as ``roofline_sharpness`` says;
     * attention over the KV cache, its KV bytes at ``attention_efficiency`` of the
       bandwidth and its FLOPs at ``attention_compute_efficiency`` of the FLOP rate;
     * element-wise kernels (norms, rotary embedding, activation, residual adds) and the
@@ -361,7 +362,10 @@ def pass_time(
     head_flops = 2.0 * logit_tokens * head_weights
     head_bytes = model.weight_bytes * head_weights
     # A matmul of two or more rows may read its weights more than once (a CPU's GEMM
-    # packing its weight panels; one row runs as a GEMV): ramped in from one row to two.
+    # packing its weight panels; one row runs as a GEMV): ramped in linearly from one row
+    # to two (its slope in the rows steps at both ends, finite everywhere). Approximations,
+    # moot where the count is 0 (GPUs, TPUs): the copy is priced at the weights' width
+    # (a dequantising GEMM would pack wider), and routed experts at the pass's rows.
     passes = hardware.gemm_weight_passes
     block_reads = 1.0 + passes * jnp.clip(tokens - 1.0, 0.0, 1.0)
     head_reads = 1.0 + passes * jnp.clip(logit_tokens - 1.0, 0.0, 1.0)

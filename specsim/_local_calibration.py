@@ -66,7 +66,8 @@ class LocalCalibration:
 
     @property
     def implausible(self) -> list[str]:
-        """Fitted rates far above the micro-benchmarks (see ``specsim._plausibility``)."""
+        """Fitted rates far above the micro-benchmarks, or too many extra weight passes
+        (see ``specsim._plausibility``)."""
         return implausible_rates(
             self.calibration.hardware, self.nominal, compute_dtype=local_compute_dtype()
         )

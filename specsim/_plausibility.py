@@ -7,7 +7,8 @@ not pin that resource down and its rate can drift to any value: a CPU "calibrate
 exaFLOP/s and tens of TB/s predicts nonsense wherever that resource binds. The
 micro-benchmarks that start the fit (``specsim.measure.local_hardware``: a large matmul,
 a large copy) measure what the device sustains; a fitted rate far above them is refused
-or flagged, never silently saved.
+or flagged, never silently saved. So is a fitted count of extra weight passes
+(``gemm_weight_passes``) beyond what a packing GEMM can make.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ __all__ = ["MAX_GEMM_WEIGHT_PASSES", "MAX_RATIO", "implausible_rates"]
 # A fitted rate may exceed its micro-benchmark (which can run during a slow spell of a
 # shared machine, or miss a faster kernel), but not by this factor.
 MAX_RATIO = 3.0
-# A GEMM that packs its weights reads them, writes the copy and reads the copy back: at
-# most about three passes beyond a GEMV's one (`benchmarks/gemm_rows_cpu.py` measures up
-# to 1.9 on a CPU whose cache does not hold them). More says the fit used the count to
-# absorb something else.
+# A GEMM that packs its weights writes a copy and reads it back: about two passes beyond
+# a GEMV's one read (`benchmarks/gemm_rows_cpu.py` measures up to 1.8 on a 2-core EPYC).
+# Twice that says the fit used the count to absorb another cost.
 MAX_GEMM_WEIGHT_PASSES = 4.0
 
 
@@ -86,7 +86,7 @@ def implausible_rates(
     if passes > MAX_GEMM_WEIGHT_PASSES:
         messages.append(
             f"fitted gemm_weight_passes {passes:.3g} is above the plausible "
-            f"{MAX_GEMM_WEIGHT_PASSES:g}: a GEMM packing its weights reads them about 1-3 "
-            "more times, so the fit used the count to absorb another cost"
+            f"{MAX_GEMM_WEIGHT_PASSES:g}: a GEMM packing its weights writes and reads back "
+            "about one copy of them, so the fit used the count to absorb another cost"
         )
     return messages

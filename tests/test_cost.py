@@ -347,6 +347,12 @@ def test_gemm_weight_passes_against_reference(x64):
     half, base = (step_time(spec, c, 1.5, 1, 100) for c in (hard, plain))
     weights = float(base.cost.weight_bytes)
     assert_close(half.linear_s - base.linear_s, 1.0 * weights / bandwidth, rtol=RTOL_F64)
+    # A prefill that computes logits for one position per sequence: the blocks' matmuls
+    # have 64 rows (three reads), the LM head one (one read).
+    one_logit, base = (step_time(spec, c, 1, 64, 0, logit_positions=1) for c in (hard, plain))
+    head_bytes = float(spec.vocab * spec.d_model * spec.weight_bytes)
+    blocks = float(base.cost.weight_bytes) - head_bytes
+    assert_close(one_logit.linear_s - base.linear_s, 2.0 * blocks / bandwidth, rtol=RTOL_F64)
     # Its default, 0, leaves every catalogue chip as it was.
     assert all(float(hardware.get(n).gemm_weight_passes) == 0.0 for n in hardware.names())
 

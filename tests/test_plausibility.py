@@ -47,7 +47,7 @@ def test_rates_within_the_bound_pass_and_beyond_it_are_named():
 
 
 def test_extra_gemm_weight_passes_beyond_a_packing_copy_are_named():
-    # A packing GEMM reads, writes and re-reads its weights: up to ~3 extra passes.
+    # A packing GEMM writes a copy of its weights and reads it back: ~2 extra passes.
     assert implausible_rates(CPU.replace(gemm_weight_passes=1.9), CPU) == []
     (message,) = implausible_rates(CPU.replace(gemm_weight_passes=12.0), CPU)
     assert message.startswith("fitted gemm_weight_passes 12 is above the plausible 4")

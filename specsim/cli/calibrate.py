@@ -81,8 +81,9 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument(
         "--accept-implausible",
         action="store_true",
-        help="write the file even when a fitted rate is over 3x its micro-benchmark (the file "
-        "is then flagged plausible = false); without it such a fit is refused, exit code 1",
+        help="write the file even when a fitted rate is over 3x its micro-benchmark or the "
+        "fitted gemm_weight_passes over 4 (the file is then flagged plausible = false); "
+        "without it such a fit is refused, exit code 1",
     )
     return parser
 

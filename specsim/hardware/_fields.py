@@ -137,10 +137,11 @@ FIELDS: tuple[Field, ...] = (
     # reach of the bandwidth (a CPU's batched small matmuls: a few percent).
     Field("attention_compute_efficiency", "attention_compute_efficiency", 1.0, FRACTION,
           "attention compute efficiency", "", follows="attention_efficiency"),
-    # Extra passes over the weights of a matmul of two or more rows (a CPU GEMM library
-    # packing its weight panels on every call; one row runs as a GEMV without them).
+    # Extra passes over the weights of a matmul of two or more rows, ramped in between one
+    # row and two (a CPU GEMM library packing its weight panels on every call; one row
+    # runs as a GEMV without them).
     Field("gemm_weight_passes", "gemm_weight_passes", 1.0, NON_NEGATIVE,
-          "multi-row GEMM extra weight passes", "", default=0.0),
+          "multi-row GEMM extra weight passes", "passes", default=0.0),
 )  # fmt: skip
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
