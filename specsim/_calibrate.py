@@ -56,7 +56,7 @@ WITH_SHARPNESS = (*DEFAULT_FIT, SHARPNESS)
 # KV reads and its FLOPs apart (on a CPU the two differ 20-35x: see
 # `HardwareSpec.attention_compute_efficiency`).
 # And the extra weight passes of multi-row matmuls (`HardwareSpec.gemm_weight_passes`):
-# the grid's one-row decode passes against its passes of 4-64 rows pin them down.
+# the grid's one-row decode passes against its multi-row passes pin them down.
 LOCAL_FIT = (
     *DEFAULT_FIT,
     "attention_efficiency",

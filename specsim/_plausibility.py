@@ -21,7 +21,7 @@ __all__ = ["MAX_GEMM_WEIGHT_PASSES", "MAX_RATIO", "implausible_rates"]
 # shared machine, or miss a faster kernel), but not by this factor.
 MAX_RATIO = 3.0
 # A GEMM that packs its weights writes a copy and reads it back: about two passes beyond
-# a GEMV's one read (`benchmarks/gemm_rows_cpu.py` measures up to 1.8 on a 2-core EPYC).
+# a GEMV's one read (`benchmarks/gemm_rows_cpu.py` measures 1.0-2.7 on a 2-core EPYC).
 # Twice that says the fit used the count to absorb another cost.
 MAX_GEMM_WEIGHT_PASSES = 4.0
 

@@ -73,7 +73,7 @@ class HardwareSpec:
             copies ("packs") the weight panels on every call: a decode pass at batch 1
             streams the weights once, a verification pass of a few tokens reads them again
             for the copy. ``specsim calibrate`` fits it: 0.7-1.2 passes on a 2-core AMD
-            EPYC host, none on a Xeon whose 480 MiB cache holds the measured networks.
+            EPYC host (32 MiB of cache), none on a Xeon with 480 MiB.
         roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
             the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
             (``specsim.hardware.smooth_max``); p = 1 is their sum, p < 1 mutual
