@@ -89,6 +89,8 @@ _LOG_COUNT_BOUNDS = (math.log(_COUNT_FLOOR), math.log(100.0))
 # The L-BFGS polish stops a restart whose loss gradient (norm over the log-space
 # parameters) is this small.
 _POLISH_GRADIENT_TOL = 1e-6
+# ... or whose L-BFGS step is this small relative to its parameters (float32 resolution).
+_POLISH_STEP_TOL = 1e-7
 
 
 @struct.dataclass
@@ -358,7 +360,11 @@ def _fit(data, hardware, initial_params, learning_rate, time_scale_s, fit, steps
             # A converged restart stops moving: further L-BFGS steps would fill its memory
             # with differences of ~1e-38, and float32 subnormals run so slowly on a CPU
             # that 100 polish steps after 800 Adam steps took over 10 minutes (6 s frozen).
-            done = optax.tree.norm(grads) < _POLISH_GRADIENT_TOL
+            # So does one whose step no longer moves its float32 parameters (a fitted
+            # count pinned at its floor once kept a restart stepping by ~1e-38 for minutes).
+            step = optax.tree.norm(updates)
+            stalled = step <= _POLISH_STEP_TOL * (1.0 + optax.tree.norm(params))
+            done = (optax.tree.norm(grads) < _POLISH_GRADIENT_TOL) | stalled
             keep = functools.partial(jnp.where, done)
             params = keep(params, optax.apply_updates(params, updates))
             return (params, jax.tree.map(keep, state, new_state)), loss

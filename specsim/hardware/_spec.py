@@ -72,7 +72,7 @@ class HardwareSpec:
             CPU, XLA emits its own GEMV for one row but calls Eigen's GEMM for more, which
             copies ("packs") the weight panels on every call: a decode pass at batch 1
             streams the weights once, a verification pass of a few tokens reads them again
-            for the copy. ``specsim calibrate`` fits it: 0.7-1.2 passes on a 2-core AMD
+            for the copy. ``specsim calibrate`` fits it: 0.4-1.2 passes on a 2-core AMD
             EPYC host (32 MiB of cache), none on a Xeon with 480 MiB.
         roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
             the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
