@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import specsim
@@ -238,6 +238,9 @@ def stubbed(monkeypatch, tmp_path):
 @pytest.mark.slow  # 500 examples: ~40 s of CPU
 @PROPERTY
 @given(argv=command_lines())
+# Found by this test in CI: a number that float64 holds and float32 rounds to inf was
+# accepted, and its cast's overflow warning failed the command (now refused, exit 2).
+@example(argv=["serve", "--ttft-slo=3.4028235677973366e+38"])
 def test_every_command_line_is_answered_or_refused_in_one_line(stubbed, capsys, argv):
     """Random flags and values for every command, parsed and checked up to the real work."""
     try:

@@ -22,6 +22,10 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 # ``specsim cost: --batch 1.5: not a whole number; valid: whole numbers >= 1``.
 
 
+# Above this a number is infinite in float32 (the precision of every traced leaf).
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _number(text: str) -> float:
     try:
         value = float(text)
@@ -31,6 +35,11 @@ def _number(text: str) -> float:
         ) from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text}: not a finite number; valid: finite numbers")
+    # Every traced leaf is float32: a larger number would become inf there (with a warning).
+    if abs(value) > _FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text}: beyond float32's range; valid: numbers of magnitude at most 3.4e38"
+        )
     return value
 
 
@@ -71,10 +80,6 @@ def non_negative(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text}: negative; valid: numbers >= 0")
     return value
-
-
-# Above this a count is infinite in float32 (the precision of every traced leaf).
-_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def token_count(text: str) -> float:
