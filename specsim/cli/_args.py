@@ -26,7 +26,7 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _number(text: str) -> float:
+def _number(text: str, *, float32: bool = True) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -36,7 +36,8 @@ def _number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text}: not a finite number; valid: finite numbers")
     # Every traced leaf is float32: a larger number would become inf there (with a warning).
-    if abs(value) > _FLOAT32_MAX:
+    # (float32=False: the caller checks the range itself, with its own message.)
+    if float32 and abs(value) > _FLOAT32_MAX:
         raise argparse.ArgumentTypeError(
             f"{text}: beyond float32's range; valid: numbers of magnitude at most 3.4e38"
         )
@@ -84,7 +85,7 @@ def non_negative(text: str) -> float:
 
 def token_count(text: str) -> float:
     """An argparse ``type``: a count (training tokens) > 0 that float32 can hold."""
-    value = _number(text)
+    value = _number(text, float32=False)
     if not 0 < value < _FLOAT32_MAX:
         raise argparse.ArgumentTypeError(
             f"{text}: out of range; valid: 0 < count < 3.4e38 (float32)"
