@@ -19,7 +19,6 @@ extra time is weight traffic (one GEMV streams the weights once in ``t(1 row)``)
 from __future__ import annotations
 
 import os
-import time
 
 # As `specsim validate` times its passes (read when JAX starts its backend).
 os.environ["XLA_FLAGS"] = (
@@ -28,22 +27,12 @@ os.environ["XLA_FLAGS"] = (
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from attention_cpu import _p10_s  # (this folder is on sys.path when run as a script)
 
 ROWS = (1, 2, 4, 5, 8, 16, 64)
 # (d_in, d_out): the grid's LM heads and MLP matrices (specsim.measure's CPU networks),
 # and one matrix of 16.8 MB in float32.
 SHAPES = ((192, 2048), (256, 4096), (384, 1536), (384, 4096), (512, 8192), (2048, 2048))
-
-
-def _p10_s(f, *args, repeats: int = 200) -> float:
-    jax.block_until_ready(f(*args))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        samples.append(time.perf_counter() - start)
-    return float(np.percentile(samples, 10))
 
 
 def main() -> None:
@@ -57,7 +46,7 @@ def main() -> None:
     print("d_in x d_out   MB  " + "".join(f"{m:>9d}" for m in ROWS) + "  extra passes")
     for d_in, d_out in SHAPES:
         w = jnp.full((d_in, d_out), 0.01, jnp.float32)
-        times_s = [_p10_s(matmul, jnp.ones((m, d_in), jnp.float32), w) for m in ROWS]
+        times_s = [_p10_s(matmul, jnp.ones((m, d_in), jnp.float32), w, repeats=200) for m in ROWS]
         second_row_s = 2 * d_in * d_out / rate_flops_per_s
         extra_passes = (times_s[1] - times_s[0] - second_row_s) / times_s[0]
         print(
