@@ -27,7 +27,12 @@ __all__ = [
     "validate_published",
 ]
 
-PUBLISHED_QUANTITIES = ("baseline_tokens_per_s", "speedup", "saturated_output_tokens_per_s")
+PUBLISHED_QUANTITIES = (
+    "baseline_tokens_per_s",
+    "speedup",
+    "saturated_output_tokens_per_s",
+    "static_batch_output_tokens_per_s",
+)
 # Engines whose batching limits specsim can derive for saturated-throughput rows.
 ENGINES = ("trtllm-bench",)
 
@@ -94,6 +99,9 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
             missing = [k for k in speculative if k not in row]
             if missing:
                 raise ValueError(f"{entry}: missing required key {missing[0]!r} (of a speedup)")
+            _refuse_extra(
+                entry, row, ("per_chip",), "a speedup is a ratio", "per_chip only with tokens/s"
+            )
         else:
             _refuse_extra(
                 entry,
@@ -143,6 +151,7 @@ _MEASUREMENT_KEYS = {
     "runtime": _schema.Key("string"),
     "engine": _schema.Key("string", choices=ENGINES),
     "kv_memory_fraction": _schema.Key("number", _schema.FRACTION),
+    "per_chip": _schema.Key("bool"),
     "gamma": _schema.Key("number", _schema.NON_NEGATIVE),
     "alpha": _schema.Key("number", _schema.Rule(lambda v: 0 < v < 1, "in (0, 1)")),
     "published_cost_ratio": _schema.Key("number", _schema.POSITIVE),
@@ -210,12 +219,20 @@ def predict_published(row: dict, architectures: dict) -> dict[str, float]:
         tp=float(row.get("tp", 1)),
         runtime=row.get("runtime", "default"),
     )
+    chips = float(row.get("tp", 1)) if row.get("per_chip", False) else 1.0
     if row["quantity"] == "baseline_tokens_per_s":
         report = predict(deployment, target, 0.0)
-        return {"predicted": float(report.baseline_tokens_per_s)}
+        return {"predicted": float(report.baseline_tokens_per_s) / chips}
+    if row["quantity"] == "static_batch_output_tokens_per_s":
+        # One static batch: every prompt prefilled, then generate_tokens plain decode steps
+        # (the report's baseline request latency); output tokens over that whole time.
+        report = predict(deployment, target, 0.0)
+        tokens = workload.batch * workload.generate_tokens
+        return {"predicted": float(tokens / report.baseline_request_latency_s) / chips}
     if row["quantity"] == "saturated_output_tokens_per_s":
         limits = trtllm_bench_limits(deployment, float(row.get("kv_memory_fraction", 0.9)))
-        return {"predicted": float(saturated_throughput(deployment, limits).output_tokens_per_s)}
+        output_tokens_per_s = saturated_throughput(deployment, limits).output_tokens_per_s
+        return {"predicted": float(output_tokens_per_s) / chips}
     draft = _published_spec(row["draft"], architectures, row)
     report = predict(deployment, draft, float(row["gamma"]))
     return {"predicted": float(report.speedup), "predicted_cost_ratio": float(report.cost_ratio)}
