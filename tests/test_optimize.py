@@ -190,9 +190,13 @@ def test_elasticities_match_finite_differences(suite):
     scenarios, results, _, _ = suite
     scenario, r = scenarios[6], results[6]  # batch 64: several resources matter
 
-    def log_tokens(hw):
+    @jax.jit  # (_evaluate runs under the search's jit; eagerly it would replay op by op)
+    def log_tokens_jit(hw):
         report = _evaluate(scenario.replace(hardware=hw), r.draft, r.draft_spec, None)
-        return float(jnp.log(report.tokens_per_s))
+        return jnp.log(report.tokens_per_s)
+
+    def log_tokens(hw):
+        return float(log_tokens_jit(hw))
 
     base = log_tokens(scenario.hardware)
     for name in ("hbm_bytes_per_s", "bf16_flops_per_s", "kernel_launch_s", "step_overhead_s"):

@@ -200,7 +200,8 @@ def predict_published(row: dict, architectures: dict) -> dict[str, float]:
     """specsim's prediction for one published measurement (catalogue defaults).
 
     The row's conditions become a `Deployment` (target in the row's dtypes, chip, tensor
-    parallelism, runtime profile, workload); nothing is fitted to the row.
+    parallelism, runtime profile, workload); nothing is fitted to the row. A tokens/s row
+    with ``per_chip = true`` is predicted per chip (the total divided by ``tp``).
 
     Returns:
         ``{"predicted": value, "predicted_cost_ratio": c}`` (c only for speedups).
