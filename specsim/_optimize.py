@@ -356,11 +356,7 @@ def _evaluate(scenario: Scenario, params: DraftParams, draft: TransformerSpec, s
     if scenario.bounds.search_train_tokens:
         acceptance = deployment.acceptance.replace(draft_train_tokens=params.train_tokens)
         deployment = deployment.replace(acceptance=acceptance)
-    # Inlined (see `specsim._inline`): the search traces this under vmap, grad and scan,
-    # where every nested jit of the cost model would otherwise be re-traced per level.
-    return inline_jits(functools.partial(_throughput, smooth=smooth))(
-        deployment, draft, params.gamma
-    )
+    return _throughput(deployment, draft, params.gamma, smooth)
 
 
 def _with_train_tokens(params: DraftParams, draft: TransformerSpec, bounds: DraftBounds):
