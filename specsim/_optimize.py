@@ -347,11 +347,7 @@ def _optional_float(value) -> float | None:
 
 
 def _evaluate(scenario: Scenario, params: DraftParams, draft: TransformerSpec, smooth):
-    """Throughput report of ``draft`` at ``params.gamma`` (training tokens from the bounds).
-
-    Call it under ``jit`` (the search's, or a caller's): the core is replayed inlined, which
-    outside a trace would run it one operation at a time.
-    """
+    """Throughput report of ``draft`` at ``params.gamma`` (training tokens from the bounds)."""
     deployment = scenario.deployment
     if scenario.bounds.search_train_tokens:
         acceptance = deployment.acceptance.replace(draft_train_tokens=params.train_tokens)

@@ -190,7 +190,7 @@ def test_elasticities_match_finite_differences(suite):
     scenarios, results, _, _ = suite
     scenario, r = scenarios[6], results[6]  # batch 64: several resources matter
 
-    @jax.jit  # (_evaluate runs under the search's jit; eagerly it would replay op by op)
+    @jax.jit  # one compiled program for the five evaluations
     def log_tokens_jit(hw):
         report = _evaluate(scenario.replace(hardware=hw), r.draft, r.draft_spec, None)
         return jnp.log(report.tokens_per_s)
