@@ -220,23 +220,23 @@ def predict_published(row: dict, architectures: dict) -> dict[str, float]:
         tp=float(row.get("tp", 1)),
         runtime=row.get("runtime", "default"),
     )
-    chips = float(row.get("tp", 1)) if row.get("per_chip", False) else 1.0
-    if row["quantity"] == "baseline_tokens_per_s":
-        report = predict(deployment, target, 0.0)
-        return {"predicted": float(report.baseline_tokens_per_s) / chips}
-    if row["quantity"] == "static_batch_output_tokens_per_s":
-        # One static batch: every prompt prefilled, then generate_tokens plain decode steps
-        # (the report's baseline request latency); output tokens over that whole time.
-        report = predict(deployment, target, 0.0)
-        tokens = workload.batch * workload.generate_tokens
-        return {"predicted": float(tokens / report.baseline_request_latency_s) / chips}
+    if row["quantity"] == "speedup":
+        draft = _published_spec(row["draft"], architectures, row)
+        report = predict(deployment, draft, float(row["gamma"]))
+        cost_ratio = float(report.cost_ratio)
+        return {"predicted": float(report.speedup), "predicted_cost_ratio": cost_ratio}
     if row["quantity"] == "saturated_output_tokens_per_s":
         limits = trtllm_bench_limits(deployment, float(row.get("kv_memory_fraction", 0.9)))
-        output_tokens_per_s = saturated_throughput(deployment, limits).output_tokens_per_s
-        return {"predicted": float(output_tokens_per_s) / chips}
-    draft = _published_spec(row["draft"], architectures, row)
-    report = predict(deployment, draft, float(row["gamma"]))
-    return {"predicted": float(report.speedup), "predicted_cost_ratio": float(report.cost_ratio)}
+        tokens_per_s = saturated_throughput(deployment, limits).output_tokens_per_s
+    else:
+        report = predict(deployment, target, 0.0)
+        if row["quantity"] == "baseline_tokens_per_s":
+            tokens_per_s = report.baseline_tokens_per_s
+        else:  # static batch: every prompt prefilled, then generate_tokens decode steps
+            output_tokens = workload.batch * workload.generate_tokens
+            tokens_per_s = output_tokens / report.baseline_request_latency_s
+    chips = float(row.get("tp", 1)) if row.get("per_chip", False) else 1.0
+    return {"predicted": float(tokens_per_s) / chips}
 
 
 def published_mape_by_group(published) -> dict[str, float]:
