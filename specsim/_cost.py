@@ -381,9 +381,15 @@ def pass_time(
     # Attention runs in bf16 (fp32 on fp32 models), its FLOPs and its KV bytes each at a
     # fraction of the matmul roofline's side (scaling both scales the p-norm max).
     attention_dtype = "fp32" if dtype == "fp32" else "bf16"
+    # A kernel that does not share a KV head's reads among its group of query heads reads
+    # the cache once per query head (moot for multi-head attention and latent caches).
+    extra_group_reads = jnp.maximum(model.n_heads / model.n_kv_heads - 1.0, 0.0)
+    extra_group_reads = where(_attention.is_latent(model), 0.0, extra_group_reads)
+    kv_reads = 1.0 + (1.0 - runtime.gqa_kv_read_sharing) * extra_group_reads
     attention = roofline_time(
         cost.attention_flops / (tp * hardware.attention_compute_fraction()),
-        (cost.kv_read_bytes + cost.kv_write_bytes) / (tp * hardware.attention_efficiency),
+        (cost.kv_read_bytes * kv_reads + cost.kv_write_bytes)
+        / (tp * hardware.attention_efficiency),
         hardware,
         attention_dtype,
         smooth,

@@ -152,9 +152,15 @@ def slow_step_time(arch, chip, batch, new_tokens, context, tp=1, weight="bf16", 
     # their FLOPs the same fraction of the FLOP rate unless the entry gives another.
     attention_fraction = chip.get("attention_efficiency", 1.0)
     attention_compute = chip.get("attention_compute_efficiency", attention_fraction)
+    # A kernel that reads a KV head once per query head (gqa_kv_read_sharing 0) reads the
+    # cache n_heads / n_kv_heads times (latent caches have no groups).
+    group = 1 if arch.get("kv_lora_rank", 0) else arch["n_heads"] / arch["n_kv_heads"]
+    kv_reads = 1 + (1 - rt["gqa_kv_read_sharing"]) * (group - 1)
     attention = overlap(
         cost["attention_flops"] / tp / (peak * attention_compute),
-        (cost["kv_read_bytes"] + cost["kv_write_bytes"]) / tp / (bandwidth * attention_fraction),
+        (cost["kv_read_bytes"] * kv_reads + cost["kv_write_bytes"])
+        / tp
+        / (bandwidth * attention_fraction),
     )
     elementwise = (
         rt["elementwise_passes"] * cost["activation_bytes"] / tp
@@ -321,6 +327,36 @@ def test_attention_compute_efficiency_against_reference(x64):
     for c in (followed, replaced):  # (compute-bound: the KV side's 0.8 or 0.05 binds nothing)
         c = c.replace(roofline_sharpness=None)
         assert_close(step_time(spec, c, 1, 2048, 2048).attention_s, prefill.attention_s)
+
+
+def test_unshared_gqa_reads_against_reference(x64):
+    # TensorRT-LLM's masked multi-head attention kernel (trtllm-mmha): one thread block per
+    # query head, so Llama-2-70B (64 query heads, 8 KV heads) reads its cache 8 times a step.
+    h100, entry = hardware.get("H100 SXM"), hardware.entry("H100 SXM")
+    shared, unshared = (runtime.get(name, h100) for name in ("trtllm", "trtllm-mmha"))
+    assert float(shared.gqa_kv_read_sharing) == 1.0
+    assert float(unshared.gqa_kv_read_sharing) == 0.0
+    for name in ("llama-2-70b", "llama-2-7b"):
+        arch, spec = models.info(name), models.get(name)
+        for shape in [(1, 1, 100), (64, 1, 2048), (4, 5, 8000), (1, 512, 0)]:
+            for tp in (1, 4):
+                expected = slow_step_time(arch, entry, *shape, tp=tp, stack="trtllm-mmha")
+                actual = step_time(spec, h100, *shape, tp=tp, runtime=unshared)
+                assert_close(actual.time_s, expected, rtol=RTOL_F64)
+    # Under the hard roofline a long decode's attention is bound by its KV bytes: reads x8,
+    # writes (one token per sequence) unchanged. Multi-head attention has no group.
+    hard = h100.replace(roofline_sharpness=None)
+    spec = models.get("llama-2-70b")
+    once, per_head = (step_time(spec, hard, 64, 1, 4096, runtime=r) for r in (shared, unshared))
+    read, write = float(once.cost.kv_read_bytes), float(once.cost.kv_write_bytes)
+    assert_close(per_head.attention_s, once.attention_s * (8 * read + write) / (read + write))
+    assert_close(per_head.linear_s, once.linear_s, rtol=RTOL_F64)
+    mha = models.get("llama-2-7b")
+    assert_close(
+        step_time(mha, hard, 64, 1, 4096, runtime=unshared).time_s,
+        step_time(mha, hard, 64, 1, 4096, runtime=unshared.replace(gqa_kv_read_sharing=1.0)).time_s,
+        rtol=RTOL_F64,
+    )
 
 
 def test_gemm_weight_passes_against_reference(x64):

@@ -272,7 +272,7 @@ def add_runtime_argument(parser) -> None:
         "--runtime",
         default="default",
         help="software stack: default (the chip's catalogue overheads), eager, cuda-graphs, "
-        "trtllm, xla-tpu (see specsim/runtime/catalog.toml)",
+        "hip-graphs, trtllm, trtllm-mmha, xla-tpu (see specsim/runtime/catalog.toml)",
     )
 
 

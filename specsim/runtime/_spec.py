@@ -36,6 +36,7 @@ DATASHEET_KEYS = {
     "allreduce_bandwidth_fraction": ("allreduce_bandwidth_fraction", 1.0),
     "ring_allreduce_latency_us": ("ring_allreduce_latency_s", MICRO),
     "lm_head_sharding": ("lm_head_sharding", 1.0),
+    "gqa_kv_read_sharing": ("gqa_kv_read_sharing", 1.0),
 }
 # Fields that may say "hardware": the chip's catalogue value stands for the stack.
 FROM_HARDWARE = {"kernel_launch_s": "kernel_launch_s", "step_overhead_s": "step_overhead_s"}
@@ -71,6 +72,12 @@ class RuntimeProfile:
             (NCCL), used for large messages, s.
         lm_head_sharding: 1 if tensor parallelism splits the LM head's vocabulary over the
             chips, 0 if every chip holds and reads the whole head.
+        gqa_kv_read_sharing: 1 if the query heads of a grouped-query group share one read
+            of their KV head's cache (FlashDecoding-style and XQA kernels), 0 if each
+            query head reads it again (one thread block per query head, as in
+            TensorRT-LLM's masked multi-head attention kernel): a decode step reads the
+            cache ``1 + (1 - sharing) * (n_heads / n_kv_heads - 1)`` times. Moot for
+            multi-head attention and latent (MLA) caches.
 
     Examples:
         >>> from specsim import runtime
@@ -91,6 +98,7 @@ class RuntimeProfile:
     allreduce_bandwidth_fraction: Any
     ring_allreduce_latency_s: Any
     lm_head_sharding: Any
+    gqa_kv_read_sharing: Any
 
     @classmethod
     def from_datasheet(
@@ -135,8 +143,8 @@ class RuntimeProfile:
             for v in [] if array is None else array.ravel().tolist():
                 if not (math.isfinite(v) and v >= 0):
                     raise ValueError(f"{name}: {field} must be finite and >= 0, got {v}")
-                if field == "lm_head_sharding" and v > 1:
-                    raise ValueError(f"{name}: lm_head_sharding must be in [0, 1], got {v}")
+                if field in ("lm_head_sharding", "gqa_kv_read_sharing") and v > 1:
+                    raise ValueError(f"{name}: {field} must be in [0, 1], got {v}")
                 if field == "allreduce_bandwidth_fraction" and not 0 < v <= 1:
                     raise ValueError(
                         f"{name}: allreduce_bandwidth_fraction must be in (0, 1], got {v}"
