@@ -31,14 +31,17 @@ PUBLISHED_GROUPS = {
     "TensorRT-LLM max throughput H200",
     "Leviathan expected speedup",
     "TensorRT-LLM 0.6.1 static batch",
+    "TensorRT-LLM 0.5 H200 static batch",
 }
 # Issue 13's bar: every group of published rows within this MAPE, one catalogue for all.
 GROUP_MAPE_BAR_PCT = 12.0
 # Groups over that bar, kept in the data rather than dropped, each with the MAPE it had
 # when added (a guard against it growing, not a tolerance: the bar above is unmet there).
-# None today: TensorRT-LLM 0.6.1's static batches were 28.6% when added (2026-12-07) and
-# 7.7% once its runtime profile read the KV cache once per query head (trtllm-mmha).
-KNOWN_GAP_MAPE_PCT: dict[str, float] = {}
+# (TensorRT-LLM 0.6.1's static batches were 28.6% when added and 7.7% once their runtime
+# profile read the KV cache once per query head, trtllm-mmha: no longer listed.)
+# TensorRT-LLM 0.5's H200 static batches: 13.1% on 2026-12-07, its Llama-2-13B rows 11-34%
+# fast (see specsim/data/published.toml).
+KNOWN_GAP_MAPE_PCT = {"TensorRT-LLM 0.5 H200 static batch": 13.2}
 
 
 def test_mape():
@@ -48,13 +51,14 @@ def test_mape():
 
 def test_every_published_row_has_a_source_and_complete_conditions():
     rows, architectures = load_published()
-    assert len(rows) >= 116
+    assert len(rows) >= 123
     # Every gpt-fast README row (32971d3) but the speculative one (no published acceptance),
     # its Mixtral row, and EAGLE's two plain gpt-fast rows (Table 4).
     assert sum(r["id"].startswith("gpt-fast") for r in rows) == 29
     assert sum(r["quantity"] == "saturated_output_tokens_per_s" for r in rows) == 60
-    # TensorRT-LLM 0.6.1's two static-batch tables (H100 FP8: 8 rows, A100 FP16: 7).
-    assert sum(r["quantity"] == "static_batch_output_tokens_per_s" for r in rows) == 15
+    # TensorRT-LLM 0.6.1's two static-batch tables (H100 FP8: 8 rows, A100 FP16: 7) and
+    # 0.5's H200 table (7).
+    assert sum(r["quantity"] == "static_batch_output_tokens_per_s" for r in rows) == 22
     assert len({r["id"] for r in rows}) == len(rows)
     for row in rows:
         assert row["source"] and row["value"] > 0 and row["batch"] >= 1
