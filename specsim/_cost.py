@@ -261,7 +261,9 @@ def step_time(
       (ramped in between one row and two; 0 except on CPUs); compute and memory
       overlap as far as ``roofline_sharpness`` says;
     * attention over the KV cache, its KV bytes at ``attention_efficiency`` of the
-      bandwidth and its FLOPs at ``attention_compute_efficiency`` of the FLOP rate;
+      bandwidth and its FLOPs at ``attention_compute_efficiency`` of the FLOP rate; the
+      cache is read once per query head where the runtime's kernel does not share a
+      grouped-query head's reads (``RuntimeProfile.kv_read_multiplier``);
     * element-wise kernels (norms, rotary embedding, activation, residual adds) and the
       sampler over the vocabulary, memory-bound, as the ``runtime`` fuses them;
     * two all-reduces per block with tensor parallelism (``allreduce_time``, with the
@@ -381,14 +383,9 @@ def pass_time(
     # Attention runs in bf16 (fp32 on fp32 models), its FLOPs and its KV bytes each at a
     # fraction of the matmul roofline's side (scaling both scales the p-norm max).
     attention_dtype = "fp32" if dtype == "fp32" else "bf16"
-    # A kernel that does not share a KV head's reads among its group of query heads reads
-    # the cache once per query head (moot for multi-head attention and latent caches).
-    extra_group_reads = jnp.maximum(model.n_heads / model.n_kv_heads - 1.0, 0.0)
-    extra_group_reads = where(_attention.is_latent(model), 0.0, extra_group_reads)
-    kv_reads = 1.0 + (1.0 - runtime.gqa_kv_read_sharing) * extra_group_reads
     attention = roofline_time(
         cost.attention_flops / (tp * hardware.attention_compute_fraction()),
-        (cost.kv_read_bytes * kv_reads + cost.kv_write_bytes)
+        (cost.kv_read_bytes * runtime.kv_read_multiplier(model) + cost.kv_write_bytes)
         / (tp * hardware.attention_efficiency),
         hardware,
         attention_dtype,

@@ -118,6 +118,17 @@ def test_cost_json_matches_the_library(capsys):
     assert_close(report["tokens_per_s"], 8 * 5 / float(expected.time_s))
     assert report["bound"] in ("memory", "compute", "communication", "overhead")
     assert report["fits"] is True
+    assert report["kv_read_multiplier"] == 1.0  # the default runtime shares GQA reads
+
+
+def test_cost_says_when_the_runtime_rereads_the_cache(capsys):
+    # Mistral-7B: 32 query heads per 8 KV heads, each re-read under trtllm-mmha.
+    argv = ["cost", "--model", "mistral-7b-v0.1", "--hardware", "h100", "--context", "1000"]
+    code, out, err = run(capsys, *argv, "--runtime", "trtllm-mmha")
+    assert code == 0 and err == ""
+    assert "(read 4x by the runtime's attention kernel)" in out
+    code, out, _ = run(capsys, *argv, "--runtime", "trtllm")
+    assert code == 0 and "read 4x" not in out
 
 
 def test_cost_weight_dtype_and_fit(capsys):

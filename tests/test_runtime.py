@@ -54,6 +54,9 @@ def test_unknown_or_incomplete_profiles_are_clear_errors():
         RuntimeProfile.from_datasheet(bad)
     with pytest.raises(ValueError, match="must be finite and >= 0"):
         RuntimeProfile.from_datasheet({**runtime.entry("trtllm"), "step_overhead_us": -1.0})
+    for field in ("lm_head_sharding", "gqa_kv_read_sharing"):
+        with pytest.raises(ValueError, match=rf"mine: {field} must be in \[0, 1\], got 1.5"):
+            RuntimeProfile.from_datasheet({**runtime.entry("trtllm"), field: 1.5}, name="mine")
 
 
 @pytest.mark.slow

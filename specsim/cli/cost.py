@@ -85,6 +85,7 @@ def run_cost(args: argparse.Namespace) -> int:
         "attention_flops": float(cost.attention_flops),
         "weight_bytes": float(cost.weight_bytes),
         "kv_read_bytes": float(cost.kv_read_bytes),
+        "kv_read_multiplier": float(stack.kv_read_multiplier(model)),
         "kv_write_bytes": float(cost.kv_write_bytes),
         "activation_bytes": float(cost.activation_bytes),
         "time_s": float(t.time_s),
@@ -111,9 +112,12 @@ def run_cost(args: argparse.Namespace) -> int:
     print(
         f"  FLOPs   matmul {report['matmul_flops']:.3e}   attention {report['attention_flops']:.3e}"
     )
+    reads = report["kv_read_multiplier"]
     print(
         f"  bytes   weights {report['weight_bytes']:.3e}   KV read {report['kv_read_bytes']:.3e}"
-        f"   KV write {report['kv_write_bytes']:.3e}   activations {report['activation_bytes']:.3e}"
+        + (f" (read {reads:g}x by the runtime's attention kernel)" if reads != 1 else "")
+        + f"   KV write {report['kv_write_bytes']:.3e}"
+        + f"   activations {report['activation_bytes']:.3e}"
     )
     print(
         f"  time    {report['time_s'] * 1e3:.3f} ms  (matmuls {report['linear_s'] * 1e3:.3f}, "

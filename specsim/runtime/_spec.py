@@ -16,9 +16,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import jax.numpy as jnp
 from flax import struct
 
-from .._numerics import concrete
+from .._numerics import concrete, where
 
 MICRO = 1e-6
 
@@ -77,7 +78,9 @@ class RuntimeProfile:
             query head reads it again (one thread block per query head, as in
             TensorRT-LLM's masked multi-head attention kernel): a decode step reads the
             cache ``1 + (1 - sharing) * (n_heads / n_kv_heads - 1)`` times. Moot for
-            multi-head attention and latent (MLA) caches.
+            multi-head attention and latent (MLA) caches. It applies to every pass that
+            reads a cache (decode, verification, prefill after a cached prefix), though a
+            stack may run multi-token passes through another kernel.
 
     Examples:
         >>> from specsim import runtime
@@ -135,6 +138,25 @@ class RuntimeProfile:
                 raise ValueError(f"{name}: {key} must be a number, got {value!r}")
             values[field] = float(value) * factor
         return cls(**values).validate(name)
+
+    def kv_read_multiplier(self, model):
+        """How many times a pass of ``model`` (a `TransformerSpec`) reads the KV cache it
+        attends to: ``1 + (1 - gqa_kv_read_sharing) * (n_heads / n_kv_heads - 1)``.
+
+        1 for multi-head attention, for latent (MLA) caches and wherever the profile
+        shares a grouped-query head's reads.
+
+        Examples:
+            >>> from specsim import models, runtime
+            >>> mmha = runtime.get("trtllm-mmha", "h100")
+            >>> float(mmha.kv_read_multiplier(models.get("llama-2-70b")))
+            8.0
+            >>> float(mmha.kv_read_multiplier(models.get("llama-2-7b")))
+            1.0
+        """
+        extra_group_reads = jnp.maximum(model.n_heads / model.n_kv_heads - 1.0, 0.0)
+        extra_group_reads = where(model.kv_lora_rank > 0, 0.0, extra_group_reads)
+        return 1.0 + (1.0 - self.gqa_kv_read_sharing) * extra_group_reads
 
     def validate(self, name: str = "runtime") -> RuntimeProfile:
         """Checks concrete leaves: finite and >= 0 (``ValueError``)."""
