@@ -18,16 +18,14 @@ extra time is weight traffic (one GEMV streams the weights once in ``t(1 row)``)
 
 from __future__ import annotations
 
-import os
-
-# As `specsim validate` times its passes (read when JAX starts its backend).
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-).strip()
-
 import jax
 import jax.numpy as jnp
 from attention_cpu import _p10_s  # (this folder is on sys.path when run as a script)
+
+from specsim.measure import configure_measurement
+
+# As `specsim validate` times its passes: single-threaded XLA (before JAX starts).
+configure_measurement()
 
 ROWS = (1, 2, 4, 5, 8, 16, 64)
 # (d_in, d_out): the grid's LM heads and MLP matrices (specsim.measure's CPU networks),

@@ -205,3 +205,53 @@ def test_local_hardware_is_a_valid_nominal_spec():
     assert isinstance(spec, HardwareSpec)
     assert float(spec.fp32_flops_per_s) > 1e8 and float(spec.hbm_bytes_per_s) > 1e8
     assert float(spec.compute_efficiency) == 1.0 and float(spec.memory_efficiency) == 1.0
+
+
+# --------------------------------------------------------------------------- session
+
+
+def _session_flags(xla_flags: str) -> list[str]:
+    """XLA_FLAGS after `configure_measurement` in a fresh process (JAX not started)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os; from specsim.measure import configure_measurement; "
+        "configure_measurement(); print(os.environ['XLA_FLAGS'])"
+    )
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
+    child = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, child.stderr
+    return child.stdout.split()
+
+
+@pytest.mark.slow  # two fresh processes with their flag probes (about 10 s)
+def test_a_measurement_session_runs_xla_on_one_thread():
+    import jaxlib
+
+    from specsim.measure._session import (
+        NO_YNN_FUSIONS_FLAG,
+        SINGLE_THREAD_FLAG,
+        _version,
+        _xla_accepts,
+        single_thread_flags,
+    )
+
+    assert _version("0.10.2") == (0, 10, 2) and _version("0.8.1rc1+cuda") == (0, 8, 1)
+    assert _version("0.4.30") < (0, 8, 1) <= _version("0.8.1")
+    # XLA refuses a fusion type it does not know: the probe says so instead of aborting.
+    assert not _xla_accepts("--xla_cpu_experimental_ynn_fusion_type=no_such_type")
+    expected = single_thread_flags()
+    assert expected[0] == SINGLE_THREAD_FLAG
+    if _version(jaxlib.__version__) >= (0, 8, 1):
+        assert NO_YNN_FUSIONS_FLAG in expected  # this jaxlib hands multi-row matmuls to YNNPACK
+    assert _session_flags("--xla_backend_optimization_level=0") == [
+        "--xla_backend_optimization_level=0",
+        *expected,
+    ]
+    # A flag the user set, with any value, is kept as set.
+    kept = _session_flags("--xla_cpu_multi_thread_eigen=true")
+    assert kept[0] == "--xla_cpu_multi_thread_eigen=true" and SINGLE_THREAD_FLAG not in kept
