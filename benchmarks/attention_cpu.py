@@ -21,6 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from specsim.measure import configure_measurement
+
+# As `specsim validate` times its passes: single-threaded XLA (before JAX starts).
+configure_measurement()
+
 
 def _p10_s(f, *args, repeats: int = 300) -> float:
     jax.block_until_ready(f(*args))

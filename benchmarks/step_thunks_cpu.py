@@ -7,7 +7,8 @@ decode steps under `jax.profiler` and sums XLA's own trace events per kind of op
 ("thunk"): XLA's matrix-vector and matrix kernels ("dot"), YNNPACK fusions
 ("ynn_fusion", where this jaxlib hands its matmuls to YNNPACK), element-wise fusions,
 copies. It prints, per batch, the microseconds per step and the calls per step of each
-kind, so a one-row step and a multi-row step can be compared call by call.
+kind, so a one-row step and a multi-row step can be compared call by call (events of
+every thread are summed: a kind run on two threads at once counts twice).
 
     python benchmarks/step_thunks_cpu.py [network] [batch ...]
 
@@ -38,7 +39,7 @@ from specsim.measure._session import SINGLE_THREAD_FLAG
 CONTEXT_TOKENS = 32
 WARMUP_STEPS, TRACED_STEPS = 20, 30
 # Events of the Python side and of the executor around the program, not operations in it.
-_ENCLOSING = ("$", "ThunkExecutor", "PjitFunction", "CommonPjRt", "end: ")
+_ENCLOSING = ("$", "ThunkExecutor", "PjitFunction", "CommonPjRt", "ParseArguments", "end: ")
 
 
 def thunk_times(network: str, batch: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -54,8 +55,10 @@ def thunk_times(network: str, batch: int) -> tuple[dict[str, float], dict[str, f
         with jax.profiler.trace(directory, create_perfetto_trace=True):
             for _ in range(TRACED_STEPS):
                 state = jax.block_until_ready(step(state))
-        (trace,) = Path(directory).rglob("*.trace.json.gz")
-        events = json.load(gzip.open(trace))["traceEvents"]
+        events = []
+        for trace in Path(directory).rglob("*.trace.json.gz"):
+            with gzip.open(trace) as file:
+                events += json.load(file)["traceEvents"]
     time_us, calls = collections.defaultdict(float), collections.defaultdict(float)
     for event in events:
         name = event.get("name", "")

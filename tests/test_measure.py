@@ -1,7 +1,12 @@
 """specsim.measure: the flax transformer, its KV cache, the timing harness, the device."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 import pytest
 from conftest import assert_close
@@ -210,28 +215,33 @@ def test_local_hardware_is_a_valid_nominal_spec():
 # --------------------------------------------------------------------------- session
 
 
-def _session_flags(xla_flags: str) -> list[str]:
-    """XLA_FLAGS after `configure_measurement` in a fresh process (JAX not started)."""
-    import os
-    import subprocess
-    import sys
-
-    script = (
-        "import os; from specsim.measure import configure_measurement; "
-        "configure_measurement(); print(os.environ['XLA_FLAGS'])"
-    )
+def _session(xla_flags: str) -> tuple[list[str], bool, str]:
+    """XLA_FLAGS after `configure_measurement` in a fresh process (JAX not started),
+    whether XLA then compiles a 4-row matmul into a YNNPACK fusion, and what the process
+    clock's check says (its clock, or its error)."""
+    script = """
+import os, jax, jax.numpy as jnp
+from specsim.measure import configure_measurement
+configure_measurement()
+print(os.environ["XLA_FLAGS"])
+x, w = jnp.ones((4, 512)), jnp.ones((512, 512))
+print("ynn_fusion" in jax.jit(jnp.matmul).lower(x, w).compile().as_text())
+try:
+    print(configure_measurement("process"))
+except ValueError as error:
+    print(error)
+"""
     env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
     child = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert child.returncode == 0, child.stderr
-    return child.stdout.split()
+    flags, ynn, clock = child.stdout.splitlines()
+    return flags.split(), ynn == "True", clock
 
 
-@pytest.mark.slow  # two fresh processes with their flag probes (about 10 s)
+@pytest.mark.slow  # fresh processes with their flag probes (about 20 s)
 def test_a_measurement_session_runs_xla_on_one_thread():
-    import jaxlib
-
     from specsim.measure._session import (
         NO_YNN_FUSIONS_FLAG,
         SINGLE_THREAD_FLAG,
@@ -247,11 +257,19 @@ def test_a_measurement_session_runs_xla_on_one_thread():
     expected = single_thread_flags()
     assert expected[0] == SINGLE_THREAD_FLAG
     if _version(jaxlib.__version__) >= (0, 8, 1):
+        assert _xla_accepts(NO_YNN_FUSIONS_FLAG)
         assert NO_YNN_FUSIONS_FLAG in expected  # this jaxlib hands multi-row matmuls to YNNPACK
-    assert _session_flags("--xla_backend_optimization_level=0") == [
-        "--xla_backend_optimization_level=0",
-        *expected,
-    ]
-    # A flag the user set, with any value, is kept as set.
-    kept = _session_flags("--xla_cpu_multi_thread_eigen=true")
-    assert kept[0] == "--xla_cpu_multi_thread_eigen=true" and SINGLE_THREAD_FLAG not in kept
+    flags, ynn, clock = _session("--xla_backend_optimization_level=0")
+    assert flags == ["--xla_backend_optimization_level=0", *expected]
+    assert not ynn  # the session's multi-row matmul is XLA's own, single-threaded
+    assert clock == "process"
+    # A flag the user set, with a value or bare, is kept as set; the process clock is then
+    # refused (other threads' time would count).
+    flags, _, clock = _session("--xla_cpu_multi_thread_eigen")
+    assert flags[0] == "--xla_cpu_multi_thread_eigen" and SINGLE_THREAD_FLAG not in flags
+    assert clock.startswith("clock 'process' needs a CPU device running XLA single-threaded")
+    user_ynn = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
+    if NO_YNN_FUSIONS_FLAG in expected and _xla_accepts(user_ynn):
+        flags, ynn, clock = _session(user_ynn)
+        assert NO_YNN_FUSIONS_FLAG not in flags and ynn  # the user's choice stands
+        assert clock.startswith("clock 'process' needs")

@@ -115,7 +115,11 @@ def run_cost(args: argparse.Namespace) -> int:
     reads = report["kv_read_multiplier"]
     print(
         f"  bytes   weights {report['weight_bytes']:.3e}   KV read {report['kv_read_bytes']:.3e}"
-        + (f" (read {reads:g}x by the runtime's attention kernel)" if reads != 1 else "")
+        + (
+            f" (read {reads:g}x by the runtime's attention kernel)"
+            if reads != 1 and report["kv_read_bytes"] > 0
+            else ""
+        )
         + f"   KV write {report['kv_write_bytes']:.3e}"
         + f"   activations {report['activation_bytes']:.3e}"
     )

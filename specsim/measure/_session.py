@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 
 import jax
 import jaxlib
@@ -76,10 +77,17 @@ def single_thread_flags() -> tuple[str, ...]:
         >>> single_thread_flags()[0]
         '--xla_cpu_multi_thread_eigen=false'
     """
-    known_ynn = _version(jaxlib.__version__) >= _FIRST_JAXLIB_WITH_YNN and _xla_accepts(
-        NO_YNN_FUSIONS_FLAG
-    )
-    return (SINGLE_THREAD_FLAG, NO_YNN_FUSIONS_FLAG) if known_ynn else (SINGLE_THREAD_FLAG,)
+    if _version(jaxlib.__version__) < _FIRST_JAXLIB_WITH_YNN:
+        return (SINGLE_THREAD_FLAG,)
+    if not _xla_accepts(NO_YNN_FUSIONS_FLAG):
+        warnings.warn(
+            f"jaxlib {jaxlib.__version__}'s XLA did not start with {NO_YNN_FUSIONS_FLAG}: "
+            "its YNNPACK fusions, if any, stay on and may run multi-threaded",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return (SINGLE_THREAD_FLAG,)
+    return (SINGLE_THREAD_FLAG, NO_YNN_FUSIONS_FLAG)
 
 
 def configure_measurement(clock: str = "auto") -> str:
@@ -105,7 +113,7 @@ def configure_measurement(clock: str = "auto") -> str:
     if not xla_bridge.backends_are_initialized():
         for flag in single_thread_flags():
             flags = os.environ.get("XLA_FLAGS", "")
-            if flag.split("=")[0] + "=" not in flags:
+            if flag.split("=")[0] not in (token.split("=")[0] for token in flags.split()):
                 os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
     if clock != "process":
         return "wall"
