@@ -4,13 +4,13 @@ import contextlib
 import gc
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+
+from specsim.measure._session import _xla_accepts
 
 # The suite checks numbers, not speed, and spends most of its time in XLA's CPU compiler:
 # LLVM's cheaper settings (no float semantics change; XLA's HLO passes all still run)
@@ -33,20 +33,11 @@ _PROBED = "_SPECSIM_TEST_XLA_FLAGS_PROBED"
 def _known_xla_flags(flags: tuple[str, ...]) -> list[str]:
     """The ``flags`` this jaxlib knows: XLA aborts a process whose XLA_FLAGS name an
     unknown one (these are debug options, and a newer jaxlib may drop one), so each is
-    tried in a child process first (about a second, once per run)."""
-
-    def starts(*tried: str) -> bool:
-        env = {**os.environ, "XLA_FLAGS": " ".join(tried), "JAX_PLATFORMS": "cpu"}
-        probe = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
-        try:
-            child = subprocess.run(
-                [sys.executable, "-c", probe], env=env, capture_output=True, timeout=120
-            )
-        except subprocess.TimeoutExpired:
-            return False
-        return child.returncode == 0
-
-    return list(flags) if starts(*flags) else [flag for flag in flags if starts(flag)]
+    tried in a child process first (about a second, once per run), as a measurement
+    session tries its own flags."""
+    if _xla_accepts(" ".join(flags)):
+        return list(flags)
+    return [flag for flag in flags if _xla_accepts(flag)]
 
 
 if _PROBED not in os.environ:
