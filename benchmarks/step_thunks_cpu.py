@@ -47,7 +47,7 @@ def thunk_times(network: str, batch: int) -> tuple[dict[str, float], dict[str, f
     config = _grids.model_presets("full", "cpu")[network]
     model = build_model(config, seed=0)
     point = _timing.MeasurementPoint(config, batch, 1, CONTEXT_TOKENS, "decode")
-    step = jax.jit(_timing._step_function(model, point, 1.0))
+    step = _timing._step_function(model, point, 1.0)  # jitted, its state donated
     state = _timing._initial_state(model, point, 0)
     for _ in range(WARMUP_STEPS):
         state = jax.block_until_ready(step(state))
