@@ -23,7 +23,7 @@ import numpy as np
 from flax import struct
 
 from . import theory
-from ._numerics import as_float, concrete, concrete_values, host_float
+from ._numerics import FLOAT32_MAX, as_float, concrete, concrete_values, host_float
 from ._scaling import (
     DEFAULT_SCALING_LAW,
     SDSL_2026,
@@ -166,9 +166,7 @@ class SDSLAcceptance:
             ("target_train_tokens", target_train_tokens),
         ):
             count = concrete(value)
-            if count is not None and np.any(
-                np.isfinite(count) & (np.abs(count) >= np.finfo(np.float32).max)
-            ):
+            if count is not None and np.any(np.isfinite(count) & (np.abs(count) >= FLOAT32_MAX)):
                 raise ValueError(
                     f"{name} {_show(np.max(np.abs(count)))}: beyond float32; "
                     "valid: 0 < tokens < 3.4e38"

@@ -25,7 +25,7 @@ from . import runtime as _runtime
 from ._acceptance import as_acceptance, validate_acceptance
 from ._feasibility import check_draft_placement, check_draft_split, check_target_split
 from ._limits import MAX_GAMMA
-from ._numerics import concrete_values, host_float
+from ._numerics import FLOAT32_MAX, concrete_values, host_float
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
@@ -197,13 +197,10 @@ def _check(name: str, value, ok, text: str) -> None:
             raise ValueError(f"{name} {v:g}: out of range; valid: {text}")
 
 
-_MAX_FLOAT32 = float(np.finfo(np.float32).max)
-
-
 def _f32(value, name: str = "value"):
     # Checked at full precision first: a number beyond float32 is refused, not cast to
     # infinity with an overflow RuntimeWarning.
     for v in concrete_values(value) if not isinstance(value, str) else ():
-        if math.isfinite(v) and abs(v) > _MAX_FLOAT32:
+        if math.isfinite(v) and abs(v) > FLOAT32_MAX:
             raise ValueError(f"{name} {v:g}: out of range; valid: finite numbers below 3.4e38")
     return host_float(value, np.float32)

@@ -8,6 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The largest finite float32 (the precision of every traced leaf): a number beyond it is
+# refused where it enters, not cast to infinity with an overflow warning.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def as_float(value):
     """``value`` as a JAX array with a floating dtype (integers are promoted)."""

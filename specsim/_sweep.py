@@ -67,6 +67,7 @@ from ._acceptance import (
 from ._atomic import atomic_output, check_output_path
 from ._errors import relabel
 from ._limits import HOST_MEMORY_FRACTION, physical_memory_bytes
+from ._numerics import FLOAT32_MAX
 from ._progress import live_bar
 from ._reduce import Histogram, Quantiles, Reduction, TopK
 from ._sweep_kernel import BOUND_COLUMNS, Plan, field_dependence
@@ -108,7 +109,6 @@ REPORT_COLUMNS = (
 # kept as a name for callers that pass it explicitly.
 CPU_CHUNK_SIZE = 2**23
 DEFAULT_CHUNK_SIZE = 2**20
-_MAX_FLOAT32 = float(np.finfo(np.float32).max)
 
 _NUMERIC_RULES = {
     "tp": (lambda v: v >= 1, ">= 1"),
@@ -393,7 +393,7 @@ def _build_grid(
                 f"or no {name}"
             )
         number = _scalar(name, value)
-        if not 0 < number < _MAX_FLOAT32:
+        if not 0 < number < FLOAT32_MAX:
             raise ValueError(f"{name} {value!r}: out of range; valid: 0 < {name} < 3.4e38")
     if kind == "sdsl":
         per_target = []

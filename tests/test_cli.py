@@ -298,6 +298,17 @@ def test_help_and_the_hardware_table_start_without_jax(argv, start_up_imports):
     assert found.get(tuple(argv)) == [], stdout[-2000:]
 
 
+def test_the_cli_spells_the_float32_maximum_as_the_library_does():
+    """``specsim.cli._args`` spells out float32's maximum (it must not import JAX or NumPy);
+    it is the library's ``FLOAT32_MAX``, NumPy's ``finfo(float32).max``."""
+    import numpy as np
+
+    from specsim._numerics import FLOAT32_MAX
+    from specsim.cli._args import _FLOAT32_MAX
+
+    assert _FLOAT32_MAX == FLOAT32_MAX == float(np.finfo(np.float32).max)
+
+
 @pytest.mark.slow
 def test_import_specsim_is_lazy_and_complete():
     result = _python(

@@ -22,7 +22,9 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 # ``specsim cost: --batch 1.5: not a whole number; valid: whole numbers >= 1``.
 
 
-# Above this a number is infinite in float32 (the precision of every traced leaf).
+# Above this a number is infinite in float32 (the precision of every traced leaf). Spelled
+# out: `specsim --help` parses without JAX, so this module does not import
+# `specsim._numerics.FLOAT32_MAX` (tests/test_cli.py checks that the two agree).
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
