@@ -32,6 +32,7 @@ PUBLISHED_QUANTITIES = (
     "speedup",
     "saturated_output_tokens_per_s",
     "static_batch_output_tokens_per_s",
+    "first_token_latency_s",
 )
 # Engines whose batching limits specsim can derive for saturated-throughput rows.
 ENGINES = ("trtllm-bench",)
@@ -103,6 +104,14 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
                 entry, row, ("per_chip",), "a speedup is a ratio", "per_chip only with tokens/s"
             )
         else:
+            if row["quantity"] == "first_token_latency_s":
+                _refuse_extra(
+                    entry,
+                    row,
+                    ("per_chip",),
+                    "a latency is one request's",
+                    "per_chip only with tokens/s",
+                )
             _refuse_extra(
                 entry,
                 row,
@@ -201,7 +210,8 @@ def predict_published(row: dict, architectures: dict) -> dict[str, float]:
 
     The row's conditions become a `Deployment` (target in the row's dtypes, chip, tensor
     parallelism, runtime profile, workload); nothing is fitted to the row. A tokens/s row
-    with ``per_chip = true`` is predicted per chip (the total divided by ``tp``).
+    with ``per_chip = true`` is predicted per chip (the total divided by ``tp``); a
+    ``first_token_latency_s`` row is the prompt's prefill pass, s.
 
     Returns:
         ``{"predicted": value, "predicted_cost_ratio": c}`` (c only for speedups).
@@ -225,6 +235,9 @@ def predict_published(row: dict, architectures: dict) -> dict[str, float]:
         report = predict(deployment, draft, float(row["gamma"]))
         cost_ratio = float(report.cost_ratio)
         return {"predicted": float(report.speedup), "predicted_cost_ratio": cost_ratio}
+    if row["quantity"] == "first_token_latency_s":
+        # The first token is sampled from the prompt's prefill pass (the target's alone).
+        return {"predicted": float(predict(deployment, target, 0.0).prefill_s)}
     if row["quantity"] == "saturated_output_tokens_per_s":
         limits = trtllm_bench_limits(deployment, float(row.get("kv_memory_fraction", 0.9)))
         tokens_per_s = saturated_throughput(deployment, limits).output_tokens_per_s
