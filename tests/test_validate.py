@@ -44,8 +44,8 @@ GROUP_MAPE_BAR_PCT = 12.0
 # TensorRT-LLM 0.5's H200 static batches: 12.6% on 2026-12-07, its Llama-2-13B rows 10-33%
 # fast (see specsim/data/published.toml).
 # TensorRT-LLM 0.5's first-token latencies: 22.1% on 2026-12-07, every row predicted fast
-# (a per-request cost outside the prefill pass, and prefill matmuls slower than the
-# catalogue's efficiencies: see specsim/data/published.toml).
+# (attributed to a per-request cost outside the prefill pass, and to prefill matmuls slower
+# than the catalogue's efficiencies: see specsim/data/published.toml).
 KNOWN_GAP_MAPE_PCT = {
     "TensorRT-LLM 0.5 H200 static batch": 12.7,
     "TensorRT-LLM 0.5 first-token latency": 22.2,
@@ -181,15 +181,6 @@ def test_a_first_token_latency_row_is_the_prompts_prefill_pass():
     assert predicted > 2 * 6.7e9 * 2048 / (2 * float(h100.peak_flops_per_s("bf16")))
 
 
-def test_per_chip_is_refused_on_a_latency(tmp_path):
-    latency = {k: v for k, v in GOOD_ROW.items() if k not in ("draft", "gamma", "alpha")}
-    path = _published(tmp_path, {**latency, "quantity": "first_token_latency_s", "value": 0.01})
-    load_published(path)  # well formed without it
-    path.write_text(path.read_text() + "per_chip = true\n")
-    with pytest.raises(ValueError, match=r"per_chip True: a latency is one request's; valid: per_"):
-        load_published(path)
-
-
 def test_per_chip_is_refused_on_a_speedup(tmp_path):
     path = _published(tmp_path, GOOD_ROW)
     path.write_text(path.read_text() + "per_chip = true\n")
@@ -238,6 +229,35 @@ def _published(tmp_path, row, extra=""):
 def test_a_well_formed_published_file_loads(tmp_path):
     rows, _ = load_published(_published(tmp_path, GOOD_ROW))
     assert rows[0]["id"] == "row"
+
+
+LATENCY_ROW = {
+    **{k: v for k, v in GOOD_ROW.items() if k not in ("draft", "gamma", "alpha")},
+    "quantity": "first_token_latency_s",
+    "value": 0.01,
+    "prompt_tokens": 128,
+}
+
+
+def test_a_latency_row_times_one_tokens_prefill(tmp_path):
+    rows, _ = load_published(_published(tmp_path, {**LATENCY_ROW, "generate_tokens": 1}))
+    assert rows[0]["quantity"] == "first_token_latency_s"
+
+
+@pytest.mark.parametrize(
+    ("change", "extra", "match"),
+    [
+        ({}, "per_chip = true\n", r"per_chip True: a latency is one request's; valid: per_"),
+        ({"generate_tokens": 2}, "", r"generate_tokens 2: a first-token latency generates one"),
+        ({"prompt_tokens": None}, "", r"missing required key 'prompt_tokens' \(of a first-token"),
+    ],
+)
+def test_malformed_latency_rows_are_refused(tmp_path, change, extra, match):
+    row = {k: v for k, v in {**LATENCY_ROW, **change}.items() if v is not None}
+    path = _published(tmp_path, row)
+    path.write_text(path.read_text() + extra)
+    with pytest.raises(ValueError, match=match):
+        load_published(path)
 
 
 @pytest.mark.parametrize(

@@ -105,13 +105,7 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
             )
         else:
             if row["quantity"] == "first_token_latency_s":
-                _refuse_extra(
-                    entry,
-                    row,
-                    ("per_chip",),
-                    "a latency is one request's",
-                    "per_chip only with tokens/s",
-                )
+                _check_latency_row(entry, row)
             _refuse_extra(
                 entry,
                 row,
@@ -296,6 +290,27 @@ def validate_published(path: str | os.PathLike | None = None):
             }
         )
     return pd.DataFrame(out)
+
+
+def _check_latency_row(entry, row) -> None:
+    """A first-token latency times the prefill of ``prompt_tokens`` (required), per request."""
+    if "prompt_tokens" not in row:
+        raise ValueError(
+            f"{entry}: missing required key 'prompt_tokens' (of a first-token latency)"
+        )
+    if row.get("generate_tokens", 1) != 1:
+        raise ValueError(
+            _schema.message(
+                entry,
+                "generate_tokens",
+                row["generate_tokens"],
+                "a first-token latency generates one token",
+                "1, or no generate_tokens",
+            )
+        )
+    _refuse_extra(
+        entry, row, ("per_chip",), "a latency is one request's", "per_chip only with tokens/s"
+    )
 
 
 def _refuse_extra(entry, row, keys, why: str, valid: str) -> None:
