@@ -12,6 +12,7 @@ import warnings
 
 import jax
 import jaxlib
+import jaxlib.version
 from jax._src import xla_bridge
 
 from ._device import cpu_model, device_kind, memory_capacity_bytes
@@ -33,22 +34,9 @@ NO_YNN_FUSIONS_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 _FIRST_JAXLIB_WITH_YNN = (0, 8, 1)
 
 
-def _version(text: str) -> tuple[int, ...]:
-    """``"0.10.2"`` -> ``(0, 10, 2)``; a pre-release or local suffix ends the numbers.
-
-    Examples:
-        >>> _version("0.8.1.dev20251107+cuda")
-        (0, 8, 1)
-    """
-    parts = []
-    for piece in text.split("+")[0].split("."):
-        digits = piece[: len(piece) - len(piece.lstrip("0123456789"))]
-        if not digits:
-            break
-        parts.append(int(digits))
-        if digits != piece:
-            break
-    return tuple(parts)
+def _jaxlib_version() -> tuple[int, ...]:
+    """This jaxlib's release as integers, as jaxlib parses it (``(0, 10, 2)``)."""
+    return tuple(jaxlib.version.__version_info__)
 
 
 @functools.cache
@@ -77,7 +65,7 @@ def single_thread_flags() -> tuple[str, ...]:
         >>> single_thread_flags()[0]
         '--xla_cpu_multi_thread_eigen=false'
     """
-    if _version(jaxlib.__version__) < _FIRST_JAXLIB_WITH_YNN:
+    if _jaxlib_version() < _FIRST_JAXLIB_WITH_YNN:
         return (SINGLE_THREAD_FLAG,)
     if not _xla_accepts(NO_YNN_FUSIONS_FLAG):
         warnings.warn(

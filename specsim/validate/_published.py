@@ -229,14 +229,14 @@ def predict_published(row: dict, architectures: dict) -> dict[str, float]:
         report = predict(deployment, draft, float(row["gamma"]))
         cost_ratio = float(report.cost_ratio)
         return {"predicted": float(report.speedup), "predicted_cost_ratio": cost_ratio}
-    if row["quantity"] == "first_token_latency_s":
-        # The first token is sampled from the prompt's prefill pass (the target's alone).
-        return {"predicted": float(predict(deployment, target, 0.0).prefill_s)}
     if row["quantity"] == "saturated_output_tokens_per_s":
         limits = trtllm_bench_limits(deployment, float(row.get("kv_memory_fraction", 0.9)))
         tokens_per_s = saturated_throughput(deployment, limits).output_tokens_per_s
     else:
         report = predict(deployment, target, 0.0)
+        if row["quantity"] == "first_token_latency_s":
+            # The first token is sampled from the prompts' prefill pass (the target's alone).
+            return {"predicted": float(report.prefill_s)}
         if row["quantity"] == "baseline_tokens_per_s":
             tokens_per_s = report.baseline_tokens_per_s
         else:  # static batch: every prompt prefilled, then generate_tokens decode steps
