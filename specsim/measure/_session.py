@@ -35,8 +35,9 @@ _FIRST_JAXLIB_WITH_YNN = (0, 8, 1)
 
 
 def _jaxlib_version() -> tuple[int, ...]:
-    """This jaxlib's release as integers, as jaxlib parses it (``(0, 10, 2)``)."""
-    return tuple(jaxlib.version.__version_info__)
+    """This jaxlib's release as integers, as jaxlib parses it (``(0, 10, 2)``); ``(0,)`` for
+    a jaxlib too old to say, which also predates YNNPACK."""
+    return tuple(getattr(jaxlib.version, "__version_info__", (0,)))
 
 
 @functools.cache
