@@ -61,13 +61,28 @@ def _same(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.slow
-def test_a_stored_search_is_loaded_not_compiled(executable_folder, monkeypatch):
-    first = _search()
-    (entry,) = os.listdir(executable_folder)
+@pytest.fixture(scope="module")
+def stored_search(tmp_path_factory):
+    """One search traced, compiled and stored: (its result, the stored entry's name and
+    bytes). The tests below start from a copy of the entry instead of each compiling the
+    same program again (each compile is ~20 s on a 2-core CPU)."""
+    folder = tmp_path_factory.mktemp("stored") / "executables"
+    _executable_cache.set_folder(folder)
+    try:
+        first = _search()
+    finally:
+        _executable_cache.set_folder(None)
+    (entry,) = os.listdir(folder)
     assert entry.startswith("optimize-") and entry.endswith(".jaxexport")
-    # A new process: nothing in memory. Loading must not trace the program again.
-    _executable_cache._loaded.clear()
+    return first, entry, (folder / entry).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_stored_search_is_loaded_not_compiled(stored_search, executable_folder, monkeypatch):
+    first, entry, stored = stored_search
+    # A new process: nothing in memory (set_folder emptied it), the entry on disk.
+    executable_folder.mkdir()
+    (executable_folder / entry).write_bytes(stored)
     reads = []
     read = _executable_cache._read
     monkeypatch.setattr(_executable_cache, "_read", lambda *a: reads.append(read(*a)) or reads[-1])
@@ -82,13 +97,13 @@ def test_a_stored_search_is_loaded_not_compiled(executable_folder, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_damaged_entry_is_replaced(executable_folder):
-    first = _search()
-    (entry,) = os.listdir(executable_folder)
+def test_a_damaged_entry_is_replaced(stored_search, executable_folder):
+    first, entry, _ = stored_search
+    executable_folder.mkdir()
     (executable_folder / entry).write_bytes(b"not an executable")
-    _executable_cache._loaded.clear()
     second = _search()
     _same(first, second)
+    assert os.listdir(executable_folder) == [entry]
     assert (executable_folder / entry).stat().st_size > 1000  # written again
 
 
