@@ -47,6 +47,7 @@ DATASHEET = {
     "int4_dequant_efficiency": 0.57,
     "matmul_tile_tokens": 64.0,
     "roofline_sharpness": 2.0,
+    "attention_efficiency": 0.9,
 }
 
 
