@@ -667,7 +667,7 @@ def crossover_batch(
         ...                             hardware.get("a100-80gb"), specsim.Workload.create(),
         ...                             4, specsim.ConstantAcceptance.create(0.6))
         >>> round(b)
-        136
+        150
     """
     deployment = _deployment(
         target, hardware, workload, acceptance, tp, draft_tp, speculation_overhead_s, runtime
