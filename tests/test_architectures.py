@@ -623,12 +623,13 @@ def test_speculative_speedup_on_moe_versus_dense_of_the_same_active_size(name, t
     assert s_moe[0] < 0.9 * s_dense[0]
     # Until decoding touches nearly every expert the MoE's speedup rises while the dense one
     # falls. The top is flat: from Qwen3's batch 32 to 64 decoding reads 13% more of its
-    # 128 experts (87% -> 98%) while the KV reads double, so with decode attention priced
-    # below the streaming rate (0.90 on NVIDIA GPUs) the peak comes one doubling before
-    # saturation there (2.12 at 32, 2.08 at 64); Mixtral's peaks at its saturation.
+    # 128 experts (87% -> 98%) while the KV reads double, so its peak is at batch 32 (it
+    # was already, by 0.019, with decode attention at the streaming rate; at 0.90 of it on
+    # NVIDIA GPUs the dip is 2.12 -> 2.08); Mixtral's peaks at its saturation.
     upto = batches.index(saturated)
     assert np.all(np.diff(s_moe[:upto]) > -0.02)
     assert int(np.argmax(s_moe)) in (upto - 1, upto)
+    assert s_moe[upto] > 0.97 * s_moe.max()  # the top is flat, not a collapse
     assert s_moe[upto] > s_moe[0] + 0.3
     # (up a few tenths of a percent between batch 2 and 4: decode switches from vector-unit
     # GEMVs to tensor-core tiles there, while verification already runs on tiles)
