@@ -221,7 +221,7 @@ class Histogram:
     Examples:
         >>> import specsim
         >>> frame = specsim.sweep(batch=[1, 64], gamma=range(9),
-        ...                       reduce=specsim.Histogram("gamma", [0, 1, 2, 4], "speedup"))
+        ...                       reduce=specsim.Histogram("gamma", [0, 0.5, 2, 4], "speedup"))
         >>> frame["count"].tolist()
         [0, 2, 7, 0, 4, 5]
     """
