@@ -37,9 +37,10 @@ def test_cache_folder_from_the_environment(monkeypatch, tmp_path):
 @pytest.fixture
 def executable_folder(tmp_path):
     folder = tmp_path / "executables"
+    previous = _executable_cache.folder()
     _executable_cache.set_folder(folder)
     yield folder
-    _executable_cache.set_folder(None)
+    _executable_cache.set_folder(previous)
 
 
 def _search(optimizer=_optimize.DEFAULT_OPTIMIZER):
@@ -67,11 +68,12 @@ def stored_search(tmp_path_factory):
     bytes). The tests below start from a copy of the entry instead of each compiling the
     same program again (each compile is ~20 s on a 2-core CPU)."""
     folder = tmp_path_factory.mktemp("stored") / "executables"
+    previous = _executable_cache.folder()
     _executable_cache.set_folder(folder)
     try:
         first = _search()
     finally:
-        _executable_cache.set_folder(None)
+        _executable_cache.set_folder(previous)
     (entry,) = os.listdir(folder)
     assert entry.startswith("optimize-") and entry.endswith(".jaxexport")
     return first, entry, (folder / entry).read_bytes()

@@ -46,9 +46,10 @@ GROUP_MAPE_BAR_PCT = 12.0
 # (TensorRT-LLM 0.5's H200 static batches were 12.6% when added and 9.3% once decode
 # attention read the KV cache at 0.90 of the streaming rate on NVIDIA GPUs, a value from
 # vidur's measured A100 kernels: no longer listed.)
-# TensorRT-LLM 0.5's first-token latencies: 22.1% on 2026-12-07, every row predicted fast
+# TensorRT-LLM 0.5's first-token latencies: 22.1% when added on 2026-12-07 (21.9% since
+# decode attention's 0.90), every row predicted fast
 # (attributed to a per-request cost outside the prefill pass, and to prefill matmuls slower
-# than the catalogue's efficiencies); 0.9's: 25.3%, most 128-token rows fast too, and
+# than the catalogue's efficiencies); 0.9's: 25.3% (25.2%), most 128-token rows fast too, and
 # Mixtral's 2048-token prefill 26-65% fast (see specsim/data/published.toml).
 KNOWN_GAP_MAPE_PCT = {
     "TensorRT-LLM 0.5 first-token latency": 22.2,
