@@ -49,8 +49,9 @@ GROUP_MAPE_BAR_PCT = 12.0
 # TensorRT-LLM 0.5's first-token latencies: 22.1% when added on 2026-12-07 (21.9% since
 # decode attention's 0.90), every row predicted fast
 # (attributed to a per-request cost outside the prefill pass, and to prefill matmuls slower
-# than the catalogue's efficiencies); 0.9's: 25.3% (25.2%), most 128-token rows fast too, and
-# Mixtral's 2048-token prefill 26-65% fast (see specsim/data/published.toml).
+# than the catalogue's efficiencies); 0.9's: 25.3% (24.7% since decode attention's 0.90
+# and PCIe all-reduces at 0.35), most 128-token rows fast too, and Mixtral's 2048-token
+# prefill 26-65% fast on the A100, H100 and H200 (see specsim/data/published.toml).
 KNOWN_GAP_MAPE_PCT = {
     "TensorRT-LLM 0.5 first-token latency": 22.2,
     "TensorRT-LLM 0.9 first-token latency": 25.4,
