@@ -1,15 +1,18 @@
-"""Wall and CPU time of a repeated ``specsim optimize``: cold, warm cache, and no cache.
+"""Wall and CPU time of a repeated ``specsim optimize`` (or another command): cold, warm
+cache, and no cache.
 
-Runs ``python -m specsim.cli optimize ARGS`` in fresh processes against an empty cache
-folder (``SPECSIM_JAX_CACHE``): the first run fills it (JAX's compilation cache and the
-stored search executable), the next ``--repeats`` runs reuse it; then ``--repeats`` runs
-with ``--no-jax-cache`` for comparison. Prints the median wall time and the median CPU
-time (user + system of the child process), with the load average before and after: on a
+Runs ``python -m specsim.cli COMMAND ARGS`` (``--command``, default ``optimize``) in fresh
+processes against an empty cache folder (``SPECSIM_JAX_CACHE``): the first run fills it
+(JAX's compilation cache and the stored traced programs: the optimiser's search, the
+serving model's), the next ``--repeats`` runs reuse it; then ``--repeats`` runs with
+``--no-jax-cache`` for comparison. Prints the median wall time and the median CPU time
+(user + system of the child process), with the load average before and after: on a
 shared machine the wall time of a loaded run overstates what an idle one takes, and the
 CPU time is the closer estimate. Target (issue 12): a repeated default ``specsim
 optimize`` under 3 s on the project's 2-core machine.
 
-Usage: ``python benchmarks/repeat_optimize.py [--repeats N] [-- extra optimize flags]``.
+Usage: ``python benchmarks/repeat_optimize.py [--repeats N] [--command serve] [-- extra
+flags of the command]``.
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="warm runs (default 5)")
-    parser.add_argument("extra", nargs="*", help="flags passed on to specsim optimize")
+    parser.add_argument("--command", default="optimize", help="specsim command (default optimize)")
+    parser.add_argument("extra", nargs="*", help="flags passed on to the command")
     args = parser.parse_args()
-    command = [sys.executable, "-m", "specsim.cli", "optimize", *args.extra]
+    command = [sys.executable, "-m", "specsim.cli", args.command, *args.extra]
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "PYTHONPATH": pythonpath, "SPECSIM_JAX_CACHE": cache}
@@ -60,7 +64,7 @@ def main() -> None:
         stored = sum(f.stat().st_size for f in Path(cache).rglob("*") if f.is_file())
     machine = platform.processor() or platform.machine()
     print(
-        f"specsim optimize {' '.join(args.extra)}".rstrip()
+        f"specsim {args.command} {' '.join(args.extra)}".rstrip()
         + f"; {machine}, {os.cpu_count()} cores; load average {load_before} before, "
         f"{load_after} after"
     )

@@ -1,15 +1,16 @@
-"""Traced search programs kept on disk, so a repeated run neither traces nor compiles.
+"""Traced programs kept on disk, so a repeated run neither traces nor compiles.
 
 JAX's persistent compilation cache (``specsim._compilation_cache``) skips XLA's
 compilation, but every process still traces and lowers the program first, and for the
 optimiser's search (a ``lax.scan`` of value-and-gradient steps through the whole cost
-model, vmapped over restarts) tracing is most of a cold start. Here the *lowered*
-program is kept: serialised with ``jax.export`` into the specsim cache folder, keyed by
-everything that determines it (the program's name and static arguments, the tree
-structure, shapes and dtypes of its inputs, the source of the installed specsim package,
-the jax and jaxlib versions, the JAX settings that change numerics, the backend and
-devices). A later process with the same key deserialises it, and compiling it is a hit
-in JAX's persistent cache: no tracing, no compilation.
+model, vmapped over restarts) and the serving model (``_backend_jit(stored=...)``)
+tracing is most of a repeated run's time. Here the *lowered* program is kept: serialised
+with ``jax.export`` into the specsim cache folder, keyed by everything that determines
+it (the program's name and static arguments, the tree structure, shapes and dtypes of
+its inputs, the source of the installed specsim package, the jax and jaxlib versions,
+the JAX settings that change numerics, the backend and devices). A later process with
+the same key deserialises it, and compiling it is a hit in JAX's persistent cache: no
+tracing, no compilation.
 
 (Serialising the *compiled* executable instead is unsafe: an executable that JAX itself
 loaded from its persistent cache serialises without its CPU object code, and the copy

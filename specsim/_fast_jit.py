@@ -6,9 +6,12 @@ the run, is what a user waits for there.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import jax
+
+from . import _executable_cache
 
 __all__ = ["_backend_jit", "cpu_compiler_options"]
 
@@ -46,17 +49,25 @@ def _top_level() -> bool:
     return bool(trace_state_clean())
 
 
-def _backend_jit(fun=None, *, cpu_options=None, **jit_kwargs):
+def _backend_jit(fun=None, *, cpu_options=None, stored=None, **jit_kwargs):
     """``jax.jit`` with fast-compile options when the default backend is the CPU
     (``cpu_options``: XLA options to add to them there; options this jaxlib does not know
     are left out). Called inside another trace (a caller's ``jit``, ``vmap`` or ``grad``),
     a plain ``jax.jit``: XLA takes options for a top-level program only, so there the
     caller's program decides them. ``.jitted()`` gives the ``jax.jit`` object for the
-    default backend and its compiler options (``None`` off the CPU)."""
+    default backend and its compiler options (``None`` off the CPU).
+
+    ``stored``: a name under which a top-level call's traced program is kept on disk
+    (`specsim._executable_cache`, when its folder is set), so that a later process skips
+    tracing it; for functions whose traced arguments all come before their static ones
+    (``static_argnames``, whose values must ``repr`` the same in every process). Any other
+    call, and every call inside another trace, is a plain call."""
     if fun is None:
-        return functools.partial(_backend_jit, cpu_options=cpu_options, **jit_kwargs)
+        return functools.partial(_backend_jit, cpu_options=cpu_options, stored=stored, **jit_kwargs)
     wanted = {**_CPU_COMPILER_OPTIONS, **(cpu_options or {})}
     elsewhere = jax.jit(fun, **jit_kwargs)
+    static_names = frozenset(jit_kwargs.get("static_argnames", ()))
+    signature = inspect.signature(fun) if stored is not None else None
 
     @functools.cache
     def on_cpu():  # built at the first call: which options are known needs the backend
@@ -69,11 +80,47 @@ def _backend_jit(fun=None, *, cpu_options=None, **jit_kwargs):
     @functools.wraps(fun)
     def call(*args, **kwargs):
         jitted_fun, options = jitted()
-        if options and not _top_level():
+        top_level = _top_level()
+        if options and not top_level:
             # Inside another trace (a caller's jit, vmap or grad) it is a nested jit, which
             # takes no compiler options: the program being traced decides them.
             jitted_fun = elsewhere
+        if signature is not None and top_level and _executable_cache.folder() is not None:
+            split = _traced_then_static(signature, static_names, args, kwargs)
+            if split is not None:
+                traced, static = split
+                return _executable_cache.call(
+                    jitted_fun,
+                    traced,
+                    static,
+                    name=stored,
+                    static_key=repr(sorted(static.items())),
+                    compiler_options=options,
+                )
         return jitted_fun(*args, **kwargs)
 
     call.jitted = jitted
     return call
+
+
+_POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+def _traced_then_static(signature, static_names, args, kwargs):
+    """``(traced arguments in order, static arguments by name)`` of a call, or ``None``
+    when a traced argument is keyword-only or follows a static one (then it cannot be
+    passed positionally ahead of them)."""
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    traced, static = [], {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if name in static_names:
+            static[name] = value
+        elif static or kind not in (inspect.Parameter.POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD):
+            return None
+        else:
+            traced.append(value)
+    return tuple(traced), static

@@ -1,8 +1,9 @@
-"""The persistent compilation cache and the on-disk executables of the optimiser's search.
+"""The persistent compilation cache and the on-disk executables of the optimiser's search
+and of other programs that opt in (``_backend_jit(stored=...)``: the serving model).
 
 Speed is a benchmark figure (benchmarks/repeat_optimize.py); here: where the cache lives,
 how it is turned off, that a stored search is loaded instead of compiled and gives the
-same answer bit for bit, and that a damaged entry is replaced.
+same answer bit for bit, that a damaged entry is replaced, and which calls are stored.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import specsim
 from specsim import _compilation_cache, _executable_cache, _optimize, hardware, models
+from specsim._fast_jit import _backend_jit
 
 
 def test_cache_folder_from_the_environment(monkeypatch, tmp_path):
@@ -152,3 +156,57 @@ def test_cli_turns_the_cache_on_unless_told_not_to(tmp_path, monkeypatch, capsys
         assert main([*argv, *flags]) == 0, capsys.readouterr().err
         assert asked == expected, (flags, setting)
     assert not any(tmp_path.iterdir())
+
+
+@_backend_jit(static_argnames=("power",), stored="test-scaled")
+def _scaled(x, weights, power=1):
+    return {"sum": jnp.sum(weights["a"] * x**power), "x": x}
+
+
+def _entries(folder):
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
+def test_a_stored_program_is_loaded_for_new_values(executable_folder, monkeypatch):
+    x, weights = jnp.arange(3.0), {"a": jnp.ones(3)}
+    first = _scaled(x, weights, 2)  # the static argument passed positionally
+    (entry,) = _entries(executable_folder)
+    assert entry.startswith("test-scaled-") and entry.endswith(".jaxexport")
+    assert float(first["sum"]) == 5.0
+    # A new process (memory emptied, the entry on disk), other values of the same shapes.
+    _executable_cache.set_folder(executable_folder)
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("the stored program should have been used")
+
+    monkeypatch.setattr(_executable_cache, "_trace", no_tracing)
+    second = _scaled(x + 1.0, {"a": 2.0 * jnp.ones(3)}, power=2)
+    assert float(second["sum"]) == 2.0 * (1.0 + 4.0 + 9.0)
+    np.testing.assert_array_equal(second["x"], x + 1.0)
+
+
+def test_each_static_value_is_its_own_program(executable_folder):
+    x, weights = jnp.arange(3.0), {"a": jnp.ones(3)}
+    assert float(_scaled(x, weights)["sum"]) == 3.0  # the default power: not in the key
+    assert float(_scaled(x, weights, power=3)["sum"]) == 9.0
+    assert len(_entries(executable_folder)) == 2
+
+
+def test_calls_that_cannot_be_stored_are_plain_calls(executable_folder):
+    x, weights = jnp.arange(3.0), {"a": jnp.ones(3)}
+    # Inside another trace: the caller's program decides, nothing is stored.
+    inner = jax.jit(lambda v: _scaled(v, weights, 2)["sum"])(x)
+    grad = jax.grad(lambda v: _scaled(v, weights, 2)["sum"])(x)
+    assert float(inner) == 5.0
+    np.testing.assert_allclose(grad, 2.0 * np.arange(3.0))
+    assert _entries(executable_folder) == []
+
+    @_backend_jit(static_argnames=("power",), stored="test-keyword")
+    def keyword_only(x, *, weights, power=1):
+        return jnp.sum(weights * x**power)
+
+    assert float(keyword_only(x, weights=jnp.ones(3), power=2)) == 5.0  # traced keyword-only
+    assert _entries(executable_folder) == []
+    _executable_cache.set_folder(None)  # the cache off
+    assert float(_scaled(x, weights, 2)["sum"]) == 5.0
+    assert _entries(executable_folder) == []

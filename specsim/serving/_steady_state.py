@@ -757,7 +757,7 @@ def evaluate(
     return report, ttft_ok * tpot_ok
 
 
-@functools.partial(_backend_jit, static_argnames=("max_load",))
+@functools.partial(_backend_jit, static_argnames=("max_load",), stored="steady_state")
 def _steady_state(
     deployment: Deployment,
     policy: SpecPolicy,
@@ -853,7 +853,7 @@ def check_inputs(deployment, policy, traffic, engine, slo):
 _RATE_STEPS = 24
 
 
-@functools.partial(_backend_jit, static_argnames=("max_load",))
+@functools.partial(_backend_jit, static_argnames=("max_load",), stored="max_slo_rate")
 def _max_slo_rate(deployment, policy, traffic, engine, slo, replicas, max_load=DEFAULT_MAX_LOAD):
     """Bisection between 1e-4 and 0.999 of the saturation rate, in one loop whose body is
     the only call of the model (XLA compiles one copy of a program per call site; three
@@ -928,7 +928,7 @@ def max_slo_rate(
     return float(rate), float(saturation)
 
 
-@functools.partial(_backend_jit, static_argnames=("max_load",))
+@functools.partial(_backend_jit, static_argnames=("max_load",), stored="over_rates")
 def _over_rates(deployment, policy, traffic, engine, slo, replicas, rates, max_load):
     def at(rate):
         return _steady_state(
