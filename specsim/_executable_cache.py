@@ -86,16 +86,22 @@ def call(
         key = _key(name, f"{static_key}|{options!r}", leaves, in_tree)
     except Exception:  # a leaf without shape/dtype: no cache
         return jitted(*args, **static)
-    if key not in _loaded:
+    entry = _loaded.get(key)
+    if entry is None:
         path = os.path.join(where, f"{name}-{key}.jaxexport")
         stored = _read(path, in_tree)
         if stored is None:
-            # The Python function under the jit: compiler options only go on the outer jit.
-            stored = _trace(getattr(jitted, "__wrapped__", jitted), static, leaves, in_tree)
+            try:
+                # The Python function under the jit: compiler options only go on the outer
+                # jit.
+                stored = _trace(getattr(jitted, "__wrapped__", jitted), static, leaves, in_tree)
+            except Exception:  # not exportable (e.g. a host callback): a plain call
+                return jitted(*args, **static)
             _write(where, os.path.basename(path), stored, in_tree)
         exported, out_tree = stored
-        _loaded[key] = (jax.jit(exported.call, compiler_options=compiler_options), out_tree)
-    program, out_tree = _loaded[key]
+        entry = (jax.jit(exported.call, compiler_options=compiler_options), out_tree)
+        _loaded[key] = entry
+    program, out_tree = entry
     return jax.tree.unflatten(out_tree, program(*leaves))
 
 
@@ -125,7 +131,9 @@ def _source_digest() -> str:
 
 
 def _key(name: str, static_key: str, leaves: list, in_tree) -> str:
-    avals = [(tuple(jax.numpy.shape(x)), str(jax.numpy.result_type(x))) for x in leaves]
+    # Weak types too: a program traced with a Python float promotes differently from one
+    # traced with a float32 array.
+    avals = [(tuple(jax.numpy.shape(x)), str(jax.numpy.result_type(x)), _weak(x)) for x in leaves]
     devices = jax.local_devices()
     parts = [
         name,
@@ -143,6 +151,11 @@ def _key(name: str, static_key: str, leaves: list, in_tree) -> str:
         os.environ.get("XLA_FLAGS", ""),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _weak(x) -> bool:
+    """Whether ``x`` enters a trace weakly typed (a Python scalar, or a weak JAX array)."""
+    return bool(getattr(x, "weak_type", isinstance(x, bool | int | float | complex)))
 
 
 def _read(path: str, in_tree):

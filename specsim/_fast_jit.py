@@ -60,14 +60,23 @@ def _backend_jit(fun=None, *, cpu_options=None, stored=None, **jit_kwargs):
     ``stored``: a name under which a top-level call's traced program is kept on disk
     (`specsim._executable_cache`, when its folder is set), so that a later process skips
     tracing it; for functions whose traced arguments all come before their static ones
-    (``static_argnames``, whose values must ``repr`` the same in every process). Any other
-    call, and every call inside another trace, is a plain call."""
+    (``static_argnames``, whose values must ``repr`` the same in every process; with
+    ``static_argnums`` or donated arguments it is a ``ValueError``). Any other call, every
+    call inside another trace or under ``jax.disable_jit()``, and a program that cannot be
+    exported, is a plain call."""
     if fun is None:
         return functools.partial(_backend_jit, cpu_options=cpu_options, stored=stored, **jit_kwargs)
     wanted = {**_CPU_COMPILER_OPTIONS, **(cpu_options or {})}
     elsewhere = jax.jit(fun, **jit_kwargs)
-    static_names = frozenset(jit_kwargs.get("static_argnames", ()))
+    names = jit_kwargs.get("static_argnames", ())
+    static_names = frozenset((names,) if isinstance(names, str) else names)
     signature = inspect.signature(fun) if stored is not None else None
+    unsupported = {"static_argnums", "donate_argnums", "donate_argnames"} & set(jit_kwargs)
+    if stored is not None and unsupported:
+        raise ValueError(
+            f"stored={stored!r} supports static_argnames only, not {sorted(unsupported)} "
+            "(the stored program is called without them)"
+        )
 
     @functools.cache
     def on_cpu():  # built at the first call: which options are known needs the backend
@@ -85,7 +94,12 @@ def _backend_jit(fun=None, *, cpu_options=None, stored=None, **jit_kwargs):
             # Inside another trace (a caller's jit, vmap or grad) it is a nested jit, which
             # takes no compiler options: the program being traced decides them.
             jitted_fun = elsewhere
-        if signature is not None and top_level and _executable_cache.folder() is not None:
+        if (
+            signature is not None
+            and top_level
+            and _executable_cache.folder() is not None
+            and not jax.config.jax_disable_jit
+        ):
             split = _traced_then_static(signature, static_names, args, kwargs)
             if split is not None:
                 traced, static = split

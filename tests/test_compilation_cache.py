@@ -210,3 +210,31 @@ def test_calls_that_cannot_be_stored_are_plain_calls(executable_folder):
     _executable_cache.set_folder(None)  # the cache off
     assert float(_scaled(x, weights, 2)["sum"]) == 5.0
     assert _entries(executable_folder) == []
+
+
+def test_weak_and_strong_scalars_are_different_programs(executable_folder):
+    # A Python float is weakly typed: the program traced with it keeps a bfloat16 array
+    # bfloat16, where one traced with a float32 scalar promotes it to float32.
+    @_backend_jit(stored="test-promote")
+    def times(x, factor):
+        return x * factor
+
+    x = jnp.ones(2, jnp.bfloat16)
+    assert times(x, 2.0).dtype == jnp.bfloat16
+    assert times(x, jnp.float32(2.0)).dtype == jnp.float32
+    assert len(_entries(executable_folder)) == 2
+
+
+def test_a_program_that_cannot_be_exported_runs_plainly(executable_folder):
+    @_backend_jit(stored="test-callback")
+    def via_host(x):
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    np.testing.assert_allclose(via_host(jnp.ones(2)), np.sin(np.ones(2)), rtol=1e-6)
+    assert _entries(executable_folder) == []
+
+
+def test_stored_refuses_what_the_stored_program_cannot_honour():
+    for option in ({"static_argnums": (1,)}, {"donate_argnames": ("x",)}):
+        with pytest.raises(ValueError, match="static_argnames only"):
+            _backend_jit(lambda x, n: x * n, stored="test-refused", **option)
