@@ -117,7 +117,7 @@ def _backend_jit(fun=None, *, cpu_options=None, stored=None, **jit_kwargs):
     return call
 
 
-_POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 def _traced_then_static(signature, static_names, args, kwargs):
@@ -133,7 +133,7 @@ def _traced_then_static(signature, static_names, args, kwargs):
         kind = signature.parameters[name].kind
         if name in static_names:
             static[name] = value
-        elif static or kind not in (inspect.Parameter.POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD):
+        elif static or kind not in _POSITIONAL:
             return None
         else:
             traced.append(value)
