@@ -524,9 +524,11 @@ def test_moe_step_time_kernels_and_expert_parallel_collectives(x64):
     ep = step_time(spec, h100, 4.0, 2.0, 1000.0, tp=8.0, ep=8.0)
     message = 4 * 2 * 7168 * 2
     hop, link = entry["interconnect_latency_us"] * 1e-6, entry["interconnect_gb_per_s"] * 1e9
+    ll = entry["interconnect_ll_latency_us"] * 1e-6
 
     # All-reduces under the default runtime: its 10 us floor, the fastest of one-shot,
-    # two-shot and ring at the link's achievable (interconnect_efficiency) rate.
+    # two-shot (both on the LL step) and NCCL's ring in its bandwidth and LL protocols (LL
+    # at half the rate), at the link's achievable (interconnect_efficiency) rate.
     floor = runtime.entry("default")["allreduce_latency_us"] * 1e-6
     achievable = link * entry["interconnect_efficiency"]
 
@@ -535,7 +537,10 @@ def test_moe_step_time_kernels_and_expert_parallel_collectives(x64):
             return 0.0
         share = 2 * (n - 1) / n * message / achievable
         return floor + min(
-            hop + (n - 1) * message / achievable, 2 * hop + share, 2 * (n - 1) * hop + share
+            ll + (n - 1) * message / achievable,
+            2 * ll + share,
+            2 * (n - 1) * hop + share,
+            2 * (n - 1) * ll + 2 * share,
         )
 
     def all_to_all(n, size):

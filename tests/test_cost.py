@@ -168,11 +168,13 @@ def slow_step_time(arch, chip, batch, new_tokens, context, tp=1, weight="bf16", 
     ) / bandwidth
     message = batch * new_tokens * arch["d_model"] * 2  # bf16 activations
     hop_s = chip["interconnect_latency_us"] * 1e-6
+    # NCCL's low-latency protocol: its own per-step latency, half the bandwidth.
+    ll_s = chip.get("interconnect_ll_latency_us", chip["interconnect_latency_us"]) * 1e-6
     link = chip["interconnect_gb_per_s"] * 1e9 * chip.get("interconnect_efficiency", 1.0)
     small = link * rt["allreduce_bandwidth_fraction"]
     if tp > 1:
-        one_shot = rt["allreduce_latency_us"] + hop_s + (tp - 1) * message / small
-        two_shot = rt["allreduce_latency_us"] + 2 * hop_s + 2 * (tp - 1) / tp * message / small
+        one_shot = rt["allreduce_latency_us"] + ll_s + (tp - 1) * message / small
+        two_shot = rt["allreduce_latency_us"] + 2 * ll_s + 2 * (tp - 1) / tp * message / small
         if not chip.get("interconnect_switched", 1.0):  # a torus: only the ring exists
             one_shot = two_shot = math.inf
         ring = (
@@ -180,7 +182,12 @@ def slow_step_time(arch, chip, batch, new_tokens, context, tp=1, weight="bf16", 
             + 2 * (tp - 1) * hop_s
             + 2 * (tp - 1) / tp * message / link
         )
-        allreduce = min(one_shot, two_shot, ring)
+        ring_ll = (
+            rt["ring_allreduce_latency_us"]
+            + 2 * (tp - 1) * ll_s
+            + 2 * (tp - 1) / tp * message / (0.5 * link)
+        )
+        allreduce = min(one_shot, two_shot, ring, ring_ll)
     else:
         allreduce = 0.0
     communication = 2 * arch["n_layers"] * allreduce  # after attention and after the MLP
@@ -436,9 +443,10 @@ def test_tensor_parallelism_halves_weight_reads_of_memory_bound_decode(x64):
     assert_close(two.linear_s, one.linear_s / 2, rtol=RTOL_F64)
     assert_close(two.attention_s, one.attention_s / 2, rtol=RTOL_F64)
     # Two all-reduces per block of batch x new_tokens x d_model bf16 activations; this small
-    # message goes one-shot: the runtime's floor, one hop, the peer's buffer over the link.
+    # message goes one-shot: the runtime's floor, one hop (flag-synchronised, NCCL's LL step),
+    # the peer's buffer over the link.
     message = 1 * 1 * 8192 * 2
-    hop_s = entry["interconnect_latency_us"] * 1e-6
+    hop_s = entry["interconnect_ll_latency_us"] * 1e-6
     link = entry["interconnect_gb_per_s"] * 1e9 * entry["interconnect_efficiency"]
     floor = runtime.entry("default")["allreduce_latency_us"] * 1e-6
     allreduce = floor + hop_s + message / link

@@ -142,6 +142,10 @@ FIELDS: tuple[Field, ...] = (
     # runs as a GEMV without them).
     Field("gemm_weight_passes", "gemm_weight_passes", 1.0, NON_NEGATIVE,
           "multi-row GEMM extra weight passes", "passes", default=0.0),
+    # Per-step latency of NCCL's low-latency (LL) protocol, whose ring runs at a quarter of
+    # the bus bandwidth; absent: interconnect_latency_s (the LL ring then never binds).
+    Field("interconnect_ll_latency_s", "interconnect_ll_latency_us", MICRO, NON_NEGATIVE,
+          "low-latency collective hop", "us", default=lambda si: si["interconnect_latency_s"]),
 )  # fmt: skip
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

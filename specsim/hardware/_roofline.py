@@ -214,6 +214,12 @@ def check_smooth(smooth) -> float | None:
     return float(smooth)
 
 
+# NCCL's low-latency (LL) protocol stores 8 bytes per 4 of data (a flag beside each word), so
+# its ring reaches half the bus bandwidth: NCCL v2.28 src/graph/tuning.cc ("busBw * .5" for the
+# ring's LL protocol; https://github.com/NVIDIA/nccl).
+LL_BANDWIDTH_SHARE = 0.5
+
+
 def allreduce_time(
     bytes_per_chip,
     tp,
@@ -224,55 +230,65 @@ def allreduce_time(
 ):
     """All-reduce of ``bytes_per_chip`` over ``tp`` chips by the fastest algorithm, s.
 
-    With per-hop latency ``h`` and achievable per-chip bandwidth ``B`` of the interconnect
-    (``interconnect_bytes_per_s x interconnect_efficiency``), a runtime offers:
+    With the per-step latency ``h`` of the ring's bandwidth protocol, the per-step latency
+    ``l`` of NCCL's low-latency protocol (``HardwareSpec.ll_hop_s``) and the achievable
+    per-chip bandwidth ``B`` of the interconnect (``interconnect_bytes_per_s x
+    interconnect_efficiency``), a runtime offers:
 
     * on switched fabrics (``interconnect_switched``: every peer one hop away), a
       latency-optimised kernel (TensorRT-LLM, vLLM and SGLang's custom all-reduce over
-      NVLink peer memory) with its own fixed cost ``latency_floor_s`` and a fraction
-      ``bandwidth_fraction`` of ``B``: one-shot (each chip reads every peer's buffer,
-      ``floor + h + (tp - 1) bytes / (f B)``) or two-shot (reduce-scatter then all-gather,
-      ``floor + 2 h + 2 (tp - 1)/tp bytes / (f B)``);
-    * the bandwidth-optimal ring (NCCL): ``ring floor + 2 (tp - 1) h +
-      2 (tp - 1)/tp bytes / B``.
+      peer memory, synchronised by flags as NCCL's LL protocol is) with its own fixed cost
+      ``latency_floor_s`` and a fraction ``bandwidth_fraction`` of ``B``: one-shot (each
+      chip reads every peer's buffer, ``floor + l + (tp - 1) bytes / (f B)``) or two-shot
+      (reduce-scatter then all-gather, ``floor + 2 l + 2 (tp - 1)/tp bytes / (f B)``);
+    * NCCL's ring, by whichever of its protocols is faster: the bandwidth protocol,
+      ``ring floor + 2 (tp - 1) h + 2 (tp - 1)/tp bytes / B``, or LL,
+      ``ring floor + 2 (tp - 1) l + 2 (tp - 1)/tp bytes / (B / 2)``
+      (`LL_BANDWIDTH_SHARE`).
 
-    The fastest binds: the small kernels for decode messages, the ring for prefill. Zero
-    at ``tp = 1``; ``tp`` may be a traced float (the fixed costs ramp in between 1 and 2).
+    The fastest binds: the small kernels or LL for decode messages, the bandwidth protocol
+    for prefill. Zero at ``tp = 1``; ``tp`` may be a traced float (the fixed costs ramp in
+    between 1 and 2).
 
     Args:
         bytes_per_chip: message size on each chip, bytes.
         tp: chips taking part.
-        hardware: the chip (``interconnect_latency_s``, ``interconnect_bytes_per_s``,
-            ``interconnect_efficiency``).
+        hardware: the chip (``interconnect_latency_s``, ``interconnect_ll_latency_s``,
+            ``interconnect_bytes_per_s``, ``interconnect_efficiency``).
         latency_floor_s: fixed cost of the latency-optimised all-reduce, s.
         bandwidth_fraction: the fraction of ``B`` that kernel reaches.
         ring_latency_s: fixed cost of the ring all-reduce, s (default ``latency_floor_s``).
 
     References:
         Thakur, Rabenseifner, Gropp, "Optimization of Collective Communication Operations
-        in MPICH" (2005): ring and reduce-scatter/all-gather cost models.
+        in MPICH" (2005): ring and reduce-scatter/all-gather cost models. NCCL's tuning
+        model (src/graph/tuning.cc): a base latency per collective, ``2 (tp - 1)`` steps
+        of a per-protocol hardware latency, and each protocol's share of the bandwidth.
 
     Examples:
         >>> from specsim import hardware
         >>> float(allreduce_time(1e6, 1.0, hardware.get("h100")))
         0.0
         >>> round(float(allreduce_time(8192.0, 8.0, hardware.get("h100"), 5e-6)) * 1e6, 1)
-        7.2
+        5.8
     """
     ring_latency_s = latency_floor_s if ring_latency_s is None else ring_latency_s
     hop = hardware.interconnect_latency_s
+    ll_hop = hardware.ll_hop_s()
     bandwidth = hardware.interconnect_bytes_per_s * hardware.interconnect_efficiency
     small = bandwidth * bandwidth_fraction
     share = (tp - 1.0) / tp
-    one_shot = latency_floor_s + hop + (tp - 1.0) * bytes_per_chip / small
-    two_shot = latency_floor_s + 2.0 * hop + 2.0 * share * bytes_per_chip / small
-    ring = ring_latency_s + 2.0 * (tp - 1.0) * hop + 2.0 * share * bytes_per_chip / bandwidth
+    steps, moved = 2.0 * (tp - 1.0), 2.0 * share * bytes_per_chip
+    one_shot = latency_floor_s + ll_hop + (tp - 1.0) * bytes_per_chip / small
+    two_shot = latency_floor_s + 2.0 * ll_hop + moved / small
+    ring = ring_latency_s + steps * hop + moved / bandwidth
+    ring_ll = ring_latency_s + steps * ll_hop + moved / (bandwidth * LL_BANDWIDTH_SHARE)
     parallel = jnp.clip(tp - 1.0, 0.0, 1.0)
     # On a torus of neighbour links (TPU ICI) only the ring exists.
     small_kernels = jnp.where(
         hardware.interconnect_switched > 0.5, jnp.minimum(one_shot, two_shot), jnp.inf
     )
-    return parallel * jnp.minimum(small_kernels, ring)
+    return parallel * jnp.minimum(small_kernels, jnp.minimum(ring, ring_ll))
 
 
 def all_to_all_time(bytes_per_chip, n, hardware: HardwareSpec):

@@ -74,6 +74,11 @@ class HardwareSpec:
             streams the weights once, a verification pass of a few tokens reads them again
             for the copy. ``specsim calibrate`` fits it: 0.4-1.2 passes on a 2-core AMD
             EPYC host (32 MiB of cache), none on a Xeon with 480 MiB.
+        interconnect_ll_latency_s: per-step latency, s, of NCCL's low-latency (LL)
+            protocol: each 8-byte store carries 4 bytes of data and a flag, so no
+            handshake per chunk but a ring at a quarter of the bus bandwidth. NCCL picks it
+            for small messages. ``None`` (what a spec built without it holds) and the
+            datasheet default: ``interconnect_latency_s``, where the LL ring never binds.
         roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
             the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
             (``specsim.hardware.smooth_max``); p = 1 is their sum, p < 1 mutual
@@ -118,6 +123,7 @@ class HardwareSpec:
     interconnect_switched: Any = 1.0
     attention_compute_efficiency: Any = None
     gemm_weight_passes: Any = 0.0
+    interconnect_ll_latency_s: Any = None
 
     @classmethod
     def from_datasheet(cls, entry: Mapping[str, Any], name: str = "hardware") -> HardwareSpec:
@@ -133,7 +139,8 @@ class HardwareSpec:
         fp4's: fp8's), ``int8/int4_dequant_efficiency`` (default 1),
         ``matmul_tile_tokens`` (default 1), ``interconnect_efficiency`` (default 1),
         ``interconnect_switched`` (default 1), ``attention_compute_efficiency`` (default
-        ``attention_efficiency``) and ``gemm_weight_passes`` (default 0); and facts that are
+        ``attention_efficiency``), ``gemm_weight_passes`` (default 0) and
+        ``interconnect_ll_latency_us`` (default ``interconnect_latency_us``); and facts that are
         not numbers of the model (``aliases``, ``kind``, ``vendor``, ``year``, ``source``,
         ``sources``, ``notes``, ``calibration``).
 
@@ -217,6 +224,11 @@ class HardwareSpec:
         """``attention_compute_efficiency``, or ``attention_efficiency`` where it is ``None``."""
         value = self.attention_compute_efficiency
         return self.attention_efficiency if value is None else value
+
+    def ll_hop_s(self):
+        """``interconnect_ll_latency_s``, or ``interconnect_latency_s`` where it is ``None``."""
+        value = self.interconnect_ll_latency_s
+        return self.interconnect_latency_s if value is None else value
 
     def compute_efficiency_for(self, compute_dtype: str):
         """Achievable fraction of ``compute_dtype``'s peak (fp32 and bf16 share one)."""
