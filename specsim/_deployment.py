@@ -23,7 +23,12 @@ from . import hardware as _hardware
 from . import models as _models
 from . import runtime as _runtime
 from ._acceptance import as_acceptance, validate_acceptance
-from ._feasibility import check_draft_placement, check_draft_split, check_target_split
+from ._feasibility import (
+    check_domain,
+    check_draft_placement,
+    check_draft_split,
+    check_target_split,
+)
 from ._limits import MAX_GAMMA
 from ._numerics import FLOAT32_MAX, concrete_values, host_float
 from ._workload import Workload
@@ -103,7 +108,8 @@ class Deployment:
 
         Raises:
             ValueError: unknown names, invalid sizes, acceptance outside (0, 1), tp < 1,
-                or a negative overhead.
+                a tp the heads or the interconnect cannot take (`specsim.feasibility`), or a
+                negative overhead.
         """
         if isinstance(target, str | os.PathLike):
             target = _models.load(target)
@@ -154,6 +160,7 @@ class Deployment:
         # What engines refuse: tp that cannot split the heads, a draft on other chips.
         check_target_split(self.target, self.tp)
         check_draft_placement(self.tp, self.draft_tp)
+        check_domain(self.hardware, self.tp)
         if self.runtime is not None:
             if not isinstance(self.runtime, RuntimeProfile):
                 raise ValueError(

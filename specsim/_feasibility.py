@@ -17,7 +17,10 @@ tensor-parallel group, a subset of the same choice):
 * the draft's tensor parallelism must be 1 or the target's, and obey the two rules above
   for the draft's heads;
 * target and draft must share a vocabulary (the same tokenizer), unless the user says
-  they share a tokenizer whose embedding tables are padded to different sizes.
+  they share a tokenizer whose embedding tables are padded to different sizes;
+* ``tp`` must not exceed the chips the interconnect joins (the hardware's
+  ``interconnect_domain_chips``: an NVLink node or rack, a TPU pod, a PCIe host): beyond
+  it the all-reduces would cross a scale-out network, which specsim does not price.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ._numerics import concrete
 
 __all__ = [
     "FEASIBILITY_NAMES",
+    "check_domain",
     "check_draft_placement",
     "check_draft_split",
     "check_parallelism",
@@ -51,6 +55,7 @@ FEASIBILITY_NAMES = (
     "draft-tp-kv-heads",  # ... nor fit the draft's key/value heads
     "vocab",  # target and draft vocabularies differ
     "memory",  # weights and KV caches exceed one chip's memory
+    "tp-domain",  # tp exceeds the chips the interconnect joins (checked last: added later)
 )
 
 _REASONS = {
@@ -63,6 +68,8 @@ _REASONS = {
     "nor is a multiple of them",
     "vocab": "target and draft vocabularies differ",
     "memory": "weights and KV caches exceed one chip's memory",
+    "tp-domain": "tensor parallelism exceeds the chips the interconnect joins (a scale-out "
+    "network is not modelled)",
 }
 
 
@@ -152,6 +159,26 @@ def check_draft_placement(tp, draft_tp, name: str = "draft_tp") -> None:
         )
 
 
+def check_domain(hardware, tp, name: str = "tp") -> None:
+    """Refuses a concrete ``tp`` beyond the hardware's scale-up domain (traced: skipped).
+
+    Examples:
+        >>> from specsim import hardware
+        >>> check_domain(hardware.get("h100"), 16.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: tp 16: exceeds the 8 chips the hardware's interconnect joins ...
+    """
+    t, domain = _whole(tp), _whole(hardware.interconnect_domain_chips)
+    if t is not None and domain is not None and t > domain:
+        raise ValueError(
+            f"{name} {_show(tp)}: exceeds the {_show(domain)} chips the hardware's "
+            "interconnect joins (interconnect_domain_chips: one NVLink node or rack, TPU "
+            "pod or PCIe host); tensor parallelism across a scale-out network is not "
+            f"modelled; valid: 1 to {_show(domain)}"
+        )
+
+
 def check_draft_split(draft, draft_tp, name: str = "draft_tp") -> None:
     """Refuses a concrete ``draft_tp`` that cannot split the draft's heads."""
     problem = _model_problem(draft, draft_tp)
@@ -161,8 +188,10 @@ def check_draft_split(draft, draft_tp, name: str = "draft_tp") -> None:
         )
 
 
-def check_parallelism(target, draft, tp, draft_tp, *, names=("tp", "draft_tp")) -> None:
-    """All three rules for a concrete setup (``ValueError``; traced leaves are skipped).
+def check_parallelism(
+    target, draft, tp, draft_tp, *, names=("tp", "draft_tp"), hardware=None
+) -> None:
+    """The placement rules for a concrete setup (``ValueError``; traced leaves are skipped).
 
     Args:
         target: the target ``TransformerSpec``.
@@ -170,13 +199,17 @@ def check_parallelism(target, draft, tp, draft_tp, *, names=("tp", "draft_tp")) 
         tp: the target's tensor-parallel degree.
         draft_tp: the draft's tensor-parallel degree.
         names: how ``tp`` and ``draft_tp`` are named in messages (``--tp`` on the CLI).
+        hardware: the chip (`HardwareSpec`), or ``None`` to leave its domain unchecked.
 
     Raises:
-        ValueError: ``tp`` does not split the target's heads; ``draft_tp`` is neither 1
-            nor ``tp``, or does not split the draft's heads.
+        ValueError: ``tp`` does not split the target's heads or exceeds the chips the
+            hardware's interconnect joins; ``draft_tp`` is neither 1 nor ``tp``, or does
+            not split the draft's heads.
     """
     check_target_split(target, tp, names[0])
     check_draft_placement(tp, draft_tp, names[1])
+    if hardware is not None:
+        check_domain(hardware, tp, names[0])
     if draft is not None:
         check_draft_split(draft, draft_tp, names[1])
 
@@ -214,11 +247,14 @@ def _show(value) -> str:
     return f"{v:g}" if v is not None else str(value)
 
 
-def feasibility_code(target, draft, tp, draft_tp, fits, *, shared_vocab=False):
+def feasibility_code(
+    target, draft, tp, draft_tp, fits, *, shared_vocab=False, domain_chips=math.inf
+):
     """The first broken rule of each point, as an index into `FEASIBILITY_NAMES` (traced).
 
     Works on traced and batched leaves (for sweeps); 0 means feasible. ``shared_vocab``
     (a bool, possibly traced): vocabularies of different sizes share one tokenizer.
+    ``domain_chips``: the hardware's ``interconnect_domain_chips`` (possibly traced).
     """
     tp, draft_tp = jnp.asarray(tp), jnp.asarray(draft_tp)
 
@@ -237,6 +273,7 @@ def feasibility_code(target, draft, tp, draft_tp, fits, *, shared_vocab=False):
         draft_kv_ok,
         (target.vocab == draft.vocab) | jnp.asarray(shared_vocab, bool),
         jnp.asarray(fits, bool),
+        tp <= domain_chips,
     ]
     code = jnp.zeros(jnp.broadcast_shapes(*(jnp.shape(c) for c in checks)), jnp.int8)
     for index in reversed(range(len(checks))):  # the first failing check wins

@@ -2,7 +2,9 @@
 
 Serving engines refuse setups specsim could otherwise price: a tensor-parallel degree that
 does not split the attention heads, a draft on more chips than the engine allows, a draft
-whose tokens the target cannot read. Single configurations are refused with a
+whose tokens the target cannot read; and specsim refuses a tensor-parallel group larger
+than the chips the interconnect joins (``interconnect_domain_chips``), whose all-reduces
+would cross a scale-out network it does not price. Single configurations are refused with a
 ``ValueError`` naming the rule (`check_parallelism`, `check_vocabulary`); grids mark each
 point with a code of ``FEASIBILITY_NAMES`` (the ``feasibility`` column of a sweep), which
 `reason` turns into a sentence.

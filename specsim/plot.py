@@ -35,7 +35,7 @@ from . import models as _models
 from . import theory
 from ._atomic import atomic_output
 from ._cost import forward_cost, memory_footprint, step_time
-from ._feasibility import check_parallelism
+from ._feasibility import check_domain, check_parallelism
 from ._sweep import AXES
 from .hardware import HardwareSpec
 from .models import TransformerSpec
@@ -218,6 +218,8 @@ def roofline(
     colors = [f"C{i}" for i in range(10)]
     lowest, highest = np.inf, 0.0
     specs = [_spec(chip, _hardware.get, HardwareSpec, "hardware") for chip in chips]
+    for spec in specs:
+        check_domain(spec, tp)
     for i, (chip, spec) in enumerate(zip(chips, specs, strict=True)):
         name = f"chip {i + 1}" if isinstance(chip, HardwareSpec) else _display(chip)
         color = colors[i % len(colors)]

@@ -146,6 +146,54 @@ def test_impossible_setups_exit_2(capsys, command, argv, fragments):
     assert_refused(*run(capsys, command, *argv), f"specsim {command}: ", *fragments)
 
 
+# --------------------------------------------------------------------------- the interconnect
+
+
+def test_tp_beyond_the_interconnect_is_refused():
+    """An HGX H100 node's NVSwitch joins 8 GPUs: 16 would cross InfiniBand, unpriced."""
+    assert float(H100.interconnect_domain_chips) == 8.0
+    with pytest.raises(ValueError, match=r"tp 16: exceeds the 8 chips .* valid: 1 to 8"):
+        Deployment.create(LLAMA3, H100, acceptance=0.8, tp=16)
+    Deployment.create(LLAMA3, H100, acceptance=0.8, tp=8)  # the whole node
+    with pytest.raises(ValueError, match=r"tp 16: exceeds the 8 chips"):
+        specsim.feasibility.check_parallelism(LLAMA3, None, 16.0, 1.0, hardware=H100)
+    # The H100 NVL's NVLink bridge joins pairs.
+    nvl = hardware.get("h100-nvl")
+    with pytest.raises(ValueError, match=r"tp 4: exceeds the 2 chips"):
+        Deployment.create(LLAMA3, nvl, acceptance=0.8, tp=4)
+    # A chip file without the key sets no limit (as before the key existed).
+    entry = {k: v for k, v in hardware.entry("h100").items() if k != "interconnect_domain_chips"}
+    unlimited = hardware.HardwareSpec.from_datasheet(entry)
+    assert float(unlimited.interconnect_domain_chips) == float("inf")
+    Deployment.create(LLAMA3, unlimited, acceptance=0.8, tp=16)
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.0, -8.0, float("nan")])
+def test_a_domain_under_one_chip_is_refused(bad):
+    entry = {**hardware.entry("h100"), "interconnect_domain_chips": bad}
+    with pytest.raises(ValueError, match=r"interconnect_domain_chips .*valid: >= 1 chip"):
+        hardware.HardwareSpec.from_datasheet(entry, "chip")
+
+
+def test_cli_refuses_tp_beyond_the_interconnect(capsys):
+    assert_refused(
+        *run(capsys, "evaluate", "--target", "llama-3.1-405b", "--hardware", "h100", "--tp", "16"),
+        "specsim evaluate: ",
+        "--tp 16: exceeds the 8 chips the hardware's interconnect joins",
+        "valid: 1 to 8",
+    )
+
+
+def test_feasibility_code_marks_tp_beyond_the_domain():
+    tps = np.asarray([1.0, 8.0, 16.0], np.float32)
+    code = feasibility_code(LLAMA3, LLAMA3, tps, 1.0, True, domain_chips=8.0)
+    assert [FEASIBILITY_NAMES[c] for c in np.asarray(code)] == ["ok", "ok", "tp-domain"]
+    # Unset (inf), nothing is marked; a split the heads refuse is named first.
+    assert int(feasibility_code(LLAMA3, LLAMA3, 16.0, 1.0, True)) == 0
+    three = feasibility_code(LLAMA3, LLAMA3, 3.0, 1.0, True, domain_chips=2.0)
+    assert FEASIBILITY_NAMES[int(three)] == "tp-heads"
+
+
 @pytest.mark.slow
 def test_a_shared_tokenizer_is_the_users_call(capsys):
     argv = ["evaluate", "--target", "qwen2.5-7b", "--draft", "qwen2.5-0.5b", "--json"]
@@ -200,7 +248,8 @@ def test_sweeps_mark_infeasible_points_instead_of_refusing():
     by = {(r.hardware, r.draft, int(r.tp)): r.feasibility for r in frame.itertuples(index=False)}
     assert by[("H100 SXM", "Llama-3.2-1B", 1)] == "ok"
     assert by[("H100 SXM", "Llama-3.2-1B", 3)] == "tp-heads"
-    assert by[("H100 SXM", "Llama-3.2-1B", 16)] == "ok"
+    # 16 chips split the heads, but an H100 node's NVSwitch joins 8.
+    assert by[("H100 SXM", "Llama-3.2-1B", 16)] == "tp-domain"
     assert by[("H100 SXM", "llama-68m", 1)] == "vocab"
     assert by[("L4", "Llama-3.2-1B", 1)] == "ok"  # 8B + 1B in bf16 fit 24 GB
     assert list(frame.feasibility.cat.categories) == list(FEASIBILITY_NAMES)

@@ -49,6 +49,7 @@ DATASHEET = {
     "roofline_sharpness": 2.0,
     "attention_efficiency": 0.9,
     "interconnect_ll_latency_us": 0.6,
+    "interconnect_domain_chips": 8.0,
 }
 
 
@@ -629,9 +630,9 @@ def test_spec_leaves_are_all_traced():
     leaves = jax.tree_util.tree_leaves(hardware.get("h100"))
     # The H100's catalogue sharpness (2) is a leaf; a hard roofline's (None) is none.
     # attention_compute_efficiency follows attention_efficiency (None, no leaf) unless given.
-    assert len(leaves) + 1 == len(LEAVES) == len(hardware.FIELDS) == 26
+    assert len(leaves) + 1 == len(LEAVES) == len(hardware.FIELDS) == 27
     hard = hardware.get("v5e").replace(roofline_sharpness=None)
-    assert len(jax.tree_util.tree_leaves(hard)) == 24
+    assert len(jax.tree_util.tree_leaves(hard)) == 25
 
 
 def test_finite_gradients_for_every_chip(x64):

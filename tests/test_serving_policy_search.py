@@ -34,6 +34,22 @@ def test_bad_inputs_are_value_errors():
         optimize_serving(deployment, traffic, slo, price, max_tp=3)
     with pytest.raises(ValueError, match="evaluations"):
         random_serving_search(deployment, traffic, slo, price, evaluations=0)
+    # An H100 node's NVSwitch joins 8 GPUs: tensor parallelism across nodes is not priced.
+    with pytest.raises(ValueError, match=r"max_tp 16: exceeds the 8 chips .* up to 8"):
+        optimize_serving(deployment, traffic, slo, price, max_tp=16)
+
+
+def test_the_default_tp_bound_follows_the_interconnect():
+    from specsim.serving._policy_search import _problem
+
+    deployment, traffic, slo, price = _inputs()
+    bound = _problem(deployment, traffic, slo, None, price, None, 4, 4).max_tp
+    assert float(bound) == 8.0
+    # The H100 NVL's NVLink bridge joins pairs: the search stops at 2, and 4 is refused.
+    nvl = deployment.replace(hardware=specsim.hardware.get("h100-nvl"))
+    assert float(_problem(nvl, traffic, slo, None, price, None, 4, 4).max_tp) == 2.0
+    with pytest.raises(ValueError, match=r"max_tp 4: exceeds the 2 chips .* up to 2"):
+        _problem(nvl, traffic, slo, None, price, 4, 4, 4)
 
 
 @pytest.mark.slow  # compiles the gradient of the steady-state model in a scan (> 3 s)

@@ -77,6 +77,9 @@ SHARPNESS = Rule(
 )
 
 
+DOMAIN = Rule(lambda v: v >= 1, ">= 1 chip, or inf for no limit")
+
+
 def _fraction_of_bf16(fraction: float) -> Callable[[Mapping[str, float]], float]:
     return lambda si: si["bf16_flops_per_s"] * fraction
 
@@ -146,6 +149,10 @@ FIELDS: tuple[Field, ...] = (
     # the bus bandwidth; absent: interconnect_latency_s (the LL ring then never binds).
     Field("interconnect_ll_latency_s", "interconnect_ll_latency_us", MICRO, NON_NEGATIVE,
           "low-latency collective hop", "us", default=lambda si: si["interconnect_latency_s"]),
+    # Chips the interconnect joins (an NVLink node or rack, a TPU pod, a PCIe host): the
+    # largest tensor-parallel group the interconnect's numbers describe; inf: no limit.
+    Field("interconnect_domain_chips", "interconnect_domain_chips", 1.0, DOMAIN,
+          "scale-up domain", "chips", default=math.inf),
 )  # fmt: skip
 
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

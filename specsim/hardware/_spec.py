@@ -79,6 +79,11 @@ class HardwareSpec:
             handshake per chunk but a ring at a quarter of the bus bandwidth. NCCL picks it
             for small messages. ``None`` (what a spec built without it holds) and the
             datasheet default: ``interconnect_latency_s``, where the LL ring never binds.
+        interconnect_domain_chips: chips the interconnect joins (an NVLink/NVSwitch node
+            or rack, a TPU pod over ICI, one PCIe host): the largest tensor-parallel group
+            its numbers describe. A larger ``tp`` would cross a scale-out network that
+            specsim does not model, and is refused (``specsim.feasibility``). ``inf`` (the
+            default): no limit.
         roofline_sharpness: how far a kernel's compute and memory traffic overlap: p of
             the roofline's p-norm max ``(compute**p + memory**p)**(1/p)``
             (``specsim.hardware.smooth_max``); p = 1 is their sum, p < 1 mutual
@@ -124,6 +129,7 @@ class HardwareSpec:
     attention_compute_efficiency: Any = None
     gemm_weight_passes: Any = 0.0
     interconnect_ll_latency_s: Any = None
+    interconnect_domain_chips: Any = math.inf
 
     @classmethod
     def from_datasheet(cls, entry: Mapping[str, Any], name: str = "hardware") -> HardwareSpec:
@@ -140,7 +146,8 @@ class HardwareSpec:
         ``matmul_tile_tokens`` (default 1), ``interconnect_efficiency`` (default 1),
         ``interconnect_switched`` (default 1), ``attention_compute_efficiency`` (default
         ``attention_efficiency``), ``gemm_weight_passes`` (default 0) and
-        ``interconnect_ll_latency_us`` (default ``interconnect_latency_us``); and facts that are
+        ``interconnect_ll_latency_us`` (default ``interconnect_latency_us``) and
+        ``interconnect_domain_chips`` (default inf, no limit); and facts that are
         not numbers of the model (``aliases``, ``kind``, ``vendor``, ``year``, ``source``,
         ``sources``, ``notes``, ``calibration``).
 

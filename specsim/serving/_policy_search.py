@@ -62,6 +62,9 @@ _CANDIDATES = 4
 # One instance: the optimiser is a static argument of the jitted search, so a new
 # ``optax.adam`` per call would recompile it every time.
 DEFAULT_OPTIMIZER = optax.adam(0.1)
+# The largest tensor-parallel degree searched unless told (fewer where the interconnect joins
+# fewer chips).
+DEFAULT_MAX_TP = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,10 +275,23 @@ def _random_search(problem, key, points):
     return jax.lax.map(one, z, batch_size=64)
 
 
+def _largest_power_of_two(limit: float, cap: int = 1 << 20) -> int:
+    """The largest power of two <= ``limit`` (>= 1), at most ``cap``."""
+    power = 1
+    while power * 2 <= min(limit, cap):
+        power *= 2
+    return power
+
+
 def _problem(deployment, traffic, slo, engine, price, max_tp, max_replicas, max_lookahead):
     if not isinstance(deployment, Deployment):
         raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
     deployment.validate()
+    if max_tp is None:  # 8, or the chips the interconnect joins where fewer
+        max_tp = min(
+            DEFAULT_MAX_TP,
+            _largest_power_of_two(float(deployment.hardware.interconnect_domain_chips)),
+        )
     if not isinstance(deployment.acceptance, SDSLAcceptance):
         raise ValueError(
             "the draft search needs an acceptance that depends on the draft's size: "
@@ -297,6 +313,13 @@ def _problem(deployment, traffic, slo, engine, price, max_tp, max_replicas, max_
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     if max_tp & (max_tp - 1):
         raise ValueError(f"max_tp must be a power of two, got {max_tp}")
+    domain = float(deployment.hardware.interconnect_domain_chips)
+    if max_tp > domain:
+        raise ValueError(
+            f"max_tp {max_tp}: exceeds the {domain:g} chips the hardware's interconnect joins "
+            "(interconnect_domain_chips; tensor parallelism across a scale-out network is not "
+            f"modelled); valid: powers of two up to {_largest_power_of_two(domain)}"
+        )
     target = deployment.target
     return _Problem(
         deployment=deployment,
@@ -355,7 +378,7 @@ def optimize_serving(
     price: ChipPrice,
     *,
     engine: EngineConfig | None = None,
-    max_tp: int = 8,
+    max_tp: int | None = None,
     max_replicas: int = 16,
     max_lookahead: int = 8,
     steps: int = 150,
@@ -376,7 +399,9 @@ def optimize_serving(
         slo: the targets goodput counts against.
         price: `ChipPrice` of one chip (``usd_per_hour`` needed).
         engine: engine limits (its ``kv_blocks`` is derived per design).
-        max_tp: largest tensor-parallel degree (a power of two).
+        max_tp: largest tensor-parallel degree (a power of two, at most the chips the
+            hardware's interconnect joins); ``None``: 8, or fewer where the interconnect
+            joins fewer (the H100 NVL's pairs: 2).
         max_replicas: most replicas.
         max_lookahead: largest lookahead of any bucket.
         steps, restarts, optimizer, seed: the search (default ``optax.adam(0.1)``).
@@ -385,8 +410,8 @@ def optimize_serving(
         `ServingSearchResult` (``evaluations = steps x restarts + 4 x restarts``).
 
     Raises:
-        ValueError: a deployment without `SDSLAcceptance`, a price without dollars, or
-            bounds that are not whole numbers.
+        ValueError: a deployment without `SDSLAcceptance`, a price without dollars,
+            bounds that are not whole numbers, or ``max_tp`` beyond the interconnect.
     """
     problem = _problem(deployment, traffic, slo, engine, price, max_tp, max_replicas, max_lookahead)
     for name, value in (("steps", steps), ("restarts", restarts)):
@@ -410,7 +435,7 @@ def random_serving_search(
     *,
     evaluations: int,
     engine: EngineConfig | None = None,
-    max_tp: int = 8,
+    max_tp: int | None = None,
     max_replicas: int = 16,
     max_lookahead: int = 8,
     seed: int = 0,
