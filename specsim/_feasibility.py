@@ -45,7 +45,8 @@ __all__ = [
     "valid_tp",
 ]
 
-# Per-point codes of `feasibility_code` (index into this tuple), in the order checked.
+# Per-point codes of `feasibility_code` (index into this tuple); new codes are appended, so
+# a code's number never changes (the order checked is `feasibility_code`'s).
 FEASIBILITY_NAMES = (
     "ok",
     "tp-heads",  # tp does not divide the target's attention heads
@@ -55,7 +56,7 @@ FEASIBILITY_NAMES = (
     "draft-tp-kv-heads",  # ... nor fit the draft's key/value heads
     "vocab",  # target and draft vocabularies differ
     "memory",  # weights and KV caches exceed one chip's memory
-    "tp-domain",  # tp exceeds the chips the interconnect joins (checked last: added later)
+    "tp-domain",  # tp exceeds the chips the interconnect joins (checked after tp-kv-heads)
 )
 
 _REASONS = {
@@ -169,7 +170,7 @@ def check_domain(hardware, tp, name: str = "tp") -> None:
         ...
         ValueError: tp 16: exceeds the 8 chips the hardware's interconnect joins ...
     """
-    t, domain = _whole(tp), _whole(hardware.interconnect_domain_chips)
+    t, domain = _whole(tp), _whole(hardware.domain_chips())
     if t is not None and domain is not None and t > domain:
         raise ValueError(
             f"{name} {_show(tp)}: exceeds the {_show(domain)} chips the hardware's "
@@ -265,17 +266,20 @@ def feasibility_code(
 
     heads_ok, kv_ok = splits(target.n_heads, target.n_kv_heads, tp)
     draft_heads_ok, draft_kv_ok = splits(draft.n_heads, draft.n_kv_heads, draft_tp)
-    checks = [
-        heads_ok,
-        kv_ok,
-        (draft_tp == 1) | (draft_tp == tp),
-        draft_heads_ok,
-        draft_kv_ok,
-        (target.vocab == draft.vocab) | jnp.asarray(shared_vocab, bool),
-        jnp.asarray(fits, bool),
-        tp <= domain_chips,
-    ]
-    code = jnp.zeros(jnp.broadcast_shapes(*(jnp.shape(c) for c in checks)), jnp.int8)
-    for index in reversed(range(len(checks))):  # the first failing check wins
-        code = jnp.where(checks[index], code, jnp.int8(index + 1))
+    # In the order checked (the target's tp first); a code is its name's index, so codes
+    # added later keep the older ones' numbers.
+    checks = {
+        "tp-heads": heads_ok,
+        "tp-kv-heads": kv_ok,
+        "tp-domain": tp <= domain_chips,
+        "draft-tp": (draft_tp == 1) | (draft_tp == tp),
+        "draft-tp-heads": draft_heads_ok,
+        "draft-tp-kv-heads": draft_kv_ok,
+        "vocab": (target.vocab == draft.vocab) | jnp.asarray(shared_vocab, bool),
+        "memory": jnp.asarray(fits, bool),
+    }
+    shape = jnp.broadcast_shapes(*(jnp.shape(c) for c in checks.values()))
+    code = jnp.zeros(shape, jnp.int8)
+    for name, ok in reversed(checks.items()):  # the first failing check wins
+        code = jnp.where(ok, code, jnp.int8(FEASIBILITY_NAMES.index(name)))
     return code

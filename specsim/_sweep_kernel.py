@@ -114,7 +114,7 @@ def point_fields(values: dict, constants: dict, acceptance_kind: str, fields, sm
                 deployment.draft_tp,
                 report.fits,
                 shared_vocab=constants.get("shared_tokenizer", False),
-                domain_chips=deployment.hardware.interconnect_domain_chips,
+                domain_chips=deployment.hardware.domain_chips(),
             )
             continue
         value = getattr(report, name)

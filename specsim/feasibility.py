@@ -4,10 +4,10 @@ Serving engines refuse setups specsim could otherwise price: a tensor-parallel d
 does not split the attention heads, a draft on more chips than the engine allows, a draft
 whose tokens the target cannot read; and specsim refuses a tensor-parallel group larger
 than the chips the interconnect joins (``interconnect_domain_chips``), whose all-reduces
-would cross a scale-out network it does not price. Single configurations are refused with a
-``ValueError`` naming the rule (`check_parallelism`, `check_vocabulary`); grids mark each
-point with a code of ``FEASIBILITY_NAMES`` (the ``feasibility`` column of a sweep), which
-`reason` turns into a sentence.
+would cross a scale-out network it does not price. Single configurations are refused with
+a ``ValueError`` naming the rule (`check_parallelism`, `check_domain`, `check_vocabulary`);
+grids mark each point with a code of ``FEASIBILITY_NAMES`` (the ``feasibility`` column of a
+sweep), which `reason` turns into a sentence.
 
 Examples:
     >>> from specsim import feasibility
@@ -20,6 +20,7 @@ Examples:
 """
 
 from ._feasibility import FEASIBILITY_NAMES as FEASIBILITY_NAMES
+from ._feasibility import check_domain as check_domain
 from ._feasibility import check_parallelism as check_parallelism
 from ._feasibility import check_vocabulary as check_vocabulary
 from ._feasibility import reason as reason
@@ -28,6 +29,7 @@ from ._feasibility import valid_tp as valid_tp
 
 __all__ = [
     "FEASIBILITY_NAMES",
+    "check_domain",
     "check_parallelism",
     "check_vocabulary",
     "reason",

@@ -168,11 +168,22 @@ def test_tp_beyond_the_interconnect_is_refused():
     Deployment.create(LLAMA3, unlimited, acceptance=0.8, tp=16)
 
 
-@pytest.mark.parametrize("bad", [0.5, 0.0, -8.0, float("nan")])
-def test_a_domain_under_one_chip_is_refused(bad):
+@pytest.mark.parametrize("bad", [0.5, 0.0, -8.0, 2.5, float("nan")])
+def test_a_domain_that_is_no_whole_number_of_chips_is_refused(bad):
     entry = {**hardware.entry("h100"), "interconnect_domain_chips": bad}
-    with pytest.raises(ValueError, match=r"interconnect_domain_chips .*valid: >= 1 chip"):
+    with pytest.raises(ValueError, match=r"interconnect_domain_chips .*valid: a whole number"):
         hardware.HardwareSpec.from_datasheet(entry, "chip")
+
+
+def test_a_spec_built_without_a_domain_has_no_limit():
+    """``None`` (a spec built field by field) reads as no limit, never a TypeError."""
+    spec = H100.replace(interconnect_domain_chips=None)
+    assert spec.domain_chips() == float("inf")
+    Deployment.create(LLAMA3, spec, acceptance=0.8, tp=16)
+    assert (
+        int(feasibility_code(LLAMA3, LLAMA3, 16.0, 1.0, True, domain_chips=spec.domain_chips()))
+        == 0
+    )
 
 
 def test_cli_refuses_tp_beyond_the_interconnect(capsys):
@@ -182,16 +193,24 @@ def test_cli_refuses_tp_beyond_the_interconnect(capsys):
         "--tp 16: exceeds the 8 chips the hardware's interconnect joins",
         "valid: 1 to 8",
     )
+    assert_refused(
+        *run(capsys, "cost", "--model", "llama-3-8b", "--hardware", "h100-nvl", "--tp", "4"),
+        "specsim cost: ",
+        "--tp 4: exceeds the 2 chips",
+    )
 
 
 def test_feasibility_code_marks_tp_beyond_the_domain():
     tps = np.asarray([1.0, 8.0, 16.0], np.float32)
     code = feasibility_code(LLAMA3, LLAMA3, tps, 1.0, True, domain_chips=8.0)
     assert [FEASIBILITY_NAMES[c] for c in np.asarray(code)] == ["ok", "ok", "tp-domain"]
-    # Unset (inf), nothing is marked; a split the heads refuse is named first.
+    # Unset (inf), nothing is marked; a split the heads refuse is named first, and the
+    # domain before memory (the order Deployment refuses them in), whatever the codes' numbers.
     assert int(feasibility_code(LLAMA3, LLAMA3, 16.0, 1.0, True)) == 0
     three = feasibility_code(LLAMA3, LLAMA3, 3.0, 1.0, True, domain_chips=2.0)
     assert FEASIBILITY_NAMES[int(three)] == "tp-heads"
+    both = feasibility_code(LLAMA3, LLAMA3, 16.0, 1.0, False, domain_chips=8.0)
+    assert FEASIBILITY_NAMES[int(both)] == "tp-domain"
 
 
 @pytest.mark.slow
@@ -239,7 +258,7 @@ def test_sweeps_mark_infeasible_points_instead_of_refusing():
     frame = specsim.sweep(
         target=["llama-3-8b"],
         draft=["llama-3.2-1b", "llama-68m"],
-        hardware=["h100", "l4"],
+        hardware=["h100", "l4", "gb200"],
         tp=[1, 3, 16],
         batch=[1],
         gamma=[2],
@@ -248,8 +267,10 @@ def test_sweeps_mark_infeasible_points_instead_of_refusing():
     by = {(r.hardware, r.draft, int(r.tp)): r.feasibility for r in frame.itertuples(index=False)}
     assert by[("H100 SXM", "Llama-3.2-1B", 1)] == "ok"
     assert by[("H100 SXM", "Llama-3.2-1B", 3)] == "tp-heads"
-    # 16 chips split the heads, but an H100 node's NVSwitch joins 8.
+    # 16 chips split the heads (each KV head on 2), but an H100 node's NVSwitch joins 8;
+    # a GB200 NVL72 rack's joins 72.
     assert by[("H100 SXM", "Llama-3.2-1B", 16)] == "tp-domain"
+    assert by[("GB200", "Llama-3.2-1B", 16)] == "ok"
     assert by[("H100 SXM", "llama-68m", 1)] == "vocab"
     assert by[("L4", "Llama-3.2-1B", 1)] == "ok"  # 8B + 1B in bf16 fit 24 GB
     assert list(frame.feasibility.cat.categories) == list(FEASIBILITY_NAMES)

@@ -542,24 +542,30 @@ def test_allreduce_closed_form(x64, name):
 
 
 def test_nccl_allreduce_over_pcie_matches_a_measurement(x64):
-    """NCCL's all-reduce over 8 GPUs on switched PCIe Gen5 (RTX PRO 6000), measured with
-    nccl-tests: 24.6 / 24.1 / 24.2 / 24.5 / 24.1 us at 256 B / 1 KB / 8 KB / 32 KB / 64 KB
-    (voipmonitor/rtx6kpro hardware/pcie-bandwidth.md, commit 070506f, "Custom Allreduce vs
-    NCCL"). Priced as NCCL's ring alone (no custom kernel: an infinite floor), a 10 us base
-    latency (the default runtime's) and the switched hosts' measured 40.1 GB/s bus bandwidth
-    at NCCL's default channels (the same page), on the catalogue's PCIe steps. The LL
-    protocol carries these sizes: the bandwidth protocol's ring would take 45 us or more."""
+    """NCCL's all-reduce over 8 GPUs (RTX PRO 6000) on switched PCIe Gen5, nccl-tests:
+    24.6 / 24.1 / 24.2 / 24.5 / 24.1 us at 256 B / 1 KB / 8 KB / 32 KB / 64 KB
+    (voipmonitor/rtx6kpro hardware/pcie-bandwidth.md, commit 070506f, the NCCL column of
+    "Custom Allreduce vs NCCL", run for a kernel "for PCIe switch topologies"). Priced as
+    NCCL's ring alone (no custom kernel: an infinite floor) with the default runtime's
+    10 us base latency, on the catalogue's PCIe steps (the H100 PCIe entry's; the source's
+    GPUs are not in the catalogue) and a bus bandwidth of 40.1 GB/s, the same page's
+    4-switch host at NCCL's default channels (32 MB messages: another host than the
+    timings'). Up to 8 KB the bytes cost under 1 us, so this checks one sum, the 10 us
+    floor plus 14 LL steps of 1.0 us (NCCL's own LL base, 6.6 us, would give 20.6 us);
+    without LL the ring would take 10 + 14 x 2.5 = 45 us or more."""
     pcie = hardware.get("H100 PCIe")
     spec = pcie.replace(interconnect_efficiency=40.1e9 / float(pcie.interconnect_bytes_per_s))
+    bandwidth_ring_us = 10.0 + 14 * 1e6 * float(spec.interconnect_latency_s)
     measured_us = {256: 24.6, 1024: 24.1, 8192: 24.2, 32768: 24.5, 65536: 24.1}
     for message_bytes, want_us in measured_us.items():
         got_us = 1e6 * float(allreduce_time(float(message_bytes), 8.0, spec, math.inf, 1.0, 10e-6))
-        # Within 5% up to 8 KB; the additive model (latency + bytes / bandwidth) over-prices
-        # the middle sizes, where NCCL overlaps its pipeline's latency with the transfer:
-        # +10% at 32 KB, +23% at 64 KB (and +67% at 256 KB, measured 28.0 us).
+        # Tolerances set after the model's first run: within 5% up to 8 KB (it gives
+        # 24.0-24.7 us); the additive model (latency + bytes / bandwidth) over-prices the
+        # middle sizes, where NCCL overlaps its pipeline's latency with the transfer: +10%
+        # at 32 KB and +23% at 64 KB, hence 25% there (+67% at 256 KB, measured 28.0 us,
+        # not checked).
         rtol = 0.05 if message_bytes <= 8192 else 0.25
         assert abs(got_us / want_us - 1.0) < rtol, (message_bytes, got_us, want_us)
-        bandwidth_ring_us = 10.0 + 14 * 2.5
         assert got_us < bandwidth_ring_us
 
 
@@ -575,8 +581,9 @@ def test_nccl_allreduce_over_nvlink_matches_a_measurement(x64):
     measured_us = {2**20: 34.0, 2**21: 39.0, 2621440: 45.0, 2**24: 115.0}
     for message_bytes, want_us in measured_us.items():
         got_us = 1e6 * float(allreduce_time(float(message_bytes), 8.0, h100, math.inf, 1.0, 10e-6))
-        # Within 15%: -14% at 1 MiB (NCCL's per-size channel and thread choices are not
-        # modelled), +3%, +1%, +9%.
+        # Within 15%, a tolerance set after the model's first run: -14% at 1 MiB (NCCL's
+        # per-size channel and thread choices are not modelled), +3%, +1%, +9%. (With
+        # NCCL's LL bandwidth cap, 141 GB/s on Hopper, not modelled: -8%, +14%, +13%, +9%.)
         assert abs(got_us / want_us - 1.0) < 0.15, (message_bytes, got_us, want_us)
 
 

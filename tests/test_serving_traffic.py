@@ -180,9 +180,11 @@ def test_kv_blocks_from_memory(deployment):
         deployment.replace(tp=2.0)
     )
     assert tp2.kv_blocks == math.floor((80e9 - weights / 2) * 0.8 / (kv_per_token / 2 * 32))
-    # More chips than KV heads: heads are replicated, one per chip (8 heads, tp = 16).
+    # More chips than KV heads: heads are replicated, one per chip (8 heads, tp = 16), on
+    # an H100 whose interconnect is taken to join 16 (the catalogue's HGX node joins 8).
+    joined = deployment.hardware.replace(interconnect_domain_chips=16.0)
     tp16 = EngineConfig.create(memory_fraction=0.8, block_size=32).resolve(
-        deployment.replace(tp=16.0)
+        deployment.replace(tp=16.0, hardware=joined)
     )
     assert tp16.kv_blocks == math.floor((80e9 - weights / 16) * 0.8 / (kv_per_token / 8 * 32))
     # A latent (MLA) cache has no heads to split: every chip holds it whole.

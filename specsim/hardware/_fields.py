@@ -77,7 +77,10 @@ SHARPNESS = Rule(
 )
 
 
-DOMAIN = Rule(lambda v: v >= 1, ">= 1 chip, or inf for no limit")
+DOMAIN = Rule(
+    lambda v: v >= 1 and (v == math.inf or v == math.floor(v)),
+    "a whole number >= 1 chip, or inf for no limit",
+)
 
 
 def _fraction_of_bf16(fraction: float) -> Callable[[Mapping[str, float]], float]:
@@ -145,8 +148,8 @@ FIELDS: tuple[Field, ...] = (
     # runs as a GEMV without them).
     Field("gemm_weight_passes", "gemm_weight_passes", 1.0, NON_NEGATIVE,
           "multi-row GEMM extra weight passes", "passes", default=0.0),
-    # Per-step latency of NCCL's low-latency (LL) protocol, whose ring runs at a quarter of
-    # the bus bandwidth; absent: interconnect_latency_s (the LL ring then never binds).
+    # Per-step latency of NCCL's low-latency (LL) protocol, whose ring runs at half the bus
+    # bandwidth; absent: interconnect_latency_s (the LL ring then never binds).
     Field("interconnect_ll_latency_s", "interconnect_ll_latency_us", MICRO, NON_NEGATIVE,
           "low-latency collective hop", "us", default=lambda si: si["interconnect_latency_s"]),
     # Chips the interconnect joins (an NVLink node or rack, a TPU pod, a PCIe host): the

@@ -231,7 +231,7 @@ def allreduce_time(
     """All-reduce of ``bytes_per_chip`` over ``tp`` chips by the fastest algorithm, s.
 
     With the per-step latency ``h`` of the ring's bandwidth protocol, the per-step latency
-    ``l`` of NCCL's low-latency protocol (``HardwareSpec.ll_hop_s``) and the achievable
+    ``l`` of NCCL's low-latency protocol (``HardwareSpec.ll_latency_s``) and the achievable
     per-chip bandwidth ``B`` of the interconnect (``interconnect_bytes_per_s x
     interconnect_efficiency``), a runtime offers:
 
@@ -249,6 +249,11 @@ def allreduce_time(
     The fastest binds: the small kernels or LL for decode messages, the bandwidth protocol
     for prefill. Zero at ``tp = 1``; ``tp`` may be a traced float (the fixed costs ramp in
     between 1 and 2).
+
+    Left out of NCCL's model: its per-protocol base latencies (6.6 us for LL, 14 us for
+    LL128, 8.4 us for Simple; one ``ring_latency_s`` here), its cap on LL's bandwidth
+    (``llMaxBw``: 141 GB/s on Hopper, where half an H100's achievable bus bandwidth is
+    169), its tree algorithm and NVLink SHARP.
 
     Args:
         bytes_per_chip: message size on each chip, bytes.
@@ -274,7 +279,7 @@ def allreduce_time(
     """
     ring_latency_s = latency_floor_s if ring_latency_s is None else ring_latency_s
     hop = hardware.interconnect_latency_s
-    ll_hop = hardware.ll_hop_s()
+    ll_hop = hardware.ll_latency_s()
     bandwidth = hardware.interconnect_bytes_per_s * hardware.interconnect_efficiency
     small = bandwidth * bandwidth_fraction
     share = (tp - 1.0) / tp

@@ -76,9 +76,11 @@ class HardwareSpec:
             EPYC host (32 MiB of cache), none on a Xeon with 480 MiB.
         interconnect_ll_latency_s: per-step latency, s, of NCCL's low-latency (LL)
             protocol: each 8-byte store carries 4 bytes of data and a flag, so no
-            handshake per chunk but a ring at a quarter of the bus bandwidth. NCCL picks it
-            for small messages. ``None`` (what a spec built without it holds) and the
-            datasheet default: ``interconnect_latency_s``, where the LL ring never binds.
+            handshake per chunk but a ring at half the bus bandwidth. NCCL picks it for
+            small messages; the one- and two-shot kernels take the same step. ``None``
+            (what a spec built without it holds) follows ``interconnect_latency_s``; a
+            datasheet entry without the key copies it when loaded, and from then on the
+            two are independent (replacing one leaves the other).
         interconnect_domain_chips: chips the interconnect joins (an NVLink/NVSwitch node
             or rack, a TPU pod over ICI, one PCIe host): the largest tensor-parallel group
             its numbers describe. A larger ``tp`` would cross a scale-out network that
@@ -232,10 +234,15 @@ class HardwareSpec:
         value = self.attention_compute_efficiency
         return self.attention_efficiency if value is None else value
 
-    def ll_hop_s(self):
+    def ll_latency_s(self):
         """``interconnect_ll_latency_s``, or ``interconnect_latency_s`` where it is ``None``."""
         value = self.interconnect_ll_latency_s
         return self.interconnect_latency_s if value is None else value
+
+    def domain_chips(self):
+        """``interconnect_domain_chips``, or ``inf`` (no limit) where it is ``None``."""
+        value = self.interconnect_domain_chips
+        return math.inf if value is None else value
 
     def compute_efficiency_for(self, compute_dtype: str):
         """Achievable fraction of ``compute_dtype``'s peak (fp32 and bf16 share one)."""

@@ -166,7 +166,7 @@ def kv_bytes_per_token(deployment: Deployment, speculator=None):
 
     Examples:
         >>> import specsim
-        >>> d = specsim.Deployment.create("llama-3-8b", "h100", acceptance=0.7, tp=16.0)
+        >>> d = specsim.Deployment.create("llama-3-8b", "gb200", acceptance=0.7, tp=16.0)
         >>> float(kv_bytes_per_token(d))  # 8 KV heads on 16 chips: one head each
         16384.0
     """

@@ -275,10 +275,10 @@ def _random_search(problem, key, points):
     return jax.lax.map(one, z, batch_size=64)
 
 
-def _largest_power_of_two(limit: float, cap: int = 1 << 20) -> int:
-    """The largest power of two <= ``limit`` (>= 1), at most ``cap``."""
+def _largest_power_of_two(limit: float) -> int:
+    """The largest power of two <= ``limit`` (>= 1; ``inf``: 2**30, which ends the loop)."""
     power = 1
-    while power * 2 <= min(limit, cap):
+    while power * 2 <= min(limit, 2.0**30):
         power *= 2
     return power
 
@@ -290,7 +290,7 @@ def _problem(deployment, traffic, slo, engine, price, max_tp, max_replicas, max_
     if max_tp is None:  # 8, or the chips the interconnect joins where fewer
         max_tp = min(
             DEFAULT_MAX_TP,
-            _largest_power_of_two(float(deployment.hardware.interconnect_domain_chips)),
+            _largest_power_of_two(float(deployment.hardware.domain_chips())),
         )
     if not isinstance(deployment.acceptance, SDSLAcceptance):
         raise ValueError(
@@ -313,7 +313,7 @@ def _problem(deployment, traffic, slo, engine, price, max_tp, max_replicas, max_
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     if max_tp & (max_tp - 1):
         raise ValueError(f"max_tp must be a power of two, got {max_tp}")
-    domain = float(deployment.hardware.interconnect_domain_chips)
+    domain = float(deployment.hardware.domain_chips())
     if max_tp > domain:
         raise ValueError(
             f"max_tp {max_tp}: exceeds the {domain:g} chips the hardware's interconnect joins "
