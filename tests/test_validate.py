@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from specsim.validate import (
     markdown_table,
     predict_published,
     published_mape_by_group,
+    report_local,
     split_train_test,
     validate_local,
     validate_published,
@@ -332,7 +334,9 @@ def test_local_validation_runs_end_to_end(monkeypatch):
     from specsim import hardware
 
     # Nominal peaks of a fast machine instead of micro-benchmarks: the fit rescales them.
-    monkeypatch.setattr(specsim.measure, "local_hardware", lambda **_: hardware.get("h100"))
+    # No interconnect domain (inf), as a measured CPU has none.
+    unlimited = hardware.get("h100").replace(interconnect_domain_chips=math.inf)
+    monkeypatch.setattr(specsim.measure, "local_hardware", lambda **_: unlimited)
     points = grids.calibration_points("tiny")[:6]
     monkeypatch.setattr(grids, "calibration_points", lambda size: points)
     configs = grids.speculative_configs("tiny")[:1]
@@ -345,6 +349,10 @@ def test_local_validation_runs_end_to_end(monkeypatch):
     row = local.speculative.iloc[0]
     assert row["measured_tokens_per_s"] > 0 and row["predicted_tokens_per_s"] > 0
     assert 0 <= row["alpha"] <= 1 and np.isfinite(local.speculative_mape)
+    # The report's JSON summary is strict JSON (no inf): the unlimited domain is null.
+    _, summary = report_local(local)
+    text = json.dumps(summary, allow_nan=False)
+    assert json.loads(text)["fitted"]["interconnect_domain_chips"] is None
 
 
 def test_validate_command_writes_tables(tmp_path, capsys):

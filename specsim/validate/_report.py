@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -148,7 +149,9 @@ def report_local(local) -> tuple[str, dict[str, Any]]:
         "step_time_mape_vs_median_pct": local.step_mape_median,
         "step_time_train_mape_pct": local.train_mape,
         "step_points": len(steps),
-        "fitted": fitted,
+        # JSON has no infinity: an unlimited field (a measured CPU's interconnect domain,
+        # a hard roofline's sharpness) is written as null.
+        "fitted": {k: (v if math.isfinite(v) else None) for k, v in fitted.items()},
         "roofline_sharpness": sharpness,
         "step_median_over_p10": spread if np.isfinite(spread) else None,
         "noisy_timings": local.noisy,
