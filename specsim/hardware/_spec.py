@@ -147,7 +147,7 @@ class HardwareSpec:
         fp4's: fp8's), ``int8/int4_dequant_efficiency`` (default 1),
         ``matmul_tile_tokens`` (default 1), ``interconnect_efficiency`` (default 1),
         ``interconnect_switched`` (default 1), ``attention_compute_efficiency`` (default
-        ``attention_efficiency``), ``gemm_weight_passes`` (default 0) and
+        ``attention_efficiency``), ``gemm_weight_passes`` (default 0),
         ``interconnect_ll_latency_us`` (default ``interconnect_latency_us``) and
         ``interconnect_domain_chips`` (default inf, no limit); and facts that are
         not numbers of the model (``aliases``, ``kind``, ``vendor``, ``year``, ``source``,
