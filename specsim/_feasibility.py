@@ -39,6 +39,7 @@ __all__ = [
     "check_parallelism",
     "check_target_split",
     "check_vocabulary",
+    "domain_problem",
     "feasibility_code",
     "reason",
     "tp_problem",
@@ -160,6 +161,27 @@ def check_draft_placement(tp, draft_tp, name: str = "draft_tp") -> None:
         )
 
 
+def domain_problem(hardware, tp) -> str | None:
+    """Why ``tp`` chips are too many for the hardware's interconnect (``None`` if they are
+    not, or either is traced).
+
+    Examples:
+        >>> from specsim import hardware
+        >>> print(domain_problem(hardware.get("h100-nvl"), 4.0)[:32])
+        exceeds the 2 chips the hardware
+        >>> domain_problem(hardware.get("h100-nvl"), 2.0) is None
+        True
+    """
+    t, domain = _whole(tp), _whole(hardware.domain_chips())
+    if t is None or domain is None or t <= domain:
+        return None
+    return (
+        f"exceeds the {_show(domain)} chips the hardware's interconnect joins "
+        "(interconnect_domain_chips: one NVLink node or rack, TPU pod or PCIe host); tensor "
+        "parallelism across a scale-out network is not modelled"
+    )
+
+
 def check_domain(hardware, tp, name: str = "tp") -> None:
     """Refuses a concrete ``tp`` beyond the hardware's scale-up domain (traced: skipped).
 
@@ -170,14 +192,10 @@ def check_domain(hardware, tp, name: str = "tp") -> None:
         ...
         ValueError: tp 16: exceeds the 8 chips the hardware's interconnect joins ...
     """
-    t, domain = _whole(tp), _whole(hardware.domain_chips())
-    if t is not None and domain is not None and t > domain:
-        raise ValueError(
-            f"{name} {_show(tp)}: exceeds the {_show(domain)} chips the hardware's "
-            "interconnect joins (interconnect_domain_chips: one NVLink node or rack, TPU "
-            "pod or PCIe host); tensor parallelism across a scale-out network is not "
-            f"modelled; valid: 1 to {_show(domain)}"
-        )
+    problem = domain_problem(hardware, tp)
+    if problem is not None:
+        domain = _show(hardware.domain_chips())
+        raise ValueError(f"{name} {_show(tp)}: {problem}; valid: 1 to {domain}")
 
 
 def check_draft_split(draft, draft_tp, name: str = "draft_tp") -> None:

@@ -43,6 +43,7 @@ from .._cost import memory_footprint
 from .._deployment import Deployment
 from .._draft import DraftBounds, DraftTemplate, build_draft, buildable_draft
 from .._fast_jit import _backend_jit
+from .._feasibility import domain_problem
 from .._optimize import decode
 from .._saturation import kv_bytes_per_token
 from ..models import parameter_count
@@ -313,13 +314,10 @@ def _problem(deployment, traffic, slo, engine, price, max_tp, max_replicas, max_
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     if max_tp & (max_tp - 1):
         raise ValueError(f"max_tp must be a power of two, got {max_tp}")
-    domain = float(deployment.hardware.domain_chips())
-    if max_tp > domain:
-        raise ValueError(
-            f"max_tp {max_tp}: exceeds the {domain:g} chips the hardware's interconnect joins "
-            "(interconnect_domain_chips; tensor parallelism across a scale-out network is not "
-            f"modelled); valid: powers of two up to {_largest_power_of_two(domain)}"
-        )
+    problem = domain_problem(deployment.hardware, float(max_tp))
+    if problem is not None:
+        largest = _largest_power_of_two(float(deployment.hardware.domain_chips()))
+        raise ValueError(f"max_tp {max_tp}: {problem}; valid: powers of two up to {largest}")
     target = deployment.target
     return _Problem(
         deployment=deployment,
