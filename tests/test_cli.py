@@ -184,6 +184,8 @@ def test_unknown_names_exit_2_with_one_line(capsys, argv, fragments):
         (["cost", "--context", "-5"], "--context -5: negative; valid: numbers >= 0"),
         (["cost", "--context", "nan"], "--context nan: not a finite number"),
         (["cost", "--tp", "0"], "--tp 0: below 1"),
+        # Llama-2-7B's 32 heads do not split over 3 chips (cost priced it until 2026-12-08).
+        (["cost", "--tp", "3"], "specsim cost: --tp 3: does not divide the 32 attention heads"),
         (["cost", "--batch", "many"], "--batch many: not a number"),
         (["cost", "--frobnicate"], "specsim cost: unrecognized arguments: --frobnicate"),
         (["cost", "--hardwar", "h100", "--bach", "2"], "did you mean --batch?"),

@@ -58,7 +58,7 @@ def run_cost(args: argparse.Namespace) -> int:
         runtime,
         step_time,
     )
-    from specsim.feasibility import check_domain
+    from specsim.feasibility import check_parallelism
     from specsim.limits import MAX_BATCH, MAX_TOKENS
 
     for flag, value, limit in (
@@ -70,7 +70,9 @@ def run_cost(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} {value:g}: out of range; valid: at most {limit}")
     model = load_model(args.model, "--model", weight_dtype=args.weight_dtype)
     chip = load_hardware(args.hardware)
-    check_domain(chip, args.tp, "--tp")
+    # The placement rules of every other command: --tp splits the heads, within the
+    # chips the interconnect joins.
+    check_parallelism(model, None, args.tp, 1, names=("--tp", "--draft-tp"), hardware=chip)
     stack = runtime.get(args.runtime, chip)
     cost = forward_cost(model, args.batch, args.new_tokens, args.context)
     t = step_time(model, chip, args.batch, args.new_tokens, args.context, args.tp, runtime=stack)
