@@ -15,7 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
-from ._numerics import where
+from ._numerics import check_range, concrete_values, where
 from .hardware import HardwareSpec, all_to_all_time, allreduce_time, roofline_time, smooth_max
 from .models import TransformerSpec, _attention, _moe, layer_weight_count, parameter_count
 from .runtime import RuntimeProfile, default_for
@@ -109,6 +109,35 @@ class StepTime:
     cost: ForwardCost
 
 
+# What a concrete size of a pass may be (traced sizes pass: their callers check them).
+# Zero tokens is an empty pass (a workload without a prompt prefills nothing).
+_SIZE_RULES = {
+    "batch": (lambda v: v >= 0, ">= 0"),
+    "new_tokens": (lambda v: v >= 0, ">= 0"),
+    "context": (lambda v: v >= 0, ">= 0"),
+    "logit_positions": (lambda v: v >= 0, ">= 0"),
+    "tokens": (lambda v: v >= 0, ">= 0"),
+    "logit_tokens": (lambda v: v >= 0, ">= 0"),
+    "tp": (lambda v: v >= 1, ">= 1 (chips)"),
+}
+
+
+def _check_sizes(**sizes) -> None:
+    """Refuses a concrete size outside ``_SIZE_RULES`` (``ValueError`` naming it)."""
+    for name, value in sizes.items():
+        if value is not None:
+            check_range(name, value, *_SIZE_RULES[name])
+
+
+def _check_parallel(tp, ep=1.0) -> None:
+    """Refuses a concrete ``tp`` below 1 or an ``ep`` outside [1, ``tp``]."""
+    _check_sizes(tp=tp)
+    most = max(concrete_values(tp), default=math.inf)
+    for e in concrete_values(ep):
+        if not (math.isfinite(e) and 1 <= e <= most):
+            raise ValueError(f"ep {e:g}: out of range; valid: 1 <= ep <= tp")
+
+
 def forward_cost(
     model: TransformerSpec, batch, new_tokens, context, logit_positions=None
 ) -> ForwardCost:
@@ -136,6 +165,9 @@ def forward_cost(
     Returns:
         ``ForwardCost`` (whole model, before any tensor-parallel split).
 
+    Raises:
+        ValueError: a concrete negative or non-finite size (traced values are not checked).
+
     Examples:
         >>> from specsim import models
         >>> cost = forward_cost(models.get("llama-2-7b"), batch=1, new_tokens=1, context=0)
@@ -145,6 +177,9 @@ def forward_cost(
         >>> round(float(forward_cost(mixtral, 1, 1, 0).weight_bytes) / 1e9, 2)
         25.5
     """
+    _check_sizes(
+        batch=batch, new_tokens=new_tokens, context=context, logit_positions=logit_positions
+    )
     m = model
     tokens = batch * new_tokens
     logit_tokens = tokens if logit_positions is None else batch * logit_positions
@@ -296,6 +331,10 @@ def step_time(
     Returns:
         ``StepTime``.
 
+    Raises:
+        ValueError: a concrete size out of range (negative batch, tokens or context, ``tp``
+            below 1, ``ep`` outside [1, ``tp``]); traced values are not checked.
+
     Examples:
         >>> from specsim import hardware, models
         >>> t = step_time(models.get("llama-2-7b"), hardware.get("a100-80gb"), 1, 1, 128)
@@ -336,6 +375,8 @@ def pass_time(
         logit_tokens: tokens whose logits are computed and sampled (default ``tokens``).
         tp, smooth, runtime, ep: as in `step_time`.
     """
+    _check_sizes(batch=batch, tokens=tokens, logit_tokens=logit_tokens)
+    _check_parallel(tp, ep)
     if runtime is None:
         runtime = default_for(hardware)
     if logit_tokens is None:
@@ -522,7 +563,11 @@ def memory_footprint(model: TransformerSpec, batch, context) -> MemoryFootprint:
         13.48
         >>> round(float(memory_footprint(models.get("gpt-oss-120b"), 1, 0).weight_bytes) / 1e9, 1)
         65.2
+
+    Raises:
+        ValueError: a concrete negative or non-finite size (traced values are not checked).
     """
+    _check_sizes(batch=batch, context=context)
     m = model
     kv_per_token = m.n_layers * 2.0 * m.n_kv_heads * m.head_dim * m.kv_bytes
     kv_per_token_layer = _attention.kv_elements_per_token(m) * m.kv_bytes
@@ -544,6 +589,11 @@ def fits(model: TransformerSpec, hardware: HardwareSpec, batch, context, tp=1.0)
         >>> from specsim import hardware, models
         >>> bool(fits(models.get("llama-2-70b"), hardware.get("a100-80gb"), 1, 4096))
         False
+
+    Raises:
+        ValueError: a concrete size out of range (negative batch or context, ``tp`` below
+            1); traced values are not checked.
     """
+    _check_parallel(tp)
     need = memory_footprint(model, batch, context).total_bytes
     return need <= hardware.hbm_capacity_bytes * tp

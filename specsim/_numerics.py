@@ -65,6 +65,21 @@ def concrete_values(value) -> tuple[float, ...]:
     return () if array is None else tuple(array.ravel().tolist())
 
 
+def check_range(name: str, value, ok, valid: str) -> None:
+    """Refuses a concrete leaf with a value that is not finite or fails ``ok``
+    (``ValueError``: "NAME V: out of range; valid: finite numbers VALID"); a tracer passes.
+
+    Examples:
+        >>> check_range("batch", -1.0, lambda v: v >= 0, ">= 0")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch -1: out of range; valid: finite numbers >= 0
+    """
+    for v in concrete_values(value):
+        if not (np.isfinite(v) and ok(v)):
+            raise ValueError(f"{name} {v:g}: out of range; valid: finite numbers {valid}")
+
+
 def where(condition, if_true, if_false):
     """``jnp.where`` that keeps Python numbers Python numbers.
 

@@ -1,6 +1,7 @@
 """Cost of one forward pass: FLOPs and bytes, step time, regimes, memory footprint."""
 
 import math
+import re
 
 import hypothesis.strategies as st
 import jax
@@ -18,6 +19,7 @@ from specsim import (
     hardware,
     memory_footprint,
     models,
+    pass_time,
     runtime,
     step_time,
 )
@@ -673,6 +675,48 @@ def test_unknown_compute_dtype_is_a_clear_error():
     spec = models.get("llama-2-7b").replace(compute_dtype="fp2")
     with pytest.raises(ValueError, match="unknown compute dtype 'fp2'"):
         step_time(spec, hardware.get("h100"), 1.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((-1.0, 1.0, 0.0), {}, "batch -1: out of range; valid: finite numbers >= 0"),
+        ((1.0, -2.0, 0.0), {}, "new_tokens -2: out of range"),
+        ((1.0, 1.0, float("nan")), {}, "context nan: out of range"),
+        ((1.0, 1.0, 0.0), {"tp": 0.5}, "tp 0.5: out of range; valid: finite numbers >= 1"),
+        ((1.0, 1.0, 0.0), {"tp": -1.0}, "tp -1: out of range"),
+        ((1.0, 1.0, 0.0), {"tp": 2.0, "ep": 4.0}, "ep 4: out of range; valid: 1 <= ep <= tp"),
+        ((1.0, 1.0, 0.0), {"logit_positions": -1.0}, "logit_positions -1: out of range"),
+    ],
+)
+def test_concrete_sizes_out_of_range_are_value_errors(args, kwargs, message):
+    """Until 2026-12-08 ``step_time(..., tp=-1)`` returned 0.89 ms and a batch of -1 5.5
+    ms: numbers for passes that cannot exist."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        step_time(models.get("llama-2-7b"), hardware.get("h100"), *args, **kwargs)
+
+
+def test_memory_of_negative_sizes_is_a_value_error():
+    """``memory_footprint`` of a context of -5 tokens was a negative KV cache (-2.6 MB),
+    and a batch of -1 "fit" on any chip."""
+    llama, h100 = models.get("llama-2-7b"), hardware.get("h100")
+    with pytest.raises(ValueError, match="context -5: out of range"):
+        memory_footprint(llama, 1, -5)
+    with pytest.raises(ValueError, match="batch -1: out of range"):
+        fits(llama, h100, -1, 0)
+    with pytest.raises(ValueError, match="tp 0: out of range"):
+        fits(llama, h100, 1, 0, 0)
+    with pytest.raises(ValueError, match="tokens -1: out of range"):
+        pass_time(llama, h100, forward_cost(llama, 1, 1, 0), 1, -1)
+
+
+def test_an_empty_pass_and_traced_sizes_are_not_refused():
+    llama, h100 = models.get("llama-2-7b"), hardware.get("h100")
+    # A workload without a prompt prefills no tokens: an empty pass, still a valid size.
+    assert math.isfinite(float(step_time(llama, h100, 1.0, 0.0, 0.0).time_s))
+    # Traced sizes are the callers' to check (`Deployment`, `Workload`): never refused here.
+    t = jax.jit(lambda b: step_time(llama, h100, b, 1.0, 0.0).time_s)(-1.0)
+    assert t.shape == ()
 
 
 # --------------------------------------------------------------------------- properties

@@ -2,6 +2,7 @@
 
 import math
 import pathlib
+import re
 
 import hypothesis.strategies as st
 import jax
@@ -18,6 +19,7 @@ from specsim.hardware import (
     COMPUTE_BOUND,
     MEMORY_BOUND,
     HardwareSpec,
+    all_to_all_time,
     allreduce_time,
     roofline_time,
     smooth_max,
@@ -599,6 +601,22 @@ def test_allreduce_tp_is_traced_and_differentiable(x64):
 
 
 # --------------------------------------------------------------------------- JAX semantics
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda h: allreduce_time(-1e6, 8.0, h), "bytes_per_chip -1e+06: out of range"),
+        (lambda h: allreduce_time(1e6, 0.5, h), "tp 0.5: out of range; valid: finite numbers >= 1"),
+        (lambda h: all_to_all_time(1e6, 0.0, h), "n 0: out of range"),
+        (lambda h: roofline_time(-2e12, 1e9, h), "flops -2e+12: out of range; valid: finite"),
+        (lambda h: roofline_time(2e12, float("inf"), h), "bytes_moved inf: out of range"),
+    ],
+)
+def test_concrete_sizes_out_of_range_are_value_errors(call, message):
+    """An all-reduce of -1 MB over 8 H100s took -20 us until 2026-12-08."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(hardware.get("h100"))
 
 
 def test_jit_and_vmap_over_the_whole_catalogue():
