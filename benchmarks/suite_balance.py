@@ -26,7 +26,10 @@ def file_times(junit_path: str) -> dict[str, list[float]]:
     """Each test file's test times (setup + call + teardown, s), in report order."""
     files: dict[str, list[float]] = {}
     for case in ET.parse(junit_path).getroot().iter("testcase"):
-        path = case.get("classname", "").replace(".", "/") + ".py"
+        parts = case.get("classname", "").split(".")
+        while len(parts) > 1 and parts[-1].startswith("Test"):  # a test class, not a file
+            parts.pop()
+        path = "/".join(parts) + ".py"
         files.setdefault(path, []).append(float(case.get("time", 0.0)))
     return files
 
@@ -37,8 +40,8 @@ def replay(files: dict[str, list[float]], order: list[str], workers: int) -> lis
     pending = [collections.deque() for _ in range(workers)]
     clock = [0.0] * workers
 
-    def refill(i: int) -> None:
-        while queue and len(pending[i]) <= 2:  # xdist's "almost depleted" rule
+    def refill(i: int) -> None:  # xdist's _reschedule: one file when almost depleted
+        if queue and len(pending[i]) <= 2:
             pending[i].extend(files[queue.popleft()])
 
     for i in range(workers):
@@ -65,8 +68,10 @@ def main() -> None:
     print(f"{len(files)} files, {tests} tests, {total:.0f} s of test time")
     for path, times in sorted(files.items(), key=lambda kv: -sum(kv[1]))[: args.top]:
         print(f"  {sum(times):7.1f} s  {len(times):4d} tests  {path}")
-    by_count = sorted(files, key=lambda f: -len(files[f]))  # stable: report order on ties
-    by_time = sorted(files, key=lambda f: -sum(files[f]))
+    # Ties keep collection order: testpaths "tests" then "specsim", paths sorted within.
+    collected = sorted(files, key=lambda f: (not f.startswith("tests/"), f))
+    by_count = sorted(collected, key=lambda f: -len(files[f]))
+    by_time = sorted(collected, key=lambda f: -sum(files[f]))
     for label, order in (
         ("xdist's order (most tests first)", by_count),
         ("longest files first", by_time),

@@ -13,9 +13,11 @@ import math
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
-from ._numerics import check_range, concrete_values, where
+from ._limits import MAX_BATCH, MAX_TOKENS
+from ._numerics import check_range, concrete, where
 from .hardware import HardwareSpec, all_to_all_time, allreduce_time, roofline_time, smooth_max
 from .models import TransformerSpec, _attention, _moe, layer_weight_count, parameter_count
 from .runtime import RuntimeProfile, default_for
@@ -110,14 +112,19 @@ class StepTime:
 
 
 # What a concrete size of a pass may be (traced sizes pass: their callers check them).
-# Zero tokens is an empty pass (a workload without a prompt prefills nothing).
+# Zero tokens is an empty pass (a workload without a prompt prefills nothing); the upper
+# bounds are `specsim.limits`' (a pass's tokens are a batch of sequences of tokens).
+def _within(low, high):
+    return (lambda v: low <= v <= high), f"in [{low:g}, {high:g}]"
+
+
 _SIZE_RULES = {
-    "batch": (lambda v: v >= 0, ">= 0"),
-    "new_tokens": (lambda v: v >= 0, ">= 0"),
-    "context": (lambda v: v >= 0, ">= 0"),
-    "logit_positions": (lambda v: v >= 0, ">= 0"),
-    "tokens": (lambda v: v >= 0, ">= 0"),
-    "logit_tokens": (lambda v: v >= 0, ">= 0"),
+    "batch": _within(0, MAX_BATCH),
+    "new_tokens": _within(0, MAX_TOKENS),
+    "context": _within(0, MAX_TOKENS),
+    "logit_positions": _within(0, MAX_TOKENS),
+    "tokens": _within(0, MAX_BATCH * MAX_TOKENS),
+    "logit_tokens": _within(0, MAX_BATCH * MAX_TOKENS),
     "tp": (lambda v: v >= 1, ">= 1 (chips)"),
 }
 
@@ -130,12 +137,23 @@ def _check_sizes(**sizes) -> None:
 
 
 def _check_parallel(tp, ep=1.0) -> None:
-    """Refuses a concrete ``tp`` below 1 or an ``ep`` outside [1, ``tp``]."""
+    """Refuses a concrete ``tp`` below 1 or an ``ep`` outside [1, ``tp``] (pairwise, as
+    they broadcast)."""
     _check_sizes(tp=tp)
-    most = max(concrete_values(tp), default=math.inf)
-    for e in concrete_values(ep):
-        if not (math.isfinite(e) and 1 <= e <= most):
-            raise ValueError(f"ep {e:g}: out of range; valid: 1 <= ep <= tp")
+    t, e = concrete(tp), concrete(ep)
+    if e is None:
+        return
+    if t is None:
+        check_range("ep", e, lambda v: v >= 1, ">= 1 (chips)")
+        return
+    t, e = np.broadcast_arrays(t, e)
+    bad = ~(np.isfinite(e) & (e >= 1) & (e <= t))
+    if bad.any():
+        i = np.flatnonzero(bad.ravel())[0]
+        ep_i, tp_i = e.ravel()[i], t.ravel()[i]
+        raise ValueError(
+            f"ep {ep_i:g}: out of range; valid: finite numbers in [1, tp] (tp {tp_i:g})"
+        )
 
 
 def forward_cost(
@@ -166,7 +184,8 @@ def forward_cost(
         ``ForwardCost`` (whole model, before any tensor-parallel split).
 
     Raises:
-        ValueError: a concrete negative or non-finite size (traced values are not checked).
+        ValueError: a concrete size negative, above ``specsim.limits`` or not finite
+            (traced values are not checked).
 
     Examples:
         >>> from specsim import models
@@ -332,8 +351,9 @@ def step_time(
         ``StepTime``.
 
     Raises:
-        ValueError: a concrete size out of range (negative batch, tokens or context, ``tp``
-            below 1, ``ep`` outside [1, ``tp``]); traced values are not checked.
+        ValueError: a concrete size out of range: ``batch``, ``new_tokens``, ``context``
+            or ``logit_positions`` negative, above ``specsim.limits`` or not finite; ``tp``
+            below 1; ``ep`` outside [1, ``tp``]. Traced values are not checked.
 
     Examples:
         >>> from specsim import hardware, models
@@ -374,6 +394,11 @@ def pass_time(
         tokens: tokens through the weight matmuls (rows of each matmul).
         logit_tokens: tokens whose logits are computed and sampled (default ``tokens``).
         tp, smooth, runtime, ep: as in `step_time`.
+
+    Raises:
+        ValueError: a concrete ``batch``, ``tokens`` or ``logit_tokens`` negative, above
+            ``specsim.limits`` or not finite, ``tp`` or ``ep`` as in `step_time` (traced
+            values are not checked).
     """
     _check_sizes(batch=batch, tokens=tokens, logit_tokens=logit_tokens)
     _check_parallel(tp, ep)
@@ -557,15 +582,16 @@ def memory_footprint(model: TransformerSpec, batch, context) -> MemoryFootprint:
     attention its latent. Multi-token-prediction modules are not counted (a speculator
     that uses them adds them).
 
+    Raises:
+        ValueError: a concrete size negative, above ``specsim.limits`` or not finite
+            (traced values are not checked).
+
     Examples:
         >>> from specsim import models
         >>> round(float(memory_footprint(models.get("llama-2-7b"), 1, 0).weight_bytes) / 1e9, 2)
         13.48
         >>> round(float(memory_footprint(models.get("gpt-oss-120b"), 1, 0).weight_bytes) / 1e9, 1)
         65.2
-
-    Raises:
-        ValueError: a concrete negative or non-finite size (traced values are not checked).
     """
     _check_sizes(batch=batch, context=context)
     m = model
@@ -585,14 +611,14 @@ def memory_footprint(model: TransformerSpec, batch, context) -> MemoryFootprint:
 def fits(model: TransformerSpec, hardware: HardwareSpec, batch, context, tp=1.0):
     """Whether weights and KV cache fit in the HBM of ``tp`` chips (a boolean array).
 
+    Raises:
+        ValueError: a concrete size out of range (``batch`` or ``context`` as in
+            `memory_footprint`, ``tp`` below 1); traced values are not checked.
+
     Examples:
         >>> from specsim import hardware, models
         >>> bool(fits(models.get("llama-2-70b"), hardware.get("a100-80gb"), 1, 4096))
         False
-
-    Raises:
-        ValueError: a concrete size out of range (negative batch or context, ``tp`` below
-            1); traced values are not checked.
     """
     _check_parallel(tp)
     need = memory_footprint(model, batch, context).total_bytes

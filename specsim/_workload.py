@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -10,7 +9,7 @@ import numpy as np
 from flax import struct
 
 from ._limits import MAX_BATCH, MAX_TOKENS
-from ._numerics import concrete_values, host_float
+from ._numerics import check_range, host_float
 
 
 @struct.dataclass
@@ -71,9 +70,7 @@ class Workload:
             "generate_tokens": (lambda v: 0 < v <= MAX_TOKENS, f"in (0, {MAX_TOKENS}]"),
         }
         for name, (ok, text) in rules.items():
-            for v in concrete_values(getattr(self, name)):
-                if not (math.isfinite(v) and ok(v)):
-                    raise ValueError(f"{name} {v:g}: out of range; valid: finite numbers {text}")
+            check_range(name, getattr(self, name), ok, text)
         return self
 
     @property

@@ -680,12 +680,27 @@ def test_unknown_compute_dtype_is_a_clear_error():
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
-        ((-1.0, 1.0, 0.0), {}, "batch -1: out of range; valid: finite numbers >= 0"),
+        ((-1.0, 1.0, 0.0), {}, "batch -1: out of range; valid: finite numbers in [0, 1.07374e+09]"),
         ((1.0, -2.0, 0.0), {}, "new_tokens -2: out of range"),
         ((1.0, 1.0, float("nan")), {}, "context nan: out of range"),
         ((1.0, 1.0, 0.0), {"tp": 0.5}, "tp 0.5: out of range; valid: finite numbers >= 1"),
         ((1.0, 1.0, 0.0), {"tp": -1.0}, "tp -1: out of range"),
-        ((1.0, 1.0, 0.0), {"tp": 2.0, "ep": 4.0}, "ep 4: out of range; valid: 1 <= ep <= tp"),
+        (
+            (1.0, 1.0, 0.0),
+            {"tp": 2.0, "ep": 4.0},
+            "ep 4: out of range; valid: finite numbers in [1, tp] (tp 2)",
+        ),
+        # Pairwise: ep 4 fits tp 8 but not tp 1.
+        (
+            (1.0, 1.0, 0.0),
+            {"tp": np.array([8.0, 1.0]), "ep": 4.0},
+            "ep 4: out of range; valid: finite numbers in [1, tp] (tp 1)",
+        ),
+        (
+            (2.0**31, 1.0, 0.0),
+            {},
+            "batch 2.14748e+09: out of range; valid: finite numbers in [0, 1.07374e+09]",
+        ),
         ((1.0, 1.0, 0.0), {"logit_positions": -1.0}, "logit_positions -1: out of range"),
     ],
 )

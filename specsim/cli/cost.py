@@ -72,7 +72,7 @@ def run_cost(args: argparse.Namespace) -> int:
     chip = load_hardware(args.hardware)
     # The placement rules of every other command: --tp splits the heads, within the
     # chips the interconnect joins.
-    check_parallelism(model, None, args.tp, 1, names=("--tp", "--draft-tp"), hardware=chip)
+    check_parallelism(model, None, args.tp, 1, names=("--tp", "draft_tp"), hardware=chip)
     stack = runtime.get(args.runtime, chip)
     cost = forward_cost(model, args.batch, args.new_tokens, args.context)
     t = step_time(model, chip, args.batch, args.new_tokens, args.context, args.tp, runtime=stack)

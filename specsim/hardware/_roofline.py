@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from .._numerics import check_range
+from .._numerics import FLOAT32_MAX, check_range
 from ._fields import MIN_ROOFLINE_SHARPNESS
 from ._spec import HardwareSpec
 
@@ -120,9 +120,10 @@ def overlap_max(a, b, sharpness):
     return jnp.where(finite, smooth_max(a, b, p), jnp.maximum(a, b))
 
 
-# Concrete sizes these take (a tracer passes: its caller checks it).
+# Concrete sizes these take (a tracer passes: its caller checks it): amounts of work up
+# to float32's largest number (the precision of every traced leaf), chips from 1.
 def _non_negative(v):
-    return v >= 0
+    return 0 <= v <= FLOAT32_MAX
 
 
 def _at_least_one(v):
@@ -158,14 +159,18 @@ def roofline_time(
     Returns:
         ``RooflineTime`` with the total, both bounds and which one binds.
 
+    Raises:
+        ValueError: concrete ``flops`` or ``bytes_moved`` negative or not finite float32
+            numbers (traced values are not checked).
+
     Examples:
         >>> from specsim import hardware
         >>> t = roofline_time(2e12, 1e9, hardware.get("h100"))
         >>> int(t.bound)  # 2 TFLOP over 1 GB is compute-bound on an H100
         1
     """
-    check_range("flops", flops, _non_negative, ">= 0")
-    check_range("bytes_moved", bytes_moved, _non_negative, ">= 0")
+    check_range("flops", flops, _non_negative, "in [0, 3.4e38]")
+    check_range("bytes_moved", bytes_moved, _non_negative, "in [0, 3.4e38]")
     peak = hardware.peak_flops_per_s(compute_dtype)
     if compute_efficiency is None:
         compute_efficiency = hardware.compute_efficiency_for(compute_dtype)
@@ -276,6 +281,10 @@ def allreduce_time(
         bandwidth_fraction: the fraction of ``B`` that kernel reaches.
         ring_latency_s: fixed cost of the ring all-reduce, s (default ``latency_floor_s``).
 
+    Raises:
+        ValueError: a concrete ``bytes_per_chip`` negative or not a finite float32 number,
+            or ``tp`` below 1 (traced values are not checked).
+
     References:
         Thakur, Rabenseifner, Gropp, "Optimization of Collective Communication Operations
         in MPICH" (2005): ring and reduce-scatter/all-gather cost models. NCCL's tuning
@@ -289,7 +298,7 @@ def allreduce_time(
         >>> round(float(allreduce_time(8192.0, 8.0, hardware.get("h100"), 5e-6)) * 1e6, 1)
         5.8
     """
-    check_range("bytes_per_chip", bytes_per_chip, _non_negative, ">= 0")
+    check_range("bytes_per_chip", bytes_per_chip, _non_negative, "in [0, 3.4e38]")
     check_range("tp", tp, _at_least_one, ">= 1 (chips)")
     ring_latency_s = latency_floor_s if ring_latency_s is None else ring_latency_s
     hop = hardware.interconnect_latency_s
@@ -318,12 +327,16 @@ def all_to_all_time(bytes_per_chip, n, hardware: HardwareSpec):
     ``(n-1) latency + (n-1)/n * bytes / bandwidth``. Zero at ``n = 1``; ``n`` may be a
     traced float. This prices expert-parallel dispatch and combine.
 
+    Raises:
+        ValueError: a concrete ``bytes_per_chip`` negative or not a finite float32 number,
+            or ``n`` below 1 (traced values are not checked).
+
     Examples:
         >>> from specsim import hardware
         >>> float(all_to_all_time(1e6, 1.0, hardware.get("h100")))
         0.0
     """
-    check_range("bytes_per_chip", bytes_per_chip, _non_negative, ">= 0")
+    check_range("bytes_per_chip", bytes_per_chip, _non_negative, "in [0, 3.4e38]")
     check_range("n", n, _at_least_one, ">= 1 (chips)")
     steps = n - 1.0
     return steps * hardware.interconnect_latency_s + (
