@@ -17,7 +17,7 @@ import numpy as np
 from flax import struct
 
 from ._limits import MAX_BATCH, MAX_TOKENS
-from ._numerics import check_range, concrete, where
+from ._numerics import CHIPS, check_range, concrete, where
 from .hardware import HardwareSpec, all_to_all_time, allreduce_time, roofline_time, smooth_max
 from .models import TransformerSpec, _attention, _moe, layer_weight_count, parameter_count
 from .runtime import RuntimeProfile, default_for
@@ -125,7 +125,7 @@ _SIZE_RULES = {
     "logit_positions": _within(0, MAX_TOKENS),
     "tokens": _within(0, MAX_BATCH * MAX_TOKENS),
     "logit_tokens": _within(0, MAX_BATCH * MAX_TOKENS),
-    "tp": (lambda v: v >= 1, ">= 1 (chips)"),
+    "tp": CHIPS,
 }
 
 
@@ -144,7 +144,7 @@ def _check_parallel(tp, ep=1.0) -> None:
     if e is None:
         return
     if t is None:
-        check_range("ep", e, lambda v: v >= 1, ">= 1 (chips)")
+        check_range("ep", e, *CHIPS)
         return
     t, e = np.broadcast_arrays(t, e)
     bad = ~(np.isfinite(e) & (e >= 1) & (e <= t))

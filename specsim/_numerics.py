@@ -65,6 +65,12 @@ def concrete_values(value) -> tuple[float, ...]:
     return () if array is None else tuple(array.ravel().tolist())
 
 
+# Rules for `check_range` that several layers share: a count of chips, and an amount of
+# work (FLOPs, bytes) that a float32 leaf can hold.
+CHIPS = (lambda v: v >= 1, ">= 1 (chips)")
+AMOUNT = (lambda v: 0 <= v <= FLOAT32_MAX, "in [0, 3.4e38]")
+
+
 def check_range(name: str, value, ok, valid: str) -> None:
     """Refuses a concrete leaf with a value that is not finite or fails ``ok``
     (``ValueError``: "NAME V: out of range; valid: finite numbers VALID"); a tracer passes.

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from .._numerics import FLOAT32_MAX, check_range
+from .._numerics import AMOUNT, CHIPS, check_range
 from ._fields import MIN_ROOFLINE_SHARPNESS
 from ._spec import HardwareSpec
 
@@ -120,16 +120,6 @@ def overlap_max(a, b, sharpness):
     return jnp.where(finite, smooth_max(a, b, p), jnp.maximum(a, b))
 
 
-# Concrete sizes these take (a tracer passes: its caller checks it): amounts of work up
-# to float32's largest number (the precision of every traced leaf), chips from 1.
-def _non_negative(v):
-    return 0 <= v <= FLOAT32_MAX
-
-
-def _at_least_one(v):
-    return v >= 1
-
-
 def roofline_time(
     flops,
     bytes_moved,
@@ -169,8 +159,8 @@ def roofline_time(
         >>> int(t.bound)  # 2 TFLOP over 1 GB is compute-bound on an H100
         1
     """
-    check_range("flops", flops, _non_negative, "in [0, 3.4e38]")
-    check_range("bytes_moved", bytes_moved, _non_negative, "in [0, 3.4e38]")
+    check_range("flops", flops, *AMOUNT)
+    check_range("bytes_moved", bytes_moved, *AMOUNT)
     peak = hardware.peak_flops_per_s(compute_dtype)
     if compute_efficiency is None:
         compute_efficiency = hardware.compute_efficiency_for(compute_dtype)
@@ -298,8 +288,8 @@ def allreduce_time(
         >>> round(float(allreduce_time(8192.0, 8.0, hardware.get("h100"), 5e-6)) * 1e6, 1)
         5.8
     """
-    check_range("bytes_per_chip", bytes_per_chip, _non_negative, "in [0, 3.4e38]")
-    check_range("tp", tp, _at_least_one, ">= 1 (chips)")
+    check_range("bytes_per_chip", bytes_per_chip, *AMOUNT)
+    check_range("tp", tp, *CHIPS)
     ring_latency_s = latency_floor_s if ring_latency_s is None else ring_latency_s
     hop = hardware.interconnect_latency_s
     ll_hop = hardware.ll_latency_s()
@@ -336,8 +326,8 @@ def all_to_all_time(bytes_per_chip, n, hardware: HardwareSpec):
         >>> float(all_to_all_time(1e6, 1.0, hardware.get("h100")))
         0.0
     """
-    check_range("bytes_per_chip", bytes_per_chip, _non_negative, "in [0, 3.4e38]")
-    check_range("n", n, _at_least_one, ">= 1 (chips)")
+    check_range("bytes_per_chip", bytes_per_chip, *AMOUNT)
+    check_range("n", n, *CHIPS)
     steps = n - 1.0
     return steps * hardware.interconnect_latency_s + (
         steps / n * bytes_per_chip / hardware.interconnect_bytes_per_s
