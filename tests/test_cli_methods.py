@@ -48,6 +48,36 @@ def test_evaluate_every_method(capsys, argv):
     assert got["method"] == argv[1] and got["speedup"] > 1.0
 
 
+@pytest.mark.slow
+def test_evaluate_a_method_prices_the_runtime_named(capsys):
+    # --runtime was dropped on the --method path: an EAGLE chain was priced with the
+    # default stack whatever the flag said (the eager profile's 1 ms per iteration unpaid).
+    argv = ("evaluate", "--method", "eagle", "--gamma", "5", "--tau", "3", "--json")
+    code, out, err = run(capsys, *argv, "--runtime", "eager")
+    assert code == 0, err
+    got = json.loads(out)
+    d = Deployment.create("llama-2-7b", "h100", Workload.create(1, 512, 256), 0.7, runtime="eager")
+    want = specsim.predict(d, Eagle.create(version=2), 5.0)
+    assert_close(got["baseline_tokens_per_s"], float(want.baseline_tokens_per_s), rtol=1e-6)
+    # the eager profile's host work per iteration: 1 ms (runtime/catalog.toml)
+    assert got["speculation_overhead_s"] > 1e-3
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["speculation_overhead_s"] < 1e-4
+
+
+@pytest.mark.slow
+def test_evaluate_a_method_refuses_what_does_not_fit(capsys):
+    # Llama-2-70B's 138 GB of bf16 weights on a 24 GB card: refused, as with a draft model,
+    # unless --allow-infeasible (was: priced, exit 0, "DOES NOT FIT" in the last line).
+    argv = ("evaluate", "--method", "eagle", "--target", "llama-2-70b", "--hardware", "rtx-3090")
+    assert_usage_error(*run(capsys, *argv), "--allow-infeasible", "24 GB")
+    code, out, err = run(capsys, *argv, "--allow-infeasible", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["feasible"] is False and got["infeasible"] == ["memory"]
+
+
 @pytest.mark.parametrize(
     "argv, fragments",
     [
@@ -98,6 +128,18 @@ def test_optimize_eagle3_returns_the_best_tree(capsys):
     assert got["kind"] == "tree" and got["lookahead"] == len(got["widths"]) <= 4
     assert sum(got["widths"]) <= 10 and got["speedup"] > 1.5
     assert got["certificate"]["gap"] <= 0.005
+
+
+@pytest.mark.slow
+def test_optimize_a_method_prices_the_runtime_named(capsys):
+    # --runtime was dropped by optimize --method too.
+    argv = ("optimize", "--method", "eagle", "--alpha", "0.7", "--max-gamma", "4", "--json")
+    code, out, err = run(capsys, *argv, "--runtime", "eager")
+    assert code == 0, err
+    eager = json.loads(out)["baseline_tokens_per_s"]
+    d = Deployment.create("llama-3-8b", "h100", Workload.create(1, 512, 256), 0.7, runtime="eager")
+    want = specsim.predict(d, Eagle.create(version=2), 0.0)
+    assert_close(eager, float(want.baseline_tokens_per_s), rtol=1e-6)
 
 
 @pytest.mark.slow

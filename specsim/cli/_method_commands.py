@@ -98,7 +98,7 @@ def run_method_optimize(args: argparse.Namespace) -> int:
     def deployment_for(acceptance):
         return Deployment.create(
             target, chip, workload, acceptance, tp=args.tp, draft_tp=args.draft_tp,
-            speculation_overhead_s=args.speculation_overhead_us * 1e-6,
+            speculation_overhead_s=args.speculation_overhead_us * 1e-6, runtime=args.runtime,
         )  # fmt: skip
 
     kind, result, acceptance = _search(

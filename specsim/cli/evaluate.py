@@ -150,6 +150,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _run_method(args: argparse.Namespace) -> int:
     """``evaluate`` for any speculation method (``--method`` and its flags)."""
     from specsim import Workload, crossover_batch, speculators, throughput
+    from specsim.feasibility import reason
 
     if args.plot:
         raise ValueError("--plot draws a draft model's roofline; drop --method and its flags")
@@ -157,21 +158,27 @@ def _run_method(args: argparse.Namespace) -> int:
     speculator, shape, acceptance = build_speculation(args, target)
     chip = load_hardware(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
-    report = throughput(
-        target, speculator, chip, workload, shape, acceptance, args.tp, args.draft_tp
-    )
-    crossover = crossover_batch(
-        target, speculator, chip, workload, shape, acceptance, args.tp, args.draft_tp
-    )
+    setup = (target, speculator, chip, workload, shape, acceptance, args.tp, args.draft_tp)
+    report = throughput(*setup, runtime=args.runtime)
+    fits = bool(report.fits)
+    if not fits and not args.allow_infeasible:
+        raise memory_refusal(
+            args, float(report.memory_per_chip_bytes), float(chip.hbm_capacity_bytes)
+        )
+    crossover = crossover_batch(*setup, runtime=args.runtime)
     out = {
         "method": speculators.method_name(speculator),
         "shape": describe_shape(shape),
         **report.to_dict(),
         "crossover_batch": None if not math.isfinite(crossover) else float(crossover),
+        "infeasible": [] if fits else ["memory"],
+        "feasible": fits,
     }
     if args.json:
         print_json(out)
         return 0
+    if not fits:
+        print(f"INFEASIBLE (memory: {reason('memory')}): priced anyway with --allow-infeasible")
     s = out["shape"]
     drafted = (
         f"gamma {s['gamma']:g}"
