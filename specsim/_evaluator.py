@@ -16,7 +16,7 @@ import math
 import jax
 import numpy as np
 
-from ._deployment import Deployment
+from ._deployment import Deployment, check_gamma
 from ._throughput import (
     QUADRATURE_NODES,
     ThroughputReport,
@@ -30,6 +30,7 @@ from ._throughput import (
     check_speculation,
     host_result,
 )
+from .speculators import _protocol as _speculators
 
 __all__ = ["Evaluator"]
 
@@ -109,6 +110,7 @@ class Evaluator:
         }
         self._scalar_gamma = layout.shapes[-1:] == ((),) and layout.kinds[-1:] == "f"
         self._scalar_gamma = self._scalar_gamma and bounds[3] - bounds[2] == 1
+        self._valid_gamma = float(np.max(gamma)) if self._scalar_gamma else 0.0
 
     def __call__(self, gamma=None, *, speculator=None, deployment=None) -> ThroughputReport:
         """The report for a new lookahead, speculator or deployment (``None``: the bound one).
@@ -136,7 +138,17 @@ class Evaluator:
             deployment.validate()
         fast = self._scalar_gamma and speculator is None and deployment is None
         if fast and gamma is not None:
-            floats[self._parts["gamma"][0]] = _lookahead(gamma)  # the common call: no NumPy
+            # The common call, on a Python float. A lookahead's limits are upper bounds
+            # (MAX_GAMMA, a Medusa's head count), so one at most the largest already
+            # validated is valid; a larger one is checked as `predict` checks it.
+            number = _lookahead(gamma)
+            if number > self._valid_gamma:
+                _speculators.validate_speculation(
+                    self._bound["speculator"], self._bound["deployment"], number
+                )
+                check_gamma(number)
+                self._valid_gamma = number
+            floats[self._parts["gamma"][0]] = number
         elif speculator is not None or deployment is not None or gamma is not None:
             check_speculation(
                 self._bound["deployment"] if deployment is None else deployment,

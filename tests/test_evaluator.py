@@ -68,6 +68,21 @@ def test_evaluator_rejects_bad_values_and_other_structures():
         Evaluator(TARGET, DRAFT)
 
 
+def test_a_new_lookahead_is_held_to_predicts_limits():
+    # The fast path checked only gamma >= 0: a 3-head Medusa was priced at gamma 10 and a
+    # draft at gamma 5000, both of which predict refuses.
+    d = Deployment.create(TARGET, A100, WORKLOAD, 0.8)
+    medusa = Evaluator(d, specsim.speculators.Medusa.create(n_heads=3.0), 2.0)
+    assert float(medusa(3.0).gamma) == 3.0  # up to the head count, and then below it
+    assert float(medusa(1.5).gamma) == 1.5
+    with pytest.raises(ValueError, match="Medusa with 3 heads drafts at most"):
+        medusa(10.0)
+    with pytest.raises(
+        ValueError, match=r"gamma 5000: out of range; valid: real numbers in \[0, 1024\]"
+    ):
+        Evaluator(d, DRAFT, 4.0)(5000.0)
+
+
 @pytest.mark.slow
 def test_traced_inputs_take_the_general_path():
     d = Deployment.create(TARGET, A100, WORKLOAD, 0.8)
