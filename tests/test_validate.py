@@ -9,8 +9,20 @@ import pandas as pd
 import pytest
 from conftest import RTOL_F32
 
-from specsim import Deployment, Workload, hardware, models, predict, runtime, step_time, theory
+from specsim import (
+    Deployment,
+    TokenTree,
+    Workload,
+    acceptance_from_tau,
+    hardware,
+    models,
+    predict,
+    runtime,
+    step_time,
+    theory,
+)
 from specsim.cli.validate import add_validate_arguments, run_validate
+from specsim.speculators import Eagle, Ngram
 from specsim.validate import (
     load_published,
     mape,
@@ -38,7 +50,9 @@ PUBLISHED_GROUPS = {
     "TensorRT-LLM 0.5 first-token latency",
     "TensorRT-LLM 0.9 static batch",
     "TensorRT-LLM 0.9 first-token latency",
+    "Spec-Bench speedup",
 }
+LEVIATHAN = "Leviathan expected speedup"
 # Issue 13's bar: every group of published rows within this MAPE, one catalogue for all.
 GROUP_MAPE_BAR_PCT = 12.0
 # Groups over that bar, kept in the data rather than dropped, each with the MAPE it had
@@ -67,7 +81,7 @@ def test_mape():
 
 def test_every_published_row_has_a_source_and_complete_conditions():
     rows, architectures = load_published()
-    assert len(rows) >= 243
+    assert len(rows) >= 259
     # Every gpt-fast README row (32971d3) but the speculative one (no published acceptance),
     # its Mixtral row, and EAGLE's two plain gpt-fast rows (Table 4).
     assert sum(r["id"].startswith("gpt-fast") for r in rows) == 29
@@ -80,12 +94,17 @@ def test_every_published_row_has_a_source_and_complete_conditions():
     # The same document's v0.5 first-token latencies (H100: 6 rows, L40S: 4, A100: 6) and
     # v0.9's (five models on four GPUs, 128 and 2048 prompt tokens: 40).
     assert sum(r["quantity"] == "first_token_latency_s" for r in rows) == 56
+    # Spec-Bench's leaderboard (fd2c1cd): EAGLE, Medusa, PLD and SpS, the methods with a
+    # static tree or a chain, in its four tables (RTX 3090 7B; A100 7B, 13B, 33B).
+    assert sum(r["group"] == "Spec-Bench speedup" for r in rows) == 16
     assert len({r["id"] for r in rows}) == len(rows)
     for row in rows:
         assert row["source"] and row["value"] > 0 and row["batch"] >= 1
         assert row["group"] in PUBLISHED_GROUPS
-        if row["quantity"] == "speedup":
+        if row["group"] == LEVIATHAN:
             assert row["draft"] in architectures and 0 < row["alpha"] < 1
+        if row["group"] == "Spec-Bench speedup":  # measured tau, eager Hugging Face runs
+            assert row["runtime"] == "eager" and row["tau"] > 1 and "alpha" not in row
         if row["quantity"] == "saturated_output_tokens_per_s":
             assert row["engine"] == "trtllm-bench" and 0 < row["kv_memory_fraction"] <= 1
 
@@ -93,7 +112,7 @@ def test_every_published_row_has_a_source_and_complete_conditions():
 def test_leviathan_expected_speedups_follow_from_their_own_cost_ratios():
     # The data file reproduces the paper's numbers: Thm 3.8 with the tabulated c.
     rows, _ = load_published()
-    for row in (r for r in rows if r["quantity"] == "speedup"):
+    for row in (r for r in rows if r["group"] == LEVIATHAN):
         alpha, gamma, c = row["alpha"], row["gamma"], row["published_cost_ratio"]
         improvement = float(theory.expected_tokens(alpha, gamma)) / (gamma * c + 1)
         assert improvement == pytest.approx(row["value"], abs=0.07)  # as stated in the paper
@@ -108,7 +127,7 @@ def test_published_predictions():
         assert value <= KNOWN_GAP_MAPE_PCT.get(group, GROUP_MAPE_BAR_PCT), (group, value)
         if group in KNOWN_GAP_MAPE_PCT:  # closed: drop the exemption, the bar then holds
             assert value > GROUP_MAPE_BAR_PCT, (group, value)
-    speedups = table[table["quantity"] == "speedup"]
+    speedups = table[table["group"] == LEVIATHAN]
     np.testing.assert_allclose(speedups["predicted"], speedups["published"], rtol=RTOL_LEVIATHAN)
     gpt_fast = table[table["id"].str.startswith("gpt-fast")]
     assert (gpt_fast["predicted"] > 0).all()
@@ -296,6 +315,72 @@ def test_published_files_are_read_strictly(tmp_path, change, match):
     with pytest.raises(ValueError, match=match) as info:
         load_published(_published(tmp_path, row))
     assert "\n" not in str(info.value)
+
+
+METHOD_ROW = {
+    **{k: v for k, v in GOOD_ROW.items() if k not in ("draft", "gamma", "alpha")},
+    "method": "eagle",
+    "tree": "eagle",
+    "tau": 3.5,
+    "runtime": "eager",
+}
+
+
+def test_a_method_row_with_a_measured_tau_loads(tmp_path):
+    rows, _ = load_published(_published(tmp_path, METHOD_ROW))
+    assert rows[0]["method"] == "eagle" and rows[0]["tau"] == 3.5
+    chain = {**METHOD_ROW, "method": "ngram", "gamma": 10, "tree": None}
+    rows, _ = load_published(_published(tmp_path, {k: v for k, v in chain.items() if v}))
+    assert rows[0]["gamma"] == 10
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"tree": None}, r"row: missing required key 'gamma' \(of a speedup\), or 'tree' for"),
+        ({"tau": None}, r"row: missing required key 'alpha' \(of a speedup\), or 'tau' for"),
+        ({"gamma": 4}, r"row: gamma 4 and tree 'eagle': both given; valid: one of them"),
+        ({"alpha": 0.8}, r"row: alpha 0.8 and tau 3.5: both given; valid: one of them"),
+        ({"method": "ngram"}, r"row: tree 'eagle': method 'ngram' drafts a chain; valid: gamma"),
+        ({"tree": "oak"}, r"row: tree: unknown tree 'oak'; valid: eagle, medusa"),
+        # EAGLE's tree is 5 deep: at most 6 tokens per iteration
+        ({"tau": 6.5}, r"row: tau .* must be in \[1, 6\] for lookahead 5, got 6.5"),
+        ({"tau": 0.5}, r"row: tau 0.5: out of range; valid: >= 1"),
+        ({"method": "lookahead"}, r"row: method 'lookahead': unknown; valid: draft, eagle"),
+        ({"draft": "llama-68m"}, r"row: draft 'llama-68m': method 'eagle' has no draft model"),
+        ({"method": "draft"}, r"row: missing required key 'draft' \(of a speedup\) for method"),
+        ({"quantity": "baseline_tokens_per_s"}, r"row: method 'eagle': not used by plain"),
+    ],
+)
+def test_malformed_method_rows_are_refused(tmp_path, change, match):
+    row = {k: v for k, v in {**METHOD_ROW, **change}.items() if v is not None}
+    with pytest.raises(ValueError, match=match) as info:
+        load_published(_published(tmp_path, row))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow  # two predictions: ~10 s (2-core EPYC)
+@pytest.mark.parametrize("shape", ["tree", "chain"])
+def test_a_method_row_predicts_from_its_measured_tau(shape):
+    # The row's acceptance reproduces the measured tau on its tree or chain, and the row is
+    # priced as the library prices that speculator by hand, on the row's runtime.
+    rows, architectures = load_published()
+    method = "eagle" if shape == "tree" else "ngram"
+    row = next(r for r in rows if r["group"] == "Spec-Bench speedup" and r.get("method") == method)
+    target = models.get(row["target"]).with_dtypes("fp16")
+    if shape == "tree":
+        tree = TokenTree.preset(row["tree"])
+        acceptance = acceptance_from_tau(row["tau"], tree.max_depth).tree(tree)
+        speculator, drafted = Eagle.create(version=2), tree
+    else:
+        acceptance = acceptance_from_tau(row["tau"], row["gamma"]).constant()
+        speculator, drafted = Ngram.create(), float(row["gamma"])
+    workload = Workload.create(1, row["prompt_tokens"], row["generate_tokens"])
+    d = Deployment.create(target, row["hardware"], workload, acceptance, runtime="eager")
+    want = predict(d, speculator, drafted)
+    assert float(want.expected_tokens_per_step) == pytest.approx(row["tau"], rel=1e-4)
+    got = predict_published(row, architectures)
+    assert got["predicted"] == pytest.approx(float(want.speedup), rel=RTOL_F32)
 
 
 def test_published_architectures_and_ids_are_checked(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from importlib import resources
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import _schema, hardware, models, runtime
+from .. import _schema, hardware, models, runtime, speculators
 from .._deployment import Deployment
+from .._measured_acceptance import acceptance_from_tau
 from .._saturation import saturated_throughput, trtllm_bench_limits
 from .._throughput import predict
+from .._tree import TokenTree
 from .._workload import Workload
 from ..models import TransformerSpec
 from ..models._spec import BYTES_PER_ELEMENT, COMPUTE_DTYPES
@@ -95,11 +98,9 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
         if row["id"] in seen:
             raise ValueError(_schema.message(entry, "id", row["id"], "repeated", "unique ids"))
         seen.add(row["id"])
-        speculative = ("draft", "gamma", "alpha")
+        speculative = ("method", "draft", "gamma", "tree", "alpha", "tau")
         if row["quantity"] == "speedup":
-            missing = [k for k in speculative if k not in row]
-            if missing:
-                raise ValueError(f"{entry}: missing required key {missing[0]!r} (of a speedup)")
+            _check_speedup_row(entry, row)
             _refuse_extra(
                 entry, row, ("per_chip",), "a speedup is a ratio", "per_chip only with tokens/s"
             )
@@ -111,7 +112,8 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
                 row,
                 (*speculative, "published_cost_ratio"),
                 "not used by plain decoding",
-                "draft, gamma, alpha and published_cost_ratio only with a speedup",
+                "method, draft, gamma, tree, alpha, tau and published_cost_ratio only with a "
+                "speedup",
             )
         if row["quantity"] != "saturated_output_tokens_per_s":
             _refuse_extra(
@@ -155,8 +157,11 @@ _MEASUREMENT_KEYS = {
     "engine": _schema.Key("string", choices=ENGINES),
     "kv_memory_fraction": _schema.Key("number", _schema.FRACTION),
     "per_chip": _schema.Key("bool"),
+    "method": _schema.Key("string", choices=speculators.METHODS),
     "gamma": _schema.Key("number", _schema.NON_NEGATIVE),
+    "tree": _schema.Key("string"),
     "alpha": _schema.Key("number", _schema.Rule(lambda v: 0 < v < 1, "in (0, 1)")),
+    "tau": _schema.Key("number", _schema.Rule(lambda v: v >= 1, ">= 1")),
     "published_cost_ratio": _schema.Key("number", _schema.POSITIVE),
     "source": _schema.Key("string", required=True),
     "assumed": _schema.Key("string"),
@@ -216,17 +221,19 @@ def predict_published(row: dict, architectures: dict) -> dict[str, float]:
         prompt_tokens=row.get("prompt_tokens", 128),
         generate_tokens=row.get("generate_tokens", 128),
     )
+    acceptance = 0.5
+    if row["quantity"] == "speedup":
+        speculator, shape, acceptance = _speculation(row, architectures, target)
     deployment = Deployment.create(
         target,
         hardware.get(row["hardware"]),
         workload,
-        float(row.get("alpha", 0.5)),
+        acceptance,
         tp=float(row.get("tp", 1)),
         runtime=row.get("runtime", "default"),
     )
     if row["quantity"] == "speedup":
-        draft = _published_spec(row["draft"], architectures, row)
-        report = predict(deployment, draft, float(row["gamma"]))
+        report = predict(deployment, speculator, shape)
         cost_ratio = float(report.cost_ratio)
         return {"predicted": float(report.speedup), "predicted_cost_ratio": cost_ratio}
     if row["quantity"] == "saturated_output_tokens_per_s":
@@ -290,6 +297,82 @@ def validate_published(path: str | os.PathLike | None = None):
             }
         )
     return pd.DataFrame(out)
+
+
+def _check_speedup_row(entry, row) -> None:
+    """A speedup names its method (default a draft model), its chain or tree, and its
+    acceptance: ``draft`` exactly with ``method = "draft"``, one of ``gamma`` and ``tree``
+    (a preset, for methods that draft trees), one of ``alpha`` and ``tau``."""
+    method = row.get("method", "draft")
+    if method == "draft" and "draft" not in row:
+        raise ValueError(
+            f"{entry}: missing required key 'draft' (of a speedup) for method 'draft', the default"
+        )
+    if method != "draft":
+        _refuse_extra(
+            entry, row, ("draft",), f"method {method!r} has no draft model", "method = 'draft'"
+        )
+    pairs = (
+        ("gamma", "tree", "a token tree"),
+        ("alpha", "tau", "a measured mean accepted length"),
+    )
+    for key, other, what in pairs:
+        if key not in row and other not in row:
+            raise ValueError(
+                f"{entry}: missing required key {key!r} (of a speedup), or {other!r} for {what}"
+            )
+        if key in row and other in row:
+            raise ValueError(
+                f"{entry}: {key} {row[key]!r} and {other} {row[other]!r}: both given; valid: "
+                "one of them"
+            )
+    if "tree" in row:
+        if method not in speculators.TREE_METHODS:
+            raise ValueError(
+                _schema.message(
+                    entry, "tree", row["tree"], f"method {method!r} drafts a chain", "gamma"
+                )
+            )
+        try:
+            TokenTree.preset(row["tree"])
+        except ValueError as e:
+            raise ValueError(f"{entry}: tree: {e}") from None
+    if "tau" in row:
+        depth = _depth(_shape(row))
+        try:
+            acceptance_from_tau(row["tau"], depth)
+        except ValueError as e:
+            raise ValueError(f"{entry}: {e}") from None
+
+
+def _shape(row):
+    """A speedup row's chain length (a float) or its preset `TokenTree`."""
+    return TokenTree.preset(row["tree"]) if "tree" in row else float(row["gamma"])
+
+
+def _depth(shape) -> int:
+    """Draft positions of a chain (``ceil(gamma)``, at least 1) or a tree's depth."""
+    if isinstance(shape, TokenTree):
+        return shape.max_depth
+    return max(1, math.ceil(shape))
+
+
+def _speculation(row: dict, architectures: dict, target):
+    """``(speculator, shape, acceptance)`` of a speedup row: the method's speculator (a
+    draft model in the row's dtypes for ``"draft"``), its chain or tree, and the row's
+    constant alpha, or the acceptance reproducing its measured tau on that chain or tree
+    (one top-1 rate for every depth, ``AcceptanceStats.tree``)."""
+    method = row.get("method", "draft")
+    options = {}
+    if method == "draft":
+        options["draft"] = _published_spec(row["draft"], architectures, row)
+    speculator = speculators.create(method, target, **options)
+    shape = _shape(row)
+    if "alpha" in row:
+        return speculator, shape, float(row["alpha"])
+    stats = acceptance_from_tau(row["tau"], _depth(shape))
+    acceptance = stats.tree(shape) if isinstance(shape, TokenTree) else stats.constant()
+    return speculator, shape, acceptance
 
 
 def _check_latency_row(entry, row) -> None:
