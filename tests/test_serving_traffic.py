@@ -93,6 +93,11 @@ def test_trace_files_round_trip(tmp_path, suffix):
         ("arrival_s,prompt_tokens,output_tokens\n0,5.5,5\n", "prompt_tokens must be whole"),
         ("arrival_s,prompt_tokens,output_tokens\n0,5,0\n", "output_tokens must be whole"),
         ("arrival_s,prompt_tokens,output_tokens\n0,5,abc\n", "output_tokens must be whole"),
+        # 1e19 wrapped to a negative int64 and was accepted (then an IndexError in simulate)
+        ("arrival_s,prompt_tokens,output_tokens\n0,1e19,3\n", r"in \[1, 1073741824\]"),
+        # a fourth field on every row made the first column the index: arrival 5, prompt 3
+        ("arrival_s,prompt_tokens,output_tokens\n0,5,3,9\n", "more fields than the header"),
+        ("arrival_s,prompt_tokens,output_tokens\n0,5,3\n1,5,3,9\n", "Expected 3 fields"),
     ],
 )
 def test_bad_csv_traces_are_one_line_errors(tmp_path, text, message):

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .._limits import MAX_TOKENS
 from .._numerics import concrete
 
 __all__ = ["TRACE_COLUMNS", "LengthDistribution", "Trace", "Traffic", "load_trace"]
@@ -223,14 +225,23 @@ def load_trace(path: str | os.PathLike) -> Trace:
         raise ValueError(f"{path}: no such trace file")
     try:
         if path.suffix == ".csv":
-            frame = pd.read_csv(path)
+            # index_col=False: a row with more fields than the header is an error, not a
+            # first column silently taken as the index (which shifts every value by one).
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, index_col=False)
         elif path.suffix in (".jsonl", ".json"):
             frame = _read_jsonl(path)
         else:
             raise ValueError(f"{path}: a trace is a .csv or .jsonl file, got {path.suffix!r}")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.ParserWarning) as error:
         if isinstance(error, pd.errors.EmptyDataError):
             raise ValueError(f"{path}: empty trace (no header, no requests)") from None
+        if isinstance(error, pd.errors.ParserWarning):
+            raise ValueError(
+                f"{path}: rows have more fields than the header; valid: one value per "
+                f"column, {', '.join(TRACE_COLUMNS)}"
+            ) from None
         raise ValueError(f"{path}: unreadable: {str(error).splitlines()[0]}") from None
     unknown = sorted(set(frame.columns) - set(TRACE_COLUMNS))
     missing = [c for c in TRACE_COLUMNS if c not in frame.columns]
@@ -361,9 +372,15 @@ def _whole_tokens(name: str, values: np.ndarray, where: str = "lengths") -> np.n
     ):
         raise ValueError(f"{where}: {name} must be whole numbers >= 1, got {values.dtype} values")
     as_float = values.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(as_float) | (as_float < 1) | (as_float != np.rint(as_float)))
+    bad = np.flatnonzero(
+        ~np.isfinite(as_float)
+        | (as_float < 1)
+        | (as_float > MAX_TOKENS)
+        | (as_float != np.rint(as_float))
+    )
     if bad.size:
         raise ValueError(
-            f"{where}: {name} must be whole numbers >= 1; request {bad[0]} has {values[bad[0]]}"
+            f"{where}: {name} must be whole numbers in [1, {MAX_TOKENS}] (specsim.limits); "
+            f"request {bad[0]} has {values[bad[0]]}"
         )
     return as_float.astype(np.int64)
