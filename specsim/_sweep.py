@@ -66,7 +66,13 @@ from ._acceptance import (
 )
 from ._atomic import atomic_output, check_output_path
 from ._errors import relabel
-from ._limits import HOST_MEMORY_FRACTION, physical_memory_bytes
+from ._limits import (
+    HOST_MEMORY_FRACTION,
+    MAX_BATCH,
+    MAX_GAMMA,
+    MAX_TOKENS,
+    physical_memory_bytes,
+)
 from ._numerics import FLOAT32_MAX
 from ._progress import live_bar
 from ._reduce import Histogram, Quantiles, Reduction, TopK
@@ -110,13 +116,14 @@ REPORT_COLUMNS = (
 CPU_CHUNK_SIZE = 2**23
 DEFAULT_CHUNK_SIZE = 2**20
 
+# As `Workload.validate` and `predict` bound them (specsim.limits).
 _NUMERIC_RULES = {
     "tp": (lambda v: v >= 1, ">= 1"),
-    "batch": (lambda v: v > 0, "> 0"),
-    "prompt_tokens": (lambda v: v >= 0, ">= 0"),
-    "generate_tokens": (lambda v: v > 0, "> 0"),
+    "batch": (lambda v: 0 < v <= MAX_BATCH, f"in (0, {MAX_BATCH}]"),
+    "prompt_tokens": (lambda v: 0 <= v <= MAX_TOKENS, f"in [0, {MAX_TOKENS}]"),
+    "generate_tokens": (lambda v: 0 < v <= MAX_TOKENS, f"in (0, {MAX_TOKENS}]"),
     "alpha": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "gamma": (lambda v: v >= 0, ">= 0"),
+    "gamma": (lambda v: 0 <= v <= MAX_GAMMA, f"in [0, {MAX_GAMMA}]"),
 }
 
 

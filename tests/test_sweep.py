@@ -258,8 +258,12 @@ def test_streaming_to_a_file_equals_the_frame(tmp_path, full_frame, suffix):
         (dict(hardware=["h100", "nonsense-chip"]), "hardware 'nonsense-chip': unknown hardware"),
         (dict(target="llama-9000"), "target 'llama-9000': unknown model"),
         (dict(draft=["llama-68m", 3]), "draft 3: not a model"),
-        (dict(gamma=[1, -2]), "gamma -2: out of range; valid: finite numbers >= 0"),
-        (dict(batch=[0]), "batch 0: out of range; valid: finite numbers > 0"),
+        (dict(gamma=[1, -2]), r"gamma -2: out of range; valid: finite numbers in \[0, 1024\]"),
+        (dict(batch=[0]), r"batch 0: out of range; valid: finite numbers in \(0, 1073741824\]"),
+        # beyond specsim.limits, as predict and Workload refuse them (were priced as inf)
+        (dict(batch=[2**31]), r"batch 2147483648: out of range; valid: finite numbers in \(0,"),
+        (dict(prompt_tokens=[2**40]), "prompt_tokens 1099511627776: out of range"),
+        (dict(gamma=[5000]), r"gamma 5000: out of range; valid: finite numbers in \[0, 1024\]"),
         (dict(prompt_tokens=-1), "prompt_tokens -1: out of range"),
         (dict(generate_tokens=[float("nan")]), "generate_tokens nan: out of range"),
         (dict(tp=[0.5]), "tp 0.5: out of range"),
@@ -402,7 +406,7 @@ def test_cli_best_over_with_plot_and_json(tmp_path, capsys):
     ("argv", "message"),
     [
         (["--gamma", "1,2,..."], "needs three numbers before it and one after"),
-        (["--batch", "0:4"], "batch 0.0: out of range; valid: finite numbers > 0"),
+        (["--batch", "0:4"], r"batch 0.0: out of range; valid: finite numbers in \(0, 1073"),
         (["--hardware", "h100,,h200"], "--hardware h100,,h200: empty item"),
         (["--hardware", "h100,b9000"], "hardware 'b9000': unknown hardware"),
         (["--alpha", "0.5,1.5"], r"alpha 1.5: out of range; valid: finite numbers in \(0, 1\)"),
