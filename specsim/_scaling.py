@@ -207,6 +207,21 @@ def clamp_unit(x, lo=1e-4, hi=1.0 - 1e-4, sharpness=_DEFAULT_CLAMP_SHARPNESS):
     )
 
 
+# Losses are capped smoothly at this many nats before the affine law: a perplexity of
+# 1.1e13, beyond uniform guessing over any vocabulary (ln 256k = 12.5 nats). The law
+# reaches it only for absurd sizes (a 100-parameter draft, 1e3 training tokens), where
+# exp(L) overflowed float32 and A * inf + B * inf made alpha NaN; below 20 nats the cap
+# moves a loss by under 5e-5 of a nat.
+_MAX_LOSS_NATS = 30.0
+
+
+def _bounded_perplexity(n_params, train_tokens, law):
+    """``perplexity`` with the loss smoothly capped at ``_MAX_LOSS_NATS`` (finite, and
+    differentiable with finite gradients, for every positive N and D in float32)."""
+    loss = pretraining_loss(n_params, train_tokens, law)
+    return jnp.exp(_MAX_LOSS_NATS - jax.nn.softplus(_MAX_LOSS_NATS - loss))
+
+
 @jax.jit
 def sdsl_alpha(
     draft_params,
@@ -219,7 +234,8 @@ def sdsl_alpha(
     """Per-token acceptance rate predicted by the SDSL perplexity law.
 
     alpha = clamp_unit(A * ppl(N, D_draft) + B * ppl(M, D_target) + C), with perplexities
-    from the pre-training scaling law. The affine law itself leaves (0, 1) for very
+    from the pre-training scaling law (losses smoothly capped at 30 nats, so absurdly
+    small sizes give a finite alpha). The affine law itself leaves (0, 1) for very
     small drafts (ppl_draft > ~100); the smooth clamp keeps alpha a probability and its
     gradient nonzero there.
 
@@ -243,8 +259,8 @@ def sdsl_alpha(
         Bozorgkhoo, Molybog (2026), arXiv 2603.11053, Fig. 1 (affine fit in x = draft
         and y = target perplexity).
     """
-    draft_ppl = perplexity(draft_params, draft_train_tokens, law)
-    target_ppl = perplexity(target_params, target_train_tokens, law)
+    draft_ppl = _bounded_perplexity(draft_params, draft_train_tokens, law)
+    target_ppl = _bounded_perplexity(target_params, target_train_tokens, law)
     raw_alpha = (
         coefficients.draft_ppl_coef * draft_ppl
         + coefficients.target_ppl_coef * target_ppl

@@ -197,6 +197,22 @@ def test_sdsl_alpha_matches_numpy(x64):
     assert_close(sdsl_alpha(1e8, 3e11, 7e9, 2e12, HOFFMANN_2022), direct, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (1e8, 1e3, 8e9, 1e3),  # both trained on 1e3 tokens: exp(L) overflowed, A inf + B inf
+        (1e8, 1e3, 8e9, 15e12),  # only the draft's perplexity overflowed: NaN gradient
+        (100.0, 1e12, 8e9, 15e12),  # a 100-parameter draft
+        (1.0, 1.0, 1.0, 1.0),
+    ],
+)
+def test_sdsl_alpha_is_finite_with_finite_gradients_at_absurd_sizes(sizes):
+    alpha = sdsl_alpha(*sizes)
+    assert 0.0 < float(alpha) < 1.0
+    grads = jax.grad(sdsl_alpha, argnums=(0, 1, 2, 3))(*(jnp.float32(v) for v in sizes))
+    assert all(np.isfinite(float(g)) for g in grads)
+
+
 def test_clamp_unit_properties():
     inside = jnp.linspace(0.05, 0.95, 1001)
     assert float(jnp.max(jnp.abs(clamp_unit(inside) - inside))) < 1e-6
