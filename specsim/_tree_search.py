@@ -39,6 +39,7 @@ import optax
 from flax import struct
 
 from ._acceptance import TreeAcceptance
+from ._cost import memory_footprint
 from ._deployment import Deployment
 from ._fast_jit import _backend_jit
 from ._throughput import ThroughputReport, _throughput, check_speculation
@@ -280,7 +281,29 @@ def _check(deployment, speculator, max_nodes, max_depth, max_width):
     if max_width < 1:
         raise ValueError(f"max_width must be a whole number >= 1, got {max_width!r}")
     check_speculation(deployment, speculator, DynamicTree.create([1.0] * int(max_depth)))
+    check_target_fits(deployment)
     return int(max_nodes), int(max_depth), max_width
+
+
+def check_target_fits(deployment: Deployment) -> None:
+    """``ValueError`` unless the target's weights and KV cache fit on its chips, speculation
+    aside: where they do not, no tree or lookahead makes the deployment servable (as
+    `specsim.optimize_draft` and `specsim.speculation_schedule` refuse it)."""
+    d, workload = deployment, deployment.workload
+    batch = float(np.max(workload.batch))
+    context = float(np.max(workload.final_context))
+    host_target = jax.tree.map(np.asarray, d.target)
+    need = float(np.max(memory_footprint(host_target, batch, context).total_bytes)) / float(
+        np.min(d.tp)
+    )
+    capacity = float(np.min(d.hardware.hbm_capacity_bytes))
+    if need > capacity:
+        raise ValueError(
+            f"the target does not fit: its weights and KV cache need {need / 1e9:.1f} GB per "
+            f"chip (tp={float(np.min(d.tp)):g}, batch {batch:g}, context {context:g} tokens) "
+            f"but the chip has {capacity / 1e9:.1f} GB; valid: a larger tp, a smaller batch "
+            "or context"
+        )
 
 
 # --------------------------------------------------------------------------- front doors
@@ -316,8 +339,9 @@ def optimize_tree(
         `TreeSearchResult` (``method="gradient"``).
 
     Raises:
-        ValueError: invalid deployment or budgets, acceptance without ranks, or a
-            speculator that does not draft trees this deep.
+        ValueError: invalid deployment or budgets, acceptance without ranks, a
+            speculator that does not draft trees this deep, or a target whose weights and
+            KV cache do not fit on its chips.
 
     Examples:
         >>> import specsim
@@ -420,8 +444,9 @@ def exact_tree_search(
     number of profiles grows about as ``2^max_nodes``.
 
     Raises:
-        ValueError: invalid inputs, or more than ``max_profiles`` profiles (use
-            `optimize_tree`, or `random_tree_search` as a baseline).
+        ValueError: invalid inputs, a target that does not fit on its chips, or more than
+            ``max_profiles`` profiles (use `optimize_tree`, or `random_tree_search` as a
+            baseline).
 
     Examples:
         >>> import specsim
@@ -562,8 +587,9 @@ def optimize_chain(deployment: Deployment, speculator, *, max_gamma: int = 16) -
     draft chains (n-gram lookup, or any method whose acceptance has no ranks).
 
     Raises:
-        ValueError: an invalid deployment or speculator, or ``max_gamma`` that the
-            speculator cannot draft (Medusa: at most its heads).
+        ValueError: an invalid deployment or speculator, ``max_gamma`` that the
+            speculator cannot draft (Medusa: at most its heads), or a target whose weights
+            and KV cache do not fit on its chips.
 
     Examples:
         >>> import specsim
@@ -579,6 +605,7 @@ def optimize_chain(deployment: Deployment, speculator, *, max_gamma: int = 16) -
     if isinstance(max_gamma, bool) or not float(max_gamma).is_integer() or max_gamma < 0:
         raise ValueError(f"max_gamma must be a whole number >= 0, got {max_gamma!r}")
     check_speculation(deployment, speculator, float(max_gamma))
+    check_target_fits(deployment)
     gammas = jnp.arange(0.0, float(max_gamma) + 1.0)
     scores = np.asarray(_chain_scores(deployment, speculator, gammas))
     best = int(np.argmax(scores))

@@ -8,6 +8,7 @@ from specsim import Deployment, TreeAcceptance, Workload
 from specsim._tree_search import (
     count_tree_profiles,
     exact_tree_search,
+    optimize_chain,
     optimize_tree,
     random_tree_search,
     tree_profiles,
@@ -60,10 +61,26 @@ def test_gradient_search_matches_the_exact_certificate(chip, batch):
 
 @pytest.mark.slow
 def test_search_declines_to_speculate_where_it_cannot_pay():
-    d = _deployment("l4", 256)
+    # 1024 short sequences on an H100: each step is compute-bound (33 TFLOP of matmuls
+    # against 20 GB of weights and cache), so verified drafts cost what they save.
+    d = Deployment.create("llama-3-8b", "h100", Workload.create(1024, 64, 64), ACC)
     exact = exact_tree_search(d, Eagle.create(), max_nodes=6, max_depth=3)
     assert exact.widths == [] and float(exact.report.speedup) == pytest.approx(1.0)
     assert exact.token_tree(ACC) is None
+
+
+def test_searches_refuse_a_target_that_does_not_fit():
+    # Llama-3-8B at batch 256 on a 24 GB L4 needs 41.8 GB: the searches returned "plain
+    # decoding" with its tokens/s (this test's predecessor relied on that), where
+    # optimize_draft and speculation_schedule refuse.
+    d = _deployment("l4", 256)
+    message = r"the target does not fit: .* 41.8 GB per chip .* the chip has 24.0 GB"
+    with pytest.raises(ValueError, match=message):
+        exact_tree_search(d, Eagle.create(), max_nodes=6, max_depth=3)
+    with pytest.raises(ValueError, match=message):
+        optimize_tree(d, Eagle.create(), max_nodes=6, max_depth=3)
+    with pytest.raises(ValueError, match=message):
+        optimize_chain(_deployment("l4", 256, 0.7), Eagle.create(), max_gamma=4)
 
 
 @pytest.mark.slow
