@@ -238,8 +238,9 @@ def saturated_throughput(
         `SaturationReport`.
 
     Raises:
-        ValueError: an invalid deployment or limits, or an output length below 2 tokens
-            (a request that only prefills has no decode steady state).
+        ValueError: an invalid deployment or limits, an output length below 2 tokens
+            (a request that only prefills has no decode steady state), or weights that
+            leave no memory for a KV cache.
 
     Examples:
         >>> import specsim
@@ -260,7 +261,27 @@ def saturated_throughput(
         raise ValueError(
             f"saturated throughput needs generate_tokens >= 2 (a decode phase), got {output}"
         )
+    _check_weights_fit(deployment, limits)
     return _saturated(deployment, limits, smooth)
+
+
+def _check_weights_fit(deployment: Deployment, limits: BatchingLimits) -> None:
+    """``ValueError`` where the weights (and the runtime's reserve) leave no memory for a
+    KV cache on a chip: the engine cannot start (concrete values only)."""
+    weights = concrete(memory_footprint(deployment.target, 0.0, 0.0).weight_bytes)
+    tp = concrete(deployment.tp)
+    capacity = concrete(deployment.hardware.hbm_capacity_bytes)
+    reserved = concrete(limits.reserved_bytes)
+    if any(v is None for v in (weights, tp, capacity, reserved)):
+        return
+    need, capacity = (np.ravel(a) for a in np.broadcast_arrays(weights / tp + reserved, capacity))
+    bad = np.flatnonzero(need >= capacity)
+    if bad.size:
+        raise ValueError(
+            f"the target does not fit: its weights (and the engine's reserve) need "
+            f"{need[bad[0]] / 1e9:.1f} GB per chip, the chip has {capacity[bad[0]] / 1e9:.1f} "
+            "GB, none left for a KV cache; valid: a larger tp or narrower weights"
+        )
 
 
 def trtllm_bench_limits(deployment: Deployment, kv_memory_fraction: float = 0.90) -> BatchingLimits:

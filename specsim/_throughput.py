@@ -255,8 +255,8 @@ def predict(
             roofline sharpness p (e.g. 16) to smooth at least this much for gradients:
             p = min(``hardware.roofline_sharpness``, ``smooth``).
         quadrature_nodes: Gauss-Legendre nodes over the growing context.
-        runtime: the software stack, a `RuntimeProfile` or a runtime catalogue name
-            (default: the chip's own overheads, ``"default"``).
+
+    The software stack is the deployment's (``Deployment.create(..., runtime=...)``).
 
     Returns:
         ``ThroughputReport``.

@@ -183,3 +183,16 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="deployment must be a Deployment"):
         saturated_throughput("llama-3-8b")
     assert isinstance(specsim.trtllm_bench_limits(deployment()), BatchingLimits)
+
+
+def test_weights_that_leave_no_kv_cache_are_refused():
+    # Llama-3-70B's 141 GB of bf16 weights on one 80 GB H100: 0 tokens/s with zero
+    # gradients and limit "kv_cache" (the engine cannot start), now a clear error.
+    d = specsim.Deployment.create("llama-3-70b", "h100", acceptance=0.5)
+    with pytest.raises(ValueError, match=r"need 141.1 GB per chip, the chip has 80.0 GB"):
+        saturated_throughput(d)
+    # 10 GB reserved beside Llama-3-8B's 16 GB on a 24 GB L4: nothing left either.
+    small = specsim.Deployment.create("llama-3-8b", "l4", acceptance=0.5)
+    with pytest.raises(ValueError, match="none left for a KV cache"):
+        saturated_throughput(small, BatchingLimits.create(reserved_bytes=10e9))
+    assert float(saturated_throughput(d.replace(tp=2.0)).output_tokens_per_s) > 0
