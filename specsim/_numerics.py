@@ -54,6 +54,25 @@ def concrete(value) -> np.ndarray | None:
     return np.asarray(value, dtype=np.float64)
 
 
+def real_number(value) -> float | None:
+    """``value`` as a Python float if it is one real number (a Python, NumPy or concrete
+    JAX scalar of integer or floating type, not a bool), else ``None``.
+
+    Examples:
+        >>> real_number(np.int64(64)), real_number(2), real_number(True), real_number("4")
+        (64.0, 2.0, None, None)
+    """
+    if isinstance(value, bool | np.bool_ | str | bytes) or isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, np.generic | np.ndarray | jax.Array):
+        array = np.asarray(value)
+        if array.shape == () and array.dtype.kind in "iuf":
+            return float(array)
+    return None
+
+
 def concrete_values(value) -> tuple[float, ...]:
     """The values of a concrete leaf as Python floats; nothing for a tracer."""
     kind = type(value)

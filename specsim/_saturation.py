@@ -33,7 +33,7 @@ from flax import struct
 
 from ._cost import ForwardCost, StepTime, forward_cost, memory_footprint, pass_time
 from ._deployment import Deployment
-from ._numerics import concrete
+from ._numerics import concrete, real_number
 from .models import TransformerSpec
 
 __all__ = [
@@ -87,30 +87,23 @@ class BatchingLimits:
     ) -> BatchingLimits:
         """Validated limits (``ValueError`` naming what is out of range)."""
         checks = {
-            "max_batch": (max_batch, max_batch >= 1, ">= 1"),
-            "max_batched_tokens": (max_batched_tokens, max_batched_tokens >= 1, ">= 1"),
-            "kv_memory_fraction": (
-                kv_memory_fraction,
-                0 < kv_memory_fraction <= 1,
-                "in (0, 1]",
-            ),
+            "max_batch": (max_batch, lambda v: v >= 1, ">= 1"),
+            "max_batched_tokens": (max_batched_tokens, lambda v: v >= 1, ">= 1"),
+            "kv_memory_fraction": (kv_memory_fraction, lambda v: 0 < v <= 1, "in (0, 1]"),
             "reserved_bytes": (
                 reserved_bytes,
-                math.isfinite(reserved_bytes) and reserved_bytes >= 0,
+                lambda v: math.isfinite(v) and v >= 0,
                 "finite and >= 0",
             ),
-            "kv_reserved_fraction": (
-                kv_reserved_fraction,
-                0 <= kv_reserved_fraction <= 1,
-                "in [0, 1]",
-            ),
+            "kv_reserved_fraction": (kv_reserved_fraction, lambda v: 0 <= v <= 1, "in [0, 1]"),
         }
+        numbers = []
         for name, (value, ok, text) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
+            number = real_number(value)
+            if number is None or not ok(number):
                 raise ValueError(f"BatchingLimits.{name} must be {text}, got {value!r}")
-        return cls(
-            *(jnp.asarray(float(v), jnp.float32) for v, _, _ in checks.values()),
-        )
+            numbers.append(number)
+        return cls(*(jnp.asarray(v, jnp.float32) for v in numbers))
 
 
 @struct.dataclass

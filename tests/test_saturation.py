@@ -176,6 +176,12 @@ def test_bad_inputs_are_clear_errors():
         BatchingLimits.create(kv_memory_fraction=1.5)
     with pytest.raises(ValueError, match="max_batch must be >= 1"):
         BatchingLimits.create(max_batch=0)
+    for bad in ("8", True, np.array([8.0, 16.0])):
+        with pytest.raises(ValueError, match="max_batch must be >= 1"):
+            BatchingLimits.create(max_batch=bad)
+    # NumPy and JAX scalars are numbers (they were refused as "must be >= 1, got 64")
+    for scalar in (np.float32(64), np.int64(64), jnp.float32(64)):
+        assert float(BatchingLimits.create(max_batch=scalar).max_batch) == 64.0
     with pytest.raises(ValueError, match="generate_tokens >= 2"):
         saturated_throughput(deployment(prompt=100, output=1))
     with pytest.raises(ValueError, match="limits must be BatchingLimits"):

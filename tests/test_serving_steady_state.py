@@ -188,6 +188,9 @@ def test_replicas_split_the_traffic(deployment):
     for name in ("step_s", "decode_batch", "ttft_p90_s", "tpot_p50_s", "load"):
         assert_close(getattr(four, name), getattr(one, name), rtol=1e-4)
     assert_close(four.saturation_rate_per_s, 4 * one.saturation_rate_per_s, rtol=1e-5)
+    # A NumPy integer is a number too (it was refused as "replicas must be >= 1, got 4").
+    numpy_four = steady_state(deployment, SpecPolicy.off(), _traffic(40.0), replicas=np.int64(4))
+    assert_close(numpy_four.step_s, four.step_s, rtol=1e-6)
 
 
 def test_bad_inputs_are_value_errors(deployment):

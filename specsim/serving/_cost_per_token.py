@@ -26,6 +26,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
+from .._numerics import real_number
 from ..hardware import board_power_w, canonical_name, names
 from ._steady_state import SteadyStateReport
 
@@ -56,12 +57,15 @@ class ChipPrice:
     @classmethod
     def create(cls, usd_per_hour: float = math.nan, power_w: float = math.nan) -> ChipPrice:
         """Validated numbers: each > 0 and finite, or ``nan`` for unknown."""
+        numbers = []
         for name, value in (("usd_per_hour", usd_per_hour), ("power_w", power_w)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            number = real_number(value)
+            if number is None:
                 raise ValueError(f"{name} must be a number, got {value!r}")
-            if not math.isnan(value) and not (math.isfinite(value) and value > 0):
+            if not math.isnan(number) and not (math.isfinite(number) and number > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-        return cls(jnp.asarray(float(usd_per_hour)), jnp.asarray(float(power_w)))
+            numbers.append(number)
+        return cls(*(jnp.asarray(v) for v in numbers))
 
 
 @struct.dataclass

@@ -32,6 +32,7 @@ from flax import struct
 from .. import _saturation
 from .._cost import memory_footprint
 from .._deployment import Deployment
+from .._numerics import real_number
 from ..speculators import _protocol as _speculators
 
 __all__ = ["DEFAULT_BATCH_BUCKETS", "EngineConfig", "SpecPolicy", "kv_bytes_per_token"]
@@ -110,11 +111,8 @@ class EngineConfig:
                 f"EngineConfig.prefill_chunk_tokens must be <= max_num_batched_tokens "
                 f"({max_num_batched_tokens}), got {prefill_chunk_tokens}"
             )
-        if (
-            isinstance(memory_fraction, bool)
-            or not isinstance(memory_fraction, int | float)
-            or not 0 < memory_fraction <= 1
-        ):
+        fraction = real_number(memory_fraction)
+        if fraction is None or not 0 < fraction <= 1:
             raise ValueError(
                 f"EngineConfig.memory_fraction must be in (0, 1], got {memory_fraction!r}"
             )
@@ -128,7 +126,7 @@ class EngineConfig:
             prefill_chunk_tokens=int(prefill_chunk_tokens),
             block_size=int(block_size),
             kv_blocks=None if kv_blocks is None else int(kv_blocks),
-            memory_fraction=float(memory_fraction),
+            memory_fraction=fraction,
             chunked_prefill=chunked_prefill,
         )
 

@@ -77,6 +77,7 @@ from jax.scipy.special import ndtr, ndtri
 
 from .._deployment import Deployment
 from .._fast_jit import _backend_jit
+from .._numerics import real_number
 from ..speculators import _protocol as _speculators
 from ._engine import EngineConfig, SpecPolicy
 from ._slo import SLO
@@ -817,13 +818,18 @@ def steady_state(
     deployment, policy, traffic, engine, slo = check_inputs(
         deployment, policy, traffic, engine, slo
     )
-    if isinstance(replicas, bool) or not (
-        isinstance(replicas, int | float) and math.isfinite(replicas) and replicas >= 1
-    ):
-        raise ValueError(f"replicas must be a number >= 1, got {replicas!r}")
-    if not (isinstance(max_load, int | float) and 0 < max_load < 1):
+    replicas, max_load = _replicas(replicas), real_number(max_load)
+    if max_load is None or not 0 < max_load < 1:
         raise ValueError(f"max_load must be in (0, 1), got {max_load!r}")
-    return _steady_state(deployment, policy, traffic, engine, slo, replicas, float(max_load))
+    return _steady_state(deployment, policy, traffic, engine, slo, replicas, max_load)
+
+
+def _replicas(replicas) -> float:
+    """``replicas`` as a float: a real number >= 1 (``ValueError`` otherwise)."""
+    number = real_number(replicas)
+    if number is None or not (math.isfinite(number) and number >= 1):
+        raise ValueError(f"replicas must be a number >= 1, got {replicas!r}")
+    return number
 
 
 def check_inputs(deployment, policy, traffic, engine, slo):
@@ -920,11 +926,8 @@ def max_slo_rate(
     deployment, policy, traffic, engine, slo = check_inputs(
         deployment, policy, traffic, engine, slo
     )
-    if isinstance(replicas, bool) or not (
-        isinstance(replicas, int | float) and math.isfinite(replicas) and replicas >= 1
-    ):
-        raise ValueError(f"replicas must be a number >= 1, got {replicas!r}")
-    rate, saturation = _max_slo_rate(deployment, policy, traffic, engine, slo, float(replicas))
+    replicas = _replicas(replicas)
+    rate, saturation = _max_slo_rate(deployment, policy, traffic, engine, slo, replicas)
     return float(rate), float(saturation)
 
 
