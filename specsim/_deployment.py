@@ -30,7 +30,7 @@ from ._feasibility import (
     check_target_split,
 )
 from ._limits import MAX_GAMMA
-from ._numerics import FLOAT32_MAX, concrete_values, host_float
+from ._numerics import FLOAT32_MAX, check_numeric, concrete_values, host_float
 from ._workload import Workload
 from .hardware import HardwareSpec
 from .models import TransformerSpec
@@ -207,7 +207,8 @@ def _check(name: str, value, ok, text: str) -> None:
 def _f32(value, name: str = "value"):
     # Checked at full precision first: a number beyond float32 is refused, not cast to
     # infinity with an overflow RuntimeWarning.
-    for v in concrete_values(value) if not isinstance(value, str) else ():
+    check_numeric(name, value)
+    for v in concrete_values(value):
         if math.isfinite(v) and abs(v) > FLOAT32_MAX:
             raise ValueError(f"{name} {v:g}: out of range; valid: finite numbers below 3.4e38")
     return host_float(value, np.float32)

@@ -73,6 +73,32 @@ def real_number(value) -> float | None:
     return None
 
 
+def check_numeric(name: str, value) -> None:
+    """``ValueError`` unless ``value`` is numeric: a number or an array of integers or
+    floats (a string such as ``"4"`` or a bool is not, though NumPy would convert it);
+    tracers pass.
+
+    Examples:
+        >>> check_numeric("batch", np.arange(3))
+        >>> check_numeric("batch", "4")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch '4': not a number; valid: finite numbers
+    """
+    if isinstance(value, jax.core.Tracer):
+        return
+    kind = None
+    if isinstance(value, bool | np.bool_ | str | bytes):
+        kind = "b"
+    elif not isinstance(value, int | float):
+        try:
+            kind = np.asarray(value).dtype.kind
+        except (TypeError, ValueError):
+            kind = "O"
+    if kind is not None and kind not in "iuf":
+        raise ValueError(f"{name} {value!r}: not a number; valid: finite numbers")
+
+
 def concrete_values(value) -> tuple[float, ...]:
     """The values of a concrete leaf as Python floats; nothing for a tracer."""
     kind = type(value)

@@ -9,7 +9,7 @@ import numpy as np
 from flax import struct
 
 from ._limits import MAX_BATCH, MAX_TOKENS
-from ._numerics import check_range, host_float
+from ._numerics import check_numeric, check_range, host_float
 
 
 @struct.dataclass
@@ -41,11 +41,10 @@ class Workload:
         """A validated workload (``ValueError`` on non-positive or non-finite sizes)."""
         # Checked at full precision first: a size too large for float32 is refused, not
         # cast to infinity (with a RuntimeWarning) and refused after.
-        cls(
-            batch=_host(batch),
-            prompt_tokens=_host(prompt_tokens),
-            generate_tokens=_host(generate_tokens),
-        ).validate()
+        sizes = {"batch": batch, "prompt_tokens": prompt_tokens, "generate_tokens": generate_tokens}
+        for name, value in sizes.items():
+            check_numeric(name, value)
+        cls(**{name: _host(value) for name, value in sizes.items()}).validate()
         workload = cls(
             batch=host_float(batch, np.float32),
             prompt_tokens=host_float(prompt_tokens, np.float32),

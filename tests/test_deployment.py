@@ -65,11 +65,26 @@ def test_create_takes_catalogue_names_and_defaults():
         (dict(acceptance=0.8, tp=0.5), "tp 0.5: out of range; valid: finite numbers >= 1"),
         (dict(acceptance=0.8, draft_tp=0), "draft_tp 0: out of range"),
         (dict(acceptance=0.8, speculation_overhead_s=-1.0), "speculation_overhead_s"),
+        # NumPy converts these to numbers: tp "2" was 2 chips, tp True one, tp None "nan"
+        (dict(acceptance=0.8, tp="2"), "tp '2': not a number; valid: finite numbers"),
+        (dict(acceptance=0.8, tp=True), "tp True: not a number"),
+        (dict(acceptance=0.8, tp=None), "tp None: not a number"),
     ],
 )
 def test_create_rejects_bad_inputs(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Deployment.create(TARGET, A100, WORKLOAD, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(batch="4"), dict(batch=True), dict(prompt_tokens=["512"]), dict(batch=None)]
+)
+def test_workload_sizes_must_be_numbers(kwargs):
+    # A string or a bool became a size through NumPy's conversion (batch "4" was 4).
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"{name} .*: not a number; valid: finite numbers"):
+        Workload.create(**kwargs)
+    assert float(Workload.create(batch=np.int64(4)).batch) == 4.0
 
 
 def test_unknown_names_raise_with_suggestions():
