@@ -124,11 +124,27 @@ class StepTimeData:
         """From ``(TransformerSpec, batch, new_tokens, context, time_s)`` tuples.
 
         Raises:
-            ValueError: no points, mixed compute dtypes or a non-positive time.
+            ValueError: not an iterable of such tuples, no points, mixed compute dtypes or
+                a non-positive time.
         """
-        points = list(points)
+        try:
+            if isinstance(points, str | bytes):
+                raise TypeError
+            points = [tuple(p) for p in points]
+        except TypeError:
+            raise ValueError(
+                f"points {points!r}: not a sequence of (TransformerSpec, batch, new_tokens, "
+                "context, time_s) tuples"
+            ) from None
         if not points:
             raise ValueError("no step-time measurements to calibrate on (empty grid)")
+        for i, p in enumerate(points):
+            if len(p) != 5 or not isinstance(p[0], TransformerSpec):
+                first = type(p[0]).__name__ if p else "nothing"
+                raise ValueError(
+                    f"point {i}: {len(p)} items, first a {first}; valid: (TransformerSpec, "
+                    "batch, new_tokens, context, time_s)"
+                )
         specs = [p[0] for p in points]
         dtypes = {s.compute_dtype for s in specs}
         if len(dtypes) != 1:

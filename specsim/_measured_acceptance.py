@@ -44,6 +44,7 @@ import numpy as np
 
 from . import _schema, theory
 from ._acceptance import ConstantAcceptance, PositionalAcceptance, TreeAcceptance
+from ._numerics import real_number
 from ._tree import DynamicTree, TokenTree, tree_expected_tokens
 
 __all__ = [
@@ -242,9 +243,9 @@ def acceptance_from_counts(
             accepted only after every earlier one), exceed ``num_drafts``, or do not sum
             to ``num_accepted_tokens``.
     """
-    drafts = float(num_drafts)
-    if not (math.isfinite(drafts) and drafts > 0):
-        raise ValueError(f"num_drafts must be > 0, got {num_drafts!r}")
+    drafts = real_number(num_drafts)
+    if drafts is None or not (math.isfinite(drafts) and drafts > 0):
+        raise ValueError(f"num_drafts must be a number > 0, got {num_drafts!r}")
     accepted = _vector("accepted_per_position", accepted_per_position)
     if accepted.size == 0 or np.any(accepted < 0):
         raise ValueError(
@@ -263,7 +264,11 @@ def acceptance_from_counts(
             f"{k} ({accepted[k]:g}); a draft is accepted only after every earlier one"
         )
     if num_accepted_tokens is not None:
-        total = float(num_accepted_tokens)
+        total = real_number(num_accepted_tokens)
+        if total is None or not math.isfinite(total):
+            raise ValueError(
+                f"num_accepted_tokens must be a finite number, got {num_accepted_tokens!r}"
+            )
         if abs(total - accepted.sum()) > _SUM_SLACK * max(total, 1.0) + 0.5:
             raise ValueError(
                 f"num_accepted_tokens is {total:g} but the positions sum to {accepted.sum():g}"
@@ -285,9 +290,13 @@ def acceptance_from_tau(tau, lookahead, *, source: str = "tau") -> AcceptanceSta
         ValueError: tau outside ``[1, lookahead + 1]`` or a lookahead that is not a whole
             number >= 1.
     """
-    if isinstance(lookahead, bool) or not float(lookahead).is_integer() or lookahead < 1:
+    steps = real_number(lookahead)
+    if steps is None or not (steps.is_integer() and steps >= 1):
         raise ValueError(f"lookahead must be a whole number >= 1, got {lookahead!r}")
-    tau = float(tau)
+    lookahead = int(steps)
+    if real_number(tau) is None:
+        raise ValueError(f"tau must be a number in [1, {lookahead + 1}], got {tau!r}")
+    tau = real_number(tau)
     if not (math.isfinite(tau) and 1.0 <= tau <= lookahead + 1.0):
         raise ValueError(
             f"tau (tokens per iteration, bonus included) must be in [1, {int(lookahead) + 1}] "
@@ -325,8 +334,14 @@ def load_acceptance(path: str | os.PathLike) -> AcceptanceStats:
             return _from_csv(text, source)
         if "vllm:spec_decode" in text:
             return _from_prometheus(text, source)
-    except (json.JSONDecodeError, csv.Error, KeyError, TypeError) as e:
+    except KeyError as e:
+        raise ValueError(f"{path}: missing key {e}; see specsim/data/acceptance/") from None
+    except (json.JSONDecodeError, csv.Error, TypeError) as e:
         raise ValueError(f"{path}: cannot read acceptance statistics ({e})") from None
+    except ValueError as e:  # a reader's own check: say which file it is about
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"{path}: {e}") from None
     raise ValueError(
         f"{path}: unknown acceptance format; use .json, .csv or vLLM's Prometheus /metrics text"
     )

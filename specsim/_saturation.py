@@ -306,6 +306,8 @@ def trtllm_bench_limits(deployment: Deployment, kv_memory_fraction: float = 0.90
         >>> float(limits.max_batch), float(limits.max_batched_tokens)
         (224.0, 3840.0)
     """
+    if not isinstance(deployment, Deployment):
+        raise ValueError(f"deployment must be a Deployment, got {type(deployment).__name__}")
     d = deployment.validate()
     model, hardware, tp = d.target, d.hardware, float(d.tp)
     prompt = float(d.workload.prompt_tokens)

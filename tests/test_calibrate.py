@@ -220,6 +220,16 @@ def test_bad_measurements_get_clear_errors():
     mixed = [*good, (models.get("llama-68m").with_dtypes("fp8", compute_dtype="fp8"), 1, 1, 0, 1.0)]
     with pytest.raises(ValueError, match="compute dtype"):
         calibrate(mixed, hardware.get("h100"))
+    # AttributeError, IndexError and TypeError before; a sixth item was dropped silently
+    for points, message in (
+        ([("llama-68m", 1, 1, 0, 1e-3)], "point 0: 5 items, first a str; valid: \\(Transf"),
+        ([(models.get("llama-68m"), 1, 1, 0)], "point 0: 4 items"),
+        ([(*good[0], 7)], "point 0: 6 items"),
+        (5, "points 5: not a sequence"),
+        ("steps.csv", "points 'steps.csv': not a sequence"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            StepTimeData.from_points(points)
 
 
 def test_malformed_measurements_are_value_errors():

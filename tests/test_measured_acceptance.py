@@ -78,6 +78,10 @@ def test_tree_fit_reproduces_the_measured_tree():
         (lambda: acceptance_from_counts(0, [1]), "num_drafts"),
         (lambda: acceptance_from_tau(7.0, 5), r"in \[1, 6\]"),
         (lambda: acceptance_from_tau(2.0, 0), "lookahead"),
+        # TypeError from float() or a comparison before (issue: wrong exception type)
+        (lambda: acceptance_from_tau(None, 3), r"tau must be a number in \[1, 4\], got None"),
+        (lambda: acceptance_from_tau(2.0, "3"), "lookahead must be a whole number >= 1, got '3'"),
+        (lambda: acceptance_from_counts(None, [3]), "num_drafts must be a number > 0, got None"),
         (lambda: acceptance_from_tau(5.0, 4).tree(TokenTree.chain(2)), "cannot reproduce"),
         (lambda: acceptance_from_counts(10, [9, 8, 7]).tree(TokenTree.chain(2)), "only 2 deep"),
     ],
@@ -116,6 +120,9 @@ def test_statistics_that_do_not_add_up_are_rejected(make, message):
             r"lookahed 4: unknown key \(did you mean lookahead\?\)",
         ),
         ("position,accepted,drafts,draft\n0,5,10,1\n", ".csv", "column 'draft': unknown"),
+        # the file is named in a reader's own message, and a missing key says so
+        ({"format": "histogram", "counts": ["x", 1]}, ".json", r"stats.json: histogram counts"),
+        ({"format": "mean_accepted_length", "tau": 3.2}, ".json", "missing key 'lookahead'"),
     ],
 )
 def test_bad_files_are_rejected(tmp_path, content, suffix, message):

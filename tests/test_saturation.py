@@ -188,6 +188,8 @@ def test_bad_inputs_are_clear_errors():
         saturated_throughput(deployment(), {"max_batch": 8})
     with pytest.raises(ValueError, match="deployment must be a Deployment"):
         saturated_throughput("llama-3-8b")
+    with pytest.raises(ValueError, match="deployment must be a Deployment, got str"):
+        specsim.trtllm_bench_limits("llama-3-8b")  # was an AttributeError
     assert isinstance(specsim.trtllm_bench_limits(deployment()), BatchingLimits)
 
 
