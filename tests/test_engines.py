@@ -469,6 +469,11 @@ def test_hub_ids_name_catalogue_models():
         ({"tree_tokens": 8}, "only applies to a tree"),
         ({"tp": 0}, "tp must be a whole number >= 1"),
         ({"ngram_min": 3, "ngram_max": 2}, "ngram_max must be a whole number >= 3"),
+        # a TypeError and int()'s own message before
+        ({"ranges": 5}, r"ranges 5: not a sequence of \(first_batch, last_batch, lookahead\)"),
+        ({"ranges": [("a", 2, 3)]}, "first batch must be a whole number >= 1, got 'a'"),
+        ({"ranges": [(1, float("nan"), 3)]}, "last batch must be a whole number >= 1, got nan"),
+        ({"tp": "2"}, "tp must be a whole number >= 1, got '2'"),
     ],
 )
 def test_plan_refuses_bad_input(kwargs, message):

@@ -11,6 +11,7 @@ release, so the draft-model schedules of `specsim schedule` and the speculation 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -94,9 +95,13 @@ def model_id(reference: str, role: str = "target") -> str:
 
 
 def _whole(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
+    # numbers.Real: Python and NumPy numbers (not bools, strings or None); no JAX here.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
+    number = float(value)
+    if not number.is_integer() or number < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(number)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +190,12 @@ class ServingPlan:
         if method not in _NEEDS_DRAFT_ID and method != "mtp" and draft_id is not None:
             raise ValueError(f"method {method!r} loads no draft checkpoint; drop draft_id")
         checked: list[tuple[int, int, int]] = []
+        try:
+            ranges = [tuple(entry) for entry in ranges]
+        except TypeError:
+            raise ValueError(
+                f"ranges {ranges!r}: not a sequence of (first_batch, last_batch, lookahead)"
+            ) from None
         for entry in ranges:
             if len(entry) != 3:
                 raise ValueError(
