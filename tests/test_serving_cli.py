@@ -51,6 +51,14 @@ def test_default_run_prints_goodput_with_and_without_speculation(capsys):
     assert code == 0, err
     assert "goodput (tokens/s)" in out and "plain" in out and "speculative" in out
     assert "goodput with speculation / without" in out
+    # The default draft shares Llama 3's 128,256-token vocabulary (llama-68m's is 32,000:
+    # the default run was a pairing evaluate refuses).
+    assert "draft Llama-3.2-1B" in out
+
+
+def test_a_draft_of_another_vocabulary_is_refused(capsys):
+    one_line_error(*run(capsys, "--draft", "llama-68m"), "--draft vocabulary 32000", "128256")
+    one_line_error(*run(capsys, "--ngram", "0.5", "--draft", "llama-68m"), "not both")
 
 
 @pytest.mark.slow  # compiles the steady-state model and the SLO-rate bisection (> 3 s)

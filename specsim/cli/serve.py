@@ -4,8 +4,9 @@ With no flags beyond ``--target`` it runs the documented default: one replica on
 H100, Poisson traffic at half the plain engine's saturation rate, prompts and outputs
 lognormal (means 512 and 256 tokens, sigma 0.5), an SLO of TTFT <= 1 s and TPOT <= 50 ms
 at p90, vLLM-like limits (256 sequences, 8192 tokens per step, chunked prefill, the KV
-cache in 90% of the free memory), and speculation by the llama-68m draft at acceptance 0.7
-with lookahead 3 at every batch size; it prints goodput, latency percentiles, the largest
+cache in 90% of the free memory), and speculation by a draft of the target's vocabulary
+(Llama-3.2-1B for Llama 3, llama-68m for Llama 2) at acceptance 0.7 with lookahead 3 at
+every batch size; it prints goodput, latency percentiles, the largest
 rate meeting the SLO and the cost per million tokens with and without speculation.
 """
 
@@ -17,11 +18,13 @@ import math
 from ._args import (
     add_json_argument,
     check_plot_path,
+    check_vocabulary,
     hardware_label,
     model_label,
     non_negative,
     positive,
     print_json,
+    resolve_draft,
 )
 
 __all__ = ["add_serve_arguments", "run_serve"]
@@ -75,7 +78,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     spec = parser.add_argument_group("speculative decoding")
-    spec.add_argument("--draft", default="llama-68m", help="draft model of the speculative policy")
+    spec.add_argument(
+        "--draft",
+        default=None,
+        help="draft model of the speculative policy (default: llama-68m for a 32,000-token "
+        "vocabulary, else the smallest catalogue model with the target's vocabulary: "
+        "Llama-3.2-1B for Llama 3)",
+    )
+    spec.add_argument(
+        "--shared-tokenizer",
+        action="store_true",
+        help="target and draft vocabularies differ in size but belong to one tokenizer "
+        "(padded embedding tables); without it a draft must have the target's vocabulary",
+    )
     spec.add_argument(
         "--ngram",
         type=_fraction,
@@ -232,10 +247,14 @@ def _policies(args, deployment):
     from specsim.serving import SpecPolicy
 
     if args.ngram is not None:
+        if args.draft is not None:
+            raise ValueError("give --ngram (n-gram lookup) or --draft (a draft model), not both")
         speculator = speculators.Ngram.create(match_probability=args.ngram)
         name = f"n-gram (match {args.ngram:g})"
     else:
+        resolve_draft(args, deployment.target)
         speculator = models.load(args.draft)
+        check_vocabulary(args, deployment.target, speculator)
         name = f"draft {model_label(args.draft)}"
     if args.lookahead_per_bucket is not None:
         if args.off_above_batch is not None:
