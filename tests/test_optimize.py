@@ -469,6 +469,25 @@ def test_cli_text_for_constant_alpha_says_size_does_not_matter(suite):
 
 
 @pytest.mark.slow
+def test_cli_reports_the_searched_training_tokens_everywhere():
+    # With a training-compute budget the search picks the draft's tokens (30.4B here); the
+    # header and JSON said the starting 15T, and the suggested schedule command priced that.
+    argv = ["--draft-train-flops", "1e20", "--draft-max-train-tokens", "1e12"]
+    argv += ["--steps", "5", "--restarts", "1"]
+    code, text = _run_cli([*argv, "--json"])
+    payload = json.loads(text)
+    searched = payload["draft"]["train_tokens"]
+    assert code == 0 and searched < 1e12
+    assert payload["acceptance"]["draft_train_tokens"] == pytest.approx(searched, rel=1e-6)
+    assert payload["acceptance"]["draft_train_tokens_searched"] is True
+    out = io.StringIO()
+    with redirect_stdout(out):
+        _print_optimize(payload)
+    assert f"--draft-train-tokens {payload['acceptance']['draft_train_tokens']:g}" in out.getvalue()
+    assert ", as searched," in out.getvalue()
+
+
+@pytest.mark.slow
 def test_cli_infeasible_request_raises_value_error():
     with pytest.raises(ValueError, match="does not fit"):
         _run_cli(["--target", "llama-3-70b"])

@@ -40,8 +40,9 @@ OPTIMIZE_JSON_KEYS = {
     "scenario": "target, hardware, tp, draft_tp, target_reference (as typed for --target, "
     "or the catalogue name), weight_dtype, draft_weight_dtype, kv_dtype (null: the "
     "checkpoint's), batch, prompt_tokens, generate_tokens, speculation_overhead_s",
-    "acceptance": "model ('sdsl' or 'constant'), alpha (constant) or train tokens (sdsl), "
-    "size_sensitive (whether draft size changes acceptance)",
+    "acceptance": "model ('sdsl' or 'constant'), alpha (constant) or train tokens (sdsl; "
+    "the draft's as searched, with draft_train_tokens_searched true, when the search chose "
+    "them), size_sensitive (whether draft size changes acceptance)",
     "bounds": "the search region (DraftBounds: min/max layers, d_model, aspect, gamma, tokens)",
     "draft": "recommended buildable draft: n_layers, d_model, n_heads, n_kv_heads, head_dim, "
     "d_ff, vocab, gated_mlp, tied_embeddings, parameters, aspect_ratio, train_tokens",
@@ -278,6 +279,12 @@ def _optimize_payload(args, result, bounds, acceptance, wall_s, steps, restarts,
     out = result.to_dict()
     report = out["report"]
     acceptance_info = _acceptance_summary(acceptance)
+    searched = out["draft"].get("train_tokens")
+    if acceptance_info["model"] == "sdsl" and searched is not None:
+        # The search chose the draft's training tokens: the acceptance is the law's at that
+        # count, not at the starting one (header, JSON and the schedule command agree).
+        acceptance_info["draft_train_tokens"] = _shown(searched)
+        acceptance_info["draft_train_tokens_searched"] = True
     draft_tp = args.draft_tp or args.tp
     return {
         "schema": "specsim.optimize/1",
@@ -354,7 +361,8 @@ def _print_optimize(payload: dict[str, Any]) -> None:
     if acc["model"] == "sdsl":
         print(
             f"acceptance: SDSL law (draft trained on {_format_count(acc['draft_train_tokens'])}"
-            f" tokens, target on {_format_count(acc['target_train_tokens'])})"
+            f" tokens{', as searched' if acc.get('draft_train_tokens_searched') else ''}, "
+            f"target on {_format_count(acc['target_train_tokens'])})"
         )
     else:
         print(f"acceptance: constant alpha {acc['alpha']:.3g}")
