@@ -12,6 +12,7 @@ from specsim import Deployment, DynamicTree, TreeAcceptance, Workload
 from specsim.speculators import Eagle
 
 FILES = resources.files("specsim") / "data" / "acceptance"
+PROM = str(FILES / "vllm_metrics.prom")  # vLLM's counters over 4 draft positions
 
 
 @pytest.mark.slow
@@ -36,7 +37,8 @@ def test_evaluate_a_tree_matches_the_library(capsys):
         ("--method", "ngram", "--match-probability", "0.5", "--gamma", "5"),
         ("--method", "self", "--draft-layers", "8", "--kv-budget", "256"),
         ("--method", "medusa", "--medusa-heads", "4", "--gamma", "3"),
-        ("--method", "eagle", "--tree", "eagle", "--acceptance-file",
+        # (the file measured 4 positions: a tree at most 4 deep; EAGLE's preset is 5)
+        ("--method", "eagle", "--tree", "4,4,2,1", "--acceptance-file",
          str(FILES / "vllm_metrics.prom")),
         ("--method", "draft", "--alphas", "0.9,0.8,0.7", "--gamma", "3"),
     ],
@@ -87,6 +89,15 @@ def test_evaluate_a_method_refuses_what_does_not_fit(capsys):
         (("--method", "eagle", "--tree", "2,0,1"), ("not a tree",)),
         (("--method", "eagle", "--tree", "oak"), ("unknown tree", "eagle, medusa")),
         (("--method", "eagle", "--alpha", "0.7", "--alphas", "0.8"), ("one acceptance",)),
+        # positions drafted that the rates do not cover were priced and never accepted;
+        # rates beyond them changed only the acceptance printed
+        (("--alphas", "0.8"), ("--alphas gives 1 rate, but --gamma 4 drafts 4 positions",)),
+        (("--method", "eagle", "--alphas", "0.8,0.7,0.6,0.5,0.4"), ("gives 5 rates", "(4)")),
+        (("--method", "eagle", "--tree", "eagle", "--alphas", "0.8"), ("eagle is 5 deep",)),
+        (
+            ("--method", "eagle", "--tree", "eagle", "--acceptance-file", PROM),
+            ("measured 4 positions, but --tree eagle is 5 deep", "at most 4 deep"),
+        ),
         (("--method", "eagle", "--tau", "9", "--gamma", "3"), ("tau",)),
         (("--method", "medusa", "--gamma", "7"), ("at most that many positions",)),
         (("--method", "eagle", "--alpha-model", "sdsl"), ("SDSLAcceptance",)),

@@ -156,6 +156,7 @@ def _run_method(args: argparse.Namespace) -> int:
         raise ValueError("--plot draws a draft model's roofline; drop --method and its flags")
     target = load_target(args)
     speculator, shape, acceptance = build_speculation(args, target)
+    _check_positions(args, shape, acceptance)
     chip = load_hardware(args.hardware)
     workload = Workload.create(args.batch, args.prompt, args.generate)
     setup = (target, speculator, chip, workload, shape, acceptance, args.tp, args.draft_tp)
@@ -212,3 +213,36 @@ def _run_method(args: argparse.Namespace) -> int:
     memory = out["memory_per_chip_bytes"] / 1e9
     print(f"  memory per chip {memory:.2f} GB: {'fits' if out['fits'] else 'DOES NOT FIT'}")
     return 0
+
+
+def _check_positions(args: argparse.Namespace, shape, acceptance) -> None:
+    """Per-position acceptance must cover the positions drafted, a chain of ``gamma`` or a
+    tree's depth (positions beyond the rates given were priced, never accepted), and rates
+    typed with ``--alphas`` must match them exactly (extra ones changed the acceptance
+    printed, not the tokens)."""
+    from specsim import PositionalAcceptance, TreeAcceptance
+
+    from ._methods import shape_depth
+
+    depth = shape_depth(shape)
+    if isinstance(acceptance, PositionalAcceptance):
+        known = int(acceptance.alphas.shape[-1])
+    elif isinstance(acceptance, TreeAcceptance):
+        known = int(acceptance.rank_probs.shape[0])
+    else:
+        return
+    if args.tree:
+        drafted = f"--tree {args.tree} is {depth} deep"
+    else:
+        drafted = f"--gamma {args.gamma:g} drafts {depth} position{'s' if depth != 1 else ''}"
+    given = None if args.alphas is None else len(args.alphas)
+    if given is not None and given != depth:
+        raise ValueError(
+            f"--alphas gives {given} rate{'s' if given != 1 else ''}, but {drafted}; valid: "
+            f"one rate per position drafted ({depth})"
+        )
+    if args.acceptance_file and known < depth:
+        raise ValueError(
+            f"--acceptance-file {args.acceptance_file} measured {known} positions, but "
+            f"{drafted}; valid: drafting at most {known} deep"
+        )
