@@ -80,6 +80,23 @@ def test_evaluate_a_method_refuses_what_does_not_fit(capsys):
     assert got["feasible"] is False and got["infeasible"] == ["memory"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        # was "speculation pays at every batch size up to 4096" beside a 1.00x speedup
+        (("--gamma", "0"), "no speculation (nothing drafted): plain decoding at every batch"),
+        (("--method", "eagle", "--tree", "0,0"), "no speculation (nothing drafted)"),
+        # was "stops paying above batch ~1" beside a 0.88x speedup at batch 1
+        (("--alpha", "1e-9"), "speculation does not pay at any batch size"),
+    ],
+)
+def test_the_crossover_line_agrees_with_the_speedup(capsys, argv, line):
+    code, out, err = run(capsys, "evaluate", *argv)
+    assert code == 0, err
+    assert line in out
+
+
 @pytest.mark.parametrize(
     "argv, fragments",
     [

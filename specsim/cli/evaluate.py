@@ -138,10 +138,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"(plain {out['baseline_request_latency_s']:.3f} s), "
         f"prefill {out['prefill_s'] * 1e3:.2f} ms"
     )
-    if out["crossover_batch"] is None:
-        print("  speculation pays at every batch size up to 4096")
-    else:
-        print(f"  speculation stops paying above batch ~{out['crossover_batch']:.0f}")
+    print(f"  {_crossover_line(out)}")
     memory = out["memory_per_chip_bytes"] / 1e9
     print(f"  memory per chip {memory:.2f} GB: {'fits' if out['fits'] else 'DOES NOT FIT'}")
     return 0
@@ -206,10 +203,7 @@ def _run_method(args: argparse.Namespace) -> int:
         f"{out['verify_step_s'] * 1e3:.3f} ms ({out['verify_bound']}-bound), plain step "
         f"{out['target_step_s'] * 1e3:.3f} ms"
     )
-    if out["crossover_batch"] is None:
-        print("  speculation pays at every batch size up to 4096")
-    else:
-        print(f"  speculation stops paying above batch ~{out['crossover_batch']:.0f}")
+    print(f"  {_crossover_line(out)}")
     memory = out["memory_per_chip_bytes"] / 1e9
     print(f"  memory per chip {memory:.2f} GB: {'fits' if out['fits'] else 'DOES NOT FIT'}")
     return 0
@@ -246,3 +240,15 @@ def _check_positions(args: argparse.Namespace, shape, acceptance) -> None:
             f"--acceptance-file {args.acceptance_file} measured {known} positions, but "
             f"{drafted}; valid: drafting at most {known} deep"
         )
+
+
+def _crossover_line(out: dict) -> str:
+    """Where speculation stops paying, in words (`crossover_batch`: ``None`` for never
+    below 1 on its grid, 1.0 for below 1 from batch 1)."""
+    if out["gamma"] == 0:
+        return "no speculation (nothing drafted): plain decoding at every batch size"
+    if out["crossover_batch"] is None:
+        return "speculation pays at every batch size up to 4096"
+    if out["crossover_batch"] <= 1.0:
+        return "speculation does not pay at any batch size"
+    return f"speculation stops paying above batch ~{out['crossover_batch']:.0f}"
