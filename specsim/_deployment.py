@@ -186,7 +186,7 @@ def check_draft(draft, deployment: Deployment | None = None) -> TransformerSpec:
         raise ValueError(f"draft must be a TransformerSpec, got {type(draft).__name__}")
     draft.validate()
     if deployment is not None:
-        check_draft_split(draft, deployment.draft_tp)
+        check_draft_split(draft, deployment.draft_tp, tp=deployment.tp)
     return draft
 
 

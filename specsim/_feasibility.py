@@ -157,7 +157,8 @@ def check_draft_placement(tp, draft_tp, name: str = "draft_tp") -> None:
     if t is not None and d is not None and d not in (1.0, t):
         raise ValueError(
             f"{name} {_show(draft_tp)}: a draft runs on 1 chip or on the target's "
-            f"{_show(tp)} (vLLM, TensorRT-LLM, SGLang); valid: 1, {_show(tp)}"
+            f"{_show(tp)} (vLLM, TensorRT-LLM, SGLang); valid: "
+            + ", ".join(_show(v) for v in dict.fromkeys((1.0, t)))
         )
 
 
@@ -198,13 +199,20 @@ def check_domain(hardware, tp, name: str = "tp") -> None:
         raise ValueError(f"{name} {_show(tp)}: {problem}; valid: 1 to {domain}")
 
 
-def check_draft_split(draft, draft_tp, name: str = "draft_tp") -> None:
-    """Refuses a concrete ``draft_tp`` that cannot split the draft's heads."""
+def check_draft_split(draft, draft_tp, name: str = "draft_tp", *, tp=None) -> None:
+    """Refuses a concrete ``draft_tp`` that cannot split the draft's heads; with the
+    target's ``tp``, the valid choices named are those the placement rule allows too (1
+    chip or the target's ``tp``)."""
     problem = _model_problem(draft, draft_tp)
-    if problem is not None:
-        raise ValueError(
-            f"{name} {_show(draft_tp)}: {problem[0]} of the draft; valid: {problem[1]}"
-        )
+    if problem is None:
+        return
+    valid = problem[1]
+    t = None if tp is None else _whole(tp)
+    if t is not None:
+        splits = valid_tp(_whole(draft.n_heads), _whole(draft.n_kv_heads))
+        choices = [_show(v) for v in dict.fromkeys((1.0, t)) if v in splits]
+        valid = f"{', '.join(choices)} (1 chip or the target's {_show(t)}, splitting its heads)"
+    raise ValueError(f"{name} {_show(draft_tp)}: {problem[0]} of the draft; valid: {valid}")
 
 
 def check_parallelism(
@@ -230,7 +238,7 @@ def check_parallelism(
     if hardware is not None:
         check_domain(hardware, tp, names[0])
     if draft is not None:
-        check_draft_split(draft, draft_tp, names[1])
+        check_draft_split(draft, draft_tp, names[1], tp=tp)
 
 
 def check_vocabulary(target, draft, *, shared_tokenizer: bool = False, hint: str = "") -> None:
