@@ -22,10 +22,12 @@ import pandas as pd
 from . import hardware as _hardware
 from . import models as _models
 from ._deployment import Deployment
+from ._feasibility import FEASIBILITY_NAMES, feasibility_code
 from ._inline import inline_jits
 from ._throughput import ThroughputReport, check_speculation, predict
 from ._tree import DynamicTree
 from ._workload import Workload
+from .models import TransformerSpec
 from .speculators import METHODS, create
 
 __all__ = ["sweep_methods"]
@@ -83,7 +85,8 @@ def sweep_methods(
     Returns:
         Columns ``method``, ``hardware``, ``target``, ``tp``, ``batch``,
         ``prompt_tokens``, ``generate_tokens``, ``shape`` (gamma, or the tree's widths as
-        text) and the report fields.
+        text), the report fields and ``feasibility`` ("ok", or the first broken rule of
+        `specsim.feasibility.FEASIBILITY_NAMES`: a draft model's vocabulary, memory).
 
     Raises:
         ValueError: unknown methods or names, invalid values, an option that does not
@@ -151,6 +154,7 @@ def sweep_methods(
         shape_stack = jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *shapes)
         reports = _evaluate(stacked, speculator, shape_stack)
         fields = {c: np.asarray(getattr(reports, c)).reshape(-1) for c in _COLUMNS}
+        fields["feasibility"] = _feasibility(stacked, speculator, reports.fits)
         rows = pd.DataFrame(
             [(*point, label) for point in grid for label in labels],
             columns=[*axes, "shape"],
@@ -160,6 +164,28 @@ def sweep_methods(
             rows[column] = values
         frames.append(rows)
     return pd.concat(frames, ignore_index=True)
+
+
+def _feasibility(deployments, speculator, fits) -> np.ndarray:
+    """Each point's first broken rule by name (`FEASIBILITY_NAMES`; "ok" where it can be
+    served): a draft model's vocabulary, the target's split, memory. Methods without a
+    separate model are placed as the target is (its own vocabulary and heads)."""
+
+    def column(x):  # one value per deployment, broadcast over the shapes
+        return jnp.asarray(x)[:, None]
+
+    target = jax.tree.map(column, deployments.target)
+    draft = speculator if isinstance(speculator, TransformerSpec) else target
+    domain = deployments.hardware.interconnect_domain_chips
+    codes = feasibility_code(
+        target,
+        draft,
+        column(deployments.tp),
+        column(deployments.draft_tp),
+        fits,
+        domain_chips=np.inf if domain is None else column(domain),
+    )
+    return np.asarray(FEASIBILITY_NAMES, dtype=object)[np.asarray(codes).reshape(-1)]
 
 
 @jax.jit

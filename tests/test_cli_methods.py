@@ -183,3 +183,15 @@ def test_sweep_with_methods_as_an_axis(capsys, tmp_path):
 
     frame = pd.read_csv(out_file)
     assert sorted(frame.method.unique()) == ["draft", "ngram"]
+    # the command's default draft shares the default target's vocabulary
+    assert set(frame.feasibility) == {"ok"}
+
+
+@pytest.mark.slow
+def test_a_method_sweeps_best_point_is_one_that_fits(capsys):
+    # Batch 300 of Llama-2-7B (a 512 KB/token cache) needs ~130 GB: it was "best".
+    argv = ("sweep", "--method", "eagle", "--target", "llama-2-7b", "--batch", "1,300")
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    (best,) = json.loads(out)["best"]
+    assert best["batch"] == 1 and best["feasibility"] == "ok"

@@ -48,3 +48,16 @@ def test_sweep_methods_matches_predict_point_by_point():
     assert_close(float(row.tokens_per_s.iloc[0]), float(want.tokens_per_s), rtol=1e-6)
     with pytest.raises(ValueError, match="not swept"):
         specsim.sweep_methods(["eagle"], options={"ngram": {"match_probability": 0.5}})
+
+
+@pytest.mark.slow
+def test_sweep_methods_marks_points_that_cannot_be_served():
+    # Priced without a mark before: Llama-2-70B's 138 GB on one H100, and a llama-68m draft
+    # (32,000 tokens) for Llama-3-8B (128,256), which evaluate refuses.
+    frame = specsim.sweep_methods(
+        ["eagle", "draft"], target=["llama-3-8b", "llama-2-70b"], gamma=[3]
+    ).set_index(["method", "target"])
+    assert frame.loc[("eagle", "llama-3-8b"), "feasibility"] == "ok"
+    assert frame.loc[("eagle", "llama-2-70b"), "feasibility"] == "memory"
+    assert frame.loc[("draft", "llama-3-8b"), "feasibility"] == "vocab"
+    assert not frame.loc[("eagle", "llama-2-70b"), "fits"]

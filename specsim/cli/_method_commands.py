@@ -247,8 +247,13 @@ def run_method_sweep(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
                 frame.to_parquet(temp, index=False)
             else:
                 frame.to_csv(temp, index=False)
-    best = frame.loc[frame.groupby("method").tokens_per_s.idxmax()]
+    # Each method's best point that can be served; its best overall where none can.
+    ranked = frame.assign(_ok=frame.feasibility == "ok").sort_values(
+        ["_ok", "tokens_per_s"], ascending=False, kind="stable"
+    )
+    best = ranked.groupby("method", sort=True).head(1).drop(columns="_ok")
     columns = ["method", "hardware", "target", "batch", "shape", "tokens_per_s", "speedup"]
+    columns.append("feasibility")
     if args.json:
         print_json(
             {
