@@ -56,6 +56,14 @@ def test_default_run_prints_goodput_with_and_without_speculation(capsys):
     assert "draft Llama-3.2-1B" in out
 
 
+def test_an_existing_plot_names_a_flag_that_exists(capsys, tmp_path):
+    # The refusal suggested --overwrite, which serve did not accept.
+    plot = tmp_path / "curve.png"
+    plot.write_bytes(b"")
+    one_line_error(*run(capsys, "--plot", str(plot)), "file exists", "--overwrite")
+    one_line_error(*run(capsys, "--plot", str(plot), "--overwrite", "--rate", "-1"), "--rate")
+
+
 def test_a_draft_of_another_vocabulary_is_refused(capsys):
     one_line_error(*run(capsys, "--draft", "llama-68m"), "--draft vocabulary 32000", "128256")
     one_line_error(*run(capsys, "--ngram", "0.5", "--draft", "llama-68m"), "not both")

@@ -17,6 +17,7 @@ import math
 
 from ._args import (
     add_json_argument,
+    add_overwrite_argument,
     check_plot_path,
     check_vocabulary,
     hardware_label,
@@ -240,6 +241,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="save a throughput-versus-latency plot (.png, .svg or .pdf; default: none)",
     )
+    add_overwrite_argument(parser)
 
 
 def _policies(args, deployment):
@@ -308,7 +310,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
 
     if args.plot:
-        check_plot_path(args.plot)
+        check_plot_path(args.plot, overwrite=args.overwrite)
     deployment = Deployment.create(args.target, args.hardware, acceptance=args.alpha, tp=args.tp)
     engine = EngineConfig.create(
         max_num_seqs=args.max_num_seqs,
