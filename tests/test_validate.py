@@ -410,6 +410,9 @@ def test_split_is_balanced_within_every_model_and_phase():
 def test_markdown_table():
     text = markdown_table(pd.DataFrame({"a": [1.5], "b": ["x"]}), ["a", "b"])
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.5 | x |"]
+    # a missing number is an empty cell, as in the CSV ("nan" filled 247 published rows)
+    text = markdown_table(pd.DataFrame({"a": [np.nan], "b": ["x"]}), ["a", "b"])
+    assert text.splitlines()[-1] == "|  | x |"
 
 
 @pytest.mark.slow

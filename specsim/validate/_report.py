@@ -15,21 +15,23 @@ STATISTIC_NAMES = {"p10": "lower decile (p10)", "median": "median"}
 
 
 def markdown_table(frame, columns: list[str], float_format: str = "{:.4g}") -> str:
-    """A GitHub Markdown table of ``columns`` of ``frame``.
+    """A GitHub Markdown table of ``columns`` of ``frame`` (a missing number, NaN, is an
+    empty cell, as in the CSV).
 
     Examples:
         >>> import pandas as pd
-        >>> print(markdown_table(pd.DataFrame({"a": [1.5]}), ["a"]))
+        >>> print(markdown_table(pd.DataFrame({"a": [1.5, float("nan")]}), ["a"]))
         | a |
         |---|
         | 1.5 |
+        |  |
     """
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for _, row in frame[columns].iterrows():
         cells = []
         for value in row:
             if isinstance(value, float | np.floating):
-                cells.append(float_format.format(value))
+                cells.append("" if np.isnan(value) else float_format.format(value))
             else:
                 cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
