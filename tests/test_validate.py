@@ -350,6 +350,7 @@ def test_a_method_row_with_a_measured_tau_loads(tmp_path):
         ({"draft": "llama-68m"}, r"row: draft 'llama-68m': method 'eagle' has no draft model"),
         ({"method": "draft"}, r"row: missing required key 'draft' \(of a speedup\) for method"),
         ({"quantity": "baseline_tokens_per_s"}, r"row: method 'eagle': not used by plain"),
+        ({"medusa_heads": 4}, r"row: medusa_heads 4: method 'eagle' has no heads; valid: met"),
     ],
 )
 def test_malformed_method_rows_are_refused(tmp_path, change, match):
@@ -357,6 +358,19 @@ def test_malformed_method_rows_are_refused(tmp_path, change, match):
     with pytest.raises(ValueError, match=match) as info:
         load_published(_published(tmp_path, row))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow  # a prediction and a refusal: ~10 s (2-core EPYC)
+def test_a_tree_row_with_a_constant_alpha_is_predicted_and_errors_name_the_row(tmp_path):
+    # A tree with alpha loaded but failed in predict ("a token tree needs TreeAcceptance"),
+    # and that error named neither the row nor the file.
+    row = {k: v for k, v in METHOD_ROW.items() if k != "tau"} | {"alpha": 0.7}
+    rows, architectures = load_published(_published(tmp_path, row))
+    assert predict_published(rows[0], architectures)["predicted"] > 1
+    medusa = {**row, "method": "medusa", "medusa_heads": 3, "tree": None, "gamma": 4}
+    path = _published(tmp_path, {k: v for k, v in medusa.items() if v is not None})
+    with pytest.raises(ValueError, match=r"published.toml: row: Medusa with 3 heads drafts"):
+        validate_published(path)
 
 
 @pytest.mark.slow  # two predictions: ~10 s (2-core EPYC)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import _schema, hardware, models, runtime, speculators
+from .._acceptance import TreeAcceptance
 from .._deployment import Deployment
 from .._measured_acceptance import acceptance_from_tau
 from .._saturation import saturated_throughput, trtllm_bench_limits
@@ -98,7 +99,7 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
         if row["id"] in seen:
             raise ValueError(_schema.message(entry, "id", row["id"], "repeated", "unique ids"))
         seen.add(row["id"])
-        speculative = ("method", "draft", "gamma", "tree", "alpha", "tau")
+        speculative = ("method", "medusa_heads", "draft", "gamma", "tree", "alpha", "tau")
         if row["quantity"] == "speedup":
             _check_speedup_row(entry, row)
             _refuse_extra(
@@ -112,8 +113,8 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[list[dict], d
                 row,
                 (*speculative, "published_cost_ratio"),
                 "not used by plain decoding",
-                "method, draft, gamma, tree, alpha, tau and published_cost_ratio only with a "
-                "speedup",
+                "method, medusa_heads, draft, gamma, tree, alpha, tau and published_cost_ratio "
+                "only with a speedup",
             )
         if row["quantity"] != "saturated_output_tokens_per_s":
             _refuse_extra(
@@ -158,6 +159,7 @@ _MEASUREMENT_KEYS = {
     "kv_memory_fraction": _schema.Key("number", _schema.FRACTION),
     "per_chip": _schema.Key("bool"),
     "method": _schema.Key("string", choices=speculators.METHODS),
+    "medusa_heads": _schema.Key("number", _schema.Rule(lambda v: v >= 1, ">= 1")),
     "gamma": _schema.Key("number", _schema.NON_NEGATIVE),
     "tree": _schema.Key("string"),
     "alpha": _schema.Key("number", _schema.Rule(lambda v: 0 < v < 1, "in (0, 1)")),
@@ -279,7 +281,10 @@ def validate_published(path: str | os.PathLike | None = None):
     rows, architectures = load_published(path)
     out = []
     for row in rows:
-        prediction = predict_published(row, architectures)
+        try:
+            prediction = predict_published(row, architectures)
+        except ValueError as e:  # a condition the schema cannot see (a Medusa's heads)
+            raise ValueError(f"{path or 'specsim/data/published.toml'}: {row['id']}: {e}") from None
         out.append(
             {
                 "id": row["id"],
@@ -311,6 +316,10 @@ def _check_speedup_row(entry, row) -> None:
     if method != "draft":
         _refuse_extra(
             entry, row, ("draft",), f"method {method!r} has no draft model", "method = 'draft'"
+        )
+    if method != "medusa":
+        _refuse_extra(
+            entry, row, ("medusa_heads",), f"method {method!r} has no heads", "method = 'medusa'"
         )
     pairs = (
         ("gamma", "tree", "a token tree"),
@@ -366,9 +375,14 @@ def _speculation(row: dict, architectures: dict, target):
     options = {}
     if method == "draft":
         options["draft"] = _published_spec(row["draft"], architectures, row)
+    if "medusa_heads" in row:
+        options["n_heads"] = float(row["medusa_heads"])
     speculator = speculators.create(method, target, **options)
     shape = _shape(row)
     if "alpha" in row:
+        if isinstance(shape, TokenTree):  # one top-1 rate at every depth, as the CLI's
+            rates = [float(row["alpha"])] * shape.max_depth
+            return speculator, shape, TreeAcceptance.from_top1(rates)
         return speculator, shape, float(row["alpha"])
     stats = acceptance_from_tau(row["tau"], _depth(shape))
     acceptance = stats.tree(shape) if isinstance(shape, TokenTree) else stats.constant()
