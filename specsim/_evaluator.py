@@ -125,7 +125,8 @@ class Evaluator:
             ``ThroughputReport`` of NumPy values.
 
         Raises:
-            ValueError: a negative or non-finite gamma, an invalid or differently
+            ValueError: a negative or non-finite gamma, one above ``specsim.limits`` or
+                the speculator's own limit (a Medusa's heads), an invalid or differently
                 structured speculator, tree or deployment, or a report field that is not
                 finite in float32 (as `specsim.throughput` refuses it).
         """

@@ -211,7 +211,9 @@ def check_draft_split(draft, draft_tp, name: str = "draft_tp", *, tp=None) -> No
     if t is not None:
         splits = valid_tp(_whole(draft.n_heads), _whole(draft.n_kv_heads))
         choices = [_show(v) for v in dict.fromkeys((1.0, t)) if v in splits]
-        valid = f"{', '.join(choices)} (1 chip or the target's {_show(t)}, splitting its heads)"
+        valid = ", ".join(choices)
+        if t != 1:
+            valid += f" (1 chip or the target's {_show(t)}, splitting its heads)"
     raise ValueError(f"{name} {_show(draft_tp)}: {problem[0]} of the draft; valid: {valid}")
 
 

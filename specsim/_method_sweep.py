@@ -66,6 +66,8 @@ def sweep_methods(
     acceptance: Any = 0.8,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     trees: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    draft_tp: Any = None,
+    shared_tokenizer: bool = False,
 ) -> pd.DataFrame:
     """Every method at every grid point, one row each (a tidy DataFrame).
 
@@ -81,6 +83,10 @@ def sweep_methods(
             the draft model defaults to ``llama-68m``).
         trees: ``method -> list of level widths``: sweep these trees for that method
             instead of ``gamma`` (its acceptance must be a `TreeAcceptance`).
+        draft_tp: a draft model's tensor parallelism, one number (default: each point's
+            ``tp``).
+        shared_tokenizer: a draft model's vocabulary may differ in size from the target's
+            (one tokenizer, padded tables): not marked ``vocab``.
 
     Returns:
         Columns ``method``, ``hardware``, ``target``, ``tp``, ``batch``,
@@ -127,7 +133,9 @@ def sweep_methods(
         if name == "draft":
             method_options.setdefault("draft", "llama-68m")
         deployments = [
-            Deployment.create(models[t], chips[h], Workload.create(b, p, g), acc, tp=tp_)
+            Deployment.create(
+                models[t], chips[h], Workload.create(b, p, g), acc, tp=tp_, draft_tp=draft_tp
+            )
             for h, t, tp_, b, p, g in grid
         ]
         speculator = create(name, deployments[0].target, **method_options)
@@ -154,7 +162,7 @@ def sweep_methods(
         shape_stack = jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *shapes)
         reports = _evaluate(stacked, speculator, shape_stack)
         fields = {c: np.asarray(getattr(reports, c)).reshape(-1) for c in _COLUMNS}
-        fields["feasibility"] = _feasibility(stacked, speculator, reports.fits)
+        fields["feasibility"] = _feasibility(stacked, speculator, reports.fits, shared_tokenizer)
         rows = pd.DataFrame(
             [(*point, label) for point in grid for label in labels],
             columns=[*axes, "shape"],
@@ -166,7 +174,7 @@ def sweep_methods(
     return pd.concat(frames, ignore_index=True)
 
 
-def _feasibility(deployments, speculator, fits) -> np.ndarray:
+def _feasibility(deployments, speculator, fits, shared_tokenizer: bool) -> np.ndarray:
     """Each point's first broken rule by name (`FEASIBILITY_NAMES`; "ok" where it can be
     served): a draft model's vocabulary, the target's split, memory. Methods without a
     separate model are placed as the target is (its own vocabulary and heads)."""
@@ -183,6 +191,7 @@ def _feasibility(deployments, speculator, fits) -> np.ndarray:
         column(deployments.tp),
         column(deployments.draft_tp),
         fits,
+        shared_vocab=bool(shared_tokenizer),
         domain_chips=np.inf if domain is None else column(domain),
     )
     return np.asarray(FEASIBILITY_NAMES, dtype=object)[np.asarray(codes).reshape(-1)]

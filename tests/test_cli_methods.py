@@ -86,6 +86,8 @@ def test_evaluate_a_method_refuses_what_does_not_fit(capsys):
     [
         # was "speculation pays at every batch size up to 4096" beside a 1.00x speedup
         (("--gamma", "0"), "no speculation (nothing drafted): plain decoding at every batch"),
+        # rates for positions that are not drafted are unused, not refused
+        (("--gamma", "0", "--alphas", "0.8,0.7"), "no speculation (nothing drafted)"),
         (("--method", "eagle", "--tree", "0,0"), "no speculation (nothing drafted)"),
         # was "stops paying above batch ~1" beside a 0.88x speedup at batch 1
         (("--alpha", "1e-9"), "speculation does not pay at any batch size"),

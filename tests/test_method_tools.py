@@ -61,3 +61,9 @@ def test_sweep_methods_marks_points_that_cannot_be_served():
     assert frame.loc[("eagle", "llama-2-70b"), "feasibility"] == "memory"
     assert frame.loc[("draft", "llama-3-8b"), "feasibility"] == "vocab"
     assert not frame.loc[("eagle", "llama-2-70b"), "fits"]
+    # One tokenizer with padded tables: vouched for, not marked (sweep's shared_tokenizer);
+    # a draft on 1 chip beside a target on 8 (the draft's 12 heads do not split over 8).
+    shared = specsim.sweep_methods(["draft"], target="llama-3-8b", gamma=[3], shared_tokenizer=True)
+    assert set(shared.feasibility) == {"ok"}
+    split = specsim.sweep_methods(["draft"], target="llama-2-70b", tp=8, gamma=[3], draft_tp=1)
+    assert set(split.feasibility) == {"ok"} and float(split.speedup.iloc[0]) > 1

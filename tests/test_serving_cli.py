@@ -61,12 +61,16 @@ def test_an_existing_plot_names_a_flag_that_exists(capsys, tmp_path):
     plot = tmp_path / "curve.png"
     plot.write_bytes(b"")
     one_line_error(*run(capsys, "--plot", str(plot)), "file exists", "--overwrite")
-    one_line_error(*run(capsys, "--plot", str(plot), "--overwrite", "--rate", "-1"), "--rate")
+    # --overwrite is accepted: the run goes on to the next problem, a missing trace
+    missing = str(tmp_path / "missing.csv")
+    one_line_error(*run(capsys, "--plot", str(plot), "--overwrite", "--trace", missing), "no such")
 
 
 def test_a_draft_of_another_vocabulary_is_refused(capsys):
     one_line_error(*run(capsys, "--draft", "llama-68m"), "--draft vocabulary 32000", "128256")
     one_line_error(*run(capsys, "--ngram", "0.5", "--draft", "llama-68m"), "not both")
+    # no smaller catalogue model shares GPT-J's vocabulary: serve's way out is --ngram
+    one_line_error(*run(capsys, "--target", "gpt-j-6b"), "50400-token", "--ngram MATCH")
 
 
 @pytest.mark.slow  # compiles the steady-state model and the SLO-rate bisection (> 3 s)

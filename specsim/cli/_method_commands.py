@@ -235,6 +235,8 @@ def run_method_sweep(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
         gamma=kwargs.get("gamma", 4),
         acceptance=float(alpha),
         options={m: o for m, o in options.items() if o},
+        draft_tp=kwargs.get("draft_tp"),
+        shared_tokenizer=bool(kwargs.get("shared_tokenizer", False)),
     )
     elapsed = time.perf_counter() - start
     if args.out is not None:
@@ -251,7 +253,7 @@ def run_method_sweep(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
     ranked = frame.assign(_ok=frame.feasibility == "ok").sort_values(
         ["_ok", "tokens_per_s"], ascending=False, kind="stable"
     )
-    best = ranked.groupby("method", sort=True).head(1).drop(columns="_ok")
+    best = ranked.groupby("method").head(1).drop(columns="_ok").sort_values("method")
     columns = ["method", "hardware", "target", "batch", "shape", "tokens_per_s", "speedup"]
     columns.append("feasibility")
     if args.json:

@@ -215,9 +215,13 @@ def _check_positions(args: argparse.Namespace, shape, acceptance) -> None:
     typed with ``--alphas`` must match them exactly (extra ones changed the acceptance
     printed, not the tokens)."""
     from specsim import PositionalAcceptance, TreeAcceptance
+    from specsim._tree import is_tree, tree_nodes
 
     from ._methods import shape_depth
 
+    drafted_tokens = float(tree_nodes(shape)) if is_tree(shape) else float(shape)
+    if drafted_tokens == 0:  # plain decoding: no position is drafted, the rates unused
+        return
     depth = shape_depth(shape)
     if isinstance(acceptance, PositionalAcceptance):
         known = int(acceptance.alphas.shape[-1])

@@ -82,9 +82,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     spec.add_argument(
         "--draft",
         default=None,
-        help="draft model of the speculative policy (default: llama-68m for a 32,000-token "
-        "vocabulary, else the smallest catalogue model with the target's vocabulary: "
-        "Llama-3.2-1B for Llama 3)",
+        help="draft model of the speculative policy (default: as the other commands pick "
+        "it, a smaller dense catalogue model with the target's vocabulary, of its family "
+        "where one is: llama-68m for Llama 2, Llama-3.2-1B for Llama 3)",
     )
     spec.add_argument(
         "--shared-tokenizer",
@@ -254,7 +254,12 @@ def _policies(args, deployment):
         speculator = speculators.Ngram.create(match_probability=args.ngram)
         name = f"n-gram (match {args.ngram:g})"
     else:
-        resolve_draft(args, deployment.target)
+        try:
+            resolve_draft(args, deployment.target)
+        except ValueError as e:  # serve's draft-free speculator is --ngram, not --method
+            raise ValueError(
+                str(e).replace("--method with a draft-free", "--ngram MATCH, a draft-free")
+            ) from None
         speculator = models.load(args.draft)
         check_vocabulary(args, deployment.target, speculator)
         name = f"draft {model_label(args.draft)}"
