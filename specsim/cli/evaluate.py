@@ -214,12 +214,18 @@ def _check_positions(args: argparse.Namespace, shape, acceptance) -> None:
     tree's depth (positions beyond the rates given were priced, never accepted), and rates
     typed with ``--alphas`` must match them exactly (extra ones changed the acceptance
     printed, not the tokens)."""
-    from specsim import PositionalAcceptance, TreeAcceptance
-    from specsim._tree import is_tree, tree_nodes
+    import numpy as np
+
+    from specsim import DynamicTree, PositionalAcceptance, TokenTree, TreeAcceptance
 
     from ._methods import shape_depth
 
-    drafted_tokens = float(tree_nodes(shape)) if is_tree(shape) else float(shape)
+    if isinstance(shape, TokenTree):
+        drafted_tokens = float(shape.size)
+    elif isinstance(shape, DynamicTree):
+        drafted_tokens = float(np.sum(np.asarray(shape.widths)))
+    else:
+        drafted_tokens = float(shape)
     if drafted_tokens == 0:  # plain decoding: no position is drafted, the rates unused
         return
     depth = shape_depth(shape)
