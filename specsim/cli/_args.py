@@ -370,7 +370,12 @@ def load_target(args: argparse.Namespace):
     )
 
 
-def default_draft(target, target_name: str | None = None) -> str:
+def default_draft(
+    target,
+    target_name: str | None = None,
+    *,
+    draft_free: str = "--method with a draft-free speculator",
+) -> str:
     """The catalogue draft used when ``--draft`` is not given: one that shares ``target``'s
     vocabulary, so its tokens can be verified.
 
@@ -380,7 +385,8 @@ def default_draft(target, target_name: str | None = None) -> str:
     (``Llama-3.2-1B`` for Llama 3 targets, ``Qwen3-0.6B`` for Qwen3).
 
     Raises:
-        ValueError: no catalogue model shares the target's vocabulary and is smaller.
+        ValueError: no catalogue model shares the target's vocabulary and is smaller (the
+            message names ``draft_free``, the command's way to speculate without a draft).
 
     Examples:
         >>> from specsim import models
@@ -412,16 +418,16 @@ def default_draft(target, target_name: str | None = None) -> str:
     if not candidates:
         raise ValueError(
             f"--draft: no catalogue model shares the target's {vocab}-token vocabulary and is "
-            "smaller than it; valid: --draft NAME (see `specsim models`), or --method with a "
-            "draft-free speculator"
+            f"smaller than it; valid: --draft NAME (see `specsim models`), or {draft_free}"
         )
     return min(candidates)[2]
 
 
-def resolve_draft(args: argparse.Namespace, target) -> None:
-    """Sets ``args.draft`` to `default_draft` of ``target`` when ``--draft`` was not given."""
+def resolve_draft(args: argparse.Namespace, target, **options) -> None:
+    """Sets ``args.draft`` to `default_draft` of ``target`` (``options`` passed on) when
+    ``--draft`` was not given."""
     if getattr(args, "draft", None) is None:
-        args.draft = default_draft(target, getattr(args, "target", None))
+        args.draft = default_draft(target, getattr(args, "target", None), **options)
 
 
 def load_draft(args: argparse.Namespace, draft=None):

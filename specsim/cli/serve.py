@@ -254,12 +254,8 @@ def _policies(args, deployment):
         speculator = speculators.Ngram.create(match_probability=args.ngram)
         name = f"n-gram (match {args.ngram:g})"
     else:
-        try:
-            resolve_draft(args, deployment.target)
-        except ValueError as e:  # serve's draft-free speculator is --ngram, not --method
-            raise ValueError(
-                str(e).replace("--method with a draft-free", "--ngram MATCH, a draft-free")
-            ) from None
+        # serve's way to speculate without a draft model is --ngram
+        resolve_draft(args, deployment.target, draft_free="--ngram MATCH, a draft-free speculator")
         speculator = models.load(args.draft)
         check_vocabulary(args, deployment.target, speculator)
         name = f"draft {model_label(args.draft)}"
