@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -623,3 +624,20 @@ def fits(model: TransformerSpec, hardware: HardwareSpec, batch, context, tp=1.0)
     _check_parallel(tp)
     need = memory_footprint(model, batch, context).total_bytes
     return need <= hardware.hbm_capacity_bytes * tp
+
+
+def target_fit(model: TransformerSpec, hardware: HardwareSpec, batch, context, tp):
+    """``(bytes per chip, problem)`` of a target's weights and KV cache on ``tp`` chips,
+    concrete numbers: the problem is ``None`` where they fit, else the message with which
+    the searches refuse the deployment (`fits`, in words)."""
+    batch, context, tp = float(batch), float(context), float(tp)
+    host_model = jax.tree.map(np.asarray, model)
+    need = float(memory_footprint(host_model, batch, context).total_bytes) / tp
+    capacity = float(hardware.hbm_capacity_bytes)
+    if need <= capacity:
+        return need, None
+    return need, (
+        f"the target does not fit: its weights and KV cache need {need / 1e9:.1f} GB per chip "
+        f"(tp={tp:g}, batch {batch:g}, context {context:g} tokens) but the chip has "
+        f"{capacity / 1e9:.1f} GB; valid: a larger tp, a smaller batch or context"
+    )

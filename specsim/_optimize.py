@@ -46,7 +46,7 @@ from flax import struct
 
 from . import _executable_cache
 from ._acceptance import SDSLAcceptance
-from ._cost import memory_footprint
+from ._cost import memory_footprint, target_fit
 from ._deployment import DEPLOYMENT_FIELDS, Deployment, check_draft, check_gamma
 from ._draft import (
     DraftBounds,
@@ -555,19 +555,14 @@ def _feasibility_message(scenario: Scenario) -> str:
     workload = scenario.workload
     context = float(workload.prompt_tokens) + float(workload.generate_tokens) + float(gammas[-1])
     capacity = float(scenario.hardware.hbm_capacity_bytes)
-    host_target = jax.tree.map(np.asarray, scenario.target)
-    target_bytes = float(
-        memory_footprint(host_target, float(workload.batch), context).total_bytes
-    ) / float(scenario.tp)
+    target_bytes, problem = target_fit(
+        scenario.target, scenario.hardware, workload.batch, context, scenario.tp
+    )
+    if problem is not None:
+        return problem
     where = (
         f"(tp={float(scenario.tp):g}, batch {float(workload.batch):g}, context {context:g} tokens)"
     )
-    if target_bytes > capacity:
-        return (
-            f"the target does not fit: its weights and KV cache need {target_bytes / 1e9:.1f} GB "
-            f"per chip {where} but the chip has {capacity / 1e9:.1f} GB; raise tp or lower the "
-            "batch or context"
-        )
     if gammas[-1] < 1:
         return ""
     params = DraftParams(n_layers=points[:, 0], d_model=points[:, 1], gamma=np.ones(len(points)))

@@ -39,7 +39,7 @@ import optax
 from flax import struct
 
 from ._acceptance import TreeAcceptance
-from ._cost import memory_footprint
+from ._cost import target_fit
 from ._deployment import Deployment
 from ._fast_jit import _backend_jit
 from ._throughput import ThroughputReport, _throughput, check_speculation
@@ -290,20 +290,15 @@ def check_target_fits(deployment: Deployment) -> None:
     aside: where they do not, no tree or lookahead makes the deployment servable (as
     `specsim.optimize_draft` and `specsim.speculation_schedule` refuse it)."""
     d, workload = deployment, deployment.workload
-    batch = float(np.max(workload.batch))
-    context = float(np.max(workload.final_context))
-    host_target = jax.tree.map(np.asarray, d.target)
-    need = float(np.max(memory_footprint(host_target, batch, context).total_bytes)) / float(
-        np.min(d.tp)
+    _, problem = target_fit(
+        d.target,
+        d.hardware.replace(hbm_capacity_bytes=np.min(d.hardware.hbm_capacity_bytes)),
+        np.max(workload.batch),
+        np.max(workload.final_context),
+        np.min(d.tp),
     )
-    capacity = float(np.min(d.hardware.hbm_capacity_bytes))
-    if need > capacity:
-        raise ValueError(
-            f"the target does not fit: its weights and KV cache need {need / 1e9:.1f} GB per "
-            f"chip (tp={float(np.min(d.tp)):g}, batch {batch:g}, context {context:g} tokens) "
-            f"but the chip has {capacity / 1e9:.1f} GB; valid: a larger tp, a smaller batch "
-            "or context"
-        )
+    if problem is not None:
+        raise ValueError(problem)
 
 
 # --------------------------------------------------------------------------- front doors
